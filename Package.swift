@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Module map (see README "Where things are"):
+//   CAMFACore        pure engine: values, events, expressions, windows, policies, decisions
+//   CAMFAPolicyFiles policy and flow YAML → CAMFACore model (file, line, column errors)
+//   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
+//   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
+//   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
+//   camfa            the CLI and the daemon wiring
+let package = Package(
+    name: "camfa",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "camfa", targets: ["camfa"]),
+        .library(name: "CAMFACore", targets: ["CAMFACore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
+        .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .target(name: "CAMFACore"),
+        .target(name: "CAMFAPolicyFiles", dependencies: ["CAMFACore", "Yams"]),
+        .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
+        .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
+        .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "camfa",
+            dependencies: [
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CAMFACoreTests", dependencies: ["CAMFACore"]),
+        .testTarget(name: "CAMFAPolicyFilesTests", dependencies: ["CAMFAPolicyFiles", "CAMFACore"]),
+        .testTarget(name: "CAMFAEnrichTests", dependencies: ["CAMFAEnrich", "CAMFACore", "Yams"]),
+        .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFAKafka"]),
+        .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFASimulator", "CAMFACore"]),
+        .testTarget(name: "CLITests", dependencies: ["CAMFACore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// CAMFAEnrich: see Package.swift for what this module owns.

@@ -1,0 +1,1 @@
+// CAMFAKafka: see Package.swift for what this module owns.

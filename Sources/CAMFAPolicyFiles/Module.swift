@@ -1,0 +1,1 @@
+// CAMFAPolicyFiles: see Package.swift for what this module owns.

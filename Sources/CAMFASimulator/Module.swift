@@ -1,0 +1,1 @@
+// CAMFASimulator: see Package.swift for what this module owns.
