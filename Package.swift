@@ -7,6 +7,7 @@ import PackageDescription
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
+//   CAMFADaemon      configuration, the Kafka → engine → Kafka pipeline, lifecycle
 //   camfa            the CLI and the daemon wiring
 let package = Package(
     name: "camfa",
@@ -19,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
@@ -29,10 +31,18 @@ let package = Package(
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "CAMFADaemon",
+            dependencies: [
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "Yams",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "camfa",
             dependencies: [
-                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator",
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -42,6 +52,7 @@ let package = Package(
         .testTarget(name: "CAMFAEnrichTests", dependencies: ["CAMFAEnrich", "CAMFACore", "Yams"]),
         .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFAKafka"]),
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFASimulator", "CAMFACore"]),
+        .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CLITests", dependencies: ["CAMFACore"]),
     ],
     swiftLanguageModes: [.v6]

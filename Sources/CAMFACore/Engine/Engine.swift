@@ -1,0 +1,365 @@
+/// The policy engine: pure and deterministic. It sees an event, the event's coordinates
+/// (for challenge ids) and the partition's state, never a clock, a socket or a file.
+/// Same policy set, same events in the same order → identical decisions and state.
+public struct Engine: Sendable {
+    public let policySet: PolicySet
+    /// Flows per trigger: app-specific ones by app id, and the global fallbacks.
+    private let flowsByApp: [FlowTrigger: [String: [Int]]]
+    private let globalFlows: [FlowTrigger: [Int]]
+
+    public init(policySet: PolicySet) {
+        self.policySet = policySet
+        var byApp: [FlowTrigger: [String: [Int]]] = [:]
+        var global: [FlowTrigger: [Int]] = [:]
+        for (i, f) in policySet.flows.enumerated() {
+            switch f.apps {
+            case .global: global[f.trigger, default: []].append(i)
+            case .apps(let apps):
+                for a in apps { byApp[f.trigger, default: [:]][a, default: []].append(i) }
+            }
+        }
+        flowsByApp = byApp
+        globalFlows = global
+    }
+
+    /// The flows that judge an event of `appId` arriving by `trigger`: the app's own
+    /// flows when it has any, the global ones otherwise.
+    public func flows(for appId: String?, trigger: FlowTrigger) -> [Int] {
+        if let appId, let own = flowsByApp[trigger]?[appId], !own.isEmpty { return own }
+        return globalFlows[trigger] ?? []
+    }
+
+    /// Processes one event: updates statistics and user state, and decides for every flow
+    /// that covers it. `coordinates` identifies the event's position in its source (for
+    /// Kafka `topic/partition/offset`) and makes challenge ids deterministic.
+    public func process(
+        _ event: UEBAEvent, coordinates: String, trigger: FlowTrigger = .ueba, onlyFlow: String? = nil,
+        state: inout PartitionState
+    ) -> EvaluationOutcome {
+        let t = event.requestDate
+        if state.watermark != Int64.min, t < state.watermark - policySet.options.allowedLateness {
+            return .rejected(RejectReason(
+                code: .late,
+                message: "event time \(t) is more than \(policySet.options.allowedLateness) ms behind the partition watermark \(state.watermark)"))
+        }
+        if t > state.watermark { state.watermark = t }
+        if state.watermark >= state.nextSweep {
+            sweep(&state)
+            state.nextSweep = state.watermark + policySet.options.sweepInterval
+        }
+
+        // User state first: velocity compares against the previous located event.
+        var user = state.users[event.originalIdentity] ?? UserState(lastSeen: t)
+        user.lastSeen = max(user.lastSeen, t)
+        var velocity: GeoVelocityValue?
+        if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
+            let here = GeoPoint(latitude: lat, longitude: lon, accuracyRadiusKm: g.accuracyRadius ?? 0, time: t)
+            if let last = user.lastLocation {
+                velocity = GeoVelocityValue(velocity: GeoVelocity.between(last.point, here),
+                                            previousCity: last.city, previousCountry: last.country)
+            }
+            if user.lastLocation.map({ $0.point.time <= t }) ?? true {
+                user.lastLocation = LastLocation(point: here, city: event.city, country: event.country)
+            }
+        }
+        user.pending.removeAll { $0.expiresAt <= t }
+
+        let eventValue = Value.object(EventObject(event, velocity: velocity))
+        let userValue = Value.object(userObject(event, user))
+
+        var selected = flows(for: event.appId, trigger: trigger)
+        if let onlyFlow { selected = selected.filter { policySet.flows[$0].name == onlyFlow } }
+        var needed = Array(repeating: false, count: policySet.policies.count)
+        for f in selected { for p in policySet.flows[f].policyIndexes { needed[p] = true } }
+
+        // Every policy's statistics see every event that passes its filter, whichever
+        // flows cover the event: "≥ 5 apps from one IP" must count all apps.
+        var results: [PolicyRun?] = Array(repeating: nil, count: policySet.policies.count)
+        for (i, policy) in policySet.policies.enumerated() {
+            results[i] = run(policy, event: event, eventValue: eventValue, userValue: userValue,
+                             judge: needed[i], state: &state)
+        }
+
+        var decisions: [Decision] = []
+        decisions.reserveCapacity(selected.count)
+        for f in selected {
+            decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
+                                    time: t, coordinates: coordinates, user: &user))
+        }
+        state.users[event.originalIdentity] = user
+        state.dirtyUsers.insert(event.originalIdentity)
+        return .decided(decisions)
+    }
+
+    private func userObject(_ event: UEBAEvent, _ user: UserState) -> SlotObject {
+        func strings(_ v: Value?) -> Value {
+            guard case .list(let items)? = v else { return .list([]) }
+            return .list(items.filter { if case .string = $0 { true } else { false } })
+        }
+        var dept: Value?
+        if case .string(let d)? = event.custom[string: "department"] { dept = .string(d) }
+        let mfa = SlotObject(schema: EngineSchemas.userMFA, values: [
+            .bool(!user.pending.isEmpty), .list(user.pending.map { .string($0.flow) }), user.lastVerified.map(Value.int),
+        ])
+        return SlotObject(schema: EngineSchemas.user, values: [
+            .string(event.originalIdentity), strings(event.custom[string: "userGroups"]),
+            strings(event.custom[string: "roles"]), dept, .object(mfa),
+        ])
+    }
+
+    struct PolicyRun {
+        var applied: Bool
+        var hit: Bool
+        var error: String?
+        var readings: [StatisticReading]
+        var result: SlotObject?
+        var returns: ValueMap
+    }
+
+    private func run(
+        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, judge: Bool,
+        state: inout PartitionState
+    ) -> PolicyRun {
+        var act = Activation(slotCount: PolicySlot.count)
+        act[slot: PolicySlot.event] = eventValue
+        act[slot: PolicySlot.user] = userValue
+        var input = SlotObject(schema: policy.inputSchema)
+        var firstError: String?
+        for (i, inp) in policy.inputs.enumerated() {
+            switch inp.expression.evaluate(act) {
+            case .success(let v): input.values[i] = v
+            case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
+            }
+            act[slot: PolicySlot.input] = .object(input)
+        }
+        act[slot: PolicySlot.input] = .object(input)
+        var applied = true
+        if let filter = policy.filter {
+            switch filter.evaluate(act) {
+            case .success(.bool(let b)): applied = b
+            case .success: applied = false
+            case .failure(let e):
+                applied = false
+                firstError = firstError ?? "\(policy.name): filter: \(e.message)"
+            }
+        }
+        let t = event.requestDate
+        var before = SlotObject(schema: policy.statsSchema)
+        var current = SlotObject(schema: policy.statsSchema)
+        var readings: [StatisticReading] = []
+        readings.reserveCapacity(policy.statistics.count)
+        for (i, stat) in policy.statistics.enumerated() {
+            guard case .success(let keyValue) = stat.key.evaluate(act), let key = Self.keyString(keyValue) else {
+                readings.append(StatisticReading(name: stat.name, key: nil, before: .null, current: .null))
+                continue
+            }
+            var passes = applied
+            if passes, let f = stat.filter {
+                if case .success(.bool(let b)) = f.evaluate(act) { passes = b } else { passes = false }
+            }
+            var observed: Value = .null
+            if passes, let v = stat.value {
+                switch v.evaluate(act) {
+                case .success(let x): observed = x
+                case .failure: passes = false  // no value, nothing to aggregate
+                }
+            }
+            let spec = stat.spec
+            var record = state.keyspaces[stat.keyspace][key]
+                ?? KeyRecord(windows: ContiguousArray(repeating: nil, count: policySet.keyspaces[stat.keyspace].specs.count))
+            var window = record.windows[stat.slot] ?? WindowState()
+            window.advance(to: t, spec: spec)
+            let b = window.current(spec: spec)
+            if passes { _ = window.add(time: t, value: observed, spec: spec) }
+            let c = window.current(spec: spec)
+            // Keys that only ever saw filtered-out events are not worth a map entry.
+            if passes || record.windows[stat.slot] != nil {
+                record.windows[stat.slot] = window
+                state.keyspaces[stat.keyspace][key] = record
+                state.dirtyKeys[stat.keyspace].insert(key)
+            }
+            before.values[i] = b
+            current.values[i] = c
+            readings.append(StatisticReading(name: stat.name, key: key, before: b, current: c))
+        }
+        guard judge else {
+            return PolicyRun(applied: applied, hit: false, error: firstError, readings: readings, result: nil, returns: ValueMap())
+        }
+        act[slot: PolicySlot.stats] = .object(current)
+        act[slot: PolicySlot.before] = .object(before)
+        var hit = false
+        if applied {
+            switch policy.judgment.evaluate(act) {
+            case .success(.bool(let b)): hit = b
+            case .success(let other): firstError = firstError ?? "\(policy.name): judgment gave \(other), not a bool"
+            case .failure(let e): firstError = firstError ?? "\(policy.name): judgment: \(e.message)"
+            }
+        }
+        var returns = ValueMap()
+        var returnsObject = SlotObject(schema: policy.returnsSchema)
+        for (i, r) in policy.returns.enumerated() {
+            switch r.expression.evaluate(act) {
+            case .success(let v):
+                returns[string: r.name] = v
+                returnsObject.values[i] = v
+            case .failure(let e):
+                firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
+            }
+        }
+        let result = SlotObject(schema: policy.resultSchema, values: [
+            .bool(hit), .bool(applied), .object(returnsObject), .object(current), .object(before), .object(input),
+        ])
+        return PolicyRun(applied: applied, hit: hit, error: firstError, readings: readings, result: result, returns: returns)
+    }
+
+    private func decide(
+        _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
+        coordinates: String, user: inout UserState
+    ) -> Decision {
+        var policies = SlotObject(schema: flow.policiesSchema)
+        var errors: [String] = []
+        var fired: [PolicyExplanation] = []
+        for (i, p) in flow.policyIndexes.enumerated() {
+            guard let run = results[p] else { continue }
+            policies.values[i] = run.result.map(Value.object)
+            if let e = run.error { errors.append(e) }
+            if run.hit {
+                fired.append(PolicyExplanation(policy: policySet.policies[p].name, judgment: policySet.policies[p].judgment.source,
+                                               statistics: run.readings, returns: run.returns))
+            }
+        }
+        var act = Activation(slotCount: FlowSlot.count)
+        act[slot: FlowSlot.event] = eventValue
+        act[slot: FlowSlot.user] = userValue
+        act[slot: FlowSlot.policies] = .object(policies)
+
+        var matched: Int?
+        for (i, b) in flow.branches.enumerated() {
+            switch b.when.evaluate(act) {
+            case .success(.bool(true)): matched = i
+            case .success: break
+            case .failure(let e): errors.append("\(flow.name): branch \(i + 1): \(e.message)")
+            }
+            if matched != nil { break }
+        }
+        var decision = Decision(
+            flow: flow.name, action: .allow, methods: [], branch: matched, suppressedByCooldown: false, challengeId: nil,
+            expiresAt: nil, failMode: flow.failMode, firedPolicies: fired, errors: errors, returns: ValueMap())
+        guard let matched else { return decision }
+        let branch = flow.branches[matched]
+        for r in branch.returns {
+            switch r.expression.evaluate(act) {
+            case .success(let v): decision.returns[string: r.name] = v
+            case .failure(let e): decision.errors.append("\(flow.name): returns.\(r.name): \(e.message)")
+            }
+        }
+        switch branch.action {
+        case .allow: decision.action = .allow
+        case .deny: decision.action = .deny
+        case .mfa(let methods):
+            decision.action = .mfa
+            decision.methods = methods
+            if let pending = user.pending.first(where: { $0.flow == flow.name && time - $0.since < flow.cooldown }) {
+                decision.suppressedByCooldown = true
+                decision.challengeId = pending.id
+                decision.expiresAt = pending.expiresAt
+            } else {
+                let id = ChallengeID.make(coordinates: coordinates, flow: flow.name)
+                let challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: time + flow.expiry)
+                user.pending.removeAll { $0.flow == flow.name }
+                user.pending.append(challenge)
+                decision.challengeId = id
+                decision.expiresAt = challenge.expiresAt
+            }
+        }
+        return decision
+    }
+
+    /// Drops keys whose every window is empty as of the watermark, and users idle past
+    /// their retention: idle keys cost nothing after their longest window.
+    private func sweep(_ state: inout PartitionState) {
+        let w = state.watermark
+        for ks in state.keyspaces.indices {
+            let specs = policySet.keyspaces[ks].specs
+            var dead: [String] = []
+            for (key, record) in state.keyspaces[ks] {
+                var empty = true
+                for (slot, window) in record.windows.enumerated() {
+                    guard var window else { continue }
+                    window.advance(to: w, spec: specs[slot])
+                    if !window.isEmpty(spec: specs[slot]) { empty = false; break }
+                }
+                if empty { dead.append(key) }
+            }
+            for k in dead {
+                state.keyspaces[ks].removeValue(forKey: k)
+                state.dirtyKeys[ks].insert(k)
+            }
+        }
+        let horizon = w - policySet.options.userRetention
+        var idle: [String] = []
+        for (id, u) in state.users where u.lastSeen < horizon && u.pending.allSatisfy({ $0.expiresAt <= w }) {
+            idle.append(id)
+        }
+        for id in idle {
+            state.users.removeValue(forKey: id)
+            state.dirtyUsers.insert(id)
+        }
+    }
+
+    /// The map key a statistic is kept under. Lists make composite keys (`[event.ip, event.appId]`).
+    static func keyString(_ v: Value) -> String? {
+        switch v {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .uint(let u): return String(u)
+        case .bool(let b): return b ? "true" : "false"
+        case .double(let d): return String(d)
+        case .list(let items):
+            var parts: [String] = []
+            for item in items {
+                guard let s = keyString(item) else { return nil }
+                parts.append(s)
+            }
+            return parts.joined(separator: "\u{1F}")
+        default: return nil
+        }
+    }
+}
+
+/// Deterministic challenge (MFA event) ids: the same event at the same coordinates for
+/// the same flow always gets the same id, so subscribers can drop duplicates after a
+/// replay. A 128-bit FNV-1a hash printed as a version-8 UUID.
+public enum ChallengeID {
+    public static func make(coordinates: String, flow: String) -> String {
+        var h = FNV128()
+        h.add(coordinates)
+        h.add("\u{0}")
+        h.add(flow)
+        var hi = h.hi, lo = h.lo
+        hi = (hi & ~0xF000) | 0x8000  // version 8
+        lo = (lo & ~(UInt64(0xC) << 60)) | (UInt64(0x8) << 60)  // RFC 4122 variant
+        func hex(_ v: UInt64, _ digits: Int) -> String {
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: max(0, digits - s.count)) + s
+        }
+        return "\(hex(hi >> 32, 8))-\(hex((hi >> 16) & 0xFFFF, 4))-\(hex(hi & 0xFFFF, 4))-\(hex(lo >> 48, 4))-\(hex(lo & 0xFFFF_FFFF_FFFF, 12))"
+    }
+}
+
+/// FNV-1a over 128 bits (offset basis and prime from the FNV specification).
+struct FNV128 {
+    var hi: UInt64 = 0x6C62_272E_07BB_0142
+    var lo: UInt64 = 0x62B8_2175_6295_C58D
+
+    mutating func add(_ s: String) {
+        for b in s.utf8 {
+            lo ^= UInt64(b)
+            // Multiply (hi, lo) by the prime 2^88 + 0x13B.
+            let (pLo, loLo) = lo.multipliedFullWidth(by: 0x13B)
+            let newHi = hi &* 0x13B &+ pLo &+ (lo << 24)
+            hi = newHi
+            lo = loLo
+        }
+    }
+}

@@ -1,0 +1,132 @@
+/// A host object whose fields are stored by schema index: the cheapest shape for
+/// values the engine builds per event (inputs, statistics, policy results).
+public struct SlotObject: ValueObject {
+    public let schema: ObjectSchema
+    public var values: [Value?]
+
+    public init(schema: ObjectSchema, values: [Value?]) {
+        self.schema = schema
+        self.values = values
+    }
+
+    public init(schema: ObjectSchema) {
+        self.schema = schema
+        self.values = Array(repeating: nil, count: schema.fieldNames.count)
+    }
+
+    public func field(at index: Int) -> Value? { values[index] }
+}
+
+/// The schemas expressions are checked against. One place, so the README's field list,
+/// the type checker and the runtime objects cannot drift apart.
+public enum EngineSchemas {
+    public static let geo = ObjectSchema(name: "camfa.Geo", fields: [
+        ("latitude", .double), ("longitude", .double), ("accuracyRadius", .double),
+        ("asn", .int), ("asOrganization", .string), ("isAnonymous", .bool),
+        ("isAnonymousVPN", .bool), ("isTorExitNode", .bool), ("isHostingProvider", .bool),
+    ])
+
+    public static let userAgent = ObjectSchema(name: "camfa.UserAgent", fields: [
+        ("browserFamily", .string), ("browserMajor", .string), ("browserMinor", .string),
+        ("osFamily", .string), ("osMajor", .string), ("deviceFamily", .string),
+        ("deviceBrand", .string), ("deviceModel", .string), ("deviceClass", .string),
+    ])
+
+    public static let network = ObjectSchema(name: "camfa.Network", fields: [("zone", .string)])
+
+    /// Movement since the user's previous located event (see GeoVelocity).
+    public static let velocity = ObjectSchema(name: "camfa.Velocity", fields: [
+        ("distanceKm", .double), ("elapsedSeconds", .double), ("speedKmh", .double),
+        ("minimumDistanceKm", .double), ("minimumSpeedKmh", .double),
+        ("previousCity", .string), ("previousCountry", .string),
+    ])
+
+    /// Field order here is the index order EventObject serves.
+    public static let event = ObjectSchema(name: "camfa.Event", fields: [
+        ("appId", .string), ("requestDate", .int), ("ip", .string), ("city", .string),
+        ("province", .string), ("country", .string), ("ua", .string), ("deviceType", .string),
+        ("systemType", .string), ("browserType", .string), ("originalIdentity", .string),
+        ("behaviorType", .string), ("behaviorResult", .string), ("resourcesType", .string),
+        ("actionType", .string), ("loginType", .string), ("custom", .map(.string, .dyn)),
+        ("geo", .object(geo)), ("userAgent", .object(userAgent)), ("network", .object(network)),
+        ("velocity", .object(velocity)),
+    ])
+
+    public static let userMFA = ObjectSchema(name: "camfa.UserMFA", fields: [
+        ("pending", .bool), ("pendingFlows", .list(.string)), ("lastVerified", .int),
+    ])
+
+    /// The user as the engine knows them from the event's custom fields and its own MFA state.
+    public static let user = ObjectSchema(name: "camfa.User", fields: [
+        ("id", .string), ("groups", .list(.string)), ("roles", .list(.string)),
+        ("department", .string), ("mfa", .object(userMFA)),
+    ])
+}
+
+/// The current event as seen by expressions. A class so the engine allocates it once per
+/// event and every policy shares it.
+final class EventObject: ValueObject, @unchecked Sendable {
+    let event: UEBAEvent
+    let velocity: GeoVelocityValue?
+    var schema: ObjectSchema { EngineSchemas.event }
+
+    init(_ event: UEBAEvent, velocity: GeoVelocityValue?) {
+        self.event = event
+        self.velocity = velocity
+    }
+
+    func field(at index: Int) -> Value? {
+        let e = event
+        switch index {
+        case 0: return e.appId.map(Value.string)
+        case 1: return .int(e.requestDate)
+        case 2: return e.ip.map(Value.string)
+        case 3: return e.city.map(Value.string)
+        case 4: return e.province.map(Value.string)
+        case 5: return e.country.map(Value.string)
+        case 6: return e.ua.map(Value.string)
+        case 7: return e.deviceType.map(Value.string)
+        case 8: return e.systemType.map(Value.string)
+        case 9: return e.browserType.map(Value.string)
+        case 10: return .string(e.originalIdentity)
+        case 11: return e.behaviorType.map(Value.string)
+        case 12: return e.behaviorResult.map(Value.string)
+        case 13: return e.resourcesType.map(Value.string)
+        case 14: return e.actionType.map(Value.string)
+        case 15: return e.loginType.map(Value.string)
+        case 16: return .map(e.custom)
+        case 17:
+            guard let g = e.geo else { return nil }
+            return .object(SlotObject(schema: EngineSchemas.geo, values: [
+                g.latitude.map(Value.double), g.longitude.map(Value.double), g.accuracyRadius.map(Value.double),
+                g.asn.map(Value.int), g.asOrganization.map(Value.string), g.isAnonymous.map(Value.bool),
+                g.isAnonymousVPN.map(Value.bool), g.isTorExitNode.map(Value.bool), g.isHostingProvider.map(Value.bool),
+            ]))
+        case 18:
+            guard let u = e.userAgent else { return nil }
+            return .object(SlotObject(schema: EngineSchemas.userAgent, values: [
+                .string(u.browserFamily), u.browserMajor.map(Value.string), u.browserMinor.map(Value.string),
+                .string(u.osFamily), u.osMajor.map(Value.string), .string(u.deviceFamily),
+                u.deviceBrand.map(Value.string), u.deviceModel.map(Value.string), .string(u.deviceClass),
+            ]))
+        case 19:
+            guard let z = e.networkZone else { return nil }
+            return .object(SlotObject(schema: EngineSchemas.network, values: [.string(z)]))
+        case 20:
+            guard let v = velocity else { return nil }
+            return .object(SlotObject(schema: EngineSchemas.velocity, values: [
+                .double(v.velocity.distanceKm), .double(v.velocity.elapsedSeconds), .double(v.velocity.speedKmh),
+                .double(v.velocity.minimumDistanceKm), .double(v.velocity.minimumSpeedKmh),
+                v.previousCity.map(Value.string), v.previousCountry.map(Value.string),
+            ]))
+        default: return nil
+        }
+    }
+}
+
+/// Velocity plus where the user was before, for the explanation.
+struct GeoVelocityValue: Sendable {
+    var velocity: GeoVelocity
+    var previousCity: String?
+    var previousCountry: String?
+}

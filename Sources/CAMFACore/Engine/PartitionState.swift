@@ -1,0 +1,65 @@
+/// Everything the engine remembers for one input partition (Kafka Streams' partition-owned
+/// state): the statistics' windows per key, and per user the last location and MFA state.
+/// The daemon keeps one per assigned partition and checkpoints it with the partition's
+/// next offset; nothing in it depends on a wall clock.
+public struct PartitionState: Sendable {
+    /// The highest event time seen; lateness is measured against it.
+    public internal(set) var watermark: Int64 = Int64.min
+    var nextSweep: Int64 = Int64.min
+    /// Parallel to `PolicySet.keyspaces`.
+    var keyspaces: [[String: KeyRecord]]
+    var users: [String: UserState] = [:]
+    /// What the checkpoint needs from the layout: keyspace texts and slot descriptors.
+    let layout: [PolicySet.Keyspace]
+    /// Keys and users changed since the last `takeChanges()`; a key in here that is no
+    /// longer in the map was swept and must be deleted from the checkpoint.
+    var dirtyKeys: [Set<String>]
+    var dirtyUsers: Set<String> = []
+    /// The next change set must replace the stored state whole (new partition, or a
+    /// restore that dropped statistics because the policies changed).
+    var needsFullCheckpoint = true
+
+    public init(policySet: PolicySet) {
+        keyspaces = Array(repeating: [:], count: policySet.keyspaces.count)
+        dirtyKeys = Array(repeating: [], count: policySet.keyspaces.count)
+        layout = policySet.keyspaces
+    }
+
+    /// Live keys per keyspace plus users: what the memory figures are reported against.
+    public var liveKeyCount: Int { keyspaces.reduce(0) { $0 + $1.count } + users.count }
+    public var userCount: Int { users.count }
+}
+
+struct KeyRecord: Sendable, Equatable {
+    /// One per statistic slot of the keyspace; nil until an event touches it.
+    var windows: ContiguousArray<WindowState?>
+}
+
+struct UserState: Sendable, Equatable {
+    var lastSeen: Int64
+    var lastLocation: LastLocation?
+    var pending: [PendingChallenge] = []
+    var lastVerified: Int64?
+}
+
+struct LastLocation: Sendable, Equatable {
+    var point: GeoPoint
+    var city: String?
+    var country: String?
+}
+
+/// A challenge the engine issued and that no MFA result has cleared yet.
+public struct PendingChallenge: Sendable, Equatable {
+    public var flow: String
+    public var id: String
+    public var methods: [MFAMethod]
+    public var since: Int64
+    public var expiresAt: Int64
+}
+
+extension PartitionState {
+    /// The user's unexpired pending challenges as of event time `time`.
+    public func pendingChallenges(user: String, at time: Int64) -> [PendingChallenge] {
+        users[user]?.pending.filter { $0.expiresAt > time } ?? []
+    }
+}

@@ -1,0 +1,295 @@
+/// The versioned binary form of a partition's state. Two shapes from the same pieces:
+/// - `serialized()`: one self-checking blob (magic, version, metadata, entries, users,
+///   FNV-1a checksum) for tests, dumps and simple stores;
+/// - `takeChanges()` + per-key blobs: what an incremental checkpoint writes.
+/// Keys are written sorted so the same state always gives the same bytes.
+extension PartitionState {
+    static let magic: [UInt8] = Array("CMFP".utf8)
+    static let version: UInt8 = 1
+
+    /// Partition-level metadata: watermark, sweep time, and the slot layout the entries
+    /// were written with (so a restore under edited policies can map or drop slots).
+    public func metadataBlob() -> [UInt8] {
+        var w = BinaryWriter()
+        w.writeByte(Self.version)
+        w.writeVarInt(watermark)
+        w.writeVarInt(nextSweep)
+        w.writeVarUInt(UInt64(layout.count))
+        for ks in layout {
+            w.writeString(ks.keyText)
+            w.writeVarUInt(UInt64(ks.slotDescriptors.count))
+            for d in ks.slotDescriptors { w.writeString(d) }
+        }
+        return w.bytes
+    }
+
+    public func entryBlob(keyspace: Int, key: String) -> [UInt8]? {
+        guard let record = keyspaces[keyspace][key] else { return nil }
+        var w = BinaryWriter()
+        Self.write(record, to: &w)
+        return w.bytes
+    }
+
+    public func userBlob(_ id: String) -> [UInt8]? {
+        guard let u = users[id] else { return nil }
+        var w = BinaryWriter()
+        Self.write(u, to: &w)
+        return w.bytes
+    }
+
+    /// The keyspace texts in layout order; checkpoints name keyspaces by these.
+    public var keyspaceNames: [String] { layout.map(\.keyText) }
+
+    public func serialized() -> [UInt8] {
+        var w = BinaryWriter()
+        w.writeRaw(Self.magic)
+        w.writeBytes(metadataBlob())
+        for (i, ks) in keyspaces.enumerated() {
+            w.writeVarUInt(UInt64(ks.count))
+            for key in ks.keys.sorted() {
+                w.writeString(key)
+                Self.write(ks[key]!, to: &w)
+            }
+            _ = i
+        }
+        w.writeVarUInt(UInt64(users.count))
+        for id in users.keys.sorted() {
+            w.writeString(id)
+            Self.write(users[id]!, to: &w)
+        }
+        var h = FNV64()
+        h.add(w.bytes)
+        w.writeFixedUInt64(h.value)
+        return w.bytes
+    }
+
+    public init(restoring bytes: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) {
+        guard bytes.count >= Self.magic.count + 8, Array(bytes.prefix(4)) == Self.magic else {
+            throw BinaryDecodingError(.invalidValue, "not a camfa partition checkpoint (bad magic)", offset: 0)
+        }
+        var h = FNV64()
+        h.add(bytes[..<(bytes.count - 8)])
+        var tail = BinaryReader(Array(bytes.suffix(8)))
+        guard try tail.readFixedUInt64() == h.value else {
+            throw BinaryDecodingError(.invalidValue, "checkpoint checksum mismatch (corrupt or truncated)", offset: bytes.count - 8)
+        }
+        var r = BinaryReader(Array(bytes[..<(bytes.count - 8)]), offset: 4)
+        let metadata = try r.readBytes()
+        self.init(policySet: policySet)
+        let mapping = try restoreMetadata(metadata, policySet: policySet)
+        for stored in mapping.indices {
+            let n = try r.readCount(minimumItemSize: 2, "entry count")
+            for _ in 0..<n {
+                let key = try r.readString()
+                let record = try Self.readRecord(&r)
+                place(record, key: key, storedKeyspace: stored, mapping: mapping)
+            }
+        }
+        let users = try r.readCount(minimumItemSize: 2, "user count")
+        for _ in 0..<users {
+            let id = try r.readString()
+            self.users[id] = try Self.readUser(&r)
+        }
+        try r.expectEnd()
+        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+    }
+
+    /// Restores from the incremental store's rows.
+    public init(
+        restoringMetadata metadata: [UInt8], entries: [(keyspace: String, key: String, value: [UInt8])],
+        users: [(user: String, value: [UInt8])], policySet: PolicySet
+    ) throws(BinaryDecodingError) {
+        self.init(policySet: policySet)
+        let mapping = try restoreMetadata(metadata, policySet: policySet)
+        var storedIndex: [String: Int] = [:]
+        var r0 = BinaryReader(metadata)
+        _ = try r0.readByte()
+        _ = try r0.readVarInt()
+        _ = try r0.readVarInt()
+        let n = try r0.readCount(minimumItemSize: 2, "keyspace count")
+        for i in 0..<n {
+            storedIndex[try r0.readString()] = i
+            let slots = try r0.readCount(minimumItemSize: 1, "slot count")
+            for _ in 0..<slots { _ = try r0.readString() }
+        }
+        for e in entries {
+            guard let stored = storedIndex[e.keyspace] else { continue }
+            var r = BinaryReader(e.value)
+            let record = try Self.readRecord(&r)
+            try r.expectEnd()
+            place(record, key: e.key, storedKeyspace: stored, mapping: mapping)
+        }
+        for u in users {
+            var r = BinaryReader(u.value)
+            self.users[u.user] = try Self.readUser(&r)
+            try r.expectEnd()
+        }
+        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+    }
+
+    /// What changed since the last call, as a checkpoint writes it; clears the record.
+    public mutating func takeChanges() -> PartitionChanges {
+        var changes = PartitionChanges(full: needsFullCheckpoint, metadata: metadataBlob())
+        if needsFullCheckpoint {
+            for (i, ks) in keyspaces.enumerated() {
+                for key in ks.keys.sorted() { changes.upserts.append((layout[i].keyText, key, entryBlob(keyspace: i, key: key)!)) }
+            }
+            for id in users.keys.sorted() { changes.userUpserts.append((id, userBlob(id)!)) }
+        } else {
+            for (i, keys) in dirtyKeys.enumerated() {
+                for key in keys.sorted() {
+                    if let blob = entryBlob(keyspace: i, key: key) {
+                        changes.upserts.append((layout[i].keyText, key, blob))
+                    } else {
+                        changes.deletes.append((layout[i].keyText, key))
+                    }
+                }
+            }
+            for id in dirtyUsers.sorted() {
+                if let blob = userBlob(id) { changes.userUpserts.append((id, blob)) } else { changes.userDeletes.append(id) }
+            }
+        }
+        clearChanges(fullNeeded: false)
+        return changes
+    }
+
+    /// Number of keys and users changed since the last checkpoint.
+    public var pendingChangeCount: Int { dirtyKeys.reduce(0) { $0 + $1.count } + dirtyUsers.count }
+
+    mutating func clearChanges(fullNeeded: Bool) {
+        for i in dirtyKeys.indices { dirtyKeys[i].removeAll(keepingCapacity: true) }
+        dirtyUsers.removeAll(keepingCapacity: true)
+        needsFullCheckpoint = fullNeeded
+    }
+
+    /// Per stored keyspace: the current keyspace and, per stored slot, the current slot.
+    typealias SlotMapping = [(keyspace: Int, slots: [Int?])?]
+
+    private mutating func restoreMetadata(_ metadata: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) -> SlotMapping {
+        var r = BinaryReader(metadata)
+        let v = try r.readByte()
+        guard v == Self.version else {
+            throw BinaryDecodingError(.unsupportedVersion, "partition checkpoint version \(v); this camfa reads version \(Self.version)", offset: 0)
+        }
+        watermark = try r.readVarInt()
+        nextSweep = try r.readVarInt()
+        let n = try r.readCount(minimumItemSize: 2, "keyspace count")
+        var mapping: SlotMapping = []
+        for _ in 0..<n {
+            let text = try r.readString()
+            let slots = try r.readCount(minimumItemSize: 1, "slot count")
+            var descriptors: [String] = []
+            for _ in 0..<slots { descriptors.append(try r.readString()) }
+            if let current = layout.firstIndex(where: { $0.keyText == text }) {
+                mapping.append((current, descriptors.map { layout[current].slotDescriptors.firstIndex(of: $0) }))
+            } else {
+                mapping.append(nil)
+            }
+        }
+        try r.expectEnd()
+        return mapping
+    }
+
+    private mutating func place(_ stored: KeyRecord, key: String, storedKeyspace: Int, mapping: SlotMapping) {
+        guard let m = mapping[storedKeyspace] else { return }
+        var record = keyspaces[m.keyspace][key]
+            ?? KeyRecord(windows: ContiguousArray(repeating: nil, count: layout[m.keyspace].specs.count))
+        var any = false
+        for (i, w) in stored.windows.enumerated() {
+            guard let w, i < m.slots.count, let target = m.slots[i] else { continue }
+            record.windows[target] = w
+            any = true
+        }
+        if any { keyspaces[m.keyspace][key] = record }
+    }
+
+    static func write(_ record: KeyRecord, to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(record.windows.count))
+        for window in record.windows {
+            if let window {
+                w.writeBool(true)
+                window.write(to: &w)
+            } else {
+                w.writeBool(false)
+            }
+        }
+    }
+
+    static func readRecord(_ r: inout BinaryReader) throws(BinaryDecodingError) -> KeyRecord {
+        let n = try r.readCount(minimumItemSize: 1, "slot count")
+        var windows = ContiguousArray<WindowState?>()
+        windows.reserveCapacity(n)
+        for _ in 0..<n {
+            windows.append(try r.readBool() ? try WindowState(from: &r) : nil)
+        }
+        return KeyRecord(windows: windows)
+    }
+
+    static func write(_ u: UserState, to w: inout BinaryWriter) {
+        w.writeVarInt(u.lastSeen)
+        if let l = u.lastLocation {
+            w.writeBool(true)
+            w.writeDouble(l.point.latitude)
+            w.writeDouble(l.point.longitude)
+            w.writeDouble(l.point.accuracyRadiusKm)
+            w.writeVarInt(l.point.time)
+            w.writeValue(l.city.map(Value.string) ?? .null)
+            w.writeValue(l.country.map(Value.string) ?? .null)
+        } else {
+            w.writeBool(false)
+        }
+        w.writeVarUInt(UInt64(u.pending.count))
+        for p in u.pending {
+            w.writeString(p.flow)
+            w.writeString(p.id)
+            w.writeVarUInt(UInt64(p.methods.count))
+            for m in p.methods { w.writeString(m.rawValue) }
+            w.writeVarInt(p.since)
+            w.writeVarInt(p.expiresAt)
+        }
+        w.writeValue(u.lastVerified.map(Value.int) ?? .null)
+    }
+
+    static func readUser(_ r: inout BinaryReader) throws(BinaryDecodingError) -> UserState {
+        var u = UserState(lastSeen: try r.readVarInt())
+        if try r.readBool() {
+            let lat = try r.readDouble(), lon = try r.readDouble(), acc = try r.readDouble(), t = try r.readVarInt()
+            var city: String?, country: String?
+            if case .string(let c) = try r.readValue() { city = c }
+            if case .string(let c) = try r.readValue() { country = c }
+            u.lastLocation = LastLocation(point: GeoPoint(latitude: lat, longitude: lon, accuracyRadiusKm: acc, time: t), city: city, country: country)
+        }
+        let n = try r.readCount(minimumItemSize: 4, "pending challenges")
+        for _ in 0..<n {
+            let flow = try r.readString(), id = try r.readString()
+            let mc = try r.readCount(minimumItemSize: 1, "methods")
+            var methods: [MFAMethod] = []
+            for _ in 0..<mc {
+                let s = try r.readString()
+                guard let m = MFAMethod(rawValue: s) else { throw r.error(.invalidValue, "unknown MFA method '\(s)'") }
+                methods.append(m)
+            }
+            u.pending.append(PendingChallenge(flow: flow, id: id, methods: methods, since: try r.readVarInt(), expiresAt: try r.readVarInt()))
+        }
+        if case .int(let v) = try r.readValue() { u.lastVerified = v }
+        return u
+    }
+}
+
+/// One incremental checkpoint's worth of changes (see CAMFAStore.CheckpointWrite).
+public struct PartitionChanges: Sendable {
+    public var full: Bool
+    public var metadata: [UInt8]
+    public var upserts: [(keyspace: String, key: String, value: [UInt8])] = []
+    public var deletes: [(keyspace: String, key: String)] = []
+    public var userUpserts: [(user: String, value: [UInt8])] = []
+    public var userDeletes: [String] = []
+}
+
+/// FNV-1a 64: a cheap checksum that catches truncation and flipped bytes in checkpoints.
+struct FNV64 {
+    var value: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add<C: Collection<UInt8>>(_ bytes: C) {
+        for b in bytes { value = (value ^ UInt64(b)) &* 0x100_0000_01B3 }
+    }
+}

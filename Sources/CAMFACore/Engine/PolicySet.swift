@@ -1,0 +1,246 @@
+/// Policies and flows checked and compiled once at load; what the engine runs.
+/// Immutable: a reload builds a new set and swaps it whole.
+public struct PolicySet: Sendable {
+    public let policies: [CompiledPolicy]
+    public let flows: [CompiledFlow]
+    /// Statistics grouped by their key expression: one map entry per key value holds all
+    /// windows kept for that key, so a user with four statistics costs one entry.
+    public let keyspaces: [Keyspace]
+    public let options: EngineOptions
+
+    public struct Keyspace: Sendable {
+        /// The key expression's text, normalised; what a checkpoint matches on.
+        public let keyText: String
+        /// `policy/statistic/spec` per slot; a restored checkpoint keeps a slot only when
+        /// its descriptor still exists, so an edited window starts empty instead of lying.
+        public let slotDescriptors: [String]
+        public let specs: [WindowSpec]
+        public let longestWindow: Int64
+    }
+
+    public func policy(named name: String) -> CompiledPolicy? { policies.first { $0.name == name } }
+    public func flow(named name: String) -> CompiledFlow? { flows.first { $0.name == name } }
+}
+
+public struct EngineOptions: Sendable, Hashable {
+    /// Events older than the partition watermark minus this are rejected as late.
+    public var allowedLateness: Int64 = 5 * 60_000
+    /// How much event time passes between sweeps of idle keys (a punctuation).
+    public var sweepInterval: Int64 = 60_000
+    /// How long a user's last location and MFA history are kept without events.
+    public var userRetention: Int64 = 30 * 86_400_000
+    public init() {}
+}
+
+public struct CompiledStatistic: Sendable {
+    public let name: String
+    public let keyspace: Int
+    public let slot: Int
+    public let key: CompiledExpression
+    public let value: CompiledExpression?
+    public let filter: CompiledExpression?
+    public let spec: WindowSpec
+}
+
+public struct CompiledPolicy: Sendable {
+    public let name: String
+    public let inputs: [(name: String, type: CELType, expression: CompiledExpression)]
+    public let inputSchema: ObjectSchema
+    public let filter: CompiledExpression?
+    public let statistics: [CompiledStatistic]
+    public let statsSchema: ObjectSchema
+    public let judgment: CompiledExpression
+    public let returns: [(name: String, expression: CompiledExpression)]
+    public let returnsSchema: ObjectSchema
+    /// What a flow sees as `policies.<name>`.
+    public let resultSchema: ObjectSchema
+}
+
+public struct CompiledFlow: Sendable {
+    public let name: String
+    public let trigger: FlowTrigger
+    public let apps: AppScope
+    public let policyIndexes: [Int]
+    public let policiesSchema: ObjectSchema
+    public let branches: [CompiledBranch]
+    public let cooldown: Int64
+    public let expiry: Int64
+    public let failMode: FailMode
+}
+
+public struct CompiledBranch: Sendable {
+    public let when: CompiledExpression
+    public let action: BranchAction
+    public let returns: [(name: String, expression: CompiledExpression)]
+}
+
+/// Variable slots shared by every policy expression; flows use their own layout.
+enum PolicySlot {
+    static let event = 0, user = 1, input = 2, stats = 3, before = 4
+    static let count = 5
+}
+
+enum FlowSlot {
+    static let event = 0, user = 1, policies = 2
+    static let count = 3
+}
+
+extension PolicySet {
+    /// Checks and compiles a whole set; every problem is reported, not just the first.
+    public static func compile(
+        policies defs: [PolicyDefinition], flows flowDefs: [FlowDefinition], options: EngineOptions = EngineOptions()
+    ) throws(PolicyErrors) -> PolicySet {
+        var errors: [PolicyError] = []
+        var keyspaceTexts: [String] = []
+        var keyspaceSlots: [[String]] = []
+        var keyspaceSpecs: [[WindowSpec]] = []
+        var compiled: [CompiledPolicy] = []
+        var seenPolicies: [String: SourceLocation] = [:]
+
+        func compileExpr(_ src: ExpressionSource, _ decls: Declarations, expecting: CELType? = nil) -> CompiledExpression? {
+            do {
+                return try Expression.compile(src.text, declarations: decls, expecting: expecting)
+            } catch {
+                errors.append(PolicyError(.expression, at: src.location(line: error.position.line, column: error.position.column), error.message))
+                return nil
+            }
+        }
+
+        for def in defs {
+            if let first = seenPolicies[def.name] {
+                errors.append(PolicyError(.duplicateName, at: def.location, "policy '\(def.name)' is already defined at \(first)"))
+                continue
+            }
+            seenPolicies[def.name] = def.location
+            let inputSchema = ObjectSchema(name: "camfa.Input.\(def.name)", fields: def.inputs.map { ($0.name, $0.type) })
+            var base = Declarations()
+            _ = base.declare("event", .object(EngineSchemas.event))
+            _ = base.declare("user", .object(EngineSchemas.user))
+            _ = base.declare("input", .object(inputSchema))
+
+            var inputs: [(name: String, type: CELType, expression: CompiledExpression)] = []
+            for input in def.inputs {
+                if let e = compileExpr(input.value, base) { inputs.append((input.name, input.type, e)) }
+            }
+            let filter = def.filter.flatMap { compileExpr($0, base, expecting: .bool) }
+
+            var stats: [CompiledStatistic] = []
+            var statFields: [(String, CELType)] = []
+            for s in def.statistics {
+                if statFields.contains(where: { $0.0 == s.name }) {
+                    errors.append(PolicyError(.duplicateName, at: s.location, "statistic '\(s.name)' appears twice in policy '\(def.name)'"))
+                    continue
+                }
+                let key = compileExpr(s.key, base)
+                let value = s.value.flatMap { compileExpr($0, base) }
+                let sfilter = s.filter.flatMap { compileExpr($0, base, expecting: .bool) }
+                if s.value == nil && s.window.aggregation != .count {
+                    errors.append(PolicyError(.missingKey, at: s.location, "statistic '\(s.name)': aggregation \(s.window.aggregation) needs a 'value' expression"))
+                }
+                let valueType = value?.resultType ?? .dyn
+                statFields.append((s.name, Self.statisticType(s.window.aggregation, valueType: valueType)))
+                guard let key else { continue }
+                let keyText = Self.normalise(s.key.text)
+                let ks: Int
+                if let i = keyspaceTexts.firstIndex(of: keyText) { ks = i } else {
+                    ks = keyspaceTexts.count
+                    keyspaceTexts.append(keyText)
+                    keyspaceSlots.append([])
+                    keyspaceSpecs.append([])
+                }
+                var spec = s.window
+                spec.allowedLateness = max(spec.allowedLateness, options.allowedLateness)
+                let slot = keyspaceSlots[ks].count
+                keyspaceSlots[ks].append("\(def.name)/\(s.name)/\(Self.fingerprint(spec, valueText: s.value?.text, filterText: s.filter?.text))")
+                keyspaceSpecs[ks].append(spec)
+                stats.append(CompiledStatistic(name: s.name, keyspace: ks, slot: slot, key: key, value: value, filter: sfilter, spec: spec))
+            }
+            let statsSchema = ObjectSchema(name: "camfa.Stats.\(def.name)", fields: statFields)
+            var full = base
+            _ = full.declare("stats", .object(statsSchema))
+            _ = full.declare("before", .object(statsSchema))
+            let judgment = compileExpr(def.judgment, full, expecting: .bool)
+            var returns: [(name: String, expression: CompiledExpression)] = []
+            for r in def.returns {
+                if let e = compileExpr(r.expression, full) { returns.append((r.name, e)) }
+            }
+            let returnsSchema = ObjectSchema(name: "camfa.Returns.\(def.name)", fields: returns.map { ($0.name, $0.expression.resultType) })
+            let resultSchema = ObjectSchema(name: "camfa.PolicyResult.\(def.name)", fields: [
+                ("hit", .bool), ("applied", .bool), ("returns", .object(returnsSchema)),
+                ("stats", .object(statsSchema)), ("before", .object(statsSchema)), ("input", .object(inputSchema)),
+            ])
+            guard let judgment else { continue }
+            compiled.append(CompiledPolicy(
+                name: def.name, inputs: inputs, inputSchema: inputSchema, filter: filter, statistics: stats,
+                statsSchema: statsSchema, judgment: judgment, returns: returns, returnsSchema: returnsSchema,
+                resultSchema: resultSchema))
+        }
+
+        var flows: [CompiledFlow] = []
+        var seenFlows: [String: SourceLocation] = [:]
+        for f in flowDefs {
+            if let first = seenFlows[f.name] {
+                errors.append(PolicyError(.duplicateName, at: f.location, "flow '\(f.name)' is already defined at \(first)"))
+                continue
+            }
+            seenFlows[f.name] = f.location
+            var indexes: [Int] = []
+            var fields: [(String, CELType)] = []
+            for p in f.policies {
+                if let i = compiled.firstIndex(where: { $0.name == p }) {
+                    indexes.append(i)
+                    fields.append((p, .object(compiled[i].resultSchema)))
+                } else if seenPolicies[p] == nil {
+                    errors.append(PolicyError(.unknownPolicy, at: f.location, "flow '\(f.name)' uses policy '\(p)', which no policy file defines"))
+                }
+            }
+            let policiesSchema = ObjectSchema(name: "camfa.Policies.\(f.name)", fields: fields)
+            var decls = Declarations()
+            _ = decls.declare("event", .object(EngineSchemas.event))
+            _ = decls.declare("user", .object(EngineSchemas.user))
+            _ = decls.declare("policies", .object(policiesSchema))
+            var branches: [CompiledBranch] = []
+            for b in f.branches {
+                let when = compileExpr(b.when, decls, expecting: .bool)
+                var returns: [(name: String, expression: CompiledExpression)] = []
+                for r in b.returns {
+                    if let e = compileExpr(r.expression, decls) { returns.append((r.name, e)) }
+                }
+                if let when { branches.append(CompiledBranch(when: when, action: b.action, returns: returns)) }
+            }
+            flows.append(CompiledFlow(
+                name: f.name, trigger: f.trigger, apps: f.apps, policyIndexes: indexes, policiesSchema: policiesSchema,
+                branches: branches, cooldown: f.cooldown, expiry: f.expiry, failMode: f.failMode))
+        }
+        if !errors.isEmpty { throw PolicyErrors(errors) }
+        let keyspaces = keyspaceTexts.indices.map { i in
+            Keyspace(keyText: keyspaceTexts[i], slotDescriptors: keyspaceSlots[i], specs: keyspaceSpecs[i],
+                     longestWindow: keyspaceSpecs[i].map(\.length).max() ?? 0)
+        }
+        return PolicySet(policies: compiled, flows: flows, keyspaces: keyspaces, options: options)
+    }
+
+    static func statisticType(_ aggregation: Aggregation, valueType: CELType) -> CELType {
+        switch aggregation {
+        case .count, .distinctCount: .int
+        case .sum: .double
+        // Empty windows have no average, minimum or maximum: null, so dyn.
+        case .avg, .min, .max: .dyn
+        case .first, .last, .previous: .dyn
+        case .profile: .map(valueType == .dyn ? .dyn : valueType, .int)
+        }
+    }
+
+    static func normalise(_ text: String) -> String {
+        text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).joined(separator: " ")
+    }
+
+    static func fingerprint(_ spec: WindowSpec, valueText: String?, filterText: String?) -> String {
+        var parts = ["\(spec.aggregation)", "\(spec.length)", "\(spec.resolution)"]
+        if spec.aggregation == .profile { parts.append("top\(spec.profileTop)cap\(spec.profileCapacity)") }
+        if spec.aggregation == .distinctCount { parts.append("exact\(spec.distinctExactLimit)") }
+        parts.append(normalise(valueText ?? ""))
+        parts.append(normalise(filterText ?? ""))
+        return parts.joined(separator: ";")
+    }
+}

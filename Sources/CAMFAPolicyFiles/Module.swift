@@ -1,1 +1,0 @@
-// CAMFAPolicyFiles: see Package.swift for what this module owns.

@@ -1,0 +1,55 @@
+import CAMFADaemon
+import Foundation
+import Testing
+
+@Suite struct ConfigurationTests {
+    var root: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+
+    @Test func theExampleConfigurationIsValid() throws {
+        let c = try Configuration.load(file: root.appendingPathComponent("deploy/camfa.yaml").path)
+        #expect(c.topics.input == "camfa.ueba")
+        #expect(c.enrichment.zones["intranet"] == ["10.20.0.0/16"])
+        #expect(c.engine.allowedLateness == 300_000)
+        #expect(c.kafka.properties["session.timeout.ms"] == "45000")
+    }
+
+    @Test func unknownKeysAndBadValuesNameTheKeyAndLine() {
+        let text = """
+        kafka:
+          bootstrap: b:1
+          groupid: x
+        topics:
+          input: in
+        engine:
+          allowedLateness: soon
+        logging:
+          format: xml
+        stateDirectory: /tmp
+        """
+        do {
+            _ = try Configuration.parse(text, file: "c.yaml")
+            Issue.record("accepted an invalid configuration")
+        } catch {
+            let keys = error.errors.map { "\($0.line):\($0.key)" }
+            #expect(keys.contains("3:kafka.groupid"))
+            #expect(keys.contains("7:engine.allowedLateness"))
+            #expect(keys.contains("9:logging.format"))
+            #expect(keys.contains("10:stateDirectory"))
+            #expect(error.errors.count == 4)
+        }
+    }
+
+    @Test func camfaOwnedKafkaPropertiesCannotBeOverridden() {
+        do {
+            _ = try Configuration.parse("kafka:\n  properties:\n    enable.auto.commit: \"true\"\n", file: "c.yaml")
+            Issue.record("accepted enable.auto.commit")
+        } catch {
+            #expect(error.errors.first?.key == "kafka.properties.enable.auto.commit")
+        }
+    }
+
+    @Test func defaultsWhenEmpty() throws {
+        let c = try Configuration.parse("", file: "c.yaml")
+        #expect(c == Configuration())
+    }
+}

@@ -1,0 +1,119 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import Testing
+
+/// For random event streams: checkpoint at a random point → restore → continue gives the
+/// same decisions and the same state as an uninterrupted run.
+@Suite struct CheckpointPropertyTests {
+    struct SplitMix {
+        var s: UInt64
+        mutating func next() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    }
+
+    static func stream(seed: UInt64, count: Int) -> [UEBAEvent] {
+        var rng = SplitMix(s: seed)
+        var t: Int64 = 1_767_225_600_000
+        let cities = ["Paris", "Tokyo", "Lima", "Oslo"]
+        let apps = ["portal", "mail", "crm", "wiki", "chat", "finance-app", "hr-app"]
+        let groups: [Value] = [.string("finance"), .string("hr"), .string("engineering")]
+        return (0..<count).map { _ in
+            // Mostly forward in time, sometimes slightly out of order, sometimes a long gap
+            // so windows expire and keys are swept.
+            switch rng.int(20) {
+            case 0: t -= Int64(rng.int(120_000))
+            case 1: t += Int64(rng.int(3_600_000))
+            default: t += Int64(rng.int(20_000))
+            }
+            let user = "u\(rng.int(12))"
+            var custom: [(String, Value)] = [("userGroups", .list([groups[rng.int(3)]]))]
+            if rng.int(3) > 0 { custom.append(("sessionId", .string("s\(rng.int(6))"))) }
+            if rng.int(4) > 0 { custom.append(("deviceId", .string("d\(rng.int(3))"))) }
+            var e = event(user, at: t, app: apps[rng.int(apps.count)], type: rng.int(4) == 0 ? "access" : "login",
+                          result: rng.int(3) == 0 ? "failure" : "success",
+                          ip: rng.int(3) == 0 ? "10.20.0.\(rng.int(4))" : "198.51.100.\(rng.int(4))",
+                          city: rng.int(8) == 0 ? nil : cities[rng.int(cities.count)], custom: custom)
+            if rng.int(2) == 0 {
+                e.geo = GeoInfo(latitude: Double(rng.int(180)) - 90, longitude: Double(rng.int(360)) - 180, accuracyRadius: 20)
+            }
+            return e
+        }
+    }
+
+    @Test(arguments: 0..<40)
+    func restoreThenContinueEqualsUninterrupted(seed: Int) throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        let events = Self.stream(seed: UInt64(seed), count: 300)
+        var rng = SplitMix(s: UInt64(seed) &+ 1000)
+        let cut = rng.int(events.count)
+
+        var straight = PartitionState(policySet: set)
+        var straightDecisions: [EvaluationOutcome] = []
+        for (i, e) in events.enumerated() {
+            straightDecisions.append(engine.process(e, coordinates: "t/0/\(i)", state: &straight))
+        }
+
+        var first = PartitionState(policySet: set)
+        var resumedDecisions: [EvaluationOutcome] = []
+        for (i, e) in events[..<cut].enumerated() {
+            resumedDecisions.append(engine.process(e, coordinates: "t/0/\(i)", state: &first))
+        }
+        let bytes = first.serialized()
+        var resumed = try PartitionState(restoring: bytes, policySet: set)
+        #expect(resumed.serialized() == bytes, "restore must reproduce the checkpoint byte for byte")
+        for (i, e) in events[cut...].enumerated() {
+            resumedDecisions.append(engine.process(e, coordinates: "t/0/\(cut + i)", state: &resumed))
+        }
+        #expect(resumedDecisions == straightDecisions)
+        #expect(resumed.serialized() == straight.serialized())
+        #expect(straightDecisions.contains { $0.decisions.contains { $0.action == .mfa } })
+    }
+
+    @Test func corruptCheckpointsAreRefusedWhole() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        for (i, e) in Self.stream(seed: 7, count: 100).enumerated() {
+            _ = engine.process(e, coordinates: "t/0/\(i)", state: &state)
+        }
+        let bytes = state.serialized()
+        var refused = 0
+        for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
+            if (try? PartitionState(restoring: Array(bytes[..<cut]), policySet: set)) == nil { refused += 1 }
+        }
+        // Every truncation is detected; none yields a half-loaded state.
+        #expect(refused == (0..<bytes.count).filter { $0 % max(1, bytes.count / 97) == 0 }.count)
+        var flipped = bytes
+        flipped[0] ^= 0xFF
+        #expect((try? PartitionState(restoring: flipped, policySet: set)) == nil)
+    }
+
+    @Test func aChangedStatisticStartsEmptyAfterRestore() throws {
+        let base = """
+        policy: p
+        statistics:
+          - name: n
+            key: event.ip
+            window: 10m
+            aggregation: count
+        judgment: stats.n >= 2
+        """
+        let flow = "flow: f\npolicies: [p]\nbranches:\n  - when: policies.p.hit\n    deny: true\n"
+        let set1 = try loadSet(["p.yaml": base, "f.yaml": flow])
+        let set2 = try loadSet(["p.yaml": base.replacingOccurrences(of: "10m", with: "20m"), "f.yaml": flow])
+        var s = PartitionState(policySet: set1)
+        _ = Engine(policySet: set1).process(event("u", at: 1), coordinates: "c/0", state: &s)
+        let same = try PartitionState(restoring: s.serialized(), policySet: set1)
+        let changed = try PartitionState(restoring: s.serialized(), policySet: set2)
+        var a = same, b = changed
+        #expect(summary(Engine(policySet: set1).process(event("u", at: 2), coordinates: "c/1", state: &a)) == ["f:deny"])
+        #expect(summary(Engine(policySet: set2).process(event("u", at: 2), coordinates: "c/1", state: &b)) == ["f:allow"])
+    }
+}

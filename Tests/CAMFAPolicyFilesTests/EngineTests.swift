@@ -1,0 +1,166 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import Testing
+
+@Suite struct EngineTests {
+    static let failures = """
+    policy: failures
+    filter: event.behaviorType == "login"
+    statistics:
+      - name: n
+        key: event.ip
+        filter: event.behaviorResult == "failure"
+        window: 10m
+        aggregation: count
+    judgment: stats.n >= 3
+    returns:
+      before: before.n
+      current: stats.n
+    """
+
+    static let flow = """
+    flow: guard
+    apps: global
+    policies: [failures]
+    cooldown: 5m
+    expiry: 10m
+    branches:
+      - when: policies.failures.hit
+        mfa: [otp, sms]
+    """
+
+    @Test func beforeExcludesAndStatsIncludesTheCurrentEvent() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        var last: [Decision] = []
+        for i in 0..<3 {
+            last = engine.process(event("u\(i)", at: 1_000 + Int64(i), result: "failure"), coordinates: "t/0/\(i)", state: &state).decisions
+        }
+        let d = try #require(last.first)
+        #expect(d.action == .mfa)
+        let reading = try #require(d.firedPolicies.first?.statistics.first)
+        #expect(reading.before.isIdentical(to: .int(2)))
+        #expect(reading.current.isIdentical(to: .int(3)))
+        #expect(d.firedPolicies.first?.returns[string: "before"]?.isIdentical(to: .int(2)) == true)
+    }
+
+    @Test func eventsFilteredOutAreNotCounted() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        // Access events fail the policy filter; they must not feed the window.
+        for i in 0..<5 {
+            _ = engine.process(event("u", at: Int64(i), type: "access", result: "failure"), coordinates: "t/0/\(i)", state: &state)
+        }
+        let d = engine.process(event("u", at: 10, result: "failure"), coordinates: "t/0/9", state: &state).decisions
+        #expect(d.first?.action == .allow)
+        #expect(d.first?.firedPolicies.isEmpty == true)
+    }
+
+    @Test func windowSlidesOverEventTime() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        _ = engine.process(event("a", at: 0, result: "failure"), coordinates: "c/0", state: &state)
+        _ = engine.process(event("a", at: 60_000, result: "failure"), coordinates: "c/1", state: &state)
+        // Ten minutes after the first failure it has left the window: 2 in window, no hit.
+        let d = engine.process(event("a", at: 600_000, result: "failure"), coordinates: "c/2", state: &state).decisions
+        #expect(d.first?.action == .allow)
+        let d2 = engine.process(event("a", at: 600_001, result: "failure"), coordinates: "c/3", state: &state).decisions
+        #expect(d2.first?.action == .mfa)
+    }
+
+    @Test func cooldownSuppressesRepeatChallengesThenExpires() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        var outcomes: [[String]] = []
+        for (i, t) in [0, 1, 2, 3, 60_000, 400_000].enumerated() {
+            outcomes.append(summary(engine.process(event("u", at: Int64(t), result: "failure"), coordinates: "c/\(i)", state: &state)))
+        }
+        #expect(outcomes == [["guard:allow"], ["guard:allow"], ["guard:mfa:otp,sms"], ["guard:cooldown"], ["guard:cooldown"],
+                             // 400 s after the challenge, past the 5 min cooldown: a new one.
+                             ["guard:mfa:otp,sms"]])
+        let d = engine.process(event("u", at: 400_001, result: "failure"), coordinates: "c/9", state: &state).decisions
+        let pending = state.pendingChallenges(user: "u", at: 400_001)
+        #expect(pending.count == 1)
+        #expect(d.first?.challengeId == pending.first?.id)
+    }
+
+    @Test func challengeIdsAreDeterministicInCoordinatesAndFlow() {
+        let a = ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk")
+        #expect(a == ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk"))
+        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1201", flow: "login_risk"))
+        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "other"))
+        #expect(a.count == 36)
+        #expect(Array(a)[14] == "8")
+    }
+
+    @Test func lateEventsAreRejected() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        _ = engine.process(event("u", at: 10_000_000), coordinates: "c/0", state: &state)
+        let lateness = set.options.allowedLateness
+        #expect(summary(engine.process(event("u", at: 10_000_000 - lateness), coordinates: "c/1", state: &state)) == ["guard:allow"])
+        #expect(summary(engine.process(event("u", at: 10_000_000 - lateness - 1), coordinates: "c/2", state: &state)) == ["rejected:late"])
+    }
+
+    @Test func appFlowsReplaceGlobalFlows() throws {
+        let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow + """
+
+        ---
+        flow: finance
+        apps: [finance-app]
+        branches:
+          - when: '"finance" in user.groups'
+            mfa: [sms]
+        """])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let fin = event("f", at: 1, app: "finance-app", custom: [("userGroups", .list([.string("finance")]))])
+        #expect(summary(engine.process(fin, coordinates: "c/0", state: &state)) == ["finance:mfa:sms"])
+        #expect(summary(engine.process(event("f", at: 2, app: "mail"), coordinates: "c/1", state: &state)) == ["guard:allow"])
+    }
+
+    @Test func expressionErrorsAreReportedNotSilentlyFalse() throws {
+        let set = try loadSet(["p.yaml": """
+        policy: dept
+        judgment: event.custom.department == "finance"
+        """, "f.yaml": """
+        flow: f
+        policies: [dept]
+        branches:
+          - when: policies.dept.hit
+            deny: true
+        """])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let d = try #require(engine.process(event("u", at: 1), coordinates: "c/0", state: &state).decisions.first)
+        #expect(d.action == .allow)
+        #expect(d.errors.count == 1)
+        #expect(d.errors.first?.contains("dept") == true)
+    }
+
+    @Test func sameEventsSameDecisions() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        func run() -> [[Decision]] {
+            var state = PartitionState(policySet: set)
+            var out: [[Decision]] = []
+            for i in 0..<400 {
+                let user = "u\(i % 7)"
+                let e = event(user, at: Int64(i) * 7_000, app: ["portal", "mail", "crm", "wiki", "chat", "finance-app"][i % 6],
+                              result: i % 5 == 0 ? "failure" : "success", ip: "198.51.100.\(i % 3)",
+                              city: ["Paris", "Tokyo", "Lima"][(i / 50) % 3],
+                              custom: [("sessionId", .string("s\(i / 10)")), ("deviceId", .string("d\(i % 4)"))])
+                out.append(engine.process(e, coordinates: "t/0/\(i)", state: &state).decisions)
+            }
+            return out
+        }
+        let a = run(), b = run()
+        #expect(a == b)
+        #expect(a.joined().contains { $0.action == .mfa })
+    }
+}

@@ -1,0 +1,133 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import Testing
+
+@Suite struct PolicyLoaderTests {
+    static let flow = """
+    flow: f
+    apps: global
+    policies: [p]
+    branches:
+      - when: policies.p.hit
+        mfa: [sms]
+    """
+
+    @Test func theExamplesLoad() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        #expect(set.policies.map(\.name).sorted() == ["extranet", "ip_velocity", "session_change", "usual_location"])
+        #expect(set.flows.map(\.name).sorted() == ["api_login", "continuous_session", "internal_apps", "login_risk"])
+        // ip_velocity's two windows and usual_location's profile share nothing; the two
+        // session statistics share one keyspace.
+        #expect(set.keyspaces.count == 3)
+    }
+
+    @Test func typeErrorNamesFileLineAndColumn() throws {
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        filter: event.behaviorType == "login"
+        judgment: event.requestDate + "x" > 3
+        """, "f.yaml": Self.flow])
+        #expect(errors.count == 1)
+        let e = try #require(errors.first)
+        #expect(e.location.file == "p.yaml")
+        #expect(e.location.line == 3)
+        // The column points inside the expression, at or after `event` (column 11).
+        #expect(e.location.column >= 11)
+        #expect(e.code == .expression)
+    }
+
+    @Test func unknownFieldOnTheEventIsALoadError() throws {
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        judgment: event.citty == "Paris"
+        """, "f.yaml": Self.flow])
+        let e = try #require(errors.first)
+        #expect(e.location.line == 2)
+        #expect(e.message.contains("citty"))
+    }
+
+    @Test func judgmentMustBeBool() throws {
+        let errors = try loadErrors(["p.yaml": "policy: p\njudgment: event.requestDate + 1\n", "f.yaml": Self.flow])
+        #expect(errors.count == 1)
+        #expect(errors.first?.location.line == 2)
+    }
+
+    @Test func unknownKeysMissingKeysAndBadValuesAreAllReported() throws {
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        judgement: true
+        statistics:
+          - name: n
+            key: event.ip
+            window: ten minutes
+            aggregation: median
+        """, "f.yaml": Self.flow])
+        let messages = errors.map { "\($0.location.line):\($0.message)" }
+        #expect(messages.contains { $0.hasPrefix("2:") && $0.contains("unknown key 'judgement'") })
+        #expect(messages.contains { $0.hasPrefix("6:") && $0.contains("window") })
+        #expect(messages.contains { $0.hasPrefix("7:") && $0.contains("median") })
+        #expect(messages.contains { $0.contains("missing 'judgment'") })
+    }
+
+    @Test func yamlSyntaxErrorHasAPosition() throws {
+        let errors = try loadErrors(["p.yaml": "policy: p\njudgment: [unclosed\n", "f.yaml": Self.flow])
+        let e = try #require(errors.first { $0.location.file == "p.yaml" })
+        #expect(e.code == .yamlSyntax)
+        #expect(e.location.line >= 2)
+    }
+
+    @Test func flowErrors() throws {
+        let errors = try loadErrors(["f.yaml": """
+        flow: f
+        trigger: kafka
+        apps: global
+        policies: [nope]
+        branches:
+          - when: "true"
+            mfa: [sms, pigeon]
+          - when: "true"
+            allow: true
+            deny: true
+        """, "p.yaml": "policy: p\njudgment: \"true\"\n"])
+        let messages = errors.map { "\($0.location.line):\($0.message)" }
+        #expect(messages.contains { $0.hasPrefix("2:") && $0.contains("ueba") })
+        #expect(messages.contains { $0.contains("'nope'") })
+        #expect(messages.contains { $0.hasPrefix("7:") && $0.contains("pigeon") })
+        #expect(messages.contains { $0.hasPrefix("8:") && $0.contains("exactly one") })
+    }
+
+    @Test func flowExpressionsAreCheckedAgainstThePoliciesTheyUse() throws {
+        let errors = try loadErrors(["p.yaml": "policy: p\njudgment: \"true\"\n", "f.yaml": """
+        flow: f
+        policies: [p]
+        branches:
+          - when: policies.p.hti
+            allow: true
+        """])
+        let e = try #require(errors.first)
+        #expect(e.location.line == 4)
+        #expect(e.message.contains("hti"))
+    }
+
+    @Test func blockScalarErrorsMapToTheirLine() throws {
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        judgment: |
+          event.ip == "1.2.3.4" &&
+            event.nope == 1
+        """, "f.yaml": Self.flow])
+        let e = try #require(errors.first)
+        #expect(e.location.line == 4)
+        #expect(e.location.column == 5)
+    }
+
+    @Test func durations() {
+        #expect(DurationText.milliseconds("10m") == 600_000)
+        #expect(DurationText.milliseconds("1h30m") == 5_400_000)
+        #expect(DurationText.milliseconds("500ms") == 500)
+        #expect(DurationText.milliseconds("30d") == 2_592_000_000)
+        #expect(DurationText.milliseconds("10") == nil)
+        #expect(DurationText.milliseconds("m") == nil)
+        #expect(DurationText.milliseconds("5w") == nil)
+    }
+}
