@@ -10,6 +10,9 @@ struct Compiled {
     var eval: Eval
     /// Set when the value does not depend on the activation.
     var constant: Value?
+    /// Set when the node only reads a variable, so that consumers can read the slot
+    /// in place instead of calling through a closure.
+    var slot: Int? = nil
 
     static func const(_ v: Value, _ t: CELType) -> Compiled {
         Compiled(type: t, eval: { (_: inout Frame) throws(EvalError) -> Value in v }, constant: v)
@@ -167,7 +170,7 @@ struct Checker {
 
     private mutating func ident(_ name: String, _ pos: SourcePosition) throws(ExpressionError) -> Compiled {
         if let (slot, type) = lookup(name) {
-            return Compiled(type: type, eval: { (f: inout Frame) throws(EvalError) -> Value in f.slots[slot] })
+            return Compiled(type: type, eval: { (f: inout Frame) throws(EvalError) -> Value in f.slots[slot] }, slot: slot)
         }
         if let t = typeDenotations[name] { return .const(.type(t), .type) }
         return try fail(.undeclaredReference, "undeclared reference to '\(name)'", pos)
@@ -180,6 +183,15 @@ struct Checker {
         case .object(let schema):
             guard let idx = schema.index(of: field) else {
                 return try fail(.noSuchField, "no field '\(field)' on \(schema.name)", pos)
+            }
+            if let slot = operand.slot {
+                return Compiled(type: schema.fieldTypes[idx], eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema {
+                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(field)") }
+                        return r
+                    }
+                    return try Ops.selectDynamic(f.slots[slot], field)
+                })
             }
             let c = Compiled(type: schema.fieldTypes[idx], eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let v = try oe(&f)
@@ -456,12 +468,17 @@ struct Checker {
             args[1].constant != nil ? (args[0], args[1].constant) : (args[1], args[0].constant)
         if case .string(let k)? = constSide, args[0].constant == nil || args[1].constant == nil {
             let e = varSide.eval
-            let kUTF8Count = k.utf8.count
+            if k.utf8.allSatisfy({ $0 < 0x80 }) {
+                // A string canonically equivalent to an ASCII one but with other bytes
+                // is always longer, so equal length plus Swift's `==` is byte equality.
+                let n = k.utf8.count
+                return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .string(let s) = try e(&f) { return .bool((s.utf8.count == n && s == k) != negate) }
+                    return .bool(negate)
+                })
+            }
             return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
-                if case .string(let s) = try e(&f) {
-                    let eq = s.utf8.count == kUTF8Count && s.utf8.elementsEqual(k.utf8)
-                    return .bool(eq != negate)
-                }
+                if case .string(let s) = try e(&f) { return .bool(stringsEqual(s, k) != negate) }
                 return .bool(negate)
             })
         }

@@ -237,24 +237,33 @@ struct CIDR: Sendable, Hashable {
 /// Returns the address as two 64-bit halves of its IPv6 form.
 func parseIP(_ s: Substring) -> (UInt64, UInt64, Bool)? {
     if let v4 = parseIPv4(s) { return (0, 0xFFFF_0000_0000 | UInt64(v4), true) }
-    guard let words = parseIPv6(s) else { return nil }
+    guard s.utf8.contains(58), let words = parseIPv6(s) else { return nil }
     var h: UInt64 = 0, l: UInt64 = 0
     for i in 0..<4 { h = h << 16 | UInt64(words[i]) }
     for i in 4..<8 { l = l << 16 | UInt64(words[i]) }
     return (h, l, false)
 }
 
+/// Dotted quad without leading zeros; byte-wise, since it runs per event.
 private func parseIPv4(_ s: Substring) -> UInt32? {
-    let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 4 else { return nil }
-    var v: UInt32 = 0
-    for p in parts {
-        guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }),
-            p.count == 1 || !p.hasPrefix("0"), let n = UInt32(p), n <= 255
-        else { return nil }
-        v = v << 8 | n
+    var v: UInt32 = 0, part: UInt32 = 0, digits = 0, dots = 0, leadingZero = false
+    for c in s.utf8 {
+        if c == 46 {  // "."
+            guard digits > 0 else { return nil }
+            v = v << 8 | part
+            part = 0; digits = 0; dots += 1
+            if dots > 3 { return nil }
+        } else if c >= 48 && c <= 57 {
+            if digits == 0 { leadingZero = c == 48 } else if leadingZero { return nil }
+            part = part * 10 + UInt32(c - 48)
+            digits += 1
+            if part > 255 { return nil }
+        } else {
+            return nil
+        }
     }
-    return v
+    guard dots == 3, digits > 0 else { return nil }
+    return v << 8 | part
 }
 
 private func parseIPv6(_ s: Substring) -> [UInt16]? {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A dynamically typed value: what events carry in custom fields, what expressions
 /// compute, and what statistics and decisions report. CEL's value model, minus
 /// protobuf messages.
@@ -136,10 +138,22 @@ public func celEquals(_ a: Value, _ b: Value) -> Bool {
     }
 }
 
-/// Swift's `==` on String applies canonical equivalence; CEL compares code points.
+/// Swift's `==` on String applies canonical equivalence; CEL compares code points,
+/// which for valid UTF-8 means comparing bytes.
 @inline(__always)
 func stringsEqual(_ a: String, _ b: String) -> Bool {
-    a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+    let n = a.utf8.count
+    guard n == b.utf8.count else { return false }
+    // Byte-identical strings are always canonically equivalent, so a false `==`
+    // (cheap for small and ASCII strings) settles it.
+    guard a == b else { return false }
+    if n == 0 { return true }
+    if let r = a.utf8.withContiguousStorageIfAvailable({ pa in
+        b.utf8.withContiguousStorageIfAvailable { pb in memcmp(pa.baseAddress!, pb.baseAddress!, n) == 0 }
+    }), let r {
+        return r
+    }
+    return a.utf8.elementsEqual(b.utf8)
 }
 
 /// Numeric three-way comparison across int, uint and double; nil when either side is
