@@ -397,3 +397,75 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         #expect(ns < 5_000)
     }
 }
+
+@Suite struct ExpressionEdgeTests {
+    @Test func membershipInLiteralStringLists() throws {
+        let big = (0..<20).map { "'c\($0)'" }.joined(separator: ", ")
+        #expect(try value("event.behaviorResult in ['success', 'failure']") == .bool(true))
+        #expect(try value("event.behaviorResult in [\(big)]") == .bool(false))
+        #expect(try value("'c13' in [\(big)]") == .bool(true))
+        // Byte equality, not canonical equivalence, even through the hashed path.
+        #expect(try value("'e\\u0301' in ['\\u00e9', \(big)]") == .bool(false))
+        #expect(try value("1 in ['a', 'b']") == .bool(false))
+    }
+
+    @Test func shortActivationIsAnErrorNotACrash() throws {
+        var d = Declarations()
+        d.declare("a", .int)
+        d.declare("b", .int)
+        let c = try Expression.compile("a + b", declarations: d)
+        guard case .failure(let e) = c.evaluate(Activation(slotCount: 1)) else {
+            Issue.record("expected failure")
+            return
+        }
+        #expect(e.message.contains("slots"))
+    }
+
+    @Test func redeclaringKeepsTheSlot() {
+        var d = Declarations()
+        let a = d.declare("a", .int)
+        let b = d.declare("b", .string)
+        #expect(d.declare("a", .dyn) == a)
+        #expect(a != b)
+        #expect(d.type(of: "a") == .dyn)
+        #expect(d.count == 2)
+    }
+
+    @Test func deepNestingIsRejected() {
+        let long = Array(repeating: "1", count: 2000).joined(separator: " + ")
+        #expect(compileError(long)?.code == .syntax)
+        let parens = String(repeating: "(", count: 1000) + "1" + String(repeating: ")", count: 1000)
+        #expect(compileError(parens)?.code == .syntax)
+    }
+
+    @Test func macroErrors() {
+        let e = compileError("[1, 2].all(1, true)")
+        #expect(e?.code == .invalidArgument)
+        #expect(e?.position == SourcePosition(line: 1, column: 12))
+        let p = compileError("event.roles.exists(r, r + 1)")
+        #expect(p?.code == .noMatchingOverload)
+        #expect(p?.position == SourcePosition(line: 1, column: 25))
+        #expect(compileError("event.count.all(x, true)")?.code == .noMatchingOverload)
+        #expect(compileError("event.roles.filter(r, r.size())")?.code == .noMatchingOverload)
+    }
+
+    @Test func positionsCountScalarsAcrossLines() {
+        let e = compileError("'ünïcode' == event.ip &&\n\tevent.nope == 1")
+        #expect(e?.code == .noSuchField)
+        #expect(e?.position == SourcePosition(line: 2, column: 8))
+    }
+
+    @Test func uncheckedModeDefersErrors() throws {
+        let c = try Expression.compile("x || true", declarations: Declarations(), options: CompileOptions(typeCheck: false))
+        #expect(try c.evaluate(Activation(slotCount: 0)).get() == .bool(true))
+        #expect(throws: ExpressionError.self) { try Expression.compile("x || true", declarations: Declarations()) }
+    }
+
+    @Test func macrosCanBeDisabled() {
+        var d = Declarations()
+        d.declare("l", .list(.int))
+        #expect(throws: ExpressionError.self) {
+            try Expression.compile("l.all(x, x > 0)", declarations: d, options: CompileOptions(macros: false))
+        }
+    }
+}

@@ -59,6 +59,9 @@ struct Checker {
     let options: CompileOptions
     private var scopes: [(name: String, slot: Int, type: CELType)] = []
     private(set) var maxLocals = 0
+    /// Long operator chains parse iteratively but compile and evaluate recursively.
+    private var depth = 0
+    private static let maxDepth = 400
 
     init(declarations: Declarations, options: CompileOptions) {
         decls = declarations
@@ -94,6 +97,11 @@ struct Checker {
     }
 
     mutating func compile(_ n: Node) throws(ExpressionError) -> Compiled {
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Checker.maxDepth {
+            throw ExpressionError(code: .syntax, message: "expression nested too deeply", position: n.pos)
+        }
         switch n.kind {
         case .literal(let v):
             return .const(v, staticType(of: v))
@@ -328,6 +336,13 @@ struct Checker {
             switch types[1] {
             case .list, .map, .dyn: break
             default: return try noOverload(fn, types, pos)
+            }
+            if case .list(let items)? = args[1].constant {
+                let strings = items.compactMap { v -> String? in if case .string(let s) = v { s } else { nil } }
+                if strings.count == items.count {
+                    let set: Set<String>? = strings.count > 8 ? Set(strings) : nil
+                    return unary(.bool) { (x: Value) throws(EvalError) -> Value in try Ops.containsString(strings, set, x) }
+                }
             }
             return binary(.bool) { (x: Value, c: Value) throws(EvalError) -> Value in try Ops.contains(c, x) }
         case "_[_]":
@@ -624,6 +639,8 @@ struct Checker {
             vars = [i, v]; body = [argNodes[2]]
         } else if argNodes.count == 4, fn == "transformList" || fn == "transformMap", let i = names[0], let v = names[1] {
             vars = [i, v]; body = [argNodes[2], argNodes[3]]
+        } else if oneVar.contains(fn) || twoVar.contains(fn), !argNodes.isEmpty, names[0] == nil {
+            return try fail(.invalidArgument, "the first argument of '\(fn)' must be a variable name", argNodes[0].pos)
         } else {
             return nil
         }

@@ -58,6 +58,7 @@ public struct Declarations: Sendable {
 
     public var count: Int { types.count }
     public func slot(of name: String) -> Int? { slots[name] }
+    public func type(of name: String) -> CELType? { slots[name].map { types[$0] } }
 }
 
 /// Runtime values of the declared variables, by slot.
@@ -100,6 +101,9 @@ public struct CompiledExpression: Sendable {
     let localCount: Int
 
     public func evaluate(_ activation: Activation) -> Result<Value, EvalError> {
+        guard activation.values.count >= slotCount else {
+            return .failure(EvalError("activation has \(activation.values.count) slots, the expression was compiled for \(slotCount)"))
+        }
         var frame = Frame(slots: activation.values)
         if localCount > 0 {
             let need = slotCount + localCount

@@ -150,6 +150,20 @@ enum Ops {
         }
     }
 
+    /// `x in [literal strings]`: the common policy shape (`country in ['CN', 'US']`).
+    static func containsString(_ list: [String], _ set: Set<String>?, _ item: Value) throws(EvalError) -> Value {
+        guard case .string(let s) = item else {
+            return try contains(.list(list.map { .string($0) }), item)
+        }
+        if let set {
+            // Set<String> matches canonically equivalent strings; confirm the bytes.
+            guard let i = set.firstIndex(of: s) else { return .bool(false) }
+            if stringsEqual(set[i], s) { return .bool(true) }
+        }
+        for e in list where stringsEqual(e, s) { return .bool(true) }
+        return .bool(false)
+    }
+
     static func contains(_ collection: Value, _ item: Value) throws(EvalError) -> Value {
         switch collection {
         case .list(let l):
@@ -390,12 +404,15 @@ enum Ops {
     }
 }
 
-/// Swift's Regex is immutable once built and safe to share; the box only states that.
+/// Swift's Regex is a value that is not declared Sendable because it lowers its
+/// program lazily (with an atomic publish). Matching once here lowers it before the
+/// expression is shared, so later matches from any thread only read it.
 final class CompiledRegex: @unchecked Sendable {
     let regex: Regex<AnyRegexOutput>
     init(_ pattern: String) throws {
         // CEL (RE2) matches by code point, not by grapheme cluster.
         regex = try Regex(pattern).matchingSemantics(.unicodeScalar)
+        _ = try regex.firstMatch(in: "")
     }
     func matches(_ s: String) -> Bool {
         (try? regex.firstMatch(in: s)) != nil
