@@ -57,7 +57,7 @@ private func join(_ a: CELType, _ b: CELType) -> CELType { a == b ? a : .dyn }
 struct Checker {
     let decls: Declarations
     let options: CompileOptions
-    private var scopes: [(name: String, slot: Int, type: CELType)] = []
+    private var scopes: [(name: String, local: Int, type: CELType)] = []
     private(set) var maxLocals = 0
     /// Long operator chains parse iteratively but compile and evaluate recursively.
     private var depth = 0
@@ -91,7 +91,7 @@ struct Checker {
     /// as CEL reports it when evaluated.
     private func fold(_ c: Compiled, _ children: [Compiled]) -> Compiled {
         guard c.constant == nil, children.allSatisfy({ $0.constant != nil }) else { return c }
-        var frame = Frame(slots: [])
+        var frame = Frame.empty
         guard let v = try? c.eval(&frame) else { return c }
         return .const(v, c.type)
     }
@@ -156,9 +156,11 @@ struct Checker {
         }
     }
 
-    private func lookup(_ name: String) -> (slot: Int, type: CELType)? {
-        if let s = scopes.last(where: { $0.name == name }) { return (s.slot, s.type) }
-        if let slot = decls.slot(of: name) { return (slot, decls.types[slot]) }
+    private enum Binding { case variable(Int, CELType), local(Int, CELType) }
+
+    private func lookup(_ name: String) -> Binding? {
+        if let s = scopes.last(where: { $0.name == name }) { return .local(s.local, s.type) }
+        if let slot = decls.slot(of: name) { return .variable(slot, decls.types[slot]) }
         return nil
     }
 
@@ -177,8 +179,12 @@ struct Checker {
     }
 
     private mutating func ident(_ name: String, _ pos: SourcePosition) throws(ExpressionError) -> Compiled {
-        if let (slot, type) = lookup(name) {
+        switch lookup(name) {
+        case .variable(let slot, let type)?:
             return Compiled(type: type, eval: { (f: inout Frame) throws(EvalError) -> Value in f.slots[slot] }, slot: slot)
+        case .local(let i, let type)?:
+            return Compiled(type: type, eval: { (f: inout Frame) throws(EvalError) -> Value in f.locals[i] })
+        case nil: break
         }
         if let t = typeDenotations[name] { return .const(.type(t), .type) }
         return try fail(.undeclaredReference, "undeclared reference to '\(name)'", pos)
@@ -612,10 +618,10 @@ struct Checker {
     // MARK: macros
 
     private mutating func bindLocal(_ name: String, _ type: CELType) -> Int {
-        let slot = decls.count + maxLocals
+        let local = maxLocals
         maxLocals += 1
-        scopes.append((name, slot, type))
-        return slot
+        scopes.append((name, local, type))
+        return local
     }
 
     private func iterationVar(_ n: Node) -> String? {
@@ -696,13 +702,13 @@ struct Checker {
             let isMap: Bool = { if case .map = r { return true } else { return false } }()
             func bind(_ i: Int, _ f: inout Frame) {
                 if isMap {
-                    f.slots[s1] = map.keys[i]
-                    if twoVars { f.slots[s2] = map.values[i] }
+                    f.locals[s1] = map.keys[i]
+                    if twoVars { f.locals[s2] = map.values[i] }
                 } else if twoVars {
-                    f.slots[s1] = .int(Int64(i))
-                    f.slots[s2] = list[i]
+                    f.locals[s1] = .int(Int64(i))
+                    f.locals[s2] = list[i]
                 } else {
-                    f.slots[s1] = list[i]
+                    f.locals[s1] = list[i]
                 }
             }
             func truth(_ v: Value) throws(EvalError) -> Bool {

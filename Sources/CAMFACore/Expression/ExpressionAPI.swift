@@ -104,17 +104,15 @@ public struct CompiledExpression: Sendable {
         guard activation.values.count >= slotCount else {
             return .failure(EvalError("activation has \(activation.values.count) slots, the expression was compiled for \(slotCount)"))
         }
-        var frame = Frame(slots: activation.values)
-        if localCount > 0 {
-            let need = slotCount + localCount
-            if frame.slots.count < need {
-                frame.slots.append(contentsOf: repeatElement(.null, count: need - frame.slots.count))
-            }
+        if localCount == 0 {
+            var frame = Frame(slots: activation.values, locals: UnsafeMutableBufferPointer(start: nil, count: 0))
+            do { return .success(try root(&frame)) } catch { return .failure(error) }
         }
-        do {
-            return .success(try root(&frame))
-        } catch {
-            return .failure(error)
+        return withUnsafeTemporaryAllocation(of: Value.self, capacity: localCount) { locals -> Result<Value, EvalError> in
+            locals.initialize(repeating: .null)
+            defer { locals.deinitialize() }
+            var frame = Frame(slots: activation.values, locals: locals)
+            do throws(EvalError) { return .success(try root(&frame)) } catch { return .failure(error) }
         }
     }
 

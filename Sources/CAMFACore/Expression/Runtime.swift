@@ -1,10 +1,13 @@
 // Runtime semantics of CEL's operators and functions over `Value`. The checker picks
 // these (or a specialised closure) at compile time; they re-check the dynamic cases.
 
-/// Slot storage during one evaluation: the activation's variables, then the
-/// comprehension variables the checker allocated after them.
+/// Storage during one evaluation: the activation's variables (shared, never copied)
+/// and the comprehension variables, which live in stack memory for the call.
 struct Frame {
-    var slots: [Value]
+    let slots: [Value]
+    let locals: UnsafeMutableBufferPointer<Value>
+
+    static var empty: Frame { Frame(slots: [], locals: UnsafeMutableBufferPointer(start: nil, count: 0)) }
 }
 
 typealias Eval = @Sendable (inout Frame) throws(EvalError) -> Value
