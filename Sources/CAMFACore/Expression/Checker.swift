@@ -298,10 +298,7 @@ struct Checker {
 
         switch fn {
         case "_&&_", "_||_":
-            for (i, t) in types.enumerated() where t != .bool && t != .dyn {
-                _ = i
-                return try noOverload(fn, types, pos)
-            }
+            if types.contains(where: { $0 != .bool && $0 != .dyn }) { return try noOverload(fn, types, pos) }
             return logical(isAnd: fn == "_&&_", evals[0], evals[1], args)
         case "!_":
             guard types[0] == .bool || types[0] == .dyn else { return try noOverload(fn, types, pos) }
@@ -519,6 +516,14 @@ struct Checker {
             case "_>_": { $0 > 0 }
             default: { $0 >= 0 }
             }
+        if case .int(let k)? = args[1].constant, args[0].constant == nil {
+            // Thresholds (`event.count > 5`) compare a variable with an int literal.
+            return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                let x = try a(&f)
+                if case .int(let i) = x { return .bool(accept(i < k ? -1 : (i > k ? 1 : 0))) }
+                return .bool(try Ops.compare(fn, x, .int(k)).map(accept) ?? false)
+            })
+        }
         if args[0].type == .int && args[1].type == .int {
             return fold(Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let x = try a(&f), y = try b(&f)
