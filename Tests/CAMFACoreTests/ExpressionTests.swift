@@ -1,4 +1,5 @@
 import CAMFACore
+import Synchronization
 import Foundation
 import Testing
 
@@ -467,5 +468,29 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         #expect(throws: ExpressionError.self) {
             try Expression.compile("l.all(x, x > 0)", declarations: d, options: CompileOptions(macros: false))
         }
+    }
+}
+
+@Suite struct ExpressionConcurrencyTests {
+    /// One compiled expression shared by many threads, as partitions share policies.
+    @Test func sharedAcrossThreads() throws {
+        var d = Declarations()
+        let slot = d.declare("event", .object(TestObject.schema))
+        let c = try Expression.compile(
+            "event.ip.matches('^10\\\\.') && event.roles.exists(r, r == 'finance') && inCidr(event.ip, '10.0.0.0/8')",
+            declarations: d, expecting: .bool)
+        let results = Mutex<[Int]>(Array(repeating: 0, count: 8))
+        let slotCount = d.count
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            var a = Activation(slotCount: slotCount)
+            a[slot] = TestObject.make(ip: worker % 2 == 0 ? "10.0.0.\(worker)" : "192.168.0.\(worker)")
+            var trues = 0
+            for _ in 0..<500 {
+                if case .success(.bool(true)) = c.evaluate(a) { trues += 1 }
+            }
+            results.withLock { $0[worker] = trues }
+        }
+        let counts = results.withLock { $0 }
+        #expect(counts == [500, 0, 500, 0, 500, 0, 500, 0])
     }
 }

@@ -1,3 +1,20 @@
+// camfa's condition language: the subset of CEL (github.com/google/cel-spec,
+// langdef.md) that policies need, checked when a policy loads and compiled to a tree
+// of closures for the per-event hot path.
+//
+// Supported: int/uint/double/string/bytes/bool/null literals (raw, triple-quoted,
+// escapes), lists, maps, field selection on host objects (resolved to an index at
+// compile time) and maps, indexing, + - * / % with CEL's overflow errors, comparisons
+// across int/uint/double, && || ! with CEL's error absorption, ?:, in, has(), size,
+// contains, startsWith, endsWith, matches (RE via Swift Regex), the macros all,
+// exists, exists_one/existsOne, filter, map (2 and 3 arguments), transformList,
+// transformMap, duration()/timestamp() with their arithmetic and get* accessors
+// (fixed offsets only), int/uint/double/string/bool/bytes/type/dyn conversions, and
+// camfa's inCidr(ip, cidr) for IPv4 and IPv6.
+//
+// Not supported: protobuf messages and message construction, containers/namespaces,
+// named IANA time zones, timestamps outside 1677-2262 (Int64 nanoseconds).
+
 /// A place in an expression's text, 1-based; columns count Unicode scalars.
 public struct SourcePosition: Sendable, Hashable, CustomStringConvertible {
     public var line: Int
