@@ -9,8 +9,9 @@ import Testing
     static let dataPath = "cel-spec/simple-tests.json"
 
     /// Unsupported by design, keyed "file", "file/section" or "file/section/name".
-    /// Tests with a `container`, a `type_env`, protobuf message values or an
-    /// `unsupported` marker are out of scope and skipped before this list applies.
+    /// Tests with a `container`, protobuf message values, a `type_env` declaring
+    /// anything but variables of primitive/list/map/null type, or an `unsupported`
+    /// marker are out of scope and skipped before this list applies.
     static let excluded: [String: String] = [
         // camfa stores timestamps and durations as Int64 nanoseconds (years 1677-2262,
         // ±292 years), not CEL's years 1-9999 / ±10000 years.
@@ -44,7 +45,8 @@ import Testing
     enum Outcome { case pass, fail(String), excluded(String), outOfScope }
 
     static func outOfScopeReason(_ c: Case) -> Bool {
-        if c.container != nil || c.type_env != nil || c.unsupported != nil { return true }
+        if c.container != nil || c.unsupported != nil { return true }
+        if let env = c.type_env, TypeEnv.declarations(env) == nil { return true }
         if case .object(let o)? = c.expected, case .string("object")? = o["type"] { return true }
         if case .array(let items)? = c.other, items.contains(where: { if case .string(let s) = $0 { s.contains("TestAllTypes") } else { false } }) {
             return true
@@ -60,10 +62,12 @@ import Testing
         if outOfScopeReason(c) { return .outOfScope }
         if let why = exclusion(c) { return .excluded(why) }
         var decls = Declarations()
+        for (name, type) in c.type_env.flatMap(TypeEnv.declarations) ?? [] { decls.declare(name, type) }
         var values: [(Int, Value)] = []
         for (name, v) in c.bindings ?? [:] {
             guard let value = v.celValue else { return .fail("cannot decode binding \(name)") }
-            values.append((decls.declare(name, .dyn), value))
+            let slot = decls.slot(of: name) ?? decls.declare(name, .dyn)
+            values.append((slot, value))
         }
         let options = CompileOptions(typeCheck: c.disable_check != true, macros: c.disable_macros != true)
         let compiled: CompiledExpression
@@ -138,6 +142,90 @@ import Testing
         print(table)
         for f in failures { Issue.record(Comment(rawValue: f)) }
         #expect(failures.isEmpty)
+    }
+}
+
+/// The conformance file keeps `type_env` as Python reprs of the protobuf declarations,
+/// e.g. `[('name', b'x'), ('ident', [('type', [('primitive', 'INT64')])])]`. Only
+/// variable declarations of primitive, list, map and null types are understood;
+/// anything else (functions, messages) makes the test out of scope.
+enum TypeEnv {
+    indirect enum Node { case text(String), seq([Node]) }
+
+    static func declarations(_ env: JSONValue) -> [(String, CELType)]? {
+        guard case .array(let items) = env else { return nil }
+        var out: [(String, CELType)] = []
+        for item in items {
+            guard case .string(let repr) = item else { return nil }
+            var chars = Substring(repr)
+            guard let tree = parse(&chars), case .seq(let fields) = tree,
+                let name = field(fields, "name").flatMap(text),
+                let ident = field(fields, "ident"), case .seq(let identFields) = ident,
+                let typeNode = field(identFields, "type"), let type = celType(typeNode)
+            else { return nil }
+            out.append((name, type))
+        }
+        return out
+    }
+
+    /// Finds `('key', value)` in a sequence of pairs.
+    static func field(_ items: [Node], _ key: String) -> Node? {
+        for case .seq(let pair) in items where pair.count == 2 {
+            if case .text(key) = pair[0] { return pair[1] }
+        }
+        return nil
+    }
+
+    static func text(_ n: Node) -> String? {
+        if case .text(let s) = n { return s }
+        return nil
+    }
+
+    static func celType(_ n: Node) -> CELType? {
+        guard case .seq(let items) = n else { return nil }
+        if let p = field(items, "primitive").flatMap(text) {
+            switch p {
+            case "INT64": return .int
+            case "UINT64": return .uint
+            case "DOUBLE": return .double
+            case "STRING": return .string
+            case "BYTES": return .bytes
+            case "BOOL": return .bool
+            default: return nil
+            }
+        }
+        if field(items, "null") != nil { return .null }
+        if case .seq(let l)? = field(items, "list_type"), let e = field(l, "elem_type").flatMap(celType) { return .list(e) }
+        if case .seq(let m)? = field(items, "map_type"), let k = field(m, "key_type").flatMap(celType),
+            let v = field(m, "value_type").flatMap(celType)
+        {
+            return .map(k, v)
+        }
+        return nil
+    }
+
+    /// Parses Python list/tuple/str/bytes literals; both brackets become `.seq`.
+    static func parse(_ s: inout Substring) -> Node? {
+        s = s.drop(while: { $0 == " " || $0 == "," })
+        guard let c = s.first else { return nil }
+        if c == "[" || c == "(" {
+            let close: Character = c == "[" ? "]" : ")"
+            s.removeFirst()
+            var items: [Node] = []
+            while true {
+                s = s.drop(while: { $0 == " " || $0 == "," })
+                if s.first == close { s.removeFirst(); return .seq(items) }
+                guard let item = parse(&s) else { return nil }
+                items.append(item)
+            }
+        }
+        if c == "b" { s.removeFirst() }
+        guard let q = s.first, q == "'" || q == "\"" else { return nil }
+        s.removeFirst()
+        guard let end = s.firstIndex(of: q) else { return nil }
+        let t = String(s[..<end])
+        s = s[s.index(after: end)...]
+        return .text(t)
     }
 }
 

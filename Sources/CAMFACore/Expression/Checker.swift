@@ -108,8 +108,11 @@ struct Checker {
         case .ident(let name):
             return try ident(name, n.pos)
         case .select(let operand, let field):
-            if let q = qualifiedName(n), typeDenotations[q] != nil, lookup(rootName(n)) == nil {
-                return .const(.type(typeDenotations[q]!), .type)
+            // A dotted name may be a variable or type by itself ("a.b.c"); the longest
+            // declared prefix wins, unless a comprehension variable shadows its root.
+            if let q = qualifiedName(n), !scopes.contains(where: { $0.name == rootName(n) }) {
+                if decls.slot(of: q) != nil { return try ident(q, n.pos) }
+                if let t = typeDenotations[q], lookup(rootName(n)) == nil { return .const(.type(t), .type) }
             }
             return try select(operand, field, n.pos)
         case .list(let items):
