@@ -233,6 +233,8 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         #expect(try value("duration('1h30m')") == .duration(5_400_000_000_000))
         #expect(try value("duration('1.5s')") == .duration(1_500_000_000))
         #expect(try value("duration('-2ms')") == .duration(-2_000_000))
+        #expect(try value("duration('2.3h')") == .duration(8_280_000_000_000))
+        #expect(try value("duration('1.000000001s')") == .duration(1_000_000_001))
         #expect(try value("duration('3us') + duration('4ns')") == .duration(3_004))
         #expect(try value("duration('1m') > duration('59s')") == .bool(true))
         #expect(try value("duration('90s').getMinutes()") == .int(1))

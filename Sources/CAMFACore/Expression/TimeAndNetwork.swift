@@ -13,7 +13,6 @@ func parseDuration(_ text: String) -> Result<Int64, EvalError> {
     if s.hasPrefix("-") { negative = true; s = s.dropFirst() } else if s.hasPrefix("+") { s = s.dropFirst() }
     if s == "0" { return .success(0) }
     if s.isEmpty { return .failure(EvalError("invalid duration '\(text)'")) }
-    // Accumulate in Double for the fractional part, but integers exactly.
     var total: Int64 = 0
     while !s.isEmpty {
         let intPart = s.prefix(while: { $0.isASCII && $0.isNumber })
@@ -47,7 +46,9 @@ func parseDuration(_ text: String) -> Result<Int64, EvalError> {
                 f = f * 10 + Int64(ch.asciiValue! - 48)
                 scale *= 10
             }
-            part += Int64((Double(f) / Double(scale) * Double(unit)).rounded(.towardZero))
+            // Exact f/scale × unit in 128 bits: doubles would turn 2.3h into 2.29999…h.
+            let q = scale.dividingFullWidth(f.multipliedFullWidth(by: unit)).quotient
+            part += q
         }
         let (sum, o2) = total.addingReportingOverflow(part)
         if o2 { return .failure(EvalError("duration '\(text)' out of range")) }
