@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+/// Locates fixtures in the shared test-data folder beside the package
+/// (`<package>/../shared/testdata`). They are not part of the repository, so a fresh
+/// clone has none: tests then skip, except under CI where missing data is a failure.
+enum SharedTestData {
+    static var packageRoot: URL {
+        // This file is <root>/Tests/CAMFACoreTests/SharedTestData.swift.
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+    }
+
+    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+    /// The URL of `relativePath` under the shared test-data folder, or nil when absent.
+    static func url(_ relativePath: String) -> URL? {
+        let u = packageRoot.appendingPathComponent("../shared/testdata").appendingPathComponent(relativePath)
+            .standardizedFileURL
+        return FileManager.default.fileExists(atPath: u.path) ? u : nil
+    }
+
+    /// True when a test needing `relativePath` should run: present, or missing under CI
+    /// (where the test body records the failure).
+    static func shouldRun(_ relativePath: String) -> Bool { url(relativePath) != nil || isCI }
+
+    /// The fixture's URL; when missing, records an issue under CI, else prints why the
+    /// test does nothing.
+    static func require(_ relativePath: String) -> URL? {
+        if let u = url(relativePath) { return u }
+        if isCI {
+            Issue.record("shared test data \(relativePath) is missing (expected under ../shared/testdata)")
+        } else {
+            print("skipping: shared test data \(relativePath) not found under ../shared/testdata")
+        }
+        return nil
+    }
+}
