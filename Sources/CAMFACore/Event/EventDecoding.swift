@@ -28,13 +28,33 @@ extension UEBAEvent {
     public static let maxRequestDate: Int64 = Int64.max / 1_000_000
 
     public static func decode(json: [UInt8], maxBytes: Int = defaultMaxJSONBytes) throws(EventDecodingError) -> UEBAEvent {
-        let result: Result<UEBAEvent, EventDecodingError> = json.withUnsafeBytes { buf in
-            Result { () throws(EventDecodingError) -> UEBAEvent in try decode(json: buf, maxBytes: maxBytes) }
-        }
-        return try result.get()
+        var event = UEBAEvent(requestDate: 0, originalIdentity: "")
+        try decode(json: json, maxBytes: maxBytes, into: &event)
+        return event
     }
 
     public static func decode(json: UnsafeRawBufferPointer, maxBytes: Int = defaultMaxJSONBytes) throws(EventDecodingError) -> UEBAEvent {
+        var event = UEBAEvent(requestDate: 0, originalIdentity: "")
+        try decode(json: json, maxBytes: maxBytes, into: &event)
+        return event
+    }
+
+    /// Decodes into an existing event, replacing all of its fields, for consumers that
+    /// keep one event per partition: the event is large (some 600 bytes of fields), and
+    /// moving it out of a function costs a copy and release of every field, about as
+    /// much as decoding a small message. On error `event` is left in an unspecified
+    /// but valid state.
+    public static func decode(json: [UInt8], maxBytes: Int = defaultMaxJSONBytes, into event: inout UEBAEvent) throws(EventDecodingError) {
+        // Array.withUnsafeBytes only rethrows untyped errors, so the typed one is
+        // carried out by hand.
+        var failure: EventDecodingError?
+        json.withUnsafeBytes { buf in
+            do throws(EventDecodingError) { try decode(json: buf, maxBytes: maxBytes, into: &event) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    public static func decode(json: UnsafeRawBufferPointer, maxBytes: Int = defaultMaxJSONBytes, into event: inout UEBAEvent) throws(EventDecodingError) {
         guard let base = json.baseAddress, json.count > 0 else {
             throw EventDecodingError(.empty, "", "empty message")
         }
@@ -43,7 +63,8 @@ extension UEBAEvent {
         }
         var d = EventDecoder(
             s: JSONScanner(base: base.assumingMemoryBound(to: UInt8.self), count: json.count, maxDepth: JSONParser.defaultMaxDepth))
-        return try d.decode()
+        event = UEBAEvent(requestDate: 0, originalIdentity: "")
+        try d.decode(into: &event)
     }
 }
 
@@ -122,20 +143,14 @@ enum EventField: Int, CaseIterable {
 struct EventDecoder {
     var s: JSONScanner
 
-    mutating func decode() throws(EventDecodingError) -> UEBAEvent {
+    mutating func decode(into e: inout UEBAEvent) throws(EventDecodingError) {
         s.skipWhitespace()
         guard let first = s.peek() else { throw EventDecodingError(.empty, "", "message is only whitespace") }
         guard first == UInt8(ascii: "{") else { throw notAnObject() }
         s.pos += 1
 
-        var appId, ip, city, province, country, ua, deviceType, systemType, browserType: String?
-        var behaviorType, behaviorResult, resourcesType, actionType, loginType, networkZone: String?
-        var originalIdentity: String?
-        var requestDate: Int64?
         var customObject: ValueMap?
         var extras = ValueMap()
-        var geo: GeoInfo?
-        var userAgent: UserAgentInfo?
         var seen: UInt32 = 0
 
         s.skipWhitespace()
@@ -172,30 +187,30 @@ struct EventDecoder {
                     }
                     seen |= bit
                     switch field {
-                    case .appId: appId = try optionalString(field)
-                    case .ip: ip = try optionalString(field)
-                    case .city: city = try optionalString(field)
-                    case .province: province = try optionalString(field)
-                    case .country: country = try optionalString(field)
-                    case .ua: ua = try optionalString(field)
-                    case .deviceType: deviceType = try optionalString(field)
-                    case .systemType: systemType = try optionalString(field)
-                    case .browserType: browserType = try optionalString(field)
-                    case .behaviorType: behaviorType = try optionalString(field)
-                    case .behaviorResult: behaviorResult = try optionalString(field)
-                    case .resourcesType: resourcesType = try optionalString(field)
-                    case .actionType: actionType = try optionalString(field)
-                    case .loginType: loginType = try optionalString(field)
-                    case .networkZone: networkZone = try optionalString(field)
-                    case .originalIdentity: originalIdentity = try identity()
-                    case .requestDate: requestDate = try epochMilliseconds()
+                    case .appId: e.appId = try optionalString(field)
+                    case .ip: e.ip = try optionalString(field)
+                    case .city: e.city = try optionalString(field)
+                    case .province: e.province = try optionalString(field)
+                    case .country: e.country = try optionalString(field)
+                    case .ua: e.ua = try optionalString(field)
+                    case .deviceType: e.deviceType = try optionalString(field)
+                    case .systemType: e.systemType = try optionalString(field)
+                    case .browserType: e.browserType = try optionalString(field)
+                    case .behaviorType: e.behaviorType = try optionalString(field)
+                    case .behaviorResult: e.behaviorResult = try optionalString(field)
+                    case .resourcesType: e.resourcesType = try optionalString(field)
+                    case .actionType: e.actionType = try optionalString(field)
+                    case .loginType: e.loginType = try optionalString(field)
+                    case .networkZone: e.networkZone = try optionalString(field)
+                    case .originalIdentity: e.originalIdentity = try identity()
+                    case .requestDate: e.requestDate = try epochMilliseconds()
                     case .custom: customObject = try optionalObject(field)
                     case .geo:
                         let offset = s.pos
-                        if let map = try optionalObject(field) { geo = try GeoInfo(json: map, at: offset) }
+                        if let map = try optionalObject(field) { e.geo = try GeoInfo(json: map, at: offset) }
                     case .userAgent:
                         let offset = s.pos
-                        if let map = try optionalObject(field) { userAgent = try UserAgentInfo(json: map, at: offset) }
+                        if let map = try optionalObject(field) { e.userAgent = try UserAgentInfo(json: map, at: offset) }
                     }
                 } else {
                     let key = escapedKey ?? String(decoding: UnsafeBufferPointer(start: s.base + keyStart, count: keyEnd - keyStart), as: UTF8.self)
@@ -222,10 +237,10 @@ struct EventDecoder {
         }
         do throws(JSONError) { try s.expectEnd() } catch { throw syntax(error) }
 
-        guard let originalIdentity else {
+        guard seen & 1 << UInt32(EventField.originalIdentity.rawValue) != 0 else {
             throw EventDecodingError(.missingField, "originalIdentity", "required field is missing")
         }
-        guard let requestDate else {
+        guard seen & 1 << UInt32(EventField.requestDate.rawValue) != 0 else {
             throw EventDecodingError(.missingField, "requestDate", "required field is missing")
         }
 
@@ -240,12 +255,7 @@ struct EventDecoder {
             }
         }
 
-        return UEBAEvent(
-            appId: appId, requestDate: requestDate, ip: ip, city: city, province: province,
-            country: country, ua: ua, deviceType: deviceType, systemType: systemType,
-            browserType: browserType, originalIdentity: originalIdentity, behaviorType: behaviorType,
-            behaviorResult: behaviorResult, resourcesType: resourcesType, actionType: actionType,
-            loginType: loginType, custom: custom, geo: geo, userAgent: userAgent, networkZone: networkZone)
+        e.custom = custom
     }
 
     // MARK: field readers
