@@ -121,3 +121,18 @@ public struct UserAgentInfo: Sendable, Equatable {
         self.deviceClass = deviceClass
     }
 }
+
+/// Events compare field by field; `custom` compares in insertion order, because the
+/// order shows in every serialization of the event.
+extension UEBAEvent: Equatable {
+    public static func == (a: UEBAEvent, b: UEBAEvent) -> Bool {
+        a.appId == b.appId && a.requestDate == b.requestDate && a.ip == b.ip && a.city == b.city
+            && a.province == b.province && a.country == b.country && a.ua == b.ua
+            && a.deviceType == b.deviceType && a.systemType == b.systemType
+            && a.browserType == b.browserType && a.originalIdentity == b.originalIdentity
+            && a.behaviorType == b.behaviorType && a.behaviorResult == b.behaviorResult
+            && a.resourcesType == b.resourcesType && a.actionType == b.actionType
+            && a.loginType == b.loginType && a.geo == b.geo && a.userAgent == b.userAgent
+            && a.networkZone == b.networkZone && eventMapsEqual(a.custom, b.custom)
+    }
+}
