@@ -1,0 +1,324 @@
+// Per-aggregation state. Each keeps only what can still influence its result: sparse
+// per-bucket entries in a Ring, or less. `cutoff` is the highest bucket that is out of
+// the window.
+
+/// Numeric reading shared by sum, avg, min and max; non-numeric and non-finite values
+/// are ignored so that one bad field cannot poison a running sum forever.
+@inline(__always)
+func numericValue(_ v: Value) -> Double? {
+    switch v {
+    case .int(let i): return Double(i)
+    case .uint(let u): return Double(u)
+    case .double(let d): return d.isFinite ? d : nil
+    default: return nil
+    }
+}
+
+extension BinaryReader {
+    /// Buckets written as a first absolute value then strictly positive deltas.
+    mutating func readBucketDelta(previous: Int64?) throws(BinaryDecodingError) -> Int64 {
+        guard let previous else { return try readVarInt() }
+        let start = offset
+        let d = try readVarUInt()
+        guard d >= 1, d <= UInt64(Int64.max), previous <= Int64.max - Int64(d) else {
+            throw BinaryDecodingError(.invalidValue, "bucket delta \(d) is not increasing or overflows", offset: start)
+        }
+        return previous + Int64(d)
+    }
+}
+
+extension BinaryWriter {
+    mutating func writeBucketDelta(_ bucket: Int64, previous: Int64?) {
+        if let previous { writeVarUInt(UInt64(bitPattern: bucket &- previous)) } else { writeVarInt(bucket) }
+    }
+}
+
+// MARK: count
+
+struct CountEntry: BucketEntry {
+    var bucket: Int64
+    var count: Int64
+}
+
+struct CountState: Sendable, Equatable {
+    var ring = Ring<CountEntry>()
+    var total: Int64 = 0
+
+    mutating func add(bucket b: Int64) {
+        total += 1
+        if let l = ring.last {
+            if l.bucket == b { ring[ring.count - 1].count += 1; return }
+            if l.bucket < b { ring.append(CountEntry(bucket: b, count: 1)); return }
+            let i = ring.lowerBound(b)
+            if ring[i].bucket == b { ring[i].count += 1 } else { ring.insert(CountEntry(bucket: b, count: 1), at: i) }
+        } else {
+            ring.append(CountEntry(bucket: b, count: 1))
+        }
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        var removed: Int64 = 0
+        ring.evict(through: cutoff) { removed += $0.count }
+        total -= removed
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(ring.count))
+        var prev: Int64? = nil
+        for e in ring.elements {
+            w.writeBucketDelta(e.bucket, previous: prev)
+            w.writeVarUInt(UInt64(e.count))
+            prev = e.bucket
+        }
+    }
+
+    init() {}
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        let n = try r.readCount(minimumItemSize: 2, "count buckets")
+        var items = ContiguousArray<CountEntry>()
+        items.reserveCapacity(n)
+        var prev: Int64? = nil
+        var total: Int64 = 0
+        for _ in 0..<n {
+            let b = try r.readBucketDelta(previous: prev)
+            let c = try r.readVarUInt(maximum: UInt64(Int64.max - total), "bucket count")
+            guard c >= 1 else { throw r.error(.invalidValue, "empty count bucket") }
+            total += Int64(c)
+            items.append(CountEntry(bucket: b, count: Int64(c)))
+            prev = b
+        }
+        ring = Ring(items)
+        self.total = total
+    }
+}
+
+// MARK: sum / avg
+
+struct SumEntry: BucketEntry {
+    var bucket: Int64
+    var count: Int64
+    var sum: Double
+}
+
+struct SumState: Sendable, Equatable {
+    var ring = Ring<SumEntry>()
+    var count: Int64 = 0
+    var sum: Double = 0
+
+    mutating func add(bucket b: Int64, _ x: Double) {
+        count += 1
+        sum += x
+        if let l = ring.last, l.bucket >= b {
+            let i = l.bucket == b ? ring.count - 1 : ring.lowerBound(b)
+            if ring[i].bucket == b {
+                ring[i].count += 1
+                ring[i].sum += x
+            } else {
+                ring.insert(SumEntry(bucket: b, count: 1, sum: x), at: i)
+            }
+        } else {
+            ring.append(SumEntry(bucket: b, count: 1, sum: x))
+        }
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        var c: Int64 = 0
+        var s: Double = 0
+        ring.evict(through: cutoff) { c += $0.count; s += $0.sum }
+        guard c > 0 else { return }
+        count -= c
+        // Exactly zero once empty, so rounding residue never outlives the data.
+        sum = ring.isEmpty ? 0 : sum - s
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeDouble(sum)
+        w.writeVarUInt(UInt64(ring.count))
+        var prev: Int64? = nil
+        for e in ring.elements {
+            w.writeBucketDelta(e.bucket, previous: prev)
+            w.writeVarUInt(UInt64(e.count))
+            w.writeDouble(e.sum)
+            prev = e.bucket
+        }
+    }
+
+    init() {}
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        // The running sum is stored, not recomputed, so that continuing after a restore
+        // rounds exactly as the uninterrupted run would.
+        let sum = try r.readDouble()
+        let n = try r.readCount(minimumItemSize: 10, "sum buckets")
+        var items = ContiguousArray<SumEntry>()
+        items.reserveCapacity(n)
+        var prev: Int64? = nil
+        var count: Int64 = 0
+        for _ in 0..<n {
+            let b = try r.readBucketDelta(previous: prev)
+            let c = try r.readVarUInt(maximum: UInt64(Int64.max - count), "bucket count")
+            guard c >= 1 else { throw r.error(.invalidValue, "empty sum bucket") }
+            let s = try r.readDouble()
+            guard s.isFinite else { throw r.error(.invalidValue, "non-finite bucket sum") }
+            count += Int64(c)
+            items.append(SumEntry(bucket: b, count: Int64(c), sum: s))
+            prev = b
+        }
+        guard sum.isFinite, n > 0 || sum == 0 else { throw r.error(.invalidValue, "running sum \(sum) inconsistent with its buckets") }
+        ring = Ring(items)
+        self.count = count
+        self.sum = sum
+    }
+}
+
+// MARK: min / max
+
+struct ExtremeEntry: BucketEntry {
+    var bucket: Int64
+    var value: Double
+}
+
+struct ExtremeState: Sendable, Equatable {
+    var ring = Ring<ExtremeEntry>()
+
+    mutating func add(bucket b: Int64, _ x: Double, isMax: Bool) {
+        let e = ExtremeEntry(bucket: b, value: x)
+        if isMax {
+            ring.monotonicInsert(e) { $0.value >= $1.value }
+        } else {
+            ring.monotonicInsert(e) { $0.value <= $1.value }
+        }
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(ring.count))
+        var prev: Int64? = nil
+        for e in ring.elements {
+            w.writeBucketDelta(e.bucket, previous: prev)
+            w.writeDouble(e.value)
+            prev = e.bucket
+        }
+    }
+
+    init() {}
+
+    init(from r: inout BinaryReader, isMax: Bool) throws(BinaryDecodingError) {
+        let n = try r.readCount(minimumItemSize: 9, "extreme entries")
+        var items = ContiguousArray<ExtremeEntry>()
+        items.reserveCapacity(n)
+        var prev: Int64? = nil
+        for _ in 0..<n {
+            let b = try r.readBucketDelta(previous: prev)
+            let v = try r.readDouble()
+            guard v.isFinite else { throw r.error(.invalidValue, "non-finite extreme") }
+            if let last = items.last, isMax ? v >= last.value : v <= last.value {
+                throw r.error(.invalidValue, "extreme entries not strictly monotonic")
+            }
+            items.append(ExtremeEntry(bucket: b, value: v))
+            prev = b
+        }
+        ring = Ring(items)
+    }
+}
+
+// MARK: first
+
+struct FirstEntry: BucketEntry {
+    var bucket: Int64
+    var time: Int64
+    var value: StoredValue
+}
+
+/// The earliest event of every non-empty bucket: each becomes the window's first once
+/// the buckets before it leave.
+struct FirstState: Sendable, Equatable {
+    var ring = Ring<FirstEntry>()
+
+    mutating func add(bucket b: Int64, time t: Int64, _ v: Value) {
+        if let l = ring.last, l.bucket >= b {
+            let i = l.bucket == b ? ring.count - 1 : ring.lowerBound(b)
+            if ring[i].bucket == b {
+                // Ties keep the earlier arrival.
+                if t < ring[i].time { ring[i] = FirstEntry(bucket: b, time: t, value: StoredValue(v)) }
+            } else {
+                ring.insert(FirstEntry(bucket: b, time: t, value: StoredValue(v)), at: i)
+            }
+        } else {
+            ring.append(FirstEntry(bucket: b, time: t, value: StoredValue(v)))
+        }
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(ring.count))
+        var prev: Int64? = nil
+        for e in ring.elements {
+            w.writeBucketDelta(e.bucket, previous: prev)
+            w.writeVarInt(e.time)
+            e.value.write(to: &w)
+            prev = e.bucket
+        }
+    }
+
+    init() {}
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        let n = try r.readCount(minimumItemSize: 3, "first entries")
+        var items = ContiguousArray<FirstEntry>()
+        items.reserveCapacity(n)
+        var prev: Int64? = nil
+        for _ in 0..<n {
+            let b = try r.readBucketDelta(previous: prev)
+            let t = try r.readVarInt()
+            items.append(FirstEntry(bucket: b, time: t, value: try StoredValue(from: &r)))
+            prev = b
+        }
+        ring = Ring(items)
+    }
+}
+
+// MARK: last / previous
+
+struct TimedValue: Sendable, Equatable {
+    var time: Int64
+    var value: StoredValue
+}
+
+/// The two latest events by (time, arrival). Nothing older can ever matter again:
+/// eviction goes by time, so the older ones leave first.
+struct LastState: Sendable, Equatable {
+    /// Ascending; at most two.
+    var entries = ContiguousArray<TimedValue>()
+
+    mutating func add(time t: Int64, _ v: Value) {
+        if entries.count == 2 && t < entries[0].time { return }
+        var i = entries.count
+        while i > 0 && entries[i - 1].time > t { i -= 1 }
+        entries.insert(TimedValue(time: t, value: StoredValue(v)), at: i)
+        if entries.count > 2 { entries.removeFirst() }
+    }
+
+    mutating func evict(through cutoff: Int64, spec: WindowSpec) {
+        while let f = entries.first, spec.bucket(f.time) <= cutoff { entries.removeFirst() }
+        if entries.isEmpty { entries = [] }
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(entries.count))
+        for e in entries {
+            w.writeVarInt(e.time)
+            e.value.write(to: &w)
+        }
+    }
+
+    init() {}
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        let n = try r.readVarUInt(maximum: 2, "last entries")
+        for _ in 0..<n {
+            let t = try r.readVarInt()
+            if let p = entries.last, p.time > t { throw r.error(.invalidValue, "last entries out of order") }
+            entries.append(TimedValue(time: t, value: try StoredValue(from: &r)))
+        }
+    }
+}

@@ -1,0 +1,274 @@
+// Distinct count: exact set with last-seen buckets, then a sliding HyperLogLog.
+
+struct KeyEntry: BucketEntry {
+    var bucket: Int64
+    var key: ScalarKey
+}
+
+/// Each value with the latest bucket it was seen in; the ring orders (bucket, value)
+/// sightings so eviction knows what to drop. A sighting superseded by a later one stays
+/// in the ring until it expires and is then skipped.
+struct ExactDistinct: Sendable, Equatable {
+    var lastSeen: [ScalarKey: Int64] = [:]
+    var ring = Ring<KeyEntry>()
+
+    mutating func add(bucket b: Int64, _ k: ScalarKey) {
+        if let seen = lastSeen[k], seen >= b { return }
+        lastSeen[k] = b
+        let e = KeyEntry(bucket: b, key: k)
+        if let l = ring.last, l.bucket > b {
+            ring.insert(e, at: ring.upperBound(b))
+        } else {
+            ring.append(e)
+        }
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        ring.evict(through: cutoff) { e in
+            if lastSeen[e.key] == e.bucket { lastSeen[e.key] = nil }
+        }
+        if lastSeen.isEmpty { lastSeen = [:] }
+    }
+}
+
+struct RankEntry: BucketEntry {
+    var bucket: Int64
+    var rank: UInt8
+}
+
+/// HyperLogLog whose registers slide: each register keeps, as a monotonic deque, the
+/// (bucket, rank) pairs that can still become its maximum (a later pair with a rank at
+/// least as high makes earlier ones useless). The harmonic sum is kept in fixed point
+/// so that adding and removing terms never drifts.
+struct SlidingHLL: Sendable, Equatable {
+    static let precision = 10
+    static let registerCount = 1 << precision
+    /// Ranks are capped so that 2^-rank stays an integer in 2^53 fixed point.
+    static let maxRank: UInt8 = 53
+
+    var registers: ContiguousArray<ContiguousArray<RankEntry>>
+    /// Σ 2^(53 - max rank) over registers, empty registers counting rank 0.
+    var harmonic: UInt64
+    var zeros: Int
+    /// Earliest front bucket of any register, to skip eviction scans that cannot evict.
+    var earliest: Int64
+
+    init() {
+        registers = ContiguousArray(repeating: [], count: Self.registerCount)
+        harmonic = UInt64(Self.registerCount) << 53
+        zeros = Self.registerCount
+        earliest = .max
+    }
+
+    var isEmpty: Bool { zeros == Self.registerCount }
+
+    @inline(__always) static func term(_ rank: UInt8) -> UInt64 { 1 << UInt64(53 - Int(rank)) }
+
+    mutating func add(bucket b: Int64, hash: UInt64) {
+        let j = Int(hash >> UInt64(64 - Self.precision))
+        let rest = hash << UInt64(Self.precision)
+        let rank = UInt8(min(rest.leadingZeroBitCount + 1, Int(Self.maxRank)))
+        let before = registers[j].first?.rank ?? 0
+        Self.monotonicInsert(&registers[j], RankEntry(bucket: b, rank: rank))
+        let after = registers[j].first!
+        if after.rank != before {
+            harmonic = harmonic - Self.term(before) + Self.term(after.rank)
+            if before == 0 { zeros -= 1 }
+        }
+        earliest = min(earliest, after.bucket)
+    }
+
+    /// Ring.monotonicInsert on a plain array: register deques hold a handful of pairs.
+    static func monotonicInsert(_ a: inout ContiguousArray<RankEntry>, _ e: RankEntry) {
+        var pos = a.count
+        while pos > 0 && a[pos - 1].bucket >= e.bucket { pos -= 1 }
+        if pos < a.count && a[pos].rank >= e.rank { return }
+        var end = pos
+        while end < a.count && a[end].bucket == e.bucket { end += 1 }
+        var start = pos
+        while start > 0 && a[start - 1].rank <= e.rank { start -= 1 }
+        a.replaceSubrange(start..<end, with: CollectionOfOne(e))
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        guard cutoff >= earliest else { return }
+        var newEarliest = Int64.max
+        for j in registers.indices {
+            guard let f = registers[j].first else { continue }
+            if f.bucket <= cutoff {
+                var k = 1
+                while k < registers[j].count && registers[j][k].bucket <= cutoff { k += 1 }
+                if k == registers[j].count {
+                    registers[j] = []
+                    harmonic = harmonic - Self.term(f.rank) + Self.term(0)
+                    zeros += 1
+                    continue
+                }
+                registers[j].removeFirst(k)
+                harmonic = harmonic - Self.term(f.rank) + Self.term(registers[j][0].rank)
+            }
+            newEarliest = min(newEarliest, registers[j][0].bucket)
+        }
+        earliest = newEarliest
+    }
+
+    var estimate: Int64 {
+        let m = Double(Self.registerCount)
+        if zeros == Self.registerCount { return 0 }
+        let alpha = 0.7213 / (1 + 1.079 / m)
+        let raw = alpha * m * m / (Double(harmonic) / 9_007_199_254_740_992.0)
+        if raw <= 2.5 * m && zeros > 0 {
+            return Int64((m * Foundation.log(m / Double(zeros))).rounded())
+        }
+        return Int64(raw.rounded())
+    }
+
+    func write(to w: inout BinaryWriter) {
+        // Only non-empty registers, as (index gap, pairs).
+        var previous = -1
+        w.writeVarUInt(UInt64(Self.registerCount - zeros))
+        for j in registers.indices where !registers[j].isEmpty {
+            w.writeVarUInt(UInt64(j - previous - 1))
+            previous = j
+            w.writeVarUInt(UInt64(registers[j].count))
+            var prev: Int64? = nil
+            for e in registers[j] {
+                w.writeBucketDelta(e.bucket, previous: prev)
+                w.writeByte(e.rank)
+                prev = e.bucket
+            }
+        }
+    }
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        self.init()
+        let used = Int(try r.readVarUInt(maximum: UInt64(Self.registerCount), "used registers"))
+        var j = -1
+        for _ in 0..<used {
+            let gap = try r.readVarUInt(maximum: UInt64(Self.registerCount), "register gap")
+            j += Int(gap) + 1
+            guard j < Self.registerCount else { throw r.error(.invalidValue, "register index \(j) out of range") }
+            let n = try r.readCount(minimumItemSize: 2, "register pairs")
+            guard n >= 1 else { throw r.error(.invalidValue, "empty register listed") }
+            var list = ContiguousArray<RankEntry>()
+            var prev: Int64? = nil
+            for _ in 0..<n {
+                let b = try r.readBucketDelta(previous: prev)
+                let rank = try r.readByte()
+                guard rank >= 1, rank <= Self.maxRank, list.last.map({ $0.rank > rank }) ?? true else {
+                    throw r.error(.invalidValue, "register ranks not strictly decreasing within 1...\(Self.maxRank)")
+                }
+                list.append(RankEntry(bucket: b, rank: rank))
+                prev = b
+            }
+            harmonic = harmonic - Self.term(0) + Self.term(list[0].rank)
+            zeros -= 1
+            earliest = min(earliest, list[0].bucket)
+            registers[j] = list
+        }
+    }
+}
+
+enum DistinctState: Sendable, Equatable {
+    case exact(ExactDistinct)
+    case sketch(SlidingHLL)
+
+    var isEmpty: Bool {
+        switch self {
+        case .exact(let e): return e.lastSeen.isEmpty
+        case .sketch(let s): return s.isEmpty
+        }
+    }
+
+    var count: Int64 {
+        switch self {
+        case .exact(let e): return Int64(e.lastSeen.count)
+        case .sketch(let s): return s.estimate
+        }
+    }
+
+    mutating func add(bucket b: Int64, _ k: ScalarKey, limit: Int) {
+        switch self {
+        case .exact(var e):
+            self = .sketch(SlidingHLL())  // releases the payload so it is mutated in place
+            e.add(bucket: b, k)
+            if e.lastSeen.count > limit {
+                var s = SlidingHLL()
+                for (key, bucket) in e.lastSeen { s.add(bucket: bucket, hash: key.stableHash) }
+                self = .sketch(s)
+            } else {
+                self = .exact(e)
+            }
+        case .sketch(var s):
+            self = .exact(ExactDistinct())
+            s.add(bucket: b, hash: k.stableHash)
+            self = .sketch(s)
+        }
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        switch self {
+        case .exact(var e):
+            self = .exact(ExactDistinct())
+            e.evict(through: cutoff)
+            self = .exact(e)
+        case .sketch(var s):
+            self = .exact(ExactDistinct())
+            s.evict(through: cutoff)
+            // Back to exact counting once nothing is left to be approximate about.
+            if !s.isEmpty { self = .sketch(s) }
+        }
+    }
+
+    func write(to w: inout BinaryWriter) {
+        switch self {
+        case .exact(let e):
+            w.writeByte(0)
+            w.writeVarUInt(UInt64(e.ring.count))
+            var prev: Int64? = nil
+            for x in e.ring.elements {
+                // Sightings may share a bucket, so deltas here may be zero.
+                if let p = prev { w.writeVarUInt(UInt64(bitPattern: x.bucket &- p)) } else { w.writeVarInt(x.bucket) }
+                x.key.write(to: &w)
+                prev = x.bucket
+            }
+        case .sketch(let s):
+            w.writeByte(1)
+            s.write(to: &w)
+        }
+    }
+
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        switch try r.readByte() {
+        case 0:
+            let n = try r.readCount(minimumItemSize: 2, "distinct sightings")
+            var e = ExactDistinct()
+            var items = ContiguousArray<KeyEntry>()
+            items.reserveCapacity(n)
+            var prev: Int64? = nil
+            for _ in 0..<n {
+                let b: Int64
+                if let p = prev {
+                    let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
+                    guard p <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
+                    b = p + Int64(d)
+                } else {
+                    b = try r.readVarInt()
+                }
+                let k = try ScalarKey(from: &r)
+                if let seen = e.lastSeen[k], seen >= b { throw r.error(.invalidValue, "repeated distinct sighting") }
+                e.lastSeen[k] = b
+                items.append(KeyEntry(bucket: b, key: k))
+                prev = b
+            }
+            e.ring = Ring(items)
+            self = .exact(e)
+        case 1:
+            self = .sketch(try SlidingHLL(from: &r))
+        case let t:
+            throw r.error(.invalidTag, "unknown distinct mode \(t)")
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,237 @@
+// Frequency profile: windowed Space-Saving over at most `profileCapacity` candidates.
+
+struct ProfileSlot: Sendable, Equatable {
+    var key: ScalarKey
+    /// Events of this slot in the window; 0 means the slot is free.
+    var count: Int64
+    /// Recency of the slot's latest event: event time, then arrival.
+    var lastTime: Int64
+    var lastSeq: Int64
+}
+
+/// Events are kept as a byte log in bucket order, 2–3 bytes each: varint(bucket delta
+/// from the previous entry) then the slot index. Eviction decodes from the head and
+/// decrements the slot; a slot that reaches zero is free for the next new value.
+/// Replacing a live slot keeps its log entries, so the newcomer inherits the victim's
+/// count, which is what Space-Saving prescribes, and that excess expires on schedule.
+struct ProfileState: Sendable {
+    var slots = ContiguousArray<ProfileSlot>()
+    var log = ContiguousArray<UInt8>()
+    var head = 0
+    /// Bucket that the delta of the entry at `head` is relative to.
+    var baseBucket: Int64 = 0
+    /// Bucket of the last entry of the log. Deltas use wrapping arithmetic: entries are
+    /// in bucket order, so every delta is a true non-negative difference even when a
+    /// restored state spans a range no live window would.
+    var tailBucket: Int64 = 0
+
+    var isEmpty: Bool { head == log.count }
+
+    mutating func add(bucket b: Int64, time t: Int64, _ k: ScalarKey, capacity: Int) {
+        var seq: Int64 = 0
+        var match = -1, free = -1
+        for i in slots.indices {
+            seq = max(seq, slots[i].lastSeq + 1)
+            if slots[i].key == k { match = i } else if free < 0 && slots[i].count == 0 { free = i }
+        }
+        let s: Int
+        if match >= 0 {
+            s = match
+            if slots[s].count == 0 || t >= slots[s].lastTime {
+                slots[s].lastTime = t
+                slots[s].lastSeq = seq
+            }
+        } else if free >= 0 {
+            s = free
+            slots[s] = ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq)
+        } else if slots.count < capacity {
+            s = slots.count
+            slots.append(ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq))
+        } else {
+            var v = 0
+            for i in slots.indices.dropFirst() {
+                let a = slots[i], m = slots[v]
+                if (a.count, a.lastTime, a.lastSeq) < (m.count, m.lastTime, m.lastSeq) { v = i }
+            }
+            s = v
+            slots[s].key = k
+            slots[s].lastTime = t
+            slots[s].lastSeq = seq
+        }
+        slots[s].count += 1
+        append(bucket: b, slot: UInt8(s))
+    }
+
+    private mutating func append(bucket b: Int64, slot: UInt8) {
+        if isEmpty {
+            log = []
+            head = 0
+            baseBucket = b
+            tailBucket = b
+            log.append(0)
+            log.append(slot)
+            return
+        }
+        if b >= tailBucket {
+            Self.appendVarint(&log, UInt64(bitPattern: b &- tailBucket))
+            log.append(slot)
+            tailBucket = b
+            return
+        }
+        // Out of order: rebuild the log with the entry in its place (after entries of
+        // the same bucket, as if it had arrived then).
+        var entries = self.entries
+        var i = entries.count
+        while i > 0 && entries[i - 1].bucket > b { i -= 1 }
+        entries.insert((b, slot), at: i)
+        rebuild(entries)
+    }
+
+    var entries: [(bucket: Int64, slot: UInt8)] {
+        var out: [(bucket: Int64, slot: UInt8)] = []
+        var p = head
+        var bucket = baseBucket
+        while p < log.count {
+            bucket &+= Int64(bitPattern: Self.readVarint(log, &p))
+            out.append((bucket, log[p]))
+            p += 1
+        }
+        return out
+    }
+
+    private mutating func rebuild(_ entries: [(bucket: Int64, slot: UInt8)]) {
+        log = []
+        head = 0
+        guard let f = entries.first else { return }
+        baseBucket = f.bucket
+        var prev = f.bucket
+        for e in entries {
+            Self.appendVarint(&log, UInt64(bitPattern: e.bucket &- prev))
+            log.append(e.slot)
+            prev = e.bucket
+        }
+        tailBucket = prev
+    }
+
+    mutating func evict(through cutoff: Int64) {
+        var p = head
+        while p < log.count {
+            var q = p
+            let bucket = baseBucket &+ Int64(bitPattern: Self.readVarint(log, &q))
+            if bucket > cutoff { break }
+            slots[Int(log[q])].count -= 1
+            baseBucket = bucket
+            p = q + 1
+        }
+        guard p != head else { return }
+        head = p
+        if head == log.count {
+            log = []
+            head = 0
+            slots = []
+        } else if head >= 64 && head * 2 >= log.count {
+            log.removeFirst(head)
+            head = 0
+        }
+    }
+
+    func current(top: Int) -> Value {
+        var live = slots.filter { $0.count > 0 }
+        live.sort { a, b in
+            if a.count != b.count { return a.count > b.count }
+            if a.lastTime != b.lastTime { return a.lastTime > b.lastTime }
+            return a.lastSeq > b.lastSeq
+        }
+        var m = ValueMap()
+        for s in live.prefix(top) { m[s.key.value] = .int(s.count) }
+        return .map(m)
+    }
+
+    @inline(__always)
+    static func appendVarint(_ a: inout ContiguousArray<UInt8>, _ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            a.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        a.append(UInt8(v))
+    }
+
+    @inline(__always)
+    static func readVarint(_ a: ContiguousArray<UInt8>, _ p: inout Int) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = a[p]
+            p += 1
+            result |= UInt64(b & 0x7f) << shift
+            if b < 0x80 { return result }
+            shift += 7
+        }
+    }
+
+    func write(to w: inout BinaryWriter) {
+        w.writeVarUInt(UInt64(slots.count))
+        for s in slots {
+            s.key.write(to: &w)
+            w.writeVarInt(s.lastTime)
+            w.writeVarInt(s.lastSeq)
+        }
+        let es = entries
+        w.writeVarUInt(UInt64(es.count))
+        var prev: Int64? = nil
+        for e in es {
+            if let p = prev { w.writeVarUInt(UInt64(bitPattern: e.bucket &- p)) } else { w.writeVarInt(e.bucket) }
+            w.writeByte(e.slot)
+            prev = e.bucket
+        }
+    }
+
+    init() {}
+
+    /// Slot counts are not stored: they are recomputed from the log, which makes an
+    /// inconsistent count impossible to load.
+    init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        let n = Int(try r.readVarUInt(maximum: UInt64(WindowSpec.maxProfileCapacity), "profile slots"))
+        var slots = ContiguousArray<ProfileSlot>()
+        for _ in 0..<n {
+            let k = try ScalarKey(from: &r)
+            guard k.isMapKey else { throw r.error(.invalidValue, "profile key cannot be a map key") }
+            if slots.contains(where: { $0.key == k }) { throw r.error(.invalidValue, "duplicate profile key") }
+            slots.append(ProfileSlot(key: k, count: 0, lastTime: try r.readVarInt(), lastSeq: try r.readVarInt()))
+        }
+        let m = try r.readCount(minimumItemSize: 2, "profile events")
+        var entries: [(bucket: Int64, slot: UInt8)] = []
+        entries.reserveCapacity(m)
+        var prev: Int64? = nil
+        for _ in 0..<m {
+            let b: Int64
+            if let p = prev {
+                let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
+                guard p <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
+                b = p + Int64(d)
+            } else {
+                b = try r.readVarInt()
+            }
+            let s = try r.readByte()
+            guard Int(s) < slots.count else { throw r.error(.invalidValue, "profile slot \(s) out of range") }
+            slots[Int(s)].count += 1
+            entries.append((b, s))
+            prev = b
+        }
+        if m > 0, let span = prev.map({ $0 &- entries[0].bucket }), span < 0 {
+            throw r.error(.invalidValue, "profile bucket span overflows")
+        }
+        self.slots = slots
+        rebuild(entries)
+    }
+}
+
+extension ProfileState: Equatable {
+    /// Compares what the log says, not where its dead prefix happens to end.
+    static func == (a: ProfileState, b: ProfileState) -> Bool {
+        guard a.slots == b.slots else { return false }
+        let ea = a.entries, eb = b.entries
+        return ea.count == eb.count && zip(ea, eb).allSatisfy { $0.bucket == $1.bucket && $0.slot == $1.slot }
+    }
+}
