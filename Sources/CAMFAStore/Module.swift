@@ -1,0 +1,1 @@
+// CAMFAStore: see Package.swift for what this module owns.
