@@ -1,1 +1,0 @@
-// CAMFAStore: see Package.swift for what this module owns.
