@@ -6,6 +6,7 @@ import PackageDescription
 //   CAMFAPolicyFiles policy and flow YAML → CAMFACore model (file, line, column errors)
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
+//   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
 //   CAMFADaemon      configuration, the Kafka → engine → Kafka pipeline, lifecycle
 //   camfa            the CLI and the daemon wiring
@@ -25,16 +26,18 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
         .target(name: "CAMFACore"),
         .target(name: "CAMFAPolicyFiles", dependencies: ["CAMFACore", "Yams"]),
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
+        .target(name: "CAMFAStore", dependencies: ["CSQLite"]),
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CAMFADaemon",
             dependencies: [
-                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "Yams",
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "Yams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -53,6 +56,7 @@ let package = Package(
         .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFAKafka"]),
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFASimulator", "CAMFACore"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFADaemon", "CAMFACore"]),
+        .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFAStore"]),
         .testTarget(name: "CLITests", dependencies: ["CAMFACore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,66 @@
+import CSQLite
+
+/// Layout of camfa-state.sqlite3 (user_version 1).
+///
+/// - `partitions` has a small integer `pid` so the per-key tables do not repeat the topic name in
+///   every row; `next_offset` is NULL for a partition that has been claimed but never checkpointed.
+/// - `entries` and `users` are WITHOUT ROWID tables clustered on (pid, …): a partition's rows are
+///   contiguous in the B-tree, so loading is one sequential range scan already in the order the
+///   API promises, and an upsert touches one B-tree instead of a rowid table plus an index.
+enum Schema {
+    /// "CAMF": lets us refuse to write into some other application's SQLite file.
+    static let applicationID: Int64 = 0x4341_4D46
+    static let version: Int64 = 1
+
+    static let create = """
+        CREATE TABLE partitions(
+            pid INTEGER PRIMARY KEY,
+            topic TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            next_offset INTEGER,
+            metadata BLOB,
+            UNIQUE(topic, part)
+        );
+        CREATE TABLE entries(
+            pid INTEGER NOT NULL,
+            keyspace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY(pid, keyspace, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE users(
+            pid INTEGER NOT NULL,
+            user TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY(pid, user)
+        ) WITHOUT ROWID;
+        PRAGMA application_id = \(applicationID);
+        PRAGMA user_version = \(version);
+        """
+
+    /// Page size for new files. Rows are ~100 bytes, so larger pages mean fewer B-tree levels
+    /// and fewer page writes per checkpoint; it only applies before the first table exists.
+    static let pageSize = 8192
+    /// Per-connection page cache (negative = KiB). Large enough to hold the interior pages of a
+    /// 1M-entry partition so upserts do not re-read them from the OS.
+    static let cacheKiB = 65_536
+    /// Keeps the -wal file from staying at the size of the largest checkpoint ever written.
+    static let journalSizeLimit = 64 << 20
+
+    /// Pragmas every connection needs (they are per-connection, not stored in the file).
+    ///
+    /// synchronous=NORMAL is safe here because with WAL it only skips the fsync at commit; the
+    /// WAL is still fsynced at each checkpoint and frames are checksummed. A power loss can drop
+    /// the last committed checkpoints, but each checkpoint carries its partition's state and its
+    /// next offset in one transaction, so what survives is always an older *consistent* pair and
+    /// the daemon re-consumes from that older offset (outputs are at-least-once with
+    /// deterministic ids). It never yields a torn state. A process crash (not power loss) loses
+    /// nothing: committed frames are already in the OS page cache.
+    static let connectionPragmas = """
+        PRAGMA synchronous = NORMAL;
+        PRAGMA cache_size = -\(cacheKiB);
+        PRAGMA temp_store = MEMORY;
+        PRAGMA journal_size_limit = \(journalSizeLimit);
+        """
+}
