@@ -1,1 +1,0 @@
-// CAMFAEnrich: see Package.swift for what this module owns.
