@@ -214,7 +214,7 @@ private struct ConfigReader {
     }
 
     mutating func optionalPath(_ node: Node, _ key: String) -> String? {
-        if node.scalar?.string == "" || node.scalar?.tag.name == .null { return nil }
+        if let s = node.scalar?.string, s.isEmpty || s == "null" || s == "~" { return nil }
         return string(node, key)
     }
 

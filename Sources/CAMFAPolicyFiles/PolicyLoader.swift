@@ -13,30 +13,39 @@ public enum PolicyLoader {
     }
 
     /// Loads and compiles a directory (or a single file) into a ready policy set.
+    /// Parse errors and compile errors are reported together, so one run shows every problem.
     public static func loadPolicySet(at path: String, options: EngineOptions = EngineOptions()) throws(PolicyErrors) -> PolicySet {
-        let loaded = try load(at: path)
-        return try PolicySet.compile(policies: loaded.policies, flows: loaded.flows, options: options)
+        let (loaded, errors, failed) = try parse(at: path)
+        return try PolicySet.compile(policies: loaded.policies, flows: loaded.flows, options: options,
+                                     failedPolicies: failed, earlierErrors: errors)
     }
 
     public static func load(at path: String) throws(PolicyErrors) -> Loaded {
+        let (loaded, errors, _) = try parse(at: path)
+        if !errors.isEmpty { throw PolicyErrors(errors) }
+        return loaded
+    }
+
+    static func parse(at path: String) throws(PolicyErrors) -> (Loaded, [PolicyError], Set<String>) {
         let files = policyFiles(at: path)
         if files.isEmpty {
-            throw PolicyErrors([PolicyError(.noFiles, at: SourceLocation(file: path, line: 1, column: 1),
+            throw PolicyErrors([PolicyError(.noFiles, at: FileLocation(file: path, line: 1, column: 1),
                                             "no policy files (*.yaml, *.yml) found")])
         }
         var result = Loaded(policies: [], flows: [], files: files)
         var errors: [PolicyError] = []
+        var failed: Set<String> = []
         for file in files {
             guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-                errors.append(PolicyError(.invalidValue, at: SourceLocation(file: file, line: 1, column: 1), "cannot read the file as UTF-8 text"))
+                errors.append(PolicyError(.invalidValue, at: FileLocation(file: file, line: 1, column: 1), "cannot read the file as UTF-8 text"))
                 continue
             }
             var parser = DocumentParser(file: file, text: text)
             parser.parse(into: &result)
             errors += parser.errors
+            failed.formUnion(parser.failedPolicies)
         }
-        if !errors.isEmpty { throw PolicyErrors(errors) }
-        return result
+        return (result, errors, failed)
     }
 
     static func policyFiles(at path: String) -> [String] {
@@ -107,6 +116,7 @@ struct DocumentParser {
     let lines: [Substring]
     let text: String
     var errors: [PolicyError] = []
+    var failedPolicies: Set<String> = []
 
     init(file: String, text: String) {
         self.file = file
@@ -114,8 +124,8 @@ struct DocumentParser {
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
     }
 
-    func loc(_ node: Node) -> SourceLocation {
-        SourceLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
+    func loc(_ node: Node) -> FileLocation {
+        FileLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
     }
 
     mutating func fail(_ code: PolicyError.Code, _ node: Node, _ message: String) {
@@ -133,7 +143,7 @@ struct DocumentParser {
             errors.append(Self.yamlError(e, file: file))
             return
         } catch {
-            errors.append(PolicyError(.yamlSyntax, at: SourceLocation(file: file, line: 1, column: 1), "\(error)"))
+            errors.append(PolicyError(.yamlSyntax, at: FileLocation(file: file, line: 1, column: 1), "\(error)"))
             return
         }
         for doc in documents {
@@ -142,7 +152,11 @@ struct DocumentParser {
                 continue
             }
             if map["policy"] != nil {
-                if let p = policy(doc, map) { result.policies.append(p) }
+                let before = errors.count
+                let p = policy(doc, map)
+                if let p, errors.count == before { result.policies.append(p) } else if let n = map["policy"]?.scalar?.string {
+                    failedPolicies.insert(n)
+                }
             } else if map["flow"] != nil {
                 if let f = flow(doc, map) { result.flows.append(f) }
             } else {
@@ -155,15 +169,15 @@ struct DocumentParser {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
             let ctx = context.map { "\($0.text) " } ?? ""
-            return PolicyError(.yamlSyntax, at: SourceLocation(file: file, line: mark.line, column: mark.column), "YAML: \(ctx)\(problem)")
+            return PolicyError(.yamlSyntax, at: FileLocation(file: file, line: mark.line, column: mark.column), "YAML: \(ctx)\(problem)")
         case .composer(let context, let problem, let mark, _):
             let ctx = context.map { "\($0.text) " } ?? ""
-            return PolicyError(.yamlSyntax, at: SourceLocation(file: file, line: mark.line, column: mark.column), "YAML: \(ctx)\(problem)")
+            return PolicyError(.yamlSyntax, at: FileLocation(file: file, line: mark.line, column: mark.column), "YAML: \(ctx)\(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return PolicyError(.duplicateName, at: SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
+            return PolicyError(.duplicateName, at: FileLocation(file: file, line: context.mark.line, column: context.mark.column),
                                "YAML: key '\(duplicates.joined(separator: "', '"))' appears twice in one mapping")
         default:
-            return PolicyError(.yamlSyntax, at: SourceLocation(file: file, line: 1, column: 1), "YAML: \(e)")
+            return PolicyError(.yamlSyntax, at: FileLocation(file: file, line: 1, column: 1), "YAML: \(e)")
         }
     }
 
@@ -206,19 +220,19 @@ struct DocumentParser {
             return nil
         }
         guard let scalar = node.scalar else { fail(.invalidValue, node, "'\(what)' must be an expression (a string)"); return nil }
-        let mark = node.mark ?? Mark(line: 1, column: 1)
+        let markLine = node.mark?.line ?? 1, markColumn = node.mark?.column ?? 1
         switch scalar.style {
         case .literal, .folded:
             // The text starts on the first non-blank line after the indicator.
-            var line = mark.line + 1
+            var line = markLine + 1
             while line - 1 < lines.count, lines[line - 1].allSatisfy({ $0 == " " }) { line += 1 }
             let indent = line - 1 < lines.count ? lines[line - 1].prefix(while: { $0 == " " }).count : 0
-            return ExpressionSource(scalar.string, at: SourceLocation(file: file, line: line, column: indent + 1),
+            return ExpressionSource(scalar.string, at: FileLocation(file: file, line: line, column: indent + 1),
                                     continuationColumn: indent + 1)
         case .singleQuoted, .doubleQuoted:
-            return ExpressionSource(scalar.string, at: SourceLocation(file: file, line: mark.line, column: mark.column + 1))
+            return ExpressionSource(scalar.string, at: FileLocation(file: file, line: markLine, column: markColumn + 1))
         default:
-            return ExpressionSource(scalar.string, at: SourceLocation(file: file, line: mark.line, column: mark.column))
+            return ExpressionSource(scalar.string, at: FileLocation(file: file, line: markLine, column: markColumn))
         }
     }
 

@@ -80,11 +80,12 @@ struct EngineBenchCommand: ParsableCommand {
         }
     }
 
+    /// Resident set size from /proc: includes allocator slack, so the per-user figure is
+    /// an upper bound on the state itself.
     static func heapBytes() -> Int {
-        #if canImport(Glibc)
-        return Int(mallinfo2().uordblks)
-        #else
-        return 0
-        #endif
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

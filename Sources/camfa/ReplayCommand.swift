@@ -60,10 +60,8 @@ struct ReplayCommand: ParsableCommand {
         for (done, (lineNumber, range)) in lineStarts.enumerated() {
             var result = ValueMap()
             result[string: "line"] = .int(Int64(lineNumber))
-            do {
-                let event = try bytes.withUnsafeBytes { raw in
-                    try UEBAEvent.decode(json: UnsafeRawBufferPointer(rebasing: raw[range]))
-                }
+            do throws(EventDecodingError) {
+                let event = try UEBAEvent.decode(json: Array(bytes[range]))
                 result[string: "user"] = .string(event.originalIdentity)
                 result[string: "requestDate"] = .int(event.requestDate)
                 switch engine.process(event, coordinates: "\(file):\(lineNumber)", trigger: trig, state: &state) {

@@ -35,21 +35,21 @@ import Testing
         func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 33 }
         for _ in 0..<50 {
             var t = OffsetTracker()
-            var pending: [(Int64, Int)] = []  // (offset, remaining)
+            var pending: [Int] = []  // remaining outputs, indexed by offset
             var acks: [Int64] = []
             for o in Int64(0)..<Int64(6000) {
                 let n = Int(next() % 3)
                 t.processed(offset: o, outputs: n)
-                pending.append((o, n))
+                pending.append(n)
                 for _ in 0..<n { acks.append(o) }
             }
             // Shuffle the acknowledgements.
             for i in stride(from: acks.count - 1, to: 0, by: -1) { acks.swapAt(i, Int(next() % UInt64(i + 1))) }
             for a in acks.prefix(acks.count / 2) {
                 t.acknowledged(offset: a)
-                if let i = pending.firstIndex(where: { $0.0 == a }) { pending[i].1 -= 1 }
+                pending[Int(a)] -= 1
             }
-            let firstOpen = pending.first { $0.1 > 0 }?.0
+            let firstOpen = pending.firstIndex { $0 > 0 }.map(Int64.init)
             let expected: Int64? = firstOpen.map { $0 == 0 ? nil : $0 } ?? 6000
             #expect(t.committable == expected)
         }

@@ -121,8 +121,8 @@ public struct Engine: Sendable {
         state: inout PartitionState
     ) -> PolicyRun {
         var act = Activation(slotCount: PolicySlot.count)
-        act[slot: PolicySlot.event] = eventValue
-        act[slot: PolicySlot.user] = userValue
+        act[PolicySlot.event] = eventValue
+        act[PolicySlot.user] = userValue
         var input = SlotObject(schema: policy.inputSchema)
         var firstError: String?
         for (i, inp) in policy.inputs.enumerated() {
@@ -130,9 +130,9 @@ public struct Engine: Sendable {
             case .success(let v): input.values[i] = v
             case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
             }
-            act[slot: PolicySlot.input] = .object(input)
+            act[PolicySlot.input] = .object(input)
         }
-        act[slot: PolicySlot.input] = .object(input)
+        act[PolicySlot.input] = .object(input)
         var applied = true
         if let filter = policy.filter {
             switch filter.evaluate(act) {
@@ -185,8 +185,8 @@ public struct Engine: Sendable {
         guard judge else {
             return PolicyRun(applied: applied, hit: false, error: firstError, readings: readings, result: nil, returns: ValueMap())
         }
-        act[slot: PolicySlot.stats] = .object(current)
-        act[slot: PolicySlot.before] = .object(before)
+        act[PolicySlot.stats] = .object(current)
+        act[PolicySlot.before] = .object(before)
         var hit = false
         if applied {
             switch policy.judgment.evaluate(act) {
@@ -229,9 +229,9 @@ public struct Engine: Sendable {
             }
         }
         var act = Activation(slotCount: FlowSlot.count)
-        act[slot: FlowSlot.event] = eventValue
-        act[slot: FlowSlot.user] = userValue
-        act[slot: FlowSlot.policies] = .object(policies)
+        act[FlowSlot.event] = eventValue
+        act[FlowSlot.user] = userValue
+        act[FlowSlot.policies] = .object(policies)
 
         var matched: Int?
         for (i, b) in flow.branches.enumerated() {

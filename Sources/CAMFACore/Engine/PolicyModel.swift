@@ -1,5 +1,5 @@
 /// Where a piece of policy text came from, so every error can say `file:line:col:`.
-public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+public struct FileLocation: Sendable, Hashable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var column: Int
@@ -16,21 +16,21 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
 /// start (block scalars), so positions inside the expression map back to the file.
 public struct ExpressionSource: Sendable, Hashable {
     public var text: String
-    public var origin: SourceLocation
+    public var origin: FileLocation
     public var continuationColumn: Int
 
-    public init(_ text: String, at origin: SourceLocation, continuationColumn: Int? = nil) {
+    public init(_ text: String, at origin: FileLocation, continuationColumn: Int? = nil) {
         self.text = text
         self.origin = origin
         self.continuationColumn = continuationColumn ?? origin.column
     }
 
     /// Maps a 1-based (line, column) inside the expression text to the file.
-    public func location(line: Int, column: Int) -> SourceLocation {
+    public func location(line: Int, column: Int) -> FileLocation {
         if line <= 1 {
-            return SourceLocation(file: origin.file, line: origin.line, column: origin.column + column - 1)
+            return FileLocation(file: origin.file, line: origin.line, column: origin.column + column - 1)
         }
-        return SourceLocation(file: origin.file, line: origin.line + line - 1, column: continuationColumn + column - 1)
+        return FileLocation(file: origin.file, line: origin.line + line - 1, column: continuationColumn + column - 1)
     }
 }
 
@@ -38,7 +38,7 @@ public struct ExpressionSource: Sendable, Hashable {
 /// input parameters → data filtering → data statistics → policy judgment → return values.
 public struct PolicyDefinition: Sendable {
     public var name: String
-    public var location: SourceLocation
+    public var location: FileLocation
     public var description: String?
     public var inputs: [InputDefinition]
     public var filter: ExpressionSource?
@@ -47,7 +47,7 @@ public struct PolicyDefinition: Sendable {
     public var returns: [(name: String, expression: ExpressionSource)]
 
     public init(
-        name: String, location: SourceLocation, description: String? = nil, inputs: [InputDefinition] = [],
+        name: String, location: FileLocation, description: String? = nil, inputs: [InputDefinition] = [],
         filter: ExpressionSource? = nil, statistics: [StatisticDefinition] = [], judgment: ExpressionSource,
         returns: [(name: String, expression: ExpressionSource)] = []
     ) {
@@ -67,8 +67,8 @@ public struct InputDefinition: Sendable {
     public var name: String
     public var type: CELType
     public var value: ExpressionSource
-    public var location: SourceLocation
-    public init(name: String, type: CELType, value: ExpressionSource, location: SourceLocation) {
+    public var location: FileLocation
+    public init(name: String, type: CELType, value: ExpressionSource, location: FileLocation) {
         self.name = name
         self.type = type
         self.value = value
@@ -78,7 +78,7 @@ public struct InputDefinition: Sendable {
 
 public struct StatisticDefinition: Sendable {
     public var name: String
-    public var location: SourceLocation
+    public var location: FileLocation
     /// What the window is kept per: `event.originalIdentity`, `event.ip`, ...
     public var key: ExpressionSource
     /// The observed value; required by every aggregation but count.
@@ -88,7 +88,7 @@ public struct StatisticDefinition: Sendable {
     public var window: WindowSpec
 
     public init(
-        name: String, location: SourceLocation, key: ExpressionSource, value: ExpressionSource?,
+        name: String, location: FileLocation, key: ExpressionSource, value: ExpressionSource?,
         filter: ExpressionSource?, window: WindowSpec
     ) {
         self.name = name
@@ -143,10 +143,10 @@ public struct BranchDefinition: Sendable {
     public var when: ExpressionSource
     public var action: BranchAction
     public var returns: [(name: String, expression: ExpressionSource)]
-    public var location: SourceLocation
+    public var location: FileLocation
     public init(
         when: ExpressionSource, action: BranchAction,
-        returns: [(name: String, expression: ExpressionSource)] = [], location: SourceLocation
+        returns: [(name: String, expression: ExpressionSource)] = [], location: FileLocation
     ) {
         self.when = when
         self.action = action
@@ -158,7 +158,7 @@ public struct BranchDefinition: Sendable {
 /// A flow: trigger → policies → ordered branches → publish an MFA event (or answer the HTTP call).
 public struct FlowDefinition: Sendable {
     public var name: String
-    public var location: SourceLocation
+    public var location: FileLocation
     public var description: String?
     public var trigger: FlowTrigger
     public var apps: AppScope
@@ -172,7 +172,7 @@ public struct FlowDefinition: Sendable {
     public var failMode: FailMode
 
     public init(
-        name: String, location: SourceLocation, description: String? = nil, trigger: FlowTrigger,
+        name: String, location: FileLocation, description: String? = nil, trigger: FlowTrigger,
         apps: AppScope, policies: [String], branches: [BranchDefinition], cooldown: Int64,
         expiry: Int64, failMode: FailMode
     ) {
@@ -195,9 +195,9 @@ public struct PolicyError: Error, Sendable, CustomStringConvertible, Hashable {
         case yamlSyntax, unknownKey, missingKey, invalidValue, duplicateName, unknownPolicy, expression, noFiles
     }
     public var code: Code
-    public var location: SourceLocation
+    public var location: FileLocation
     public var message: String
-    public init(_ code: Code, at location: SourceLocation, _ message: String) {
+    public init(_ code: Code, at location: FileLocation, _ message: String) {
         self.code = code
         self.location = location
         self.message = message

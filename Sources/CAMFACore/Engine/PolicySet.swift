@@ -87,15 +87,19 @@ enum FlowSlot {
 
 extension PolicySet {
     /// Checks and compiles a whole set; every problem is reported, not just the first.
+    /// `failedPolicies`: names of policies whose files had errors before compilation; flows
+    /// that use them are not checked further, so one mistake gives one error.
     public static func compile(
-        policies defs: [PolicyDefinition], flows flowDefs: [FlowDefinition], options: EngineOptions = EngineOptions()
+        policies defs: [PolicyDefinition], flows flowDefs: [FlowDefinition], options: EngineOptions = EngineOptions(),
+        failedPolicies: Set<String> = [], earlierErrors: [PolicyError] = []
     ) throws(PolicyErrors) -> PolicySet {
-        var errors: [PolicyError] = []
+        var errors: [PolicyError] = earlierErrors
+        var failed = failedPolicies
         var keyspaceTexts: [String] = []
         var keyspaceSlots: [[String]] = []
         var keyspaceSpecs: [[WindowSpec]] = []
         var compiled: [CompiledPolicy] = []
-        var seenPolicies: [String: SourceLocation] = [:]
+        var seenPolicies: [String: FileLocation] = [:]
 
         func compileExpr(_ src: ExpressionSource, _ decls: Declarations, expecting: CELType? = nil) -> CompiledExpression? {
             do {
@@ -112,6 +116,7 @@ extension PolicySet {
                 continue
             }
             seenPolicies[def.name] = def.location
+            let errorsAtPolicyStart = errors.count
             let inputSchema = ObjectSchema(name: "camfa.Input.\(def.name)", fields: def.inputs.map { ($0.name, $0.type) })
             var base = Declarations()
             _ = base.declare("event", .object(EngineSchemas.event))
@@ -155,6 +160,7 @@ extension PolicySet {
                 keyspaceSpecs[ks].append(spec)
                 stats.append(CompiledStatistic(name: s.name, keyspace: ks, slot: slot, key: key, value: value, filter: sfilter, spec: spec))
             }
+            let errorsBeforeJudgment = errors.count
             let statsSchema = ObjectSchema(name: "camfa.Stats.\(def.name)", fields: statFields)
             var full = base
             _ = full.declare("stats", .object(statsSchema))
@@ -169,7 +175,10 @@ extension PolicySet {
                 ("hit", .bool), ("applied", .bool), ("returns", .object(returnsSchema)),
                 ("stats", .object(statsSchema)), ("before", .object(statsSchema)), ("input", .object(inputSchema)),
             ])
-            guard let judgment else { continue }
+            guard let judgment, errors.count == errorsBeforeJudgment, errorsBeforeJudgment == errorsAtPolicyStart else {
+                failed.insert(def.name)
+                continue
+            }
             compiled.append(CompiledPolicy(
                 name: def.name, inputs: inputs, inputSchema: inputSchema, filter: filter, statistics: stats,
                 statsSchema: statsSchema, judgment: judgment, returns: returns, returnsSchema: returnsSchema,
@@ -177,7 +186,7 @@ extension PolicySet {
         }
 
         var flows: [CompiledFlow] = []
-        var seenFlows: [String: SourceLocation] = [:]
+        var seenFlows: [String: FileLocation] = [:]
         for f in flowDefs {
             if let first = seenFlows[f.name] {
                 errors.append(PolicyError(.duplicateName, at: f.location, "flow '\(f.name)' is already defined at \(first)"))
@@ -190,10 +199,11 @@ extension PolicySet {
                 if let i = compiled.firstIndex(where: { $0.name == p }) {
                     indexes.append(i)
                     fields.append((p, .object(compiled[i].resultSchema)))
-                } else if seenPolicies[p] == nil {
+                } else if seenPolicies[p] == nil && !failed.contains(p) {
                     errors.append(PolicyError(.unknownPolicy, at: f.location, "flow '\(f.name)' uses policy '\(p)', which no policy file defines"))
                 }
             }
+            if f.policies.contains(where: { failed.contains($0) }) { continue }
             let policiesSchema = ObjectSchema(name: "camfa.Policies.\(f.name)", fields: fields)
             var decls = Declarations()
             _ = decls.declare("event", .object(EngineSchemas.event))
