@@ -1,1 +1,0 @@
-// CAMFASimulator: see Package.swift for what this module owns.
