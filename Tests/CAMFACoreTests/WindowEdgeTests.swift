@@ -296,6 +296,33 @@ struct WindowEdgeTests {
         #expect(s.isEmpty(spec: spec))
     }
 
+    @Test func sparseKeysStayInline() {
+        let count = WindowSpec(length: 600_000, aggregation: .count)
+        var c = WindowState()
+        for t in [1_000, 1_200, 1_999] as [Int64] { feed(&c, count, t, .null) }
+        guard case .count(let cs) = c.core else { Issue.record("no count"); return }
+        #expect(cs.ring.items.capacity == 0)  // one bucket: nothing on the heap
+        expectValue(c.current(spec: count), .int(3))
+        feed(&c, count, 2_000, .null)
+        guard case .count(let cs2) = c.core else { Issue.record("no count"); return }
+        #expect(cs2.ring.count == 1 && cs2.newestCount == 1)
+        #expect(MemoryLayout<WindowState>.stride <= 48)
+
+        let distinct = exactSpec(.distinctCount)
+        var d = WindowState()
+        for i in 0..<16 { feed(&d, distinct, Int64(i), .int(Int64(i % 8))) }
+        guard case .distinct(.exact(let small)) = d.core else { Issue.record("no distinct"); return }
+        #expect(!small.isLarge && small.ring.count == 8)
+        for i in 0..<9 { feed(&d, distinct, 20, .string("x\(i)")) }
+        guard case .distinct(.exact(let large)) = d.core else { Issue.record("no distinct"); return }
+        #expect(large.isLarge)
+        expectValue(d.current(spec: distinct), .int(17))
+        d.advance(to: 1_007, spec: distinct)  // values 0..7 seen last at 8..15; 0..7 leave
+        expectValue(d.current(spec: distinct), .int(17))
+        d.advance(to: 1_015, spec: distinct)
+        expectValue(d.current(spec: distinct), .int(9))
+    }
+
     @Test func changingTheAggregationRestartsTheState() {
         let count = exactSpec(.count)
         let sum = exactSpec(.sum)

@@ -130,10 +130,13 @@ struct RandomStream {
         let spec = WindowSpec(
             length: length, aggregation: agg, resolution: resolution, allowedLateness: lateness,
             distinctExactLimit: 1_000, profileTop: top, profileCapacity: 16)
-        let pool: [Value] = [
+        var pool: [Value] = [
             .int(1), .int(2), .uint(2), .double(2.0), .double(0.5), .int(-7), .string("a"), .string("b"),
             .bool(true), .null, .string("c"), .double(1e6),
         ]
+        // Half the distinct-count streams see enough values to leave the small
+        // representation (more than 16 live values).
+        if agg == .distinctCount && seed % 20 < 10 { pool += (0..<40).map { .string("k\($0)") } }
         var ops: [StreamOp] = []
         var t = Int64.random(in: -2_000...2_000, using: &rng)
         for _ in 0..<Int.random(in: 20...160, using: &rng) {

@@ -5,10 +5,16 @@ protocol BucketEntry: Sendable, Equatable {
 
 /// A FIFO over a contiguous array: eviction advances `head` instead of shifting, and
 /// the dead prefix is dropped once it is at least half the storage, so removal is O(1)
-/// amortized. An empty ring holds no allocation.
+/// amortized. An empty ring holds no allocation. `head` is 32-bit to keep the
+/// per-key state small; the dead prefix never exceeds the live part, so it stays far
+/// below 2^31 for any ring that fits in memory.
 struct Ring<E: BucketEntry>: Sendable, Equatable {
     private(set) var items: ContiguousArray<E> = []
-    private var head: Int = 0
+    private var storedHead: Int32 = 0
+    private var head: Int {
+        @inline(__always) get { Int(storedHead) }
+        @inline(__always) set { storedHead = Int32(newValue) }
+    }
 
     init() {}
 
@@ -45,6 +51,11 @@ struct Ring<E: BucketEntry>: Sendable, Equatable {
     }
 
     mutating func insert(_ e: E, at i: Int) { items.insert(e, at: head + i) }
+
+    mutating func remove(at i: Int) {
+        items.remove(at: head + i)
+        if isEmpty { removeAll() }
+    }
 
     mutating func replaceSubrange(_ r: Range<Int>, with e: E) {
         items.replaceSubrange((head + r.lowerBound)..<(head + r.upperBound), with: CollectionOfOne(e))

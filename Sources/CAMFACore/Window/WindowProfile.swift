@@ -17,13 +17,19 @@ struct ProfileSlot: Sendable, Equatable {
 struct ProfileState: Sendable {
     var slots = ContiguousArray<ProfileSlot>()
     var log = ContiguousArray<UInt8>()
-    var head = 0
     /// Bucket that the delta of the entry at `head` is relative to.
     var baseBucket: Int64 = 0
     /// Bucket of the last entry of the log. Deltas use wrapping arithmetic: entries are
     /// in bucket order, so every delta is a true non-negative difference even when a
     /// restored state spans a range no live window would.
     var tailBucket: Int64 = 0
+    /// Offset of the first live entry in `log`; 32-bit so that the whole state stays
+    /// within the 48-byte WindowState (a 2 GiB log is not a per-key state).
+    private var storedHead: Int32 = 0
+    var head: Int {
+        @inline(__always) get { Int(storedHead) }
+        @inline(__always) set { storedHead = Int32(newValue) }
+    }
 
     var isEmpty: Bool { head == log.count }
 
@@ -135,15 +141,34 @@ struct ProfileState: Sendable {
         }
     }
 
+    /// Whether slot a ranks before slot b in the report.
+    @inline(__always)
+    private static func ranksBefore(_ a: ProfileSlot, _ b: ProfileSlot) -> Bool {
+        if a.count != b.count { return a.count > b.count }
+        if a.lastTime != b.lastTime { return a.lastTime > b.lastTime }
+        return a.lastSeq > b.lastSeq
+    }
+
+    /// Top-`top` selection into a stack buffer: the engine reads this twice per event,
+    /// so it should not allocate beyond the map it returns.
     func current(top: Int) -> Value {
-        var live = slots.filter { $0.count > 0 }
-        live.sort { a, b in
-            if a.count != b.count { return a.count > b.count }
-            if a.lastTime != b.lastTime { return a.lastTime > b.lastTime }
-            return a.lastSeq > b.lastSeq
-        }
+        let k = Swift.min(top, slots.count)
         var m = ValueMap()
-        for s in live.prefix(top) { m[s.key.value] = .int(s.count) }
+        guard k > 0 else { return .map(m) }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { best in
+            var n = 0
+            for i in slots.indices where slots[i].count > 0 {
+                if n == k && !Self.ranksBefore(slots[i], slots[best[n - 1]]) { continue }
+                var j = n == k ? n - 1 : n
+                while j > 0 && Self.ranksBefore(slots[i], slots[best[j - 1]]) {
+                    best[j] = best[j - 1]
+                    j -= 1
+                }
+                best[j] = i
+                if n < k { n += 1 }
+            }
+            for x in 0..<n { m[slots[best[x]].key.value] = .int(slots[best[x]].count) }
+        }
         return .map(m)
     }
 

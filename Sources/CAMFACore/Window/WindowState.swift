@@ -49,7 +49,7 @@ public struct WindowState: Sendable, Equatable {
         switch core {
         case .none: return
         case .count(var s):
-            core = .none; s.evict(through: c); core = s.ring.isEmpty ? .none : .count(s)
+            core = .none; s.evict(through: c); core = s.isEmpty ? .none : .count(s)
         case .sum(var s):
             core = .none; s.evict(through: c); core = s.ring.isEmpty ? .none : .sum(s)
         case .min(var s):
@@ -204,7 +204,7 @@ public struct WindowState: Sendable, Equatable {
         let empty: Bool
         switch core {
         case .none: empty = false
-        case .count(let s): empty = s.ring.isEmpty
+        case .count(let s): empty = s.isEmpty
         case .sum(let s): empty = s.ring.isEmpty
         case .min(let s), .max(let s): empty = s.ring.isEmpty
         case .first(let s): empty = s.ring.isEmpty
