@@ -323,6 +323,22 @@ struct WindowEdgeTests {
         expectValue(d.current(spec: distinct), .int(9))
     }
 
+    @Test func profileArrivalRanksAreRenumberedBeforeOverflowing() {
+        let spec = exactSpec(.profile, top: 3)
+        var s = WindowState()
+        for (t, v) in [(5, "A"), (5, "B"), (5, "C")] { feed(&s, spec, Int64(t), .string(v)) }
+        guard case .profile(var p) = s.core else { Issue.record("no profile"); return }
+        p.slots[0].lastSeq = UInt32.max - 2  // A
+        p.slots[1].lastSeq = UInt32.max      // B, the latest
+        p.slots[2].lastSeq = UInt32.max - 1  // C
+        s.core = .profile(p)
+        expectValue(s.current(spec: spec), profileMap([(.string("B"), 1), (.string("C"), 1), (.string("A"), 1)]))
+        feed(&s, spec, 5, .string("D"))  // forces a renumbering; D is now the latest
+        guard case .profile(let q) = s.core else { Issue.record("no profile"); return }
+        #expect(q.slots.map(\.lastSeq) == [1, 3, 2, 4])
+        expectValue(s.current(spec: spec), profileMap([(.string("D"), 1), (.string("B"), 1), (.string("C"), 1)]))
+    }
+
     @Test func changingTheAggregationRestartsTheState() {
         let count = exactSpec(.count)
         let sum = exactSpec(.sum)

@@ -39,9 +39,19 @@ struct Ring<E: BucketEntry>: Sendable, Equatable {
         head += 1
         if head == items.count {
             removeAll()
-        } else if head >= 16 && head * 2 >= items.count {
-            items.removeFirst(head)
-            head = 0
+        } else if head * 2 >= items.count {
+            // Dead entries never outnumber live ones: that bounds the waste (and what
+            // dead entries keep alive) per key while keeping removal O(1) amortized.
+            compact()
+        }
+    }
+
+    /// Drops the dead prefix, and gives back capacity a past burst left behind.
+    private mutating func compact() {
+        items.removeFirst(head)
+        head = 0
+        if items.capacity > 8 && items.capacity > 4 * items.count {
+            items = ContiguousArray(items)
         }
     }
 

@@ -2,11 +2,13 @@
 
 struct ProfileSlot: Sendable, Equatable {
     var key: ScalarKey
+    /// Arrival rank of the slot's latest event, relative to the other slots only
+    /// (renumbered before it could overflow); 32-bit so that a slot is 40 bytes.
+    var lastSeq: UInt32
     /// Events of this slot in the window; 0 means the slot is free.
     var count: Int64
-    /// Recency of the slot's latest event: event time, then arrival.
+    /// Event time of the slot's latest event.
     var lastTime: Int64
-    var lastSeq: Int64
 }
 
 /// Events are kept as a byte log in bucket order, 2–3 bytes each: varint(bucket delta
@@ -34,12 +36,14 @@ struct ProfileState: Sendable {
     var isEmpty: Bool { head == log.count }
 
     mutating func add(bucket b: Int64, time t: Int64, _ k: ScalarKey, capacity: Int) {
-        var seq: Int64 = 0
         var match = -1, free = -1
+        var maxSeq: UInt32 = 0
         for i in slots.indices {
-            seq = max(seq, slots[i].lastSeq + 1)
+            maxSeq = max(maxSeq, slots[i].lastSeq)
             if slots[i].key == k { match = i } else if free < 0 && slots[i].count == 0 { free = i }
         }
+        if maxSeq == UInt32.max { maxSeq = renumber() }
+        let seq = maxSeq + 1
         let s: Int
         if match >= 0 {
             s = match
@@ -49,10 +53,10 @@ struct ProfileState: Sendable {
             }
         } else if free >= 0 {
             s = free
-            slots[s] = ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq)
+            slots[s] = ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t)
         } else if slots.count < capacity {
             s = slots.count
-            slots.append(ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq))
+            slots.append(ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t))
         } else {
             var v = 0
             for i in slots.indices.dropFirst() {
@@ -68,6 +72,13 @@ struct ProfileState: Sendable {
         append(bucket: b, slot: UInt8(s))
     }
 
+    /// Ranks 1...n in the same order; returns the highest.
+    private mutating func renumber() -> UInt32 {
+        let order = slots.indices.sorted { slots[$0].lastSeq < slots[$1].lastSeq }
+        for (rank, i) in order.enumerated() { slots[i].lastSeq = UInt32(rank + 1) }
+        return UInt32(order.count)
+    }
+
     private mutating func append(bucket b: Int64, slot: UInt8) {
         if isEmpty {
             log = []
@@ -79,6 +90,9 @@ struct ProfileState: Sendable {
             return
         }
         if b >= tailBucket {
+            // Grow by a quarter rather than doubling: per-key slack matters more here
+            // than a few extra copies, and growth stays geometric.
+            if log.capacity - log.count < 11 { log.reserveCapacity(log.count + Swift.max(16, log.count / 4)) }
             Self.appendVarint(&log, UInt64(bitPattern: b &- tailBucket))
             log.append(slot)
             tailBucket = b
@@ -135,9 +149,11 @@ struct ProfileState: Sendable {
             log = []
             head = 0
             slots = []
-        } else if head >= 64 && head * 2 >= log.count {
+        } else if head * 2 >= log.count {
+            // As in Ring: dead bytes never outnumber live ones.
             log.removeFirst(head)
             head = 0
+            if log.capacity > 64 && log.capacity > 4 * log.count { log = ContiguousArray(log) }
         }
     }
 
@@ -200,7 +216,7 @@ struct ProfileState: Sendable {
         for s in slots {
             s.key.write(to: &w)
             w.writeVarInt(s.lastTime)
-            w.writeVarInt(s.lastSeq)
+            w.writeVarUInt(UInt64(s.lastSeq))
         }
         let es = entries
         w.writeVarUInt(UInt64(es.count))
@@ -223,7 +239,9 @@ struct ProfileState: Sendable {
             let k = try ScalarKey(from: &r)
             guard k.isMapKey else { throw r.error(.invalidValue, "profile key cannot be a map key") }
             if slots.contains(where: { $0.key == k }) { throw r.error(.invalidValue, "duplicate profile key") }
-            slots.append(ProfileSlot(key: k, count: 0, lastTime: try r.readVarInt(), lastSeq: try r.readVarInt()))
+            let lastTime = try r.readVarInt()
+            let lastSeq = UInt32(try r.readVarUInt(maximum: UInt64(UInt32.max), "profile arrival rank"))
+            slots.append(ProfileSlot(key: k, lastSeq: lastSeq, count: 0, lastTime: lastTime))
         }
         let m = try r.readCount(minimumItemSize: 2, "profile events")
         var entries: [(bucket: Int64, slot: UInt8)] = []
