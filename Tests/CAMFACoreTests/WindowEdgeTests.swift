@@ -275,6 +275,24 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: spec), profileMap([(.int(2), 3), (.string("Lyon"), 2), (.string("Paris"), 2)]))
     }
 
+    @Test func profileStandingAgreesWithTheReport() {
+        let spec = exactSpec(.profile, top: 2)
+        var s = WindowState()
+        for (t, city) in [(1, "Paris"), (2, "Lyon"), (3, "Paris"), (4, "Nice"), (5, "Lyon"), (6, "Oslo")] {
+            feed(&s, spec, Int64(t), .string(city))
+        }
+        #expect(s.profileStanding(of: .string("Lyon"), spec: spec)! == (0, 2))
+        #expect(s.profileStanding(of: .string("Paris"), spec: spec)! == (1, 2))
+        #expect(s.profileStanding(of: .string("Oslo"), spec: spec)! == (2, 1))  // beyond top 2
+        #expect(s.profileStanding(of: .string("Nice"), spec: spec)! == (3, 1))
+        #expect(s.profileStanding(of: .string("Rome"), spec: spec) == nil)
+        #expect(s.profileStanding(of: .string("Lyon"), spec: exactSpec(.count)) == nil)
+        s.advance(to: 1_002, spec: spec)  // Paris@1 and Lyon@2 leave: all at 1, by recency
+        #expect(s.profileStanding(of: .string("Paris"), spec: spec)! == (3, 1))
+        #expect(s.profileStanding(of: .string("Oslo"), spec: spec)! == (0, 1))
+        expectValue(s.current(spec: spec), profileMap([(.string("Oslo"), 1), (.string("Lyon"), 1)]))
+    }
+
     @Test func profileReplacesTheWeakestCandidateWhenFull() {
         let spec = exactSpec(.profile, top: 2, capacity: 3)
         var s = WindowState()

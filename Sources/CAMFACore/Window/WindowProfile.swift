@@ -188,6 +188,14 @@ struct ProfileState: Sendable {
         return .map(m)
     }
 
+    /// Count and 0-based report position of one value, without building the map.
+    func standing(of k: ScalarKey) -> (count: Int64, rank: Int)? {
+        guard let i = slots.firstIndex(where: { $0.key == k && $0.count > 0 }) else { return nil }
+        var rank = 0
+        for j in slots.indices where j != i && slots[j].count > 0 && Self.ranksBefore(slots[j], slots[i]) { rank += 1 }
+        return (slots[i].count, rank)
+    }
+
     @inline(__always)
     static func appendVarint(_ a: inout ContiguousArray<UInt8>, _ value: UInt64) {
         var v = value
