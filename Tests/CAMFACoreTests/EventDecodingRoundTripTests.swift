@@ -46,6 +46,52 @@ func randomEvent(_ rng: inout JSONTestRNG) -> UEBAEvent {
         }
     }
 
+    /// decode(json:into:) refills the previous event's custom map in place when the
+    /// keys repeat; whatever the sequence of key sets, the result must equal a fresh
+    /// decode, and events the caller kept must not change.
+    @Test func decodingIntoAReusedEventMatchesFreshDecoding() throws {
+        var rng = JSONTestRNG(seed: 99)
+        let shapes: [[String]] = [["a", "b", "c"], ["a", "b"], ["a", "b", "c", "d"], ["b", "a"], [], ["a", #"x\u0062"#], ["a", "xb", "c"]]
+        var reused = UEBAEvent(requestDate: 0, originalIdentity: "")
+        var kept: [(UEBAEvent, [UInt8])] = []
+        for i in 0..<600 {
+            let keys = shapes[Int(rng.next() % UInt64(shapes.count))]
+            let inObject = rng.next() % 3
+            let members = keys.map { #""\#($0)":\#(rng.next() % 1000)"# }
+            let split = inObject == 2 ? members.count / 2 : (inObject == 1 ? 0 : members.count)
+            var text = #"{"originalIdentity":"u","requestDate":\#(i)"#
+            for m in members[..<split] { text += "," + m }
+            if split < members.count { text += #","custom":{"# + members[split...].joined(separator: ",") + "}" }
+            text += "}"
+            let bytes = Array(text.utf8)
+            let fresh = try UEBAEvent.decode(json: bytes)
+            try UEBAEvent.decode(json: bytes, into: &reused)
+            #expect(reused == fresh, "\(text)")
+            if i % 7 == 0 { kept.append((reused, fresh.jsonBytes())) }
+        }
+        for (event, bytes) in kept { #expect(event.jsonBytes() == bytes) }
+    }
+
+    @Test func reusedDecodingStillFindsDuplicates() {
+        var e = UEBAEvent(requestDate: 0, originalIdentity: "")
+        #expect(throws: Never.self) { try UEBAEvent.decode(json: Array(#"{"originalIdentity":"u","requestDate":1,"a":1,"b":2}"#.utf8), into: &e) }
+        for (text, field) in [
+            (#"{"originalIdentity":"u","requestDate":1,"a":1,"a":2}"#, "a"),
+            (#"{"originalIdentity":"u","requestDate":1,"a":1,"b":2,"a":3}"#, "a"),
+            (#"{"originalIdentity":"u","requestDate":1,"a":1,"custom":{"b":2,"b":3}}"#, "custom.b"),
+            (#"{"originalIdentity":"u","requestDate":1,"a":1,"custom":{"a":2}}"#, "a"),
+        ] {
+            var again = e
+            #expect(throws: EventDecodingError.self) { try UEBAEvent.decode(json: Array(text.utf8), into: &again) }
+            do {
+                try UEBAEvent.decode(json: Array(text.utf8), into: &again)
+            } catch {
+                #expect(error.code == .duplicateKey)
+                #expect(error.field == field, "\(text)")
+            }
+        }
+    }
+
     @Test func encodingIsCanonical() throws {
         let e = try decodeEvent(
             #"{"custom":{"b":1},"ip":null,"a":[1.0,-0],"originalIdentity":"u","requestDate":5,"appId":"x","geo":{}}"#)

@@ -189,6 +189,19 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         #expect(c.resultType == .string)  // the only `+` overload taking a string
     }
 
+    @Test func valueOfAnotherShapeFallsBackToDynamicSelection() throws {
+        // The slot is declared as an object, but a map with the same key arrives.
+        let asMap = Value.map(ValueMap([("behaviorResult", .string("failure"))]))
+        #expect(try value("event.behaviorResult == 'failure'", event: asMap) == .bool(true))
+        #expect(try value("event.behaviorResult != 'failure'", event: asMap) == .bool(false))
+        guard case .failure = try eval("event.ip == 'x'", event: asMap) else {
+            Issue.record("missing key must be an error")
+            return
+        }
+        #expect(try value("event.behaviorResult == 'failure'", event: TestObject.make(result: "success")) == .bool(false))
+        #expect(compileError("event.count == 'x'")?.code == .noMatchingOverload)
+    }
+
     @Test func unknownObjectFieldIsACompileError() {
         let e = compileError("event.behaviourResult == 'x'")
         #expect(e?.code == .noSuchField)

@@ -275,6 +275,24 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: spec), profileMap([(.int(2), 3), (.string("Lyon"), 2), (.string("Paris"), 2)]))
     }
 
+    @Test func profileStandingAgreesWithTheReport() {
+        let spec = exactSpec(.profile, top: 2)
+        var s = WindowState()
+        for (t, city) in [(1, "Paris"), (2, "Lyon"), (3, "Paris"), (4, "Nice"), (5, "Lyon"), (6, "Oslo")] {
+            feed(&s, spec, Int64(t), .string(city))
+        }
+        #expect(s.profileStanding(of: .string("Lyon"), spec: spec)! == (0, 2))
+        #expect(s.profileStanding(of: .string("Paris"), spec: spec)! == (1, 2))
+        #expect(s.profileStanding(of: .string("Oslo"), spec: spec)! == (2, 1))  // beyond top 2
+        #expect(s.profileStanding(of: .string("Nice"), spec: spec)! == (3, 1))
+        #expect(s.profileStanding(of: .string("Rome"), spec: spec) == nil)
+        #expect(s.profileStanding(of: .string("Lyon"), spec: exactSpec(.count)) == nil)
+        s.advance(to: 1_002, spec: spec)  // Paris@1 and Lyon@2 leave: all at 1, by recency
+        #expect(s.profileStanding(of: .string("Paris"), spec: spec)! == (3, 1))
+        #expect(s.profileStanding(of: .string("Oslo"), spec: spec)! == (0, 1))
+        expectValue(s.current(spec: spec), profileMap([(.string("Oslo"), 1), (.string("Lyon"), 1)]))
+    }
+
     @Test func profileReplacesTheWeakestCandidateWhenFull() {
         let spec = exactSpec(.profile, top: 2, capacity: 3)
         var s = WindowState()
@@ -294,6 +312,49 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: spec), profileMap([(.string("E"), 2), (.string("D"), 1)]))
         s.advance(to: 1_009, spec: spec)
         #expect(s.isEmpty(spec: spec))
+    }
+
+    @Test func sparseKeysStayInline() {
+        let count = WindowSpec(length: 600_000, aggregation: .count)
+        var c = WindowState()
+        for t in [1_000, 1_200, 1_999] as [Int64] { feed(&c, count, t, .null) }
+        guard case .count(let cs) = c.core else { Issue.record("no count"); return }
+        #expect(cs.ring.items.capacity == 0)  // one bucket: nothing on the heap
+        expectValue(c.current(spec: count), .int(3))
+        feed(&c, count, 2_000, .null)
+        guard case .count(let cs2) = c.core else { Issue.record("no count"); return }
+        #expect(cs2.ring.count == 1 && cs2.newestCount == 1)
+        #expect(MemoryLayout<WindowState>.stride <= 48)
+
+        let distinct = exactSpec(.distinctCount)
+        var d = WindowState()
+        for i in 0..<16 { feed(&d, distinct, Int64(i), .int(Int64(i % 8))) }
+        guard case .distinct(.exact(let small)) = d.core else { Issue.record("no distinct"); return }
+        #expect(!small.isLarge && small.ring.count == 8)
+        for i in 0..<9 { feed(&d, distinct, 20, .string("x\(i)")) }
+        guard case .distinct(.exact(let large)) = d.core else { Issue.record("no distinct"); return }
+        #expect(large.isLarge)
+        expectValue(d.current(spec: distinct), .int(17))
+        d.advance(to: 1_007, spec: distinct)  // values 0..7 seen last at 8..15; 0..7 leave
+        expectValue(d.current(spec: distinct), .int(17))
+        d.advance(to: 1_015, spec: distinct)
+        expectValue(d.current(spec: distinct), .int(9))
+    }
+
+    @Test func profileArrivalRanksAreRenumberedBeforeOverflowing() {
+        let spec = exactSpec(.profile, top: 3)
+        var s = WindowState()
+        for (t, v) in [(5, "A"), (5, "B"), (5, "C")] { feed(&s, spec, Int64(t), .string(v)) }
+        guard case .profile(var p) = s.core else { Issue.record("no profile"); return }
+        p.slots[0].lastSeq = UInt32.max - 2  // A
+        p.slots[1].lastSeq = UInt32.max      // B, the latest
+        p.slots[2].lastSeq = UInt32.max - 1  // C
+        s.core = .profile(p)
+        expectValue(s.current(spec: spec), profileMap([(.string("B"), 1), (.string("C"), 1), (.string("A"), 1)]))
+        feed(&s, spec, 5, .string("D"))  // forces a renumbering; D is now the latest
+        guard case .profile(let q) = s.core else { Issue.record("no profile"); return }
+        #expect(q.slots.map(\.lastSeq) == [1, 3, 2, 4])
+        expectValue(s.current(spec: spec), profileMap([(.string("D"), 1), (.string("B"), 1), (.string("C"), 1)]))
     }
 
     @Test func changingTheAggregationRestartsTheState() {

@@ -10,8 +10,8 @@
 ///   `deviceType`, `systemType`, `browserType`, `behaviorType`, `behaviorResult`,
 ///   `resourcesType`, `actionType`, `loginType`) and `networkZone`: string or null,
 ///   null meaning absent;
-/// - `custom`: an object or null. Its entries, then every top-level field not named
-///   here (in document order), become `UEBAEvent.custom`. A key given both inside
+/// - `custom`: an object or null. Its entries and every top-level field not named
+///   here become `UEBAEvent.custom`, in document order. A key given both inside
 ///   `custom` and at the top level is a `.duplicateKey` error naming it: neither
 ///   copy is obviously the one the producer meant;
 /// - `geo`, `userAgent`: optional enrichment a producer may send (or a replay of an
@@ -61,9 +61,14 @@ extension UEBAEvent {
         guard json.count <= maxBytes else {
             throw EventDecodingError(.tooLarge, "", "message of \(json.count) bytes exceeds the limit of \(maxBytes) bytes")
         }
-        var d = EventDecoder(
-            s: JSONScanner(base: base.assumingMemoryBound(to: UInt8.self), count: json.count, maxDepth: JSONParser.defaultMaxDepth))
+        // The previous event's custom map is taken out before the reset so that its
+        // storage can be refilled in place when the keys repeat.
+        var template = ValueMap()
+        swap(&template, &event.custom)
         event = UEBAEvent(requestDate: 0, originalIdentity: "")
+        var d = EventDecoder(
+            s: JSONScanner(base: base.assumingMemoryBound(to: UInt8.self), count: json.count, maxDepth: JSONParser.defaultMaxDepth),
+            custom: CustomBuilder(template: template))
         try d.decode(into: &event)
     }
 }
@@ -142,6 +147,7 @@ enum EventField: Int, CaseIterable {
 
 struct EventDecoder {
     var s: JSONScanner
+    var custom: CustomBuilder
 
     mutating func decode(into e: inout UEBAEvent) throws(EventDecodingError) {
         s.skipWhitespace()
@@ -149,8 +155,6 @@ struct EventDecoder {
         guard first == UInt8(ascii: "{") else { throw notAnObject() }
         s.pos += 1
 
-        var customObject: ValueMap?
-        var extras = ValueMap()
         var seen: UInt32 = 0
 
         s.skipWhitespace()
@@ -204,7 +208,7 @@ struct EventDecoder {
                     case .networkZone: e.networkZone = try optionalString(field)
                     case .originalIdentity: e.originalIdentity = try identity()
                     case .requestDate: e.requestDate = try epochMilliseconds()
-                    case .custom: customObject = try optionalObject(field)
+                    case .custom: try customObjectMembers()
                     case .geo:
                         let offset = s.pos
                         if let map = try optionalObject(field) { e.geo = try GeoInfo(json: map, at: offset) }
@@ -213,14 +217,7 @@ struct EventDecoder {
                         if let map = try optionalObject(field) { e.userAgent = try UserAgentInfo(json: map, at: offset) }
                     }
                 } else {
-                    let key = escapedKey ?? String(decoding: UnsafeBufferPointer(start: s.base + keyStart, count: keyEnd - keyStart), as: UTF8.self)
-                    let value: Value
-                    do throws(JSONError) { value = try s.parseValue(depth: 1) } catch { throw EventDecodingError(error, under: key) }
-                    let before = extras.count
-                    extras[string: key] = value
-                    if extras.count == before {
-                        throw EventDecodingError(.duplicateKey, key, "duplicate key", at: keyOffset)
-                    }
+                    try customMember(keyStart: keyStart, keyEnd: keyEnd, escapedKey: escapedKey, keyOffset: keyOffset, inObject: false)
                 }
 
                 s.skipWhitespace()
@@ -244,18 +241,68 @@ struct EventDecoder {
             throw EventDecodingError(.missingField, "requestDate", "required field is missing")
         }
 
-        var custom = customObject ?? extras
-        if customObject != nil, !extras.isEmpty {
-            for (k, v) in extras.entries {
-                if custom.contains(k) {
-                    let name = JSONWriter.keyText(k)
-                    throw EventDecodingError(.duplicateKey, name, "given both at the top level and inside custom")
-                }
-                custom[k] = v
+        e.custom = custom.finish()
+    }
+
+    /// The members of the `custom` object (or null), fed into the same map as the
+    /// top-level custom fields.
+    mutating func customObjectMembers() throws(EventDecodingError) {
+        s.skipWhitespace()
+        switch s.peek() {
+        case UInt8(ascii: "{"):
+            break
+        case UInt8(ascii: "n"):
+            do throws(JSONError) { try s.literal("null") } catch { throw EventDecodingError(error, under: "custom") }
+            return
+        default:
+            throw wrongType("custom", expected: "an object or null")
+        }
+        do throws(JSONError) { try s.checkDepth(2) } catch { throw EventDecodingError(error, under: "custom") }
+        s.pos += 1
+        s.skipWhitespace()
+        if s.peek() == UInt8(ascii: "}") {
+            s.pos += 1
+            return
+        }
+        while true {
+            s.skipWhitespace()
+            guard s.peek() == UInt8(ascii: "\"") else { throw EventDecodingError(s.unexpected("expected a string key"), under: "custom") }
+            let keyOffset = s.pos
+            var escapedKey: String?
+            var keyStart = 0, keyEnd = 0
+            do throws(JSONError) {
+                let (start, end, clean) = try s.scanString()
+                (keyStart, keyEnd) = (start, end)
+                if !clean { escapedKey = String(decoding: try s.unescape(start: start, end: end), as: UTF8.self) }
+                try s.expect(UInt8(ascii: ":"), "':' after an object key")
+            } catch {
+                throw EventDecodingError(error, under: "custom")
+            }
+            try customMember(keyStart: keyStart, keyEnd: keyEnd, escapedKey: escapedKey, keyOffset: keyOffset, inObject: true)
+            s.skipWhitespace()
+            guard let c = s.peek() else { throw EventDecodingError(s.unexpected("expected ',' or '}' in an object"), under: "custom") }
+            if c == UInt8(ascii: ",") {
+                s.pos += 1
+            } else if c == UInt8(ascii: "}") {
+                s.pos += 1
+                return
+            } else {
+                throw EventDecodingError(s.unexpected("expected ',' or '}' in an object"), under: "custom")
             }
         }
+    }
 
-        e.custom = custom
+    /// One custom field, at the top level or inside `custom`; `pos` is at its value.
+    mutating func customMember(keyStart: Int, keyEnd: Int, escapedKey: String?, keyOffset: Int, inObject: Bool) throws(EventDecodingError) {
+        let raw = UnsafeBufferPointer(start: s.base + keyStart, count: keyEnd - keyStart)
+        let value: Value
+        do throws(JSONError) {
+            value = try s.parseValue(depth: inObject ? 2 : 1)
+        } catch {
+            let key = escapedKey ?? String(decoding: raw, as: UTF8.self)
+            throw EventDecodingError(error, under: inObject ? "custom." + key : key)
+        }
+        try custom.add(key: raw, escaped: escapedKey, value: value, inObject: inObject, offset: keyOffset)
     }
 
     // MARK: field readers
@@ -364,6 +411,83 @@ func jsonTypeName(_ v: Value) -> String {
     case .string, .bytes, .duration, .timestamp, .type: "a string"
     case .list: "an array"
     case .map, .object: "an object"
+    }
+}
+
+/// Collects custom fields in document order. A consumer decoding into the same event
+/// over and over sees the same custom keys in the same order from one producer, so
+/// the previous event's map is used as a template: while the keys match it, values
+/// are overwritten in place (one hash, no allocation, no String for the key) instead
+/// of growing a new map. The first mismatch falls back to building a fresh map.
+struct CustomBuilder {
+    var map: ValueMap
+    var reusing: Bool
+    /// Leading template entries already overwritten by this message.
+    var matched = 0
+    /// Bit i: entry i came from inside the `custom` object; for duplicate messages.
+    var insideObject: UInt64 = 0
+    var insideObjectBeyond64: [Int] = []
+
+    init(template: ValueMap) {
+        map = template
+        reusing = !template.isEmpty
+    }
+
+    mutating func add(key raw: UnsafeBufferPointer<UInt8>, escaped: String?, value: Value, inObject: Bool, offset: Int) throws(EventDecodingError) {
+        if reusing {
+            if escaped == nil, matched < map.count, case .string(let templateKey) = map.keys[matched],
+                CustomBuilder.same(templateKey, raw)
+            {
+                // Template keys are distinct and the message's earlier keys equal the
+                // template's first `matched`, so this cannot be a duplicate.
+                map[map.keys[matched]] = value
+                mark(matched, inObject)
+                matched += 1
+                return
+            }
+            stopReusing()
+        }
+        let key = escaped ?? String(decoding: raw, as: UTF8.self)
+        let before = map.count
+        map[string: key] = value
+        if map.count == before {
+            let earlier = map.keys.firstIndex { if case .string(let k) = $0 { k == key } else { false } } ?? 0
+            if isInsideObject(earlier) == inObject {
+                throw EventDecodingError(.duplicateKey, inObject ? "custom." + key : key, "duplicate key", at: offset)
+            }
+            throw EventDecodingError(.duplicateKey, key, "given both at the top level and inside custom", at: offset)
+        }
+        mark(map.count - 1, inObject)
+    }
+
+    mutating func finish() -> ValueMap {
+        if reusing && matched != map.count { stopReusing() }
+        return map
+    }
+
+    private mutating func stopReusing() {
+        reusing = false
+        var fresh = ValueMap()
+        for i in 0..<matched { fresh[map.keys[i]] = map.values[i] }
+        map = fresh
+    }
+
+    private mutating func mark(_ i: Int, _ inObject: Bool) {
+        guard inObject else { return }
+        if i < 64 { insideObject |= 1 << UInt64(i) } else { insideObjectBeyond64.append(i) }
+    }
+
+    private func isInsideObject(_ i: Int) -> Bool {
+        i < 64 ? insideObject & 1 << UInt64(i) != 0 : insideObjectBeyond64.contains(i)
+    }
+
+    private static func same(_ s: String, _ raw: UnsafeBufferPointer<UInt8>) -> Bool {
+        var s = s
+        return s.withUTF8 { u in
+            guard u.count == raw.count else { return false }
+            for i in 0..<u.count where u[i] != raw[i] { return false }
+            return true
+        }
     }
 }
 

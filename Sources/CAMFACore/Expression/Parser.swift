@@ -247,7 +247,7 @@ final class Node {
     indirect enum Kind {
         case literal(Value)
         case ident(String)
-        /// `operand.field`; `testOnly` when it is the argument of `has()`.
+        /// `operand.field`, or a field test when it is the argument of `has()`.
         case select(Node, String)
         /// A global call (`f(x)`, operators as `_+_`) or a receiver call (`x.f(y)`).
         case call(target: Node?, function: String, args: [Node])

@@ -260,8 +260,8 @@ extension String {
     }
 }
 
-/// Shortest text that reads back as the same double; integral values keep no
-/// trailing ".0" only where CEL's `string()` would drop it.
+/// CEL's `string(double)`: the shortest text that reads back as the same double,
+/// integral values without a fraction ("100"), exponents in Go's style ("1e+21").
 func formatDouble(_ d: Double) -> String {
     if d.isNaN { return "NaN" }
     if d.isInfinite { return d > 0 ? "+Inf" : "-Inf" }

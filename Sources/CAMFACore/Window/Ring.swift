@@ -5,10 +5,16 @@ protocol BucketEntry: Sendable, Equatable {
 
 /// A FIFO over a contiguous array: eviction advances `head` instead of shifting, and
 /// the dead prefix is dropped once it is at least half the storage, so removal is O(1)
-/// amortized. An empty ring holds no allocation.
+/// amortized. An empty ring holds no allocation. `head` is 32-bit to keep the
+/// per-key state small; the dead prefix never exceeds the live part, so it stays far
+/// below 2^31 for any ring that fits in memory.
 struct Ring<E: BucketEntry>: Sendable, Equatable {
     private(set) var items: ContiguousArray<E> = []
-    private var head: Int = 0
+    private var storedHead: Int32 = 0
+    private var head: Int {
+        @inline(__always) get { Int(storedHead) }
+        @inline(__always) set { storedHead = Int32(newValue) }
+    }
 
     init() {}
 
@@ -33,9 +39,19 @@ struct Ring<E: BucketEntry>: Sendable, Equatable {
         head += 1
         if head == items.count {
             removeAll()
-        } else if head >= 16 && head * 2 >= items.count {
-            items.removeFirst(head)
-            head = 0
+        } else if head * 2 >= items.count {
+            // Dead entries never outnumber live ones: that bounds the waste (and what
+            // dead entries keep alive) per key while keeping removal O(1) amortized.
+            compact()
+        }
+    }
+
+    /// Drops the dead prefix, and gives back capacity a past burst left behind.
+    private mutating func compact() {
+        items.removeFirst(head)
+        head = 0
+        if items.capacity > 8 && items.capacity > 4 * items.count {
+            items = ContiguousArray(items)
         }
     }
 
@@ -45,6 +61,11 @@ struct Ring<E: BucketEntry>: Sendable, Equatable {
     }
 
     mutating func insert(_ e: E, at i: Int) { items.insert(e, at: head + i) }
+
+    mutating func remove(at i: Int) {
+        items.remove(at: head + i)
+        if isEmpty { removeAll() }
+    }
 
     mutating func replaceSubrange(_ r: Range<Int>, with e: E) {
         items.replaceSubrange((head + r.lowerBound)..<(head + r.upperBound), with: CollectionOfOne(e))

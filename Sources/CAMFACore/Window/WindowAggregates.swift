@@ -40,19 +40,31 @@ struct CountEntry: BucketEntry {
     var count: Int64
 }
 
+/// The newest bucket is kept inline, so a key whose events all fall in one bucket (the
+/// common case for short windows over sparse keys) allocates nothing. The ring holds
+/// the older buckets in order.
 struct CountState: Sendable, Equatable {
     var ring = Ring<CountEntry>()
+    /// Events in `newestBucket`; 0 when the state is empty. A bucket with more than
+    /// UInt32.max events spills the full count into the ring (same bucket twice there).
+    var newestCount: UInt32 = 0
+    var newestBucket: Int64 = 0
     var total: Int64 = 0
 
     mutating func add(bucket b: Int64) {
         total += 1
-        if let l = ring.last {
-            if l.bucket == b { ring[ring.count - 1].count += 1; return }
-            if l.bucket < b { ring.append(CountEntry(bucket: b, count: 1)); return }
-            let i = ring.lowerBound(b)
-            if ring[i].bucket == b { ring[i].count += 1 } else { ring.insert(CountEntry(bucket: b, count: 1), at: i) }
+        if newestCount == 0 {
+            newestBucket = b
+            newestCount = 1
+        } else if b == newestBucket && newestCount < UInt32.max {
+            newestCount += 1
+        } else if b >= newestBucket {
+            ring.append(CountEntry(bucket: newestBucket, count: Int64(newestCount)))
+            newestBucket = b
+            newestCount = 1
         } else {
-            ring.append(CountEntry(bucket: b, count: 1))
+            let i = ring.lowerBound(b)
+            if i < ring.count && ring[i].bucket == b { ring[i].count += 1 } else { ring.insert(CountEntry(bucket: b, count: 1), at: i) }
         }
     }
 
@@ -60,16 +72,25 @@ struct CountState: Sendable, Equatable {
         var removed: Int64 = 0
         ring.evict(through: cutoff) { removed += $0.count }
         total -= removed
+        if newestCount > 0 && newestBucket <= cutoff {
+            total -= Int64(newestCount)
+            newestCount = 0
+            newestBucket = 0
+        }
     }
+
+    var isEmpty: Bool { newestCount == 0 }
 
     func write(to w: inout BinaryWriter) {
         w.writeVarUInt(UInt64(ring.count))
         var prev: Int64? = nil
         for e in ring.elements {
-            w.writeBucketDelta(e.bucket, previous: prev)
+            if let p = prev { w.writeVarUInt(UInt64(bitPattern: e.bucket &- p)) } else { w.writeVarInt(e.bucket) }
             w.writeVarUInt(UInt64(e.count))
             prev = e.bucket
         }
+        if let p = prev { w.writeVarUInt(UInt64(bitPattern: newestBucket &- p)) } else { w.writeVarInt(newestBucket) }
+        w.writeVarUInt(UInt64(newestCount))
     }
 
     init() {}
@@ -80,16 +101,28 @@ struct CountState: Sendable, Equatable {
         items.reserveCapacity(n)
         var prev: Int64? = nil
         var total: Int64 = 0
+        func bucket(_ r: inout BinaryReader, after prev: Int64?) throws(BinaryDecodingError) -> Int64 {
+            guard let prev else { return try r.readVarInt() }
+            // Equal buckets are legal here (see newestCount), decreasing ones are not.
+            let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
+            guard prev <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
+            return prev + Int64(d)
+        }
         for _ in 0..<n {
-            let b = try r.readBucketDelta(previous: prev)
+            let b = try bucket(&r, after: prev)
             let c = try r.readVarUInt(maximum: UInt64(Int64.max - total), "bucket count")
             guard c >= 1 else { throw r.error(.invalidValue, "empty count bucket") }
             total += Int64(c)
             items.append(CountEntry(bucket: b, count: Int64(c)))
             prev = b
         }
+        let nb = try bucket(&r, after: prev)
+        let nc = try r.readVarUInt(maximum: min(UInt64(UInt32.max), UInt64(Int64.max - total)), "newest bucket count")
+        guard nc >= 1 else { throw r.error(.invalidValue, "empty newest bucket") }
         ring = Ring(items)
-        self.total = total
+        newestBucket = nb
+        newestCount = UInt32(nc)
+        self.total = total + Int64(nc)
     }
 }
 

@@ -5,25 +5,54 @@ struct KeyEntry: BucketEntry {
     var key: ScalarKey
 }
 
-/// Each value with the latest bucket it was seen in; the ring orders (bucket, value)
-/// sightings so eviction knows what to drop. A sighting superseded by a later one stays
-/// in the ring until it expires and is then skipped.
+/// Two representations. Small (no dictionary, which costs over a kilobyte even for
+/// two keys): the ring holds one entry per live value, at its latest bucket, in bucket
+/// order, found by linear search. Large (more than `smallLimit` values): `lastSeen`
+/// maps each value to its latest bucket and the ring orders (bucket, value) sightings
+/// so eviction knows what to drop; a sighting superseded by a later one stays in the
+/// ring until it expires and is then skipped. Back to small only once empty.
 struct ExactDistinct: Sendable, Equatable {
+    static let smallLimit = 16
+
     var lastSeen: [ScalarKey: Int64] = [:]
     var ring = Ring<KeyEntry>()
 
+    var isLarge: Bool { !lastSeen.isEmpty }
+    var count: Int { isLarge ? lastSeen.count : ring.count }
+
     mutating func add(bucket b: Int64, _ k: ScalarKey) {
+        let e = KeyEntry(bucket: b, key: k)
+        if !isLarge {
+            if let i = ring.elements.firstIndex(where: { $0.key == k }) {
+                let j = i - ring.elements.startIndex
+                if ring[j].bucket >= b { return }
+                ring.remove(at: j)
+            }
+            insertSorted(e)
+            if ring.count > Self.smallLimit {
+                for x in ring.elements { lastSeen[x.key] = x.bucket }
+            }
+            return
+        }
         if let seen = lastSeen[k], seen >= b { return }
         lastSeen[k] = b
-        let e = KeyEntry(bucket: b, key: k)
-        if let l = ring.last, l.bucket > b {
-            ring.insert(e, at: ring.upperBound(b))
+        insertSorted(e)
+    }
+
+    /// After entries of the same bucket, as if it had arrived in order.
+    private mutating func insertSorted(_ e: KeyEntry) {
+        if let l = ring.last, l.bucket > e.bucket {
+            ring.insert(e, at: ring.upperBound(e.bucket))
         } else {
             ring.append(e)
         }
     }
 
     mutating func evict(through cutoff: Int64) {
+        if !isLarge {
+            ring.evict(through: cutoff)
+            return
+        }
         ring.evict(through: cutoff) { e in
             if lastSeen[e.key] == e.bucket { lastSeen[e.key] = nil }
         }
@@ -175,14 +204,14 @@ enum DistinctState: Sendable, Equatable {
 
     var isEmpty: Bool {
         switch self {
-        case .exact(let e): return e.lastSeen.isEmpty
+        case .exact(let e): return e.ring.isEmpty
         case .sketch(let s): return s.isEmpty
         }
     }
 
     var count: Int64 {
         switch self {
-        case .exact(let e): return Int64(e.lastSeen.count)
+        case .exact(let e): return Int64(e.count)
         case .sketch(let s): return s.estimate
         }
     }
@@ -190,11 +219,15 @@ enum DistinctState: Sendable, Equatable {
     mutating func add(bucket b: Int64, _ k: ScalarKey, limit: Int) {
         switch self {
         case .exact(var e):
-            self = .sketch(SlidingHLL())  // releases the payload so it is mutated in place
+            self = .exact(ExactDistinct())  // releases the payload so it is mutated in place
             e.add(bucket: b, k)
-            if e.lastSeen.count > limit {
+            if e.count > limit {
                 var s = SlidingHLL()
-                for (key, bucket) in e.lastSeen { s.add(bucket: bucket, hash: key.stableHash) }
+                if e.isLarge {
+                    for (key, bucket) in e.lastSeen { s.add(bucket: bucket, hash: key.stableHash) }
+                } else {
+                    for x in e.ring.elements { s.add(bucket: x.bucket, hash: x.key.stableHash) }
+                }
                 self = .sketch(s)
             } else {
                 self = .exact(e)
@@ -209,7 +242,7 @@ enum DistinctState: Sendable, Equatable {
     mutating func evict(through cutoff: Int64) {
         switch self {
         case .exact(var e):
-            self = .exact(ExactDistinct())
+            self = .exact(ExactDistinct())  // no allocation: empty collections are shared
             e.evict(through: cutoff)
             self = .exact(e)
         case .sketch(var s):
@@ -223,7 +256,7 @@ enum DistinctState: Sendable, Equatable {
     func write(to w: inout BinaryWriter) {
         switch self {
         case .exact(let e):
-            w.writeByte(0)
+            w.writeByte(e.isLarge ? 2 : 0)
             w.writeVarUInt(UInt64(e.ring.count))
             var prev: Int64? = nil
             for x in e.ring.elements {
@@ -239,8 +272,9 @@ enum DistinctState: Sendable, Equatable {
     }
 
     init(from r: inout BinaryReader) throws(BinaryDecodingError) {
+        let modeOffset = r.offset
         switch try r.readByte() {
-        case 0:
+        case let mode where mode == 0 || mode == 2:
             let n = try r.readCount(minimumItemSize: 2, "distinct sightings")
             var e = ExactDistinct()
             var items = ContiguousArray<KeyEntry>()
@@ -256,10 +290,19 @@ enum DistinctState: Sendable, Equatable {
                     b = try r.readVarInt()
                 }
                 let k = try ScalarKey(from: &r)
-                if let seen = e.lastSeen[k], seen >= b { throw r.error(.invalidValue, "repeated distinct sighting") }
+                if let seen = e.lastSeen[k], seen >= b || mode == 0 { throw r.error(.invalidValue, "repeated distinct sighting") }
                 e.lastSeen[k] = b
                 items.append(KeyEntry(bucket: b, key: k))
                 prev = b
+            }
+            if mode == 0 {
+                // Small: one entry per value, the loop above rejected repeats.
+                guard n <= ExactDistinct.smallLimit else {
+                    throw BinaryDecodingError(.invalidValue, "small distinct set with \(n) values", offset: modeOffset)
+                }
+                e.lastSeen = [:]
+            } else {
+                guard n > 0 else { throw BinaryDecodingError(.invalidValue, "empty large distinct set", offset: modeOffset) }
             }
             e.ring = Ring(items)
             self = .exact(e)

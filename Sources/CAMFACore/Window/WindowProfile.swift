@@ -2,11 +2,13 @@
 
 struct ProfileSlot: Sendable, Equatable {
     var key: ScalarKey
+    /// Arrival rank of the slot's latest event, relative to the other slots only
+    /// (renumbered before it could overflow); 32-bit so that a slot is 40 bytes.
+    var lastSeq: UInt32
     /// Events of this slot in the window; 0 means the slot is free.
     var count: Int64
-    /// Recency of the slot's latest event: event time, then arrival.
+    /// Event time of the slot's latest event.
     var lastTime: Int64
-    var lastSeq: Int64
 }
 
 /// Events are kept as a byte log in bucket order, 2–3 bytes each: varint(bucket delta
@@ -17,23 +19,31 @@ struct ProfileSlot: Sendable, Equatable {
 struct ProfileState: Sendable {
     var slots = ContiguousArray<ProfileSlot>()
     var log = ContiguousArray<UInt8>()
-    var head = 0
     /// Bucket that the delta of the entry at `head` is relative to.
     var baseBucket: Int64 = 0
     /// Bucket of the last entry of the log. Deltas use wrapping arithmetic: entries are
     /// in bucket order, so every delta is a true non-negative difference even when a
     /// restored state spans a range no live window would.
     var tailBucket: Int64 = 0
+    /// Offset of the first live entry in `log`; 32-bit so that the whole state stays
+    /// within the 48-byte WindowState (a 2 GiB log is not a per-key state).
+    private var storedHead: Int32 = 0
+    var head: Int {
+        @inline(__always) get { Int(storedHead) }
+        @inline(__always) set { storedHead = Int32(newValue) }
+    }
 
     var isEmpty: Bool { head == log.count }
 
     mutating func add(bucket b: Int64, time t: Int64, _ k: ScalarKey, capacity: Int) {
-        var seq: Int64 = 0
         var match = -1, free = -1
+        var maxSeq: UInt32 = 0
         for i in slots.indices {
-            seq = max(seq, slots[i].lastSeq + 1)
+            maxSeq = max(maxSeq, slots[i].lastSeq)
             if slots[i].key == k { match = i } else if free < 0 && slots[i].count == 0 { free = i }
         }
+        if maxSeq == UInt32.max { maxSeq = renumber() }
+        let seq = maxSeq + 1
         let s: Int
         if match >= 0 {
             s = match
@@ -43,10 +53,10 @@ struct ProfileState: Sendable {
             }
         } else if free >= 0 {
             s = free
-            slots[s] = ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq)
+            slots[s] = ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t)
         } else if slots.count < capacity {
             s = slots.count
-            slots.append(ProfileSlot(key: k, count: 0, lastTime: t, lastSeq: seq))
+            slots.append(ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t))
         } else {
             var v = 0
             for i in slots.indices.dropFirst() {
@@ -62,6 +72,13 @@ struct ProfileState: Sendable {
         append(bucket: b, slot: UInt8(s))
     }
 
+    /// Ranks 1...n in the same order; returns the highest.
+    private mutating func renumber() -> UInt32 {
+        let order = slots.indices.sorted { slots[$0].lastSeq < slots[$1].lastSeq }
+        for (rank, i) in order.enumerated() { slots[i].lastSeq = UInt32(rank + 1) }
+        return UInt32(order.count)
+    }
+
     private mutating func append(bucket b: Int64, slot: UInt8) {
         if isEmpty {
             log = []
@@ -73,6 +90,9 @@ struct ProfileState: Sendable {
             return
         }
         if b >= tailBucket {
+            // Grow by a quarter rather than doubling: per-key slack matters more here
+            // than a few extra copies, and growth stays geometric.
+            if log.capacity - log.count < 11 { log.reserveCapacity(log.count + Swift.max(16, log.count / 4)) }
             Self.appendVarint(&log, UInt64(bitPattern: b &- tailBucket))
             log.append(slot)
             tailBucket = b
@@ -129,22 +149,51 @@ struct ProfileState: Sendable {
             log = []
             head = 0
             slots = []
-        } else if head >= 64 && head * 2 >= log.count {
+        } else if head * 2 >= log.count {
+            // As in Ring: dead bytes never outnumber live ones.
             log.removeFirst(head)
             head = 0
+            if log.capacity > 64 && log.capacity > 4 * log.count { log = ContiguousArray(log) }
         }
     }
 
+    /// Whether slot a ranks before slot b in the report.
+    @inline(__always)
+    private static func ranksBefore(_ a: ProfileSlot, _ b: ProfileSlot) -> Bool {
+        if a.count != b.count { return a.count > b.count }
+        if a.lastTime != b.lastTime { return a.lastTime > b.lastTime }
+        return a.lastSeq > b.lastSeq
+    }
+
+    /// Top-`top` selection into a stack buffer: the engine reads this twice per event,
+    /// so it should not allocate beyond the map it returns.
     func current(top: Int) -> Value {
-        var live = slots.filter { $0.count > 0 }
-        live.sort { a, b in
-            if a.count != b.count { return a.count > b.count }
-            if a.lastTime != b.lastTime { return a.lastTime > b.lastTime }
-            return a.lastSeq > b.lastSeq
-        }
+        let k = Swift.min(top, slots.count)
         var m = ValueMap()
-        for s in live.prefix(top) { m[s.key.value] = .int(s.count) }
+        guard k > 0 else { return .map(m) }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { best in
+            var n = 0
+            for i in slots.indices where slots[i].count > 0 {
+                if n == k && !Self.ranksBefore(slots[i], slots[best[n - 1]]) { continue }
+                var j = n == k ? n - 1 : n
+                while j > 0 && Self.ranksBefore(slots[i], slots[best[j - 1]]) {
+                    best[j] = best[j - 1]
+                    j -= 1
+                }
+                best[j] = i
+                if n < k { n += 1 }
+            }
+            for x in 0..<n { m[slots[best[x]].key.value] = .int(slots[best[x]].count) }
+        }
         return .map(m)
+    }
+
+    /// Count and 0-based report position of one value, without building the map.
+    func standing(of k: ScalarKey) -> (count: Int64, rank: Int)? {
+        guard let i = slots.firstIndex(where: { $0.key == k && $0.count > 0 }) else { return nil }
+        var rank = 0
+        for j in slots.indices where j != i && slots[j].count > 0 && Self.ranksBefore(slots[j], slots[i]) { rank += 1 }
+        return (slots[i].count, rank)
     }
 
     @inline(__always)
@@ -175,7 +224,7 @@ struct ProfileState: Sendable {
         for s in slots {
             s.key.write(to: &w)
             w.writeVarInt(s.lastTime)
-            w.writeVarInt(s.lastSeq)
+            w.writeVarUInt(UInt64(s.lastSeq))
         }
         let es = entries
         w.writeVarUInt(UInt64(es.count))
@@ -198,7 +247,9 @@ struct ProfileState: Sendable {
             let k = try ScalarKey(from: &r)
             guard k.isMapKey else { throw r.error(.invalidValue, "profile key cannot be a map key") }
             if slots.contains(where: { $0.key == k }) { throw r.error(.invalidValue, "duplicate profile key") }
-            slots.append(ProfileSlot(key: k, count: 0, lastTime: try r.readVarInt(), lastSeq: try r.readVarInt()))
+            let lastTime = try r.readVarInt()
+            let lastSeq = UInt32(try r.readVarUInt(maximum: UInt64(UInt32.max), "profile arrival rank"))
+            slots.append(ProfileSlot(key: k, lastSeq: lastSeq, count: 0, lastTime: lastTime))
         }
         let m = try r.readCount(minimumItemSize: 2, "profile events")
         var entries: [(bucket: Int64, slot: UInt8)] = []

@@ -49,7 +49,7 @@ public struct WindowState: Sendable, Equatable {
         switch core {
         case .none: return
         case .count(var s):
-            core = .none; s.evict(through: c); core = s.ring.isEmpty ? .none : .count(s)
+            core = .none; s.evict(through: c); core = s.isEmpty ? .none : .count(s)
         case .sum(var s):
             core = .none; s.evict(through: c); core = s.ring.isEmpty ? .none : .sum(s)
         case .min(var s):
@@ -148,6 +148,17 @@ public struct WindowState: Sendable, Equatable {
         }
     }
 
+    /// For a profile: the value's position in the report (0 = most frequent) and its
+    /// count, or nil when it is not among the candidates. The position can exceed
+    /// `profileTop` (then `current` leaves it out). This answers "is this a usual
+    /// city?" without building the map `current` returns, which costs far more.
+    public func profileStanding(of value: Value, spec: WindowSpec) -> (rank: Int, count: Int64)? {
+        guard spec.aggregation == .profile, case .profile(let s) = core, let k = ScalarKey(value), k.isMapKey,
+            let st = s.standing(of: k)
+        else { return nil }
+        return (st.rank, st.count)
+    }
+
     static func emptyValue(_ a: Aggregation) -> Value {
         switch a {
         case .count, .distinctCount: return .int(0)
@@ -204,7 +215,7 @@ public struct WindowState: Sendable, Equatable {
         let empty: Bool
         switch core {
         case .none: empty = false
-        case .count(let s): empty = s.ring.isEmpty
+        case .count(let s): empty = s.isEmpty
         case .sum(let s): empty = s.ring.isEmpty
         case .min(let s), .max(let s): empty = s.ring.isEmpty
         case .first(let s): empty = s.ring.isEmpty
