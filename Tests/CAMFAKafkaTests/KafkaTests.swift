@@ -94,7 +94,9 @@ struct KafkaTests {
         consumer.close()
     }
 
-    @Test func startOffsetsFromTheDelegateAreHonouredAndCommitsAreVisible() throws {
+    /// Both rebalance protocols: incremental (cooperative-sticky) and eager (range).
+    @Test(arguments: ["cooperative-sticky", "range"])
+    func startOffsetsFromTheDelegateAreHonouredAndCommitsAreVisible(strategy: String) throws {
         let topic = unique("start")
         try cluster.createTopic(topic, partitions: 2)
         let producer = try KafkaProducer(config: producerConfig())
@@ -108,7 +110,8 @@ struct KafkaTests {
         let p0 = TopicPartition(topic, 0)
         let p1 = TopicPartition(topic, 1)
         delegate.startOffsets = [p0: 13]  // p1: none → committed, i.e. auto.offset.reset=earliest
-        let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"), delegate: delegate)
+        let consumer = try KafkaConsumer(
+            config: consumerConfig([("partition.assignment.strategy", strategy)]), groupID: unique("g"), delegate: delegate)
         delegate.consumer = consumer
         try consumer.subscribe([topic])
         let got = pollUntil([consumer], timeout: 20) { $0[0].count >= 7 + 20 }[0]
@@ -143,12 +146,23 @@ struct KafkaTests {
         try cluster.createTopic(topic, partitions: 4)
         let group = unique("g")
         let all = (0..<4).map { TopicPartition(topic, Int32($0)) }
+        let producer = try KafkaProducer(config: producerConfig())
+        for tp in all {
+            for i in 0..<5 { try producer.produce(topic: topic, partition: tp.partition, key: nil, value: bytes("\(i)"), token: 0) }
+        }
+        #expect(try producer.flush(timeoutMs: 5000))
         let da = RecordingDelegate()
         let a = try KafkaConsumer(config: consumerConfig(), groupID: group, delegate: da)
         da.consumer = a
+        // The handover: A commits what it processed of the partitions it gives up.
+        var commitError: KafkaError?
+        da.onRevoke = { revoked in
+            do throws(KafkaError) { try a.commit(try a.position(revoked)) } catch { commitError = error }
+        }
         try a.subscribe([topic])
-        pollUntil([a], timeout: 20) { _ in da.assignedCalls.count == 1 }
+        let consumedByA = pollUntil([a], timeout: 20) { $0[0].count == 20 }[0]
         #expect(da.assignedCalls == [all])
+        #expect(consumedByA.count == 20)
 
         let db = RecordingDelegate()
         let b = try KafkaConsumer(config: consumerConfig(), groupID: group, delegate: db)
@@ -167,6 +181,11 @@ struct KafkaTests {
         #expect(da.assignedCalls.count == 1 || da.assignedCalls.dropFirst().allSatisfy(\.isEmpty))
         #expect(db.assignedCalls.filter { !$0.isEmpty } == [heldB])
         #expect(da.lostCalls.isEmpty && db.lostCalls.isEmpty)
+        // B starts where A's revoke-time commit left off: nothing is consumed twice.
+        #expect(commitError == nil)
+        #expect(try b.committed(heldB) == Dictionary(uniqueKeysWithValues: heldB.map { ($0, 5) }))
+        let consumedByB = pollUntil([b], timeout: 1) { _ in false }[0]
+        #expect(consumedByB.isEmpty)
         #expect(b.close(timeoutSeconds: 10))
         #expect(a.close(timeoutSeconds: 10))
     }
@@ -214,20 +233,63 @@ struct KafkaTests {
         #expect(retried.count == 1)
         #expect(retried.first?.token == 2 && retried.first?.error == nil)
 
-        cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+        cluster.pushRequestErrors(.produce, [.messageSizeTooLarge])
+        defer { cluster.clearRequestErrors(.produce) }
         try producer.produce(topic: topic, key: nil, value: bytes("refused"), token: 3)
-        var flushed = false
-        do { flushed = try producer.flush(timeoutMs: 10_000) } catch {
-            // An idempotent producer may also escalate to a fatal error: surfaced, not lost.
-            #expect(producer.fatalError != nil)
-        }
+        #expect(try producer.flush(timeoutMs: 10_000))
         let refused = producer.drainDeliveryReports()
-        if flushed || producer.fatalError == nil {
-            #expect(refused.count == 1)
-            #expect(refused.first?.token == 3)
-            #expect(refused.first?.error?.code == .topicAuthorizationFailed)
-        }
-        cluster.clearRequestErrors(.produce)
+        #expect(refused.count == 1)
+        #expect(refused.first?.token == 3)
+        #expect(refused.first?.error?.code == .messageSizeTooLarge)
+        #expect(producer.fatalError == nil)
+        // The producer stays usable after a refused message.
+        try producer.produce(topic: topic, key: nil, value: bytes("after"), token: 4)
+        #expect(try producer.flush(timeoutMs: 10_000))
+        #expect(producer.drainDeliveryReports().map { [$0.token: $0.error == nil] } == [[4: true]])
+
+        // An authorization failure also poisons the topic in librdkafka's metadata cache:
+        // the next enqueue is refused synchronously, so it too is surfaced, not dropped.
+        cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+        try producer.produce(topic: topic, key: nil, value: bytes("denied"), token: 5)
+        #expect(try producer.flush(timeoutMs: 10_000))
+        #expect(producer.drainDeliveryReports().map { [$0.token: $0.error?.code] } == [[5: .topicAuthorizationFailed]])
+        #expect {
+            try producer.produce(topic: topic, key: nil, value: bytes("denied again"), token: 6)
+        } throws: { ($0 as? KafkaError)?.code == .topicAuthorizationFailed }
+    }
+
+    @Test func heartbeatFencingIsReportedAsLostThenTheGroupIsRejoined() throws {
+        let topic = unique("lost")
+        try cluster.createTopic(topic, partitions: 2)
+        let delegate = RecordingDelegate()
+        let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"), delegate: delegate)
+        delegate.consumer = consumer
+        try consumer.subscribe([topic])
+        pollUntil([consumer], timeout: 20) { _ in delegate.assignedCalls.count == 1 }
+        let all = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+        #expect(delegate.assignedCalls == [all])
+
+        // The coordinator no longer knows the member: its partitions may be elsewhere already.
+        cluster.pushRequestErrors(.heartbeat, [.unknownMemberID])
+        defer { cluster.clearRequestErrors(.heartbeat) }
+        pollUntil([consumer], timeout: 20) { _ in delegate.assignedCalls.count == 2 }
+        #expect(delegate.lostCalls == [all])
+        #expect(delegate.revokedCalls.isEmpty)
+        #expect(delegate.assignedCalls.last == all)
+        #expect(consumer.close(timeoutSeconds: 10))
+    }
+
+    @Test func aFullLocalQueueBlocksInsteadOfDropping() throws {
+        let topic = unique("queuefull")
+        try cluster.createTopic(topic, partitions: 2)
+        // Room for only 5 messages: nearly every produce finds the queue full.
+        let producer = try KafkaProducer(config: producerConfig([("queue.buffering.max.messages", "5")]))
+        let n = 300
+        for i in 1...n { try producer.produce(topic: topic, key: bytes("k\(i)"), value: bytes("v\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 10_000))
+        let reports = producer.drainDeliveryReports()
+        #expect(reports.map(\.token).sorted() == (1...n).map(UInt64.init))
+        #expect(reports.allSatisfy { $0.error == nil })
     }
 
     @Test func fatalProducerErrorIsSurfacedAsAnError() throws {

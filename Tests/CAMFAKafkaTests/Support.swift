@@ -16,7 +16,7 @@ func unique(_ prefix: String) -> String {
 func consumerConfig(_ extra: [(String, String)] = []) -> KafkaConfig {
     KafkaConfig(bootstrapServers: cluster.bootstrapServers, [
         ("auto.offset.reset", "earliest"),
-        ("session.timeout.ms", "6000"),
+        ("session.timeout.ms", "3000"),
         ("heartbeat.interval.ms", "300"),
         ("topic.metadata.refresh.interval.ms", "1000"),
         ("log_level", "4"),
@@ -67,6 +67,8 @@ final class RecordingDelegate: KafkaRebalanceDelegate {
     /// For each revoke: were the revoked partitions still assigned when we were told?
     var stillAssignedAtRevoke: [Bool] = []
     weak var consumer: KafkaConsumer?
+    /// Runs inside `revoked`, e.g. the owner's final commit of the partitions it hands over.
+    var onRevoke: (([TopicPartition]) -> Void)?
 
     func assigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         assignedCalls.append(partitions.sorted())
@@ -77,6 +79,7 @@ final class RecordingDelegate: KafkaRebalanceDelegate {
         revokedCalls.append(partitions.sorted())
         let held = Set((try? consumer?.assignment()) ?? [])
         stillAssignedAtRevoke.append(Set(partitions).isSubset(of: held))
+        onRevoke?(partitions)
     }
 
     func lost(_ partitions: [TopicPartition]) { lostCalls.append(partitions.sorted()) }
