@@ -29,7 +29,7 @@ struct KafkaTests {
         }
     }
 
-    @Test func produceThenConsumeEverythingInOrder() throws {
+    @Test func produceThenConsumeEverythingInOrderWithHeadersAndTimestamps() throws {
         let topic = unique("roundtrip")
         try cluster.createTopic(topic, partitions: 4)
         let producer = try KafkaProducer(config: producerConfig())
@@ -37,7 +37,7 @@ struct KafkaTests {
         for i in 0..<n {
             try producer.produce(
                 topic: topic, key: bytes("user\(i % 13)"), value: bytes("v\(i)"),
-                headers: [("source", bytes("test"))], token: UInt64(i + 1))
+                headers: [("source", bytes("test")), ("empty", nil)], token: UInt64(i + 1))
         }
         #expect(try producer.flush(timeoutMs: 10_000))
         let reports = producer.drainDeliveryReports()
@@ -49,6 +49,9 @@ struct KafkaTests {
         try consumer.subscribe([topic])
         let got = pollUntil([consumer], timeout: 20) { $0[0].count >= n }[0]
         #expect(got.count == n)
+        #expect(got.allSatisfy { $0.headers == ["source=test", "empty"] })
+        let now = Date().timeIntervalSince1970
+        #expect(got.allSatisfy { abs(Double($0.timestamp ?? 0) / 1000 - now) < 60 })
 
         // Each delivery report's partition/offset holds exactly the message it was for.
         let byPosition = Dictionary(uniqueKeysWithValues: got.map { (PositionKey($0.tp, $0.offset), $0) })
@@ -67,31 +70,6 @@ struct KafkaTests {
             #expect(Set(msgs.map(\.tp)).count == 1, "\(key) spread over partitions")
         }
         #expect(consumer.close(timeoutSeconds: 10))
-    }
-
-    @Test func headersAndTimestampsArriveWithTheRecord() throws {
-        let topic = unique("headers")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(config: producerConfig())
-        try producer.produce(topic: topic, key: nil, value: bytes("x"), headers: [("reason", bytes("bad json")), ("empty", nil)], token: 7)
-        #expect(try producer.flush(timeoutMs: 5000))
-        let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"))
-        try consumer.subscribe([topic])
-        let batch = KafkaBatch()
-        let deadline = Date().addingTimeInterval(15)
-        while batch.records.isEmpty && Date() < deadline {
-            consumer.poll(into: batch, maxMessages: 10, timeoutMs: 100)
-        }
-        let r = try #require(batch.records.first)
-        #expect(r.key == nil)
-        #expect(text(r.value) == "x")
-        let headers = r.headers()
-        #expect(headers.count == 2)
-        #expect(headers.first?.0 == "reason" && headers.first?.1 == bytes("bad json"))
-        #expect(headers.last?.0 == "empty" && headers.last?.1 == nil)
-        let ts = try #require(r.timestamp)
-        #expect(abs(Double(ts) / 1000 - Date().timeIntervalSince1970) < 60)
-        consumer.close()
     }
 
     /// Both rebalance protocols: incremental (cooperative-sticky) and eager (range).
@@ -277,6 +255,42 @@ struct KafkaTests {
         #expect(delegate.revokedCalls.isEmpty)
         #expect(delegate.assignedCalls.last == all)
         #expect(consumer.close(timeoutSeconds: 10))
+    }
+
+    @Test func fetchAndCommitFaultsAreRecoveredOrSurfaced() throws {
+        let topic = unique("fetchfaults")
+        try cluster.createTopic(topic, partitions: 1)
+        let tp = TopicPartition(topic, 0)
+        let producer = try KafkaProducer(config: producerConfig())
+        for i in 0..<50 { try producer.produce(topic: topic, key: nil, value: bytes("m\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 5000))
+
+        let consumer = try KafkaConsumer(
+            config: consumerConfig([("enable.partition.eof", "true"), ("fetch.error.backoff.ms", "50")]), groupID: unique("g"))
+        try consumer.subscribe([topic])
+        cluster.pushRequestErrors(.fetch, [.notLeaderForPartition, .transport, .unknownTopicOrPartition])
+        defer { cluster.clearRequestErrors(.fetch) }
+        var got: [Int64] = []
+        var eof: Int64?
+        let batch = KafkaBatch()
+        let deadline = Date().addingTimeInterval(20)
+        while eof != 50 && Date() < deadline {
+            consumer.poll(into: batch, maxMessages: 100, timeoutMs: 100)
+            got += batch.records.map(\.offset)
+            for case .partitionEOF(let p, let offset) in batch.events where p == tp { eof = offset }
+        }
+        // Every message exactly once despite the failed fetches; the end is reported as an event.
+        #expect(got == Array(0..<50))
+        #expect(eof == 50)
+
+        // A refused commit is surfaced; the next one goes through.
+        cluster.pushRequestErrors(.offsetCommit, [.topicAuthorizationFailed])
+        #expect {
+            try consumer.commit([tp: 50])
+        } throws: { ($0 as? KafkaError)?.code == .topicAuthorizationFailed }
+        try consumer.commit([tp: 50])
+        #expect(try consumer.committed([tp]) == [tp: 50])
+        consumer.close()
     }
 
     @Test func aFullLocalQueueBlocksInsteadOfDropping() throws {

@@ -36,6 +36,9 @@ struct Received: Equatable {
     var offset: Int64
     var key: String?
     var value: String?
+    /// `name=value`, or `name` for a header without a value.
+    var headers: [String] = []
+    var timestamp: Int64?
 }
 
 /// Polls the consumers round-robin (all on this thread, which owns them) until `done`
@@ -51,7 +54,10 @@ func pollUntil(
         for (i, c) in consumers.enumerated() {
             c.poll(into: batch, maxMessages: 500, timeoutMs: 50)
             for r in batch.records {
-                got[i].append(Received(tp: r.topicPartition, offset: r.offset, key: text(r.key), value: text(r.value)))
+                let headers = r.headers().map { h in h.1.map { "\(h.0)=\(String(decoding: $0, as: UTF8.self))" } ?? h.0 }
+                got[i].append(Received(
+                    tp: r.topicPartition, offset: r.offset, key: text(r.key), value: text(r.value),
+                    headers: headers, timestamp: r.timestamp))
             }
         }
     }
