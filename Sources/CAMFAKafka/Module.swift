@@ -1,1 +1,0 @@
-// CAMFAKafka: see Package.swift for what this module owns.
