@@ -1,18 +1,18 @@
 import ArgumentParser
 
 @main
-struct CAMFA: ParsableCommand {
+struct CAMFA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camfa",
         abstract: "Continuous adaptive MFA: UEBA events in, authing.security.mfa events out.",
-        subcommands: [PolicyCommand.self, ReplayCommand.self, SimulateCommand.self, ConfigCommand.self, BenchCommand.self]
+        subcommands: [RunCommand.self, BrokerCommand.self, DevCommand.self, SimulateCommand.self, PolicyCommand.self, ReplayCommand.self, ConfigCommand.self, BenchCommand.self]
     )
 }
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "In-process benchmarks (the end-to-end one is `make bench`).",
-        subcommands: [EngineBenchCommand.self]
+        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self]
     )
 }

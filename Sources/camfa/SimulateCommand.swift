@@ -22,8 +22,11 @@ struct SimulateCommand: ParsableCommand {
         var out = [UInt8]()
         out.reserveCapacity(1 << 16)
         let stdout = FileHandle.standardOutput
+        var perScenario: [String: Int] = [:]
         for _ in 0..<events {
-            out += sim.next().event.jsonBytes()
+            let next = sim.next()
+            perScenario[next.scenario.rawValue, default: 0] += 1
+            out += next.event.jsonBytes()
             out.append(0x0A)
             if out.count >= 1 << 16 {
                 stdout.write(Data(out))
@@ -31,5 +34,7 @@ struct SimulateCommand: ParsableCommand {
             }
         }
         stdout.write(Data(out))
+        let summary = perScenario.keys.sorted().map { "\($0)=\(perScenario[$0]!)" }.joined(separator: " ")
+        FileHandle.standardError.write(Data("simulated \(events) events by scenario: \(summary)\n".utf8))
     }
 }

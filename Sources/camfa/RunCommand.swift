@@ -1,0 +1,68 @@
+import ArgumentParser
+import CAMFACore
+import CAMFADaemon
+import CAMFAEnrich
+import CAMFAPolicyFiles
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `camfa run`: the daemon.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run the daemon: consume UEBA events, publish MFA events.")
+
+    @Option(help: "The configuration file.") var config: String?
+    @Option(help: "Kafka bootstrap servers (overrides kafka.bootstrap).") var bootstrap: String?
+    @Option(help: "Policy directory (overrides policies).") var policies: String?
+    @Option(help: "State directory (overrides stateDir).") var stateDir: String?
+
+    func run() async throws {
+        let configuration = try DaemonSetup.configuration(file: config, bootstrap: bootstrap, policies: policies, stateDir: stateDir)
+        DaemonLogging.bootstrap(configuration.logging)
+        let logger = Logger(label: "camfa")
+        let pipeline = try DaemonSetup.pipeline(configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline))],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+enum DaemonSetup {
+    static func configuration(file: String?, bootstrap: String?, policies: String?, stateDir: String?) throws -> Configuration {
+        var c = Configuration()
+        if let file {
+            do { c = try Configuration.load(file: file) } catch {
+                for e in error.errors { printError(e.description) }
+                throw ExitCode(1)
+            }
+        }
+        if let bootstrap { c.kafka.bootstrap = bootstrap }
+        if let policies { c.policies = policies }
+        if let stateDir { c.stateDir = stateDir }
+        return c
+    }
+
+    static func pipeline(_ c: Configuration, logger: Logger) throws -> Pipeline {
+        var options = EngineOptions()
+        options.allowedLateness = c.engine.allowedLateness
+        let set: PolicySet
+        do { set = try PolicyLoader.loadPolicySet(at: c.policies, options: options) } catch {
+            for e in error.errors { logger.error("\(e.description)") }
+            throw ExitCode(1)
+        }
+        let e = c.enrichment
+        let resources: EnrichmentResources
+        do {
+            resources = try EnrichmentResources(configuration: EnrichmentConfiguration(
+                cityDatabase: e.cityDatabase, asnDatabase: e.asnDatabase, anonymousIPDatabase: e.anonymousIPDatabase,
+                userAgentRules: e.userAgentRules, zones: e.zones, overwrite: e.overwrite, userAgentCacheSize: e.userAgentCacheSize))
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
+        for w in resources.warnings { logger.warning("\(w)") }
+        return Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: resources), logger: logger)
+    }
+}
