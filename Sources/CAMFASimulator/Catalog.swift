@@ -82,6 +82,11 @@ enum Catalog {
     ]
 
     static let cityWeights = WeightedIndex(cities.map(\.weight))
+    // Flat copies of the fields every event reads: indexing an array of structs with
+    // several references retains them all.
+    static let cityNames = cities.map(\.name)
+    static let cityProvinces = cities.map(\.province)
+    static let cityCountries = cities.map(\.country)
 
     /// Office LAN and VPN pool; the example policies treat these CIDRs as the intranet.
     static let officePrefix: (UInt8, UInt8) = (10, 20)
@@ -130,6 +135,8 @@ enum Catalog {
         App(id: "chat", actions: [("message", "send"), ("channel", "read"), ("file", "upload")]),
     ]
 
+    static let appIds: [String] = apps.map(\.id)
+
     // MARK: User agents
 
     struct Agent: Sendable {
@@ -161,6 +168,7 @@ enum Catalog {
         Agent(ua: "Mozilla/5.0 (iPhone; CPU iPhone OS 16_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.44(0x18002c2c) NetType/WIFI Language/zh_CN", mobile: true),
     ]
 
+    static let agentStrings: [String] = userAgents.map(\.ua)
     static let desktopAgents: [Int] = userAgents.indices.filter { !userAgents[$0].mobile }
     static let mobileAgents: [Int] = userAgents.indices.filter { userAgents[$0].mobile }
 
@@ -204,18 +212,29 @@ enum Catalog {
     static let financeGroup = 3
     static let hrGroup = 4
 
-    /// The custom fields every event of a user carries, built once per (group, manager)
-    /// profile so that events share the storage instead of building a map each time.
+    /// The custom fields of a user's events, one template per (group, manager) profile,
+    /// with deviceId and sessionId already present. Filling them in replaces two values
+    /// instead of inserting keys, so the key list and hash index stay shared and a login
+    /// costs one small array copy instead of a map rebuild.
     /// Profile index = group * 2 + (manager ? 1 : 0).
-    static let profileFields: [ValueMap] = groups.flatMap { g in
-        [false, true].map { manager in
-            var groups: [Value] = [.string(g.name)]
-            if manager { groups.append(.string("managers")) }
-            return ValueMap([
-                ("userGroups", .list(groups)),
-                ("roles", .list((manager ? g.managerRoles : g.staffRoles).map { .string($0) })),
-                ("department", .string(g.department)),
-            ])
+    static let sessionFields: [ValueMap] = profileTemplates(withSession: true)
+    /// The same without sessionId, for failed logins.
+    static let attemptFields: [ValueMap] = profileTemplates(withSession: false)
+
+    private static func profileTemplates(withSession: Bool) -> [ValueMap] {
+        groups.flatMap { g in
+            [false, true].map { manager in
+                var groups: [Value] = [.string(g.name)]
+                if manager { groups.append(.string("managers")) }
+                var pairs: [(String, Value)] = [
+                    ("userGroups", .list(groups)),
+                    ("roles", .list((manager ? g.managerRoles : g.staffRoles).map { .string($0) })),
+                    ("department", .string(g.department)),
+                    ("deviceId", .null),
+                ]
+                if withSession { pairs.append(("sessionId", .null)) }
+                return ValueMap(pairs)
+            }
         }
     }
 

@@ -50,10 +50,10 @@ extension Simulator {
         let user = users[u]
         let app = user.app(rng.below(Int(user.appCount)))
         let ip = Format.ipv4(address)
-        let custom = fields(u, device: Format.identifier(UInt8(ascii: "d"), device), session: newSessionId())
+        let custom = users[u].fields(device: Format.identifier(UInt8(ascii: "d"), device), session: newSessionId())
         let loginType = Catalog.loginTypes[Int(user.loginType)]
-        schedule(event(
-            u, at: t, app: app, ip: ip, place: place, agent: agent, behavior: "login", result: "success",
+        schedule(Self.event(
+            users[u].identity, at: t, app: app, ip: ip, place: place, agent: agent, behavior: "login", result: "success",
             loginType: loginType, fields: custom), scenario, at: t)
         var time = t
         for _ in 0..<rng.int(1...3) {
@@ -62,20 +62,13 @@ extension Simulator {
         }
         if rng.chance(0.5) {
             time += seconds(5...60)
-            schedule(event(
-                u, at: time, app: app, ip: ip, place: place, agent: agent, behavior: "logout", result: "success",
+            schedule(Self.event(
+                users[u].identity, at: time, app: app, ip: ip, place: place, agent: agent, behavior: "logout", result: "success",
                 loginType: nil, fields: custom), scenario, at: time)
         }
         noteLogin(u, address: address, place: place)
         users[u].busyUntil = time
         return time
-    }
-
-    private func usualDevice(_ u: Int, secondary: Bool) -> (id: UInt64, agent: String) {
-        let user = users[u]
-        let useSecondary = secondary && user.hasSecondary
-        let agent = useSecondary ? user.secondaryAgent : user.primaryAgent
-        return (useSecondary ? user.secondaryDevice : user.primaryDevice, Catalog.userAgents[Int(agent)].ua)
     }
 
     /// A browser none of the user's events used (index into `Catalog.userAgents`), or,
@@ -107,7 +100,7 @@ extension Simulator {
             for k in 0..<Catalog.cities.count {
                 let c = (start + k) % Catalog.cities.count
                 guard Catalog.cities[c].region != homeRegion, user.visitedCities & (1 << UInt64(c)) == 0 else { continue }
-                let device = usualDevice(u, secondary: rng.chance(0.4))
+                let device = users[u].device(secondary: rng.chance(0.4))
                 // A hotel or roaming address of the destination: never one of the user's.
                 let address = Catalog.roamingHost(city: c, rng.below(Catalog.hostsPerPrefix))
                 scheduleSession(u, at: t, address: address, place: c, device: device.id, agent: device.agent, scenario: .travel)
@@ -123,8 +116,8 @@ extension Simulator {
         guard let u = candidate(at: t, { _ in true }) else { return false }
         let device = devices.next()
         let agent = unfamiliarAgent(u)
-        let (address, place) = usualLocation(u)
-        scheduleSession(u, at: t, address: address, place: place, device: device, agent: Catalog.userAgents[agent].ua, scenario: .newDevice)
+        let (address, place) = users[u].usualLocation
+        scheduleSession(u, at: t, address: address, place: place, device: device, agent: Catalog.agentStrings[agent], scenario: .newDevice)
         // Half the time it was the user's new phone or laptop and becomes a usual device.
         if rng.chance(0.5) {
             users[u].secondaryDevice = device
@@ -139,7 +132,7 @@ extension Simulator {
     private mutating func extranet(at t: Int64) -> Bool {
         guard let u = candidate(at: t, { $0.onlyOfficeLogins }) else { return false }
         let user = users[u]
-        let device = usualDevice(u, secondary: rng.chance(0.5))
+        let device = users[u].device(secondary: rng.chance(0.5))
         scheduleSession(
             u, at: t, address: user.homeAddress, place: user.homeAddressNeedsGeoIP ? -1 : Int(user.home),
             device: device.id, agent: device.agent, scenario: .extranet)
@@ -160,7 +153,7 @@ extension Simulator {
     private mutating func attackAgent() -> String {
         rng.chance(0.5)
             ? Catalog.toolAgents[rng.below(Catalog.toolAgents.count)]
-            : Catalog.userAgents[Catalog.desktopAgents[rng.below(Catalog.desktopAgents.count)]].ua
+            : Catalog.agentStrings[Catalog.desktopAgents[rng.below(Catalog.desktopAgents.count)]]
     }
 
     /// Distinct users while the population allows it.
@@ -189,9 +182,9 @@ extension Simulator {
         for (k, u) in accounts.enumerated() {
             if k > 0 { time += k < appCount ? seconds(3...15) : seconds(5...20) }
             let app = k < appCount ? apps[k] : apps[rng.below(appCount)]
-            schedule(event(
-                u, at: time, app: app, ip: ip, place: -1, agent: agent, behavior: "login", result: "success",
-                loginType: "password", fields: fields(u, device: device, session: newSessionId())), .ipBurst, at: time)
+            schedule(Self.event(
+                users[u].identity, at: time, app: app, ip: ip, place: -1, agent: agent, behavior: "login", result: "success",
+                loginType: "password", fields: users[u].fields(device: device, session: newSessionId())), .ipBurst, at: time)
             noteLogin(u, address: address, place: -1)
         }
         return true
@@ -213,10 +206,10 @@ extension Simulator {
             if k > 0 { time += k < failures ? seconds(1...40) : seconds(5...60) }
             let u = spraying ? rng.below(users.count) : target
             let succeeds = k == failures && rng.chance(0.4)
-            schedule(event(
-                u, at: time, app: app, ip: ip, place: -1, agent: agent, behavior: "login",
+            schedule(Self.event(
+                users[u].identity, at: time, app: app, ip: ip, place: -1, agent: agent, behavior: "login",
                 result: succeeds ? "success" : "failure", loginType: "password",
-                fields: fields(u, device: device, session: succeeds ? newSessionId() : nil)), .failureRun, at: time)
+                fields: users[u].fields(device: device, session: succeeds ? newSessionId() : nil)), .failureRun, at: time)
             noteLogin(u, address: address, place: -1)
         }
         return true
@@ -229,8 +222,8 @@ extension Simulator {
         for _ in 0..<Self.candidateProbes {
             let u = Int(routedUsers[rng.below(routedUsers.count)])
             guard users[u].busyUntil <= t else { continue }
-            let (address, place) = usualLocation(u)
-            let device = usualDevice(u, secondary: rng.chance(0.35))
+            let (address, place) = users[u].usualLocation
+            let device = users[u].device(secondary: rng.chance(0.35))
             scheduleSession(u, at: t, address: address, place: place, device: device.id, agent: device.agent, scenario: .attributeRouting)
             return true
         }
@@ -245,14 +238,14 @@ extension Simulator {
         guard let u = candidate(at: t, { _ in true }) else { return false }
         endSession(of: u)
         let user = users[u]
-        let (address, place) = usualLocation(u)
-        let device = usualDevice(u, secondary: false)
+        let (address, place) = users[u].usualLocation
+        let device = users[u].device(secondary: false)
         let app = user.app(rng.below(Int(user.appCount)))
         let sessionId = newSessionId()
         let ip = Format.ipv4(address)
-        let custom = fields(u, device: Format.identifier(UInt8(ascii: "d"), device.id), session: sessionId)
-        schedule(event(
-            u, at: t, app: app, ip: ip, place: place, agent: device.agent, behavior: "login", result: "success",
+        let custom = users[u].fields(device: Format.identifier(UInt8(ascii: "d"), device.id), session: sessionId)
+        schedule(Self.event(
+            users[u].identity, at: t, app: app, ip: ip, place: place, agent: device.agent, behavior: "login", result: "success",
             loginType: Catalog.loginTypes[Int(user.loginType)], fields: custom), .sessionChange, at: t)
         noteLogin(u, address: address, place: place)
         var time = t
@@ -265,8 +258,8 @@ extension Simulator {
         var changedFields = custom
         var changedAgent = device.agent
         if variant != 1 {
-            changedFields = fields(u, device: Format.identifier(UInt8(ascii: "d"), devices.next()), session: sessionId)
-            changedAgent = Catalog.userAgents[unfamiliarAgent(u)].ua
+            changedFields = users[u].fields(device: Format.identifier(UInt8(ascii: "d"), devices.next()), session: sessionId)
+            changedAgent = Catalog.agentStrings[unfamiliarAgent(u)]
         }
         // A mobile-carrier address of the home city: a public network, unlike any of
         // the user's login addresses.

@@ -18,8 +18,6 @@ struct EventQueue: Sendable {
     private var freeSlots: [Int32] = []
     private var sequence: UInt64 = 0
 
-    var isEmpty: Bool { heap.isEmpty }
-    var count: Int { heap.count }
     var earliestTime: Int64? { heap.first?.time }
 
     mutating func push(_ event: SimulatedEvent, at time: Int64) {

@@ -9,6 +9,8 @@ enum WorkStyle: UInt8, Sendable {
 /// One simulated employee. Kept small (addresses as integers, no per-user collections)
 /// because benchmarks run with up to millions of users.
 struct User: Sendable {
+    /// Index in the population; the office and VPN addresses derive from it.
+    let number: Int32
     let identity: String
     let home: UInt8
     let group: UInt8
@@ -40,6 +42,32 @@ struct User: Sendable {
     var sessionSlot: Int32 = -1
 
     func app(_ k: Int) -> Int { Int(Catalog.groups[Int(group)].apps[k]) }
+
+    /// Address and carried city (-1: none) of a login from where the user normally works.
+    var usualLocation: (address: UInt32, place: Int) {
+        switch style {
+        case .office: (Catalog.host(Catalog.officePrefix, Int(number)), Int(home))
+        case .vpn: (Catalog.host(Catalog.vpnPrefix, Int(number)), Int(home))
+        case .remote: (homeAddress, homeAddressNeedsGeoIP ? -1 : Int(home))
+        }
+    }
+
+    func device(secondary: Bool) -> (id: UInt64, agent: String) {
+        let useSecondary = secondary && hasSecondary
+        let agent = useSecondary ? secondaryAgent : primaryAgent
+        return (useSecondary ? secondaryDevice : primaryDevice, Catalog.agentStrings[Int(agent)])
+    }
+
+    /// The custom fields of an event: the profile's template with the ids filled in.
+    func fields(device: String, session: String?) -> ValueMap {
+        var map = session == nil ? Catalog.attemptFields[Int(profile)] : Catalog.sessionFields[Int(profile)]
+        map[Self.deviceIdKey] = .string(device)
+        if let session { map[Self.sessionIdKey] = .string(session) }
+        return map
+    }
+
+    private static let deviceIdKey = Value.string("deviceId")
+    private static let sessionIdKey = Value.string("sessionId")
 }
 
 /// A normal (non-episode) session whose events are produced one arrival at a time.
@@ -98,6 +126,7 @@ enum Population {
             let hasSecondary = rng.chance(0.6)
             let secondaryAgent = Catalog.mobileAgents[rng.below(Catalog.mobileAgents.count)]
             users.append(User(
+                number: Int32(i),
                 identity: Format.user(i),
                 home: UInt8(home),
                 group: UInt8(group),

@@ -14,16 +14,16 @@ public struct Simulator: Sendable {
     /// CIDRs the generated addresses are drawn from, for configuring network zones.
     public static let officeNetwork = "10.20.0.0/16"
     public static let vpnNetwork = "10.99.0.0/16"
-    public static let appIds: [String] = Catalog.apps.map(\.id)
+    public static let appIds: [String] = Catalog.appIds
 
     var rng: Xoshiro256
     var users: [User]
     /// Live normal sessions; a user's `sessionSlot` points here.
     var sessions: [Session] = []
     var queue = EventQueue()
-    /// Event time of the next arrival, in nanoseconds after `startTime`; nanoseconds so
-    /// that rates far above 1000/s still advance time on average.
-    var clock: Int64 = 0
+    /// Event time of the next arrival in epoch nanoseconds (requestDate = clock / 10^6);
+    /// nanoseconds so that rates far above 1000/s still advance time on average.
+    var clock: Int64
     let twiceMeanGap: Double
     var warmup: Warmup?
     let episodeMix: [(scenario: Scenario, cumulative: Double)]
@@ -38,7 +38,9 @@ public struct Simulator: Sendable {
         precondition(config.users >= 1, "the simulator needs at least one user")
         precondition(config.eventsPerSecond > 0 && config.eventsPerSecond.isFinite, "eventsPerSecond must be positive")
         precondition(config.episodeRate >= 0 && config.episodeRate <= 1, "episodeRate is a fraction")
+        precondition(config.startTime >= 0 && config.startTime < 9_000_000_000_000, "startTime is epoch ms before 2255")
         configuration = config
+        clock = config.startTime * 1_000_000
         // Separate streams for the population and the traffic keep a user's attributes
         // independent of how the traffic code draws numbers.
         var keys = SplitMix64(state: config.seed)
@@ -108,7 +110,7 @@ public struct Simulator: Sendable {
     private mutating func login(_ u: Int, at t: Int64) -> SimulatedEvent {
         endSession(of: u)
         let user = users[u]
-        let (address, place) = usualLocation(u)
+        let (address, place) = user.usualLocation
         let secondary = user.hasSecondary && rng.chance(0.35)
         let device = Format.identifier(UInt8(ascii: "d"), secondary ? user.secondaryDevice : user.primaryDevice)
         let agent = secondary ? user.secondaryAgent : user.primaryAgent
@@ -119,18 +121,18 @@ public struct Simulator: Sendable {
         // next event. Never more than one, so no normal address forms a failure run.
         let failsFirst = loginType == 0 && rng.chance(0.03)
         let session = Session(
-            user: Int32(u), id: sessionId, fields: fields(u, device: device, session: sessionId), ip: Format.ipv4(address),
+            user: Int32(u), id: sessionId, fields: user.fields(device: device, session: sessionId), ip: Format.ipv4(address),
             place: Int16(place), agent: agent, app: UInt8(app), loginType: loginType, remaining: Int8(rng.int(1...5)),
             awaitingRetry: failsFirst, mfaFirst: rng.chance(0.05))
         users[u].sessionSlot = Int32(sessions.count)
         sessions.append(session)
         noteLogin(u, address: address, place: place)
         if failsFirst {
-            return normal(event(
-                u, at: t, app: app, ip: session.ip, place: place, agent: Catalog.userAgents[Int(agent)].ua,
-                behavior: "login", result: "failure", loginType: "password", fields: fields(u, device: device, session: nil)))
+            return Self.normal(Self.event(
+                user.identity, at: t, app: app, ip: session.ip, place: place, agent: Catalog.agentStrings[Int(agent)],
+                behavior: "login", result: "failure", loginType: "password", fields: user.fields(device: device, session: nil)))
         }
-        return normal(loginEvent(session, at: t))
+        return Self.normal(Self.loginEvent(session, user.identity, at: t))
     }
 
     private mutating func step(slot: Int, at t: Int64) -> SimulatedEvent {
@@ -138,23 +140,23 @@ public struct Simulator: Sendable {
         let u = Int(s.user)
         if s.awaitingRetry {
             sessions[slot].awaitingRetry = false
-            return normal(loginEvent(s, at: t))
+            return Self.normal(Self.loginEvent(s, users[u].identity, at: t))
         }
-        let agent = Catalog.userAgents[Int(s.agent)].ua
+        let agent = Catalog.agentStrings[Int(s.agent)]
         if s.remaining <= 0 {
             endSession(of: u)
-            return normal(event(
-                u, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: agent,
+            return Self.normal(Self.event(
+                users[u].identity, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: agent,
                 behavior: "logout", result: "success", loginType: nil, fields: s.fields))
         }
         sessions[slot].remaining -= 1
         if s.mfaFirst {
             sessions[slot].mfaFirst = false
-            return normal(event(
-                u, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: agent,
+            return Self.normal(Self.event(
+                users[u].identity, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: agent,
                 behavior: "mfa", result: "success", loginType: nil, fields: s.fields))
         }
-        return normal(accessEvent(
+        return Self.normal(accessEvent(
             u, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: agent, fields: s.fields,
             denied: rng.chance(0.01)))
     }
@@ -174,16 +176,6 @@ public struct Simulator: Sendable {
 
     // MARK: Shared helpers
 
-    /// Address and carried city of a login from where the user normally works.
-    func usualLocation(_ u: Int) -> (address: UInt32, place: Int) {
-        let user = users[u]
-        switch user.style {
-        case .office: return (Catalog.host(Catalog.officePrefix, u), Int(user.home))
-        case .vpn: return (Catalog.host(Catalog.vpnPrefix, u), Int(user.home))
-        case .remote: return (user.homeAddress, user.homeAddressNeedsGeoIP ? -1 : Int(user.home))
-        }
-    }
-
     /// Record a login (emitted now or scheduled) in the user's history.
     mutating func noteLogin(_ u: Int, address: UInt32, place: Int) {
         users[u].logins += 1
@@ -198,28 +190,24 @@ public struct Simulator: Sendable {
         return Format.identifier(UInt8(ascii: "s"), sessionIds.mix(sessionCounter))
     }
 
-    func fields(_ u: Int, device: String, session: String?) -> ValueMap {
-        var map = Catalog.profileFields[Int(users[u].profile)]
-        map[string: "deviceId"] = .string(device)
-        if let session { map[string: "sessionId"] = .string(session) }
-        return map
-    }
-
-    func event(
-        _ u: Int, at t: Int64, app: Int, ip: String, place: Int, agent: String, behavior: String, result: String,
-        loginType: String?, fields: ValueMap, action: (String, String)? = nil
+    // Event building is static: a non-mutating method called from the mutating paths
+    // would copy the whole simulator value first.
+    static func event(
+        _ identity: String, at t: Int64, app: Int, ip: String, place: Int, agent: String, behavior: String,
+        result: String, loginType: String?, fields: ValueMap, action: (String, String)? = nil
     ) -> UEBAEvent {
-        let city = place >= 0 ? Catalog.cities[place] : nil
+        let carried = place >= 0
         return UEBAEvent(
-            appId: Catalog.apps[app].id, requestDate: configuration.startTime + t / 1_000_000, ip: ip,
-            city: city?.name, province: city?.province, country: city?.country, ua: agent,
-            originalIdentity: users[u].identity, behaviorType: behavior, behaviorResult: result,
+            appId: Catalog.appIds[app], requestDate: t / 1_000_000, ip: ip,
+            city: carried ? Catalog.cityNames[place] : nil, province: carried ? Catalog.cityProvinces[place] : nil,
+            country: carried ? Catalog.cityCountries[place] : nil, ua: agent,
+            originalIdentity: identity, behaviorType: behavior, behaviorResult: result,
             resourcesType: action?.0, actionType: action?.1, loginType: loginType, custom: fields)
     }
 
-    private func loginEvent(_ s: Session, at t: Int64) -> UEBAEvent {
+    private static func loginEvent(_ s: Session, _ identity: String, at t: Int64) -> UEBAEvent {
         event(
-            Int(s.user), at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: Catalog.userAgents[Int(s.agent)].ua,
+            identity, at: t, app: Int(s.app), ip: s.ip, place: Int(s.place), agent: Catalog.agentStrings[Int(s.agent)],
             behavior: "login", result: "success", loginType: Catalog.loginTypes[Int(s.loginType)], fields: s.fields)
     }
 
@@ -227,13 +215,13 @@ public struct Simulator: Sendable {
         _ u: Int, at t: Int64, app: Int, ip: String, place: Int, agent: String, fields: ValueMap, denied: Bool = false
     ) -> UEBAEvent {
         let actions = Catalog.apps[app].actions
-        return event(
-            u, at: t, app: app, ip: ip, place: place, agent: agent, behavior: "access",
+        return Self.event(
+            users[u].identity, at: t, app: app, ip: ip, place: place, agent: agent, behavior: "access",
             result: denied ? "failure" : "success", loginType: nil, fields: fields,
             action: actions[rng.below(actions.count)])
     }
 
-    private func normal(_ e: UEBAEvent) -> SimulatedEvent { SimulatedEvent(event: e, scenario: .normal) }
+    private static func normal(_ e: UEBAEvent) -> SimulatedEvent { SimulatedEvent(event: e, scenario: .normal) }
 }
 
 /// Rounds in which every user logs in once, in a fresh pseudo-random order per round

@@ -120,3 +120,40 @@ import Testing
         #expect(logins.count > 1_000)
     }
 }
+
+@Suite struct EdgeTests {
+    /// Episodes that need several users, or a user who is not busy, must neither hang nor
+    /// break the ordering when the population is tiny.
+    @Test(arguments: [1, 2, 7])
+    func tinyPopulationsStillProduceOrderedTraffic(users: Int) {
+        let events = generate(SimulatorConfiguration(seed: 12, users: users, startTime: testStart, episodeRate: 0.2), count: 5_000)
+        #expect(Set(events.map(\.event.originalIdentity)).count == users)
+        #expect(zip(events, events.dropFirst()).allSatisfy { $0.event.requestDate <= $1.event.requestDate })
+        #expect(events.contains { $0.scenario != .normal })
+    }
+
+    /// While a one-user episode runs, the same user has no normal login: otherwise a
+    /// travel login would sit between two office logins seconds apart.
+    @Test func singleUserEpisodesAreNotInterleavedWithTheirOwnNormalLogins() {
+        let kinds: Set<Scenario> = [.travel, .newDevice, .extranet, .attributeRouting, .sessionChange]
+        var open: [String: (scenario: Scenario, session: String)] = [:]
+        var lastEventOfSession: [String: Int] = [:]
+        for (i, s) in propertySample.enumerated() where kinds.contains(s.scenario) {
+            lastEventOfSession[s.event.sessionId!] = i
+        }
+        var checked = 0
+        for (i, s) in propertySample.enumerated() {
+            let user = s.event.originalIdentity
+            if let episode = open[user], let end = lastEventOfSession[episode.session], i > end {
+                open[user] = nil
+            }
+            if kinds.contains(s.scenario), s.event.isLogin {
+                open[user] = (s.scenario, s.event.sessionId!)
+                checked += 1
+            } else if s.scenario == .normal, s.event.isLogin, let episode = open[user] {
+                Issue.record("normal login of \(user) inside its \(episode.scenario) episode")
+            }
+        }
+        #expect(checked >= 100)
+    }
+}
