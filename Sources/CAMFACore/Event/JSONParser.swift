@@ -218,14 +218,20 @@ struct JSONScanner {
             // Eight bytes at a time while none is a quote, a backslash, a control
             // character or non-ASCII: most of an event's bytes are plain ASCII text.
             while pos &+ 8 <= count {
-                let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                let w = UInt64(littleEndian: UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let high: UInt64 = 0x8080_8080_8080_8080
                 let q = w ^ (ones &* 0x22)
                 let b = w ^ (ones &* 0x5C)
                 let special =
                     ((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w) | w
-                if special & high != 0 { break }
+                let hits = special & high
+                if hits != 0 {
+                    // Borrows only flag bytes above a real hit, so the lowest flag is
+                    // the first byte that needs a look.
+                    pos &+= hits.trailingZeroBitCount >> 3
+                    break
+                }
                 pos &+= 8
             }
             guard pos < count else {
