@@ -244,12 +244,17 @@ struct JSONScanner {
                 return (start, end, clean)
             } else if c == UInt8(ascii: "\\") {
                 clean = false
-                // The escape's validity is checked when unescaping; here it is enough
-                // not to mistake an escaped quote for the end.
-                pos += 2
-                if pos > count {
+                guard pos + 1 < count else {
                     throw JSONError(code: .unexpectedEnd, message: "unterminated string", byteOffset: count)
                 }
+                // The escape's full validity is checked when unescaping; here it is
+                // enough not to mistake an escaped quote for the end, and not to step
+                // into the middle of a UTF-8 sequence.
+                let next = base[pos + 1]
+                if next < 0x20 || next >= 0x80 {
+                    throw JSONError(code: .invalidEscape, message: "invalid escape sequence", byteOffset: pos)
+                }
+                pos += 2
             } else if c < 0x20 {
                 throw JSONError(code: .controlCharacter, message: "unescaped control character in a string", byteOffset: pos)
             } else if c < 0x80 {
