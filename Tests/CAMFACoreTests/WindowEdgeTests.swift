@@ -357,6 +357,26 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: spec), profileMap([(.string("D"), 1), (.string("B"), 1), (.string("C"), 1)]))
     }
 
+    @Test(arguments: Aggregation.allCases)
+    func extremeTimesNeitherTrapNorBreakCheckpoints(_ agg: Aggregation) throws {
+        for resolution: Int64 in [1, 1_000] {
+            let spec = WindowSpec(length: 1_000_000, aggregation: agg, resolution: resolution, allowedLateness: .max)
+            var s = WindowState()
+            for t: Int64 in [.min, .min + 1, -1, 0, .max - 1] {
+                #expect(feed(&s, spec, t, .int(t % 7)) == .added)
+                #expect(s.add(time: t, value: .int(1), spec: spec) == .added)
+                #expect(s.add(time: .min, value: .int(1), spec: spec) == (t <= -1 ? .added : .late))
+                var w = BinaryWriter()
+                s.write(to: &w)
+                var r = BinaryReader(w.bytes)
+                #expect(try WindowState(from: &r) == s)
+            }
+            feed(&s, spec, .max, .int(3))
+            #expect(!s.isEmpty(spec: spec))
+            expectValue(WindowState().current(spec: spec), WindowState.emptyValue(agg))
+        }
+    }
+
     @Test func changingTheAggregationRestartsTheState() {
         let count = exactSpec(.count)
         let sum = exactSpec(.sum)

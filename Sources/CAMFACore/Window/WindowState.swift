@@ -224,9 +224,6 @@ public struct WindowState: Sendable, Equatable {
         case .profile(let s): empty = s.isEmpty
         }
         if empty { throw BinaryDecodingError(.invalidValue, "empty window stored as non-empty", offset: kindOffset) }
-        if end == .min, case .none = core {} else if end == .min {
-            throw BinaryDecodingError(.invalidValue, "window holds data but was never advanced", offset: kindOffset)
-        }
         self.end = end
         self.core = core
     }
