@@ -56,6 +56,9 @@ struct ProfileState: Sendable {
             slots[s] = ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t)
         } else if slots.count < capacity {
             s = slots.count
+            // Exact growth: a user has a handful of usual values, and doubling would
+            // leave a slot's worth of slack (40 bytes) per key most of the time.
+            slots.reserveCapacity(slots.count + 1)
             slots.append(ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t))
         } else {
             var v = 0
@@ -149,8 +152,10 @@ struct ProfileState: Sendable {
             log = []
             head = 0
             slots = []
-        } else if head * 2 >= log.count {
-            // As in Ring: dead bytes never outnumber live ones.
+        } else if head * 4 >= log.count {
+            // Dead bytes stay under a third of the live ones: the log is the bulk of a
+            // user's state, and moving a few hundred bytes per eviction batch is cheap
+            // (still O(1) amortized per event).
             log.removeFirst(head)
             head = 0
             if log.capacity > 64 && log.capacity > 4 * log.count { log = ContiguousArray(log) }
