@@ -91,6 +91,10 @@ struct SlidingHLL: Sendable, Equatable {
 
     var isEmpty: Bool { zeros == Self.registerCount }
 
+    /// `earliest` may lag below the true minimum after inserts (it only costs an extra
+    /// scan), and the sums follow from the registers, so only the registers count.
+    static func == (a: SlidingHLL, b: SlidingHLL) -> Bool { a.registers == b.registers }
+
     @inline(__always) static func term(_ rank: UInt8) -> UInt64 { 1 << UInt64(53 - Int(rank)) }
 
     mutating func add(bucket b: Int64, hash: UInt64) {
