@@ -212,6 +212,22 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: exactSpec(.last)), .string("c"))
     }
 
+    @Test func nonScalarValuesSurviveACheckpoint() throws {
+        var m = ValueMap()
+        m[string: "k"] = .list([.int(1), .bytes([9])])
+        let spec = exactSpec(.previous)
+        var s = WindowState()
+        feed(&s, spec, 1, .map(m))
+        feed(&s, spec, 2, .timestamp(5))
+        var w = BinaryWriter()
+        s.write(to: &w)
+        var r = BinaryReader(w.bytes)
+        let back = try WindowState(from: &r)
+        #expect(back == s)
+        expectValue(back.current(spec: spec), .map(m))
+        expectValue(back.current(spec: exactSpec(.last)), .timestamp(5))
+    }
+
     @Test func distinctUsesCELEqualityOfScalars() {
         let spec = exactSpec(.distinctCount)
         var s = WindowState()

@@ -231,13 +231,21 @@ struct ProfileState: Sendable {
             w.writeVarInt(s.lastTime)
             w.writeVarUInt(UInt64(s.lastSeq))
         }
-        let es = entries
-        w.writeVarUInt(UInt64(es.count))
-        var prev: Int64? = nil
-        for e in es {
-            if let p = prev { w.writeVarUInt(UInt64(bitPattern: e.bucket &- p)) } else { w.writeVarInt(e.bucket) }
-            w.writeByte(e.slot)
-            prev = e.bucket
+        // The live log is already (delta, slot) pairs; only the first delta changes, to
+        // an absolute bucket. The entry count is the sum of the slot counts.
+        w.writeVarUInt(UInt64(slots.reduce(0) { $0 + $1.count }))
+        var p = head
+        var first = true
+        while p < log.count {
+            let d = Self.readVarint(log, &p)
+            if first {
+                w.writeVarInt(baseBucket &+ Int64(bitPattern: d))
+                first = false
+            } else {
+                w.writeVarUInt(d)
+            }
+            w.writeByte(log[p])
+            p += 1
         }
     }
 
