@@ -1,7 +1,7 @@
 // Frequency profile: windowed Space-Saving over at most `profileCapacity` candidates.
 
 struct ProfileSlot: Sendable, Equatable {
-    var key: ScalarKey
+    var key: WindowKey
     /// Arrival rank of the slot's latest event, relative to the other slots only
     /// (renumbered before it could overflow); 32-bit so that a slot is 40 bytes.
     var lastSeq: UInt32
@@ -35,7 +35,7 @@ struct ProfileState: Sendable {
 
     var isEmpty: Bool { head == log.count }
 
-    mutating func add(bucket b: Int64, time t: Int64, _ k: ScalarKey, capacity: Int) {
+    mutating func add(bucket b: Int64, time t: Int64, _ k: WindowKey, capacity: Int) {
         var match = -1, free = -1
         var maxSeq: UInt32 = 0
         for i in slots.indices {
@@ -194,7 +194,7 @@ struct ProfileState: Sendable {
     }
 
     /// Count and 0-based report position of one value, without building the map.
-    func standing(of k: ScalarKey) -> (count: Int64, rank: Int)? {
+    func standing(of k: WindowKey) -> (count: Int64, rank: Int)? {
         guard let i = slots.firstIndex(where: { $0.key == k && $0.count > 0 }) else { return nil }
         var rank = 0
         for j in slots.indices where j != i && slots[j].count > 0 && Self.ranksBefore(slots[j], slots[i]) { rank += 1 }
@@ -257,7 +257,7 @@ struct ProfileState: Sendable {
         let n = Int(try r.readVarUInt(maximum: UInt64(WindowSpec.maxProfileCapacity), "profile slots"))
         var slots = ContiguousArray<ProfileSlot>()
         for _ in 0..<n {
-            let k = try ScalarKey(from: &r)
+            let k = try WindowKey(from: &r)
             guard k.isMapKey else { throw r.error(.invalidValue, "profile key cannot be a map key") }
             if slots.contains(where: { $0.key == k }) { throw r.error(.invalidValue, "duplicate profile key") }
             let lastTime = try r.readVarInt()
