@@ -203,9 +203,21 @@ private func replacementText(_ value: Any) -> String? {
 /// absent is "Other". A bounded LRU cache in front, because real traffic repeats a
 /// few thousand UA strings. One parser per thread.
 public final class UserAgentParser {
+    /// What the cache holds: a reference, so a hit costs one retain however many
+    /// strings the answer has, with the event's shape built once per distinct UA.
+    final class Resolved {
+        let parsed: ParsedUserAgent
+        let info: UserAgentInfo
+
+        init(_ parsed: ParsedUserAgent) {
+            self.parsed = parsed
+            info = parsed.info
+        }
+    }
+
     public let rules: UserAgentRules
     private let matchData: MatchData
-    private var cache: LRUCache<String, ParsedUserAgent>
+    private var cache: LRUCache<String, Resolved>
 
     public init(rules: UserAgentRules, cacheCapacity: Int = 10_000) {
         self.rules = rules
@@ -220,10 +232,14 @@ public final class UserAgentParser {
     public func resetCacheStatistics() { cache.resetStatistics() }
 
     public func parse(_ userAgent: String) -> ParsedUserAgent {
+        resolve(userAgent).parsed
+    }
+
+    func resolve(_ userAgent: String) -> Resolved {
         if let hit = cache.value(forKey: userAgent) { return hit }
-        let parsed = parseUncached(userAgent)
-        cache.insert(parsed, forKey: userAgent)
-        return parsed
+        let resolved = Resolved(parseUncached(userAgent))
+        cache.insert(resolved, forKey: userAgent)
+        return resolved
     }
 
     /// The rules alone, bypassing the cache (the conformance tests and cold-path
