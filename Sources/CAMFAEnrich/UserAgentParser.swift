@@ -15,6 +15,14 @@ public struct ParsedUserAgent: Sendable, Equatable {
         public var minor: String?
         public var patch: String?
         public var patchMinor: String?
+
+        public init(family: String, major: String? = nil, minor: String? = nil, patch: String? = nil, patchMinor: String? = nil) {
+            self.family = family
+            self.major = major
+            self.minor = minor
+            self.patch = patch
+            self.patchMinor = patchMinor
+        }
     }
 
     public struct OperatingSystem: Sendable, Equatable {
@@ -23,12 +31,26 @@ public struct ParsedUserAgent: Sendable, Equatable {
         public var minor: String?
         public var patch: String?
         public var patchMinor: String?
+
+        public init(family: String, major: String? = nil, minor: String? = nil, patch: String? = nil, patchMinor: String? = nil) {
+            self.family = family
+            self.major = major
+            self.minor = minor
+            self.patch = patch
+            self.patchMinor = patchMinor
+        }
     }
 
     public struct Device: Sendable, Equatable {
         public var family: String
         public var brand: String?
         public var model: String?
+
+        public init(family: String, brand: String? = nil, model: String? = nil) {
+            self.family = family
+            self.brand = brand
+            self.model = model
+        }
     }
 
     public var browser: Browser
@@ -36,6 +58,13 @@ public struct ParsedUserAgent: Sendable, Equatable {
     public var device: Device
     /// "desktop", "mobile", "tablet", "bot" or "other"; see `UserAgentParser.deviceClass`.
     public var deviceClass: String
+
+    public init(browser: Browser, os: OperatingSystem, device: Device, deviceClass: String) {
+        self.browser = browser
+        self.os = os
+        self.device = device
+        self.deviceClass = deviceClass
+    }
 
     /// The shape the event carries.
     public var info: UserAgentInfo {
@@ -225,6 +254,14 @@ public final class UserAgentParser {
         cache = LRUCache(capacity: cacheCapacity)
     }
 
+    /// Bytes of a UA past this many (UTF-8) are not looked at. Real UAs stay
+    /// under 1 KiB; a multi-kilobyte one is junk or an attempt to make 1,270 regex
+    /// searches expensive, and its first 4 KiB carry everything the rules read.
+    public static let maxParsedLength = 4096
+
+    /// Regex searches PCRE2 abandoned (resource limits) and counted as no match.
+    public var abandonedMatches: Int { matchData.abandonedMatches }
+
     public var cacheHits: Int { cache.hits }
     public var cacheMisses: Int { cache.misses }
     public var cacheHitRate: Double { cache.hitRate }
@@ -246,6 +283,12 @@ public final class UserAgentParser {
     /// measurements use this).
     public func parseUncached(_ userAgent: String) -> ParsedUserAgent {
         var text = userAgent
+        if text.utf8.count > Self.maxParsedLength {
+            // Cut at a scalar boundary so the subject stays valid UTF-8.
+            var end = text.utf8.index(text.utf8.startIndex, offsetBy: Self.maxParsedLength)
+            while end > text.startIndex && UTF8.isContinuation(text.utf8[end]) { end = text.utf8.index(before: end) }
+            text = String(text[..<end])
+        }
         return text.withUTF8 { subject in
             let b = run(rules.browserRules, subject)
             let o = run(rules.osRules, subject)

@@ -124,6 +124,7 @@ struct UAPCoreConformanceTests {
             }
         }
         print("uap-core \(file): \(passed)/\(cases.count) passed (\(stillFailingKnown.count) known failures)")
+        #expect(parser.abandonedMatches == 0, "\(file): PCRE2 abandoned \(parser.abandonedMatches) searches")
         #expect(cases.count > 400, "\(file): suspiciously few cases read")
         #expect(failures.isEmpty, "\(file): \(failures.count) unexpected failures:\n\(failures.prefix(40).joined(separator: "\n"))")
         let fixed = Set(known.keys).subtracting(stillFailingKnown)
