@@ -76,7 +76,9 @@ public final class EnrichmentResources: Sendable {
                 warnings.append("\(what) database \(path) not found: \(what) enrichment is off")
                 return nil
             }
-            return try GeoIPDatabase(path: path)
+            let database = try GeoIPDatabase(path: path)
+            try database.selfCheck()
+            return database
         }
         cityDatabase = try database(configuration.cityDatabase, "GeoIP city")
         asnDatabase = try database(configuration.asnDatabase, "ASN")

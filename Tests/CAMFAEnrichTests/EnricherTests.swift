@@ -104,8 +104,11 @@ struct EnricherTests {
         #expect(event.networkZone == "intranet")
     }
 
-    @Test func corruptDatabaseIsAnErrorNamingTheFile() throws {
-        let path = try TestData.require("maxmind/test-data/GeoIP2-City-Test-Invalid-Node-Count.mmdb")
+    /// Invalid-Node-Count fails at open; Broken-Double-Format opens and fails at the
+    /// first lookup, which the startup self-check makes before any event.
+    @Test(arguments: ["GeoIP2-City-Test-Invalid-Node-Count", "GeoIP2-City-Test-Broken-Double-Format"])
+    func corruptDatabaseIsAStartupErrorNamingTheFile(name: String) throws {
+        let path = try TestData.require("maxmind/test-data/\(name).mmdb")
         var config = try configuration()
         config.cityDatabase = path
         #expect {
