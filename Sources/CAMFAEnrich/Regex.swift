@@ -7,6 +7,8 @@ final class PCRE2Pattern: @unchecked Sendable {
     let code: OpaquePointer
     let captureCount: Int
     let isJIT: Bool
+    /// Bytes every match contains (see `RequiredLiteral`), checked before PCRE2 runs.
+    let requiredLiteral: [UInt8]?
 
     init(_ pattern: String, caseInsensitive: Bool) throws(EnrichmentError) {
         var errorCode: Int32 = 0
@@ -31,6 +33,7 @@ final class PCRE2Pattern: @unchecked Sendable {
         var count: UInt32 = 0
         _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
         captureCount = Int(count)
+        requiredLiteral = RequiredLiteral.extract(from: pattern, caseInsensitive: caseInsensitive)
     }
 
     deinit { pcre2_code_free_8(code) }
@@ -66,6 +69,10 @@ final class MatchData {
     /// came from a Swift String), so PCRE2's per-call UTF validation is skipped.
     @inline(__always)
     func search(_ pattern: PCRE2Pattern, in subject: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let literal = pattern.requiredLiteral,
+           !literal.withUnsafeBufferPointer({ RequiredLiteral.find($0, in: subject) }) {
+            return false
+        }
         let rc = pcre2_match_8(pattern.code, subject.baseAddress, subject.count, 0, UInt32(PCRE2_NO_UTF_CHECK), pointer, context)
         if rc > 0 { return true }
         if rc != PCRE2_ERROR_NOMATCH { abandonedMatches += 1 }

@@ -131,6 +131,10 @@ public final class UserAgentRules: @unchecked Sendable {
     public let source: String
     /// How many patterns PCRE2 could JIT-compile (all, where JIT is available).
     public let jitCompiledCount: Int
+    /// How many patterns have a required literal that is checked before PCRE2 runs.
+    public var prefilteredCount: Int {
+        (browserRules + osRules + deviceRules).filter { $0.pattern.requiredLiteral != nil }.count
+    }
     public var ruleCount: Int { browserRules.count + osRules.count + deviceRules.count }
 
     static let browserFields: [(String, Int?)] = [

@@ -197,6 +197,22 @@ struct UserAgentParserTests {
         #expect(parser.abandonedMatches == 0)
     }
 
+    /// The literal prefilter must never reject a subject the regex matches: optional
+    /// characters, quantified escapes, groups, classes and multi-byte text around the
+    /// literal runs.
+    @Test(arguments: [
+        ("ab?cdef", "acdef"), ("xy\\.?zzz", "xyzzz"), ("Foo{0,2}Barbaz", "FoBarbaz"), ("(Teams)/(\\d+)", "Teams/3"), ("x(?:ab)+cde", "xababcde"), ("(ab)?cdef", "cdef"), ("(a|b)cdef", "bcdef"), ("(?<=q)uvwx", "quvwx"),
+        ("(?:Opt)?Product/\\d", "Product/1"), ("[Tt]eams/(\\d+)", "teams/1"), ("Zé?bra", "Zbra"),
+        ("Mo+zilla", "Moooozilla"), ("abc(?:x|y)*defg", "abcxydefg"), ("(?i)casefree", "CASEFREE"),
+        ("one|two", "two"), ("a{2}bcd", "aabcd"), ("Bot\\/\\$Ver", "Bot/$Ver"), ("abc{1,}d", "abcccd"),
+    ])
+    func prefilterNeverHidesAMatch(pattern: String, subject: String) throws {
+        let yaml = "user_agent_parsers:\n  - regex: '\(pattern)'\n    family_replacement: 'hit'\nos_parsers: []\ndevice_parsers: []\n"
+        let parser = UserAgentParser(rules: try UserAgentRules(yaml: yaml))
+        #expect(parser.parse(subject).browser.family == "hit", "\(pattern) on \(subject)")
+        #expect(parser.parse("nothing relevant").browser.family == "Other")
+    }
+
     @Test func replacementsSubstituteGroupsTrimAndDefault() throws {
         let yaml = """
         user_agent_parsers:
