@@ -290,6 +290,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         if let e = list.firstError("resume") { throw e }
     }
 
+    /// This member's id in the group, once joined (it changes when the member is fenced and
+    /// rejoins, so it can tell one ownership period of a partition from the next).
+    public var memberID: String? {
+        guard let id = rd_kafka_memberid(rk) else { return nil }
+        defer { rd_kafka_mem_free(rk, id) }
+        let s = String(cString: id)
+        return s.isEmpty ? nil : s
+    }
+
     /// The partitions currently assigned to this consumer.
     public func assignment() throws(KafkaError) -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil

@@ -246,6 +246,7 @@ struct KafkaTests {
         pollUntil([consumer], timeout: 20) { _ in delegate.assignedCalls.count == 1 }
         let all = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
         #expect(delegate.assignedCalls == [all])
+        let firstMember = try #require(consumer.memberID)
 
         // The coordinator no longer knows the member: its partitions may be elsewhere already.
         cluster.pushRequestErrors(.heartbeat, [.unknownMemberID])
@@ -254,6 +255,7 @@ struct KafkaTests {
         #expect(delegate.lostCalls == [all])
         #expect(delegate.revokedCalls.isEmpty)
         #expect(delegate.assignedCalls.last == all)
+        #expect(consumer.memberID != nil && consumer.memberID != firstMember)
         #expect(consumer.close(timeoutSeconds: 10))
     }
 
