@@ -118,8 +118,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     public weak var delegate: KafkaRebalanceDelegate?
 
     /// - Parameters:
-    ///   - queuedMaxMessagesKBytes: librdkafka's prefetch bound (`queued.max.messages.kbytes`),
-    ///     which caps consumer memory independent of lag.
+    ///   - queuedMaxMessagesKBytes: `queued.max.messages.kbytes`, the bound on prefetched
+    ///     bytes in the (single) consumer queue across all partitions, so memory does not
+    ///     grow with lag. A value given in `config` wins.
     ///   - delegate: held weakly; without one, partitions start at their committed offsets.
     public init(
         config: KafkaConfig, groupID: String, queuedMaxMessagesKBytes: Int = 16384,
