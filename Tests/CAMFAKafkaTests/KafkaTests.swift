@@ -295,6 +295,35 @@ struct KafkaTests {
         consumer.close()
     }
 
+    @Test func leaderBrokerDownThenUpLosesAndDuplicatesNothing() throws {
+        let topic = unique("brokerdown")
+        try cluster.createTopic(topic, partitions: 1, replicationFactor: 3)
+        try cluster.setPartitionLeader(topic: topic, partition: 0, brokerID: 2)
+        let tp = TopicPartition(topic, 0)
+        let producer = try KafkaProducer(config: producerConfig([("retry.backoff.ms", "100")]))
+        let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"))
+        try consumer.assign([tp: KafkaOffset.beginning])
+        for i in 0..<10 { try producer.produce(topic: topic, key: nil, value: bytes("m\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 5000))
+        let before = pollUntil([consumer], timeout: 10) { $0[0].count >= 10 }[0]
+        #expect(before.map(\.offset) == Array(0..<10))
+
+        try cluster.setBrokerDown(2)
+        for i in 10..<20 { try producer.produce(topic: topic, key: nil, value: bytes("m\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 1000) == false)  // the leader is unreachable
+        try cluster.setBrokerUp(2)
+        #expect(try producer.flush(timeoutMs: 10_000))
+        let reports = producer.drainDeliveryReports()
+        #expect(reports.map(\.token).sorted() == (0..<20).map(UInt64.init))
+        #expect(reports.allSatisfy { $0.error == nil })
+
+        let after = pollUntil([consumer], timeout: 10) { $0[0].count >= 10 }[0]
+        #expect(after.map(\.offset) == Array(10..<20))
+        #expect(after.map(\.value) == (10..<20).map { "m\($0)" })
+        #expect(try consumer.watermarks(tp).high == 20)
+        consumer.close()
+    }
+
     @Test func aFullLocalQueueBlocksInsteadOfDropping() throws {
         let topic = unique("queuefull")
         try cluster.createTopic(topic, partitions: 2)
