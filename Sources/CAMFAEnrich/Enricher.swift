@@ -76,7 +76,9 @@ public final class EnrichmentResources: Sendable {
                 warnings.append("\(what) database \(path) not found: \(what) enrichment is off")
                 return nil
             }
-            return try GeoIPDatabase(path: path)
+            let database = try GeoIPDatabase(path: path)
+            try database.selfCheck()
+            return database
         }
         cityDatabase = try database(configuration.cityDatabase, "GeoIP city")
         asnDatabase = try database(configuration.asnDatabase, "ASN")
@@ -108,7 +110,7 @@ public final class Enricher {
 
     private let overwrite: Bool
     private let userAgentParser: UserAgentParser?
-    private var ipCache: LRUCache<IPAddress, GeoIPRecord?>
+    private var addressCache: LRUCache<String, ResolvedAddress>
     private var warnedDatabases = Set<String>()
     private let hasGeo: Bool
 
@@ -123,32 +125,57 @@ public final class Enricher {
         userAgentParser = resources.userAgentRules.map {
             UserAgentParser(rules: $0, cacheCapacity: resources.configuration.userAgentCacheSize)
         }
-        ipCache = LRUCache(capacity: resources.configuration.ipCacheSize)
+        addressCache = LRUCache(capacity: resources.configuration.ipCacheSize)
         hasGeo = resources.cityDatabase != nil || resources.asnDatabase != nil || resources.anonymousIPDatabase != nil
     }
 
     public var userAgentCacheHitRate: Double { userAgentParser?.cacheHitRate ?? 0 }
-    public var ipCacheHitRate: Double { ipCache.hitRate }
+    public var ipCacheHitRate: Double { addressCache.hitRate }
 
     public func resetCacheStatistics() {
         userAgentParser?.resetCacheStatistics()
-        ipCache.resetStatistics()
+        addressCache.resetStatistics()
+    }
+
+    /// Everything an address resolves to, keyed by the address text as the event
+    /// carries it: a hit skips parsing the address, the zone probes, the MMDB tree walk
+    /// and the record decoding, and costs one retain.
+    final class ResolvedAddress {
+        let zone: String?
+        let record: GeoIPRecord?
+        /// The event's shape of `record`, for the common case of an event with no geo.
+        let geo: GeoInfo?
+
+        init(zone: String?, record: GeoIPRecord?) {
+            self.zone = zone
+            self.record = record
+            if let record {
+                let geo = GeoInfo(
+                    latitude: record.latitude, longitude: record.longitude, accuracyRadius: record.accuracyRadiusKm,
+                    asn: record.asn, asOrganization: record.asOrganization, isAnonymous: record.isAnonymous,
+                    isAnonymousVPN: record.isAnonymousVPN, isTorExitNode: record.isTorExitNode,
+                    isHostingProvider: record.isHostingProvider
+                )
+                self.geo = geo == GeoInfo() ? nil : geo
+            } else {
+                geo = nil
+            }
+        }
     }
 
     public func enrich(_ event: inout UEBAEvent) {
-        if let ip = event.ip, let address = IPAddress(ip) {
-            if !resources.zones.isEmpty, overwrite || event.networkZone == nil,
-               let zone = resources.zones.zone(for: address) {
+        if let ip = event.ip, let resolved = resolve(ip) {
+            if overwrite || event.networkZone == nil, let zone = resolved.zone {
                 event.networkZone = zone
             }
-            if hasGeo, overwrite || event.city == nil || event.province == nil || event.country == nil || event.geo == nil,
-               let record = geoRecord(address) {
-                apply(record, to: &event)
+            if resolved.record != nil,
+               overwrite || event.city == nil || event.province == nil || event.country == nil || event.geo == nil {
+                apply(resolved, to: &event)
             }
         }
         if let ua = event.ua, let parser = userAgentParser,
            overwrite || event.userAgent == nil || event.deviceType == nil || event.systemType == nil || event.browserType == nil {
-            let info = parser.parse(ua).info
+            let info = parser.resolve(ua).info
             fill(&event.deviceType, info.deviceClass)
             fill(&event.systemType, info.osFamily)
             fill(&event.browserType, info.browserFamily)
@@ -156,10 +183,30 @@ public final class Enricher {
         }
     }
 
-    /// The merged answer of every configured database, cached per address (misses too:
-    /// an address absent from the databases stays absent until restart).
-    private func geoRecord(_ address: IPAddress) -> GeoIPRecord? {
-        if let cached = ipCache.value(forKey: address) { return cached }
+    private func resolve(_ ip: String) -> ResolvedAddress? {
+        if let cached = addressCache.value(forKey: ip) { return cached }
+        guard let address = IPAddress(ip) else {
+            // Not an address: remembered as such, so garbage is not re-parsed each time.
+            let nothing = ResolvedAddress(zone: nil, record: nil)
+            addressCache.insert(nothing, forKey: ip)
+            return nothing
+        }
+        let zone = resources.zones.isEmpty ? nil : resources.zones.zone(for: address)
+        guard hasGeo else {
+            let resolved = ResolvedAddress(zone: zone, record: nil)
+            addressCache.insert(resolved, forKey: ip)
+            return resolved
+        }
+        let (record, failed) = geoRecord(address)
+        let resolved = ResolvedAddress(zone: zone, record: record)
+        // A failed lookup is not cached: the answer it should have had is unknown.
+        if !failed { addressCache.insert(resolved, forKey: ip) }
+        return resolved
+    }
+
+    /// The merged answer of every configured database (misses are cached too: an
+    /// address absent from the databases stays absent until restart).
+    private func geoRecord(_ address: IPAddress) -> (GeoIPRecord?, failed: Bool) {
         var merged: GeoIPRecord?
         var failed = false
         for database in [resources.cityDatabase, resources.asnDatabase, resources.anonymousIPDatabase] {
@@ -188,16 +235,18 @@ public final class Enricher {
                 }
             }
         }
-        // A failed lookup is not cached: the answer it should have had is unknown.
-        if !failed { ipCache.insert(merged, forKey: address) }
-        return merged
+        return (merged, failed)
     }
 
-    private func apply(_ record: GeoIPRecord, to event: inout UEBAEvent) {
+    private func apply(_ resolved: ResolvedAddress, to event: inout UEBAEvent) {
+        guard let record = resolved.record else { return }
         fill(&event.city, record.city)
         fill(&event.province, record.subdivision)
         fill(&event.country, record.countryISOCode)
-        var geo = event.geo ?? GeoInfo()
+        guard var geo = event.geo else {
+            event.geo = resolved.geo
+            return
+        }
         fill(&geo.latitude, record.latitude)
         fill(&geo.longitude, record.longitude)
         fill(&geo.accuracyRadius, record.accuracyRadiusKm)
@@ -207,7 +256,7 @@ public final class Enricher {
         fill(&geo.isAnonymousVPN, record.isAnonymousVPN)
         fill(&geo.isTorExitNode, record.isTorExitNode)
         fill(&geo.isHostingProvider, record.isHostingProvider)
-        if event.geo != nil || geo != GeoInfo() { event.geo = geo }
+        event.geo = geo
     }
 
     @inline(__always)

@@ -177,6 +177,24 @@ public final class GeoIPDatabase: @unchecked Sendable {
         record.accuracyRadiusKm = try double(&entry, paths.accuracyRadius, address)
     }
 
+    /// Looks up a spread of addresses (both families, well-known public ranges and the
+    /// documented MaxMind test networks) and decodes their records, so that damage in
+    /// the commonly hit parts of a file is reported at startup, not on the first event.
+    /// libmaxminddb offers no full verification; damage elsewhere still surfaces at
+    /// lookup time.
+    public func selfCheck() throws(EnrichmentError) {
+        for probe in Self.selfCheckProbes {
+            guard let address = IPAddress(probe) else { continue }
+            _ = try lookup(address)
+        }
+    }
+
+    static let selfCheckProbes = [
+        "1.1.1.1", "8.8.8.8", "9.9.9.9", "23.0.0.1", "81.2.69.142", "89.160.20.112", "175.16.199.0",
+        "216.160.83.56", "2.125.160.216", "101.0.0.1", "185.0.0.1", "200.0.0.1",
+        "2001:4860:4860::8888", "2606:4700::1", "2a00:1450::1", "2001:218::1", "2400::1", "::1.2.3.4",
+    ]
+
     /// nil for text that is not an IP literal, as for an address not in the database.
     public func lookup(_ text: String) throws(EnrichmentError) -> GeoIPRecord? {
         guard let address = IPAddress(text) else { return nil }

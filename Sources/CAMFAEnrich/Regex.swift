@@ -7,6 +7,8 @@ final class PCRE2Pattern: @unchecked Sendable {
     let code: OpaquePointer
     let captureCount: Int
     let isJIT: Bool
+    /// Bytes every match contains (see `RequiredLiteral`), checked before PCRE2 runs.
+    let requiredLiteral: [UInt8]?
 
     init(_ pattern: String, caseInsensitive: Bool) throws(EnrichmentError) {
         var errorCode: Int32 = 0
@@ -31,28 +33,50 @@ final class PCRE2Pattern: @unchecked Sendable {
         var count: UInt32 = 0
         _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
         captureCount = Int(count)
+        requiredLiteral = RequiredLiteral.extract(from: pattern, caseInsensitive: caseInsensitive)
     }
 
     deinit { pcre2_code_free_8(code) }
 }
 
-/// Match scratch space (ovector) for one thread.
+/// Match scratch space (ovector, JIT stack) for one thread.
 final class MatchData {
     let pointer: OpaquePointer
     let ovector: UnsafeMutablePointer<Int>
+    private let context: OpaquePointer?
+    private let jitStack: OpaquePointer?
+    /// Matches PCRE2 gave up on (resource limits): counted, and treated as no match.
+    private(set) var abandonedMatches = 0
 
     init(maxCaptures: Int) {
         pointer = pcre2_match_data_create_8(UInt32(maxCaptures + 1), nil)
         ovector = pcre2_get_ovector_pointer_8(pointer)
+        // The default 32 KiB JIT stack is too small for some rules on long UAs, and
+        // running out reads as "no match": the wrong rule would win. 1 MiB is ample for
+        // uap-core's bounded patterns.
+        context = pcre2_match_context_create_8(nil)
+        jitStack = pcre2_jit_stack_create_8(32 * 1024, 1024 * 1024, nil)
+        if let context, let jitStack { pcre2_jit_stack_assign_8(context, nil, UnsafeMutableRawPointer(jitStack)) }
     }
 
-    deinit { pcre2_match_data_free_8(pointer) }
+    deinit {
+        if let jitStack { pcre2_jit_stack_free_8(jitStack) }
+        if let context { pcre2_match_context_free_8(context) }
+        pcre2_match_data_free_8(pointer)
+    }
 
     /// Unanchored search, as uap-core's rules expect. The subject is valid UTF-8 (it
     /// came from a Swift String), so PCRE2's per-call UTF validation is skipped.
     @inline(__always)
     func search(_ pattern: PCRE2Pattern, in subject: UnsafeBufferPointer<UInt8>) -> Bool {
-        pcre2_match_8(pattern.code, subject.baseAddress, subject.count, 0, UInt32(PCRE2_NO_UTF_CHECK), pointer, nil) > 0
+        if let literal = pattern.requiredLiteral,
+           !literal.withUnsafeBufferPointer({ RequiredLiteral.find($0, in: subject) }) {
+            return false
+        }
+        let rc = pcre2_match_8(pattern.code, subject.baseAddress, subject.count, 0, UInt32(PCRE2_NO_UTF_CHECK), pointer, context)
+        if rc > 0 { return true }
+        if rc != PCRE2_ERROR_NOMATCH { abandonedMatches += 1 }
+        return false
     }
 
     /// Capture group `n` of the last successful match; nil when the group did not take

@@ -15,6 +15,14 @@ public struct ParsedUserAgent: Sendable, Equatable {
         public var minor: String?
         public var patch: String?
         public var patchMinor: String?
+
+        public init(family: String, major: String? = nil, minor: String? = nil, patch: String? = nil, patchMinor: String? = nil) {
+            self.family = family
+            self.major = major
+            self.minor = minor
+            self.patch = patch
+            self.patchMinor = patchMinor
+        }
     }
 
     public struct OperatingSystem: Sendable, Equatable {
@@ -23,12 +31,26 @@ public struct ParsedUserAgent: Sendable, Equatable {
         public var minor: String?
         public var patch: String?
         public var patchMinor: String?
+
+        public init(family: String, major: String? = nil, minor: String? = nil, patch: String? = nil, patchMinor: String? = nil) {
+            self.family = family
+            self.major = major
+            self.minor = minor
+            self.patch = patch
+            self.patchMinor = patchMinor
+        }
     }
 
     public struct Device: Sendable, Equatable {
         public var family: String
         public var brand: String?
         public var model: String?
+
+        public init(family: String, brand: String? = nil, model: String? = nil) {
+            self.family = family
+            self.brand = brand
+            self.model = model
+        }
     }
 
     public var browser: Browser
@@ -36,6 +58,13 @@ public struct ParsedUserAgent: Sendable, Equatable {
     public var device: Device
     /// "desktop", "mobile", "tablet", "bot" or "other"; see `UserAgentParser.deviceClass`.
     public var deviceClass: String
+
+    public init(browser: Browser, os: OperatingSystem, device: Device, deviceClass: String) {
+        self.browser = browser
+        self.os = os
+        self.device = device
+        self.deviceClass = deviceClass
+    }
 
     /// The shape the event carries.
     public var info: UserAgentInfo {
@@ -102,6 +131,10 @@ public final class UserAgentRules: @unchecked Sendable {
     public let source: String
     /// How many patterns PCRE2 could JIT-compile (all, where JIT is available).
     public let jitCompiledCount: Int
+    /// How many patterns have a required literal that is checked before PCRE2 runs.
+    public var prefilteredCount: Int {
+        (browserRules + osRules + deviceRules).filter { $0.pattern.requiredLiteral != nil }.count
+    }
     public var ruleCount: Int { browserRules.count + osRules.count + deviceRules.count }
 
     static let browserFields: [(String, Int?)] = [
@@ -203,15 +236,35 @@ private func replacementText(_ value: Any) -> String? {
 /// absent is "Other". A bounded LRU cache in front, because real traffic repeats a
 /// few thousand UA strings. One parser per thread.
 public final class UserAgentParser {
+    /// What the cache holds: a reference, so a hit costs one retain however many
+    /// strings the answer has, with the event's shape built once per distinct UA.
+    final class Resolved {
+        let parsed: ParsedUserAgent
+        let info: UserAgentInfo
+
+        init(_ parsed: ParsedUserAgent) {
+            self.parsed = parsed
+            info = parsed.info
+        }
+    }
+
     public let rules: UserAgentRules
     private let matchData: MatchData
-    private var cache: LRUCache<String, ParsedUserAgent>
+    private var cache: LRUCache<String, Resolved>
 
     public init(rules: UserAgentRules, cacheCapacity: Int = 10_000) {
         self.rules = rules
         matchData = MatchData(maxCaptures: rules.maxCaptures)
         cache = LRUCache(capacity: cacheCapacity)
     }
+
+    /// Bytes of a UA past this many (UTF-8) are not looked at. Real UAs stay
+    /// under 1 KiB; a multi-kilobyte one is junk or an attempt to make 1,270 regex
+    /// searches expensive, and its first 4 KiB carry everything the rules read.
+    public static let maxParsedLength = 4096
+
+    /// Regex searches PCRE2 abandoned (resource limits) and counted as no match.
+    public var abandonedMatches: Int { matchData.abandonedMatches }
 
     public var cacheHits: Int { cache.hits }
     public var cacheMisses: Int { cache.misses }
@@ -220,16 +273,26 @@ public final class UserAgentParser {
     public func resetCacheStatistics() { cache.resetStatistics() }
 
     public func parse(_ userAgent: String) -> ParsedUserAgent {
+        resolve(userAgent).parsed
+    }
+
+    func resolve(_ userAgent: String) -> Resolved {
         if let hit = cache.value(forKey: userAgent) { return hit }
-        let parsed = parseUncached(userAgent)
-        cache.insert(parsed, forKey: userAgent)
-        return parsed
+        let resolved = Resolved(parseUncached(userAgent))
+        cache.insert(resolved, forKey: userAgent)
+        return resolved
     }
 
     /// The rules alone, bypassing the cache (the conformance tests and cold-path
     /// measurements use this).
     public func parseUncached(_ userAgent: String) -> ParsedUserAgent {
         var text = userAgent
+        if text.utf8.count > Self.maxParsedLength {
+            // Cut at a scalar boundary so the subject stays valid UTF-8.
+            var end = text.utf8.index(text.utf8.startIndex, offsetBy: Self.maxParsedLength)
+            while end > text.startIndex && UTF8.isContinuation(text.utf8[end]) { end = text.utf8.index(before: end) }
+            text = String(text[..<end])
+        }
         return text.withUTF8 { subject in
             let b = run(rules.browserRules, subject)
             let o = run(rules.osRules, subject)

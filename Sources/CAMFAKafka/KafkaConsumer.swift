@@ -118,8 +118,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     public weak var delegate: KafkaRebalanceDelegate?
 
     /// - Parameters:
-    ///   - queuedMaxMessagesKBytes: librdkafka's prefetch bound (`queued.max.messages.kbytes`),
-    ///     which caps consumer memory independent of lag.
+    ///   - queuedMaxMessagesKBytes: `queued.max.messages.kbytes`, the bound on prefetched
+    ///     bytes in the (single) consumer queue across all partitions, so memory does not
+    ///     grow with lag. A value given in `config` wins.
     ///   - delegate: held weakly; without one, partitions start at their committed offsets.
     public init(
         config: KafkaConfig, groupID: String, queuedMaxMessagesKBytes: Int = 16384,
@@ -169,6 +170,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         rd_kafka_poll_set_consumer(rk)
     }
 
+    /// Owners should `close` explicitly on the poll thread; this is the backstop, and may
+    /// block the releasing thread for up to 5.5 s.
     deinit {
         _ = close(timeoutSeconds: 5)
     }
@@ -179,6 +182,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         for t in topics { rd_kafka_topic_partition_list_add(list, t, RD_KAFKA_PARTITION_UA) }
         let err = rd_kafka_subscribe(rk, list)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "subscribe to \(topics)") }
+    }
+
+    /// Consumes exactly these partitions from these offsets, outside any group rebalance
+    /// (no delegate calls; `subscribe` must not be used as well). For tools and tests that
+    /// read a topic from a known position; commits still go to `groupID`.
+    public func assign(_ startOffsets: [TopicPartition: Int64]) throws(KafkaError) {
+        let list = PartitionList(startOffsets.keys.sorted(), offsets: startOffsets)
+        let err = rd_kafka_assign(rk, list.list)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "assign \(startOffsets.keys.sorted())") }
     }
 
     /// Releases `batch`, then fills it with up to `maxMessages` messages: waits up to
@@ -279,6 +291,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         if let e = list.firstError("resume") { throw e }
     }
 
+    /// This member's id in the group, once joined (it changes when the member is fenced and
+    /// rejoins, so it can tell one ownership period of a partition from the next).
+    public var memberID: String? {
+        guard let id = rd_kafka_memberid(rk) else { return nil }
+        defer { rd_kafka_mem_free(rk, id) }
+        let s = String(cString: id)
+        return s.isEmpty ? nil : s
+    }
+
     /// The partitions currently assigned to this consumer.
     public func assignment() throws(KafkaError) -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
@@ -309,6 +330,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// is started with `rd_kafka_consumer_close_queue` and its events are served here until
     /// `rd_kafka_consumer_closed` or the deadline; `rd_kafka_destroy` then runs on a helper
     /// thread that is abandoned (the handle leaked) if it outlives the deadline.
+    /// The call returns after at most `timeoutSeconds` plus 0.5 s (the least the destroy
+    /// is given). Records of batches this consumer filled are released first.
     /// - Returns: true if both finished within the bound.
     @discardableResult
     public func close(timeoutSeconds: Double = 10) -> Bool {

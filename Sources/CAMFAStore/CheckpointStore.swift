@@ -172,16 +172,13 @@ public final class CheckpointStore: Sendable {
         let statement = try connection.prepared("DELETE FROM entries WHERE pid = ?1 AND keyspace = ?2 AND key = ?3")
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        for item in c.deletes {
-            let rc = withUTF8(item.keyspace) { keyspace in
-                withUTF8(item.key) { key in
-                    var rc = bindText(statement, 2, keyspace)
-                    if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
-                    return rc == SQLITE_OK ? stepAndReset(statement) : rc
-                }
-            }
-            try check(connection, rc, "deleting entries of \(c.partition)")
-        }
+        let keys = SortedKeys(count: c.deletes.count, group: { c.deletes[$0].keyspace }, key: { c.deletes[$0].key })
+        let rc = keys.forEach({ keyspace, key, _ in
+            var rc = bindText(statement, 2, keyspace)
+            if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
+            return rc == SQLITE_OK ? stepAndReset(statement) : rc
+        }, done: SQLITE_DONE)
+        try check(connection, rc, "deleting entries of \(c.partition)")
     }
 
     private func deleteUsers(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
@@ -189,56 +186,61 @@ public final class CheckpointStore: Sendable {
         let statement = try connection.prepared("DELETE FROM users WHERE pid = ?1 AND user = ?2")
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        for user in c.userDeletes {
-            let rc = withUTF8(user) { user in
-                let rc = bindText(statement, 2, user)
-                return rc == SQLITE_OK ? stepAndReset(statement) : rc
-            }
-            try check(connection, rc, "deleting users of \(c.partition)")
-        }
+        let keys = SortedKeys(count: c.userDeletes.count, group: { _ in nil }, key: { c.userDeletes[$0] })
+        let rc = keys.forEach({ _, user, _ in
+            let rc = bindText(statement, 2, user)
+            return rc == SQLITE_OK ? stepAndReset(statement) : rc
+        }, done: SQLITE_DONE)
+        try check(connection, rc, "deleting users of \(c.partition)")
     }
 
     private func upsertEntries(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
         guard !c.upserts.isEmpty else { return }
-        let statement = try connection.prepared("""
+        // After a full checkpoint's DELETE the range is empty and SortedKeys removed duplicates,
+        // so the cheaper plain INSERT applies; otherwise rows may exist and need the upsert.
+        let statement = try connection.prepared(c.full
+            ? "INSERT INTO entries(pid, keyspace, key, value) VALUES(?1, ?2, ?3, ?4)"
+            : """
             INSERT INTO entries(pid, keyspace, key, value) VALUES(?1, ?2, ?3, ?4)
             ON CONFLICT(pid, keyspace, key) DO UPDATE SET value = excluded.value
             """)
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        for item in c.upserts {
-            let rc = withUTF8(item.keyspace) { keyspace in
-                withUTF8(item.key) { key in
-                    item.value.withUnsafeBufferPointer { value in
-                        var rc = bindText(statement, 2, keyspace)
-                        if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
-                        if rc == SQLITE_OK { rc = bindBlob(statement, 4, value) }
-                        return rc == SQLITE_OK ? stepAndReset(statement) : rc
-                    }
+        let keys = SortedKeys(count: c.upserts.count, group: { c.upserts[$0].keyspace }, key: { c.upserts[$0].key })
+        let rc = c.upserts.withUnsafeBufferPointer { upserts in
+            keys.forEach({ keyspace, key, index in
+                upserts[index].value.withUnsafeBufferPointer { value in
+                    var rc = bindText(statement, 2, keyspace)
+                    if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
+                    if rc == SQLITE_OK { rc = bindBlob(statement, 4, value) }
+                    return rc == SQLITE_OK ? stepAndReset(statement) : rc
                 }
-            }
-            try check(connection, rc, "writing entries of \(c.partition)")
+            }, done: SQLITE_DONE)
         }
+        try check(connection, rc, "writing entries of \(c.partition)")
     }
 
     private func upsertUsers(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
         guard !c.userUpserts.isEmpty else { return }
-        let statement = try connection.prepared("""
+        let statement = try connection.prepared(c.full
+            ? "INSERT INTO users(pid, user, value) VALUES(?1, ?2, ?3)"
+            : """
             INSERT INTO users(pid, user, value) VALUES(?1, ?2, ?3)
             ON CONFLICT(pid, user) DO UPDATE SET value = excluded.value
             """)
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        for item in c.userUpserts {
-            let rc = withUTF8(item.user) { user in
-                item.value.withUnsafeBufferPointer { value in
+        let keys = SortedKeys(count: c.userUpserts.count, group: { _ in nil }, key: { c.userUpserts[$0].user })
+        let rc = c.userUpserts.withUnsafeBufferPointer { users in
+            keys.forEach({ _, user, index in
+                users[index].value.withUnsafeBufferPointer { value in
                     var rc = bindText(statement, 2, user)
                     if rc == SQLITE_OK { rc = bindBlob(statement, 3, value) }
                     return rc == SQLITE_OK ? stepAndReset(statement) : rc
                 }
-            }
-            try check(connection, rc, "writing users of \(c.partition)")
+            }, done: SQLITE_DONE)
         }
+        try check(connection, rc, "writing users of \(c.partition)")
     }
 
     // MARK: - Reads

@@ -137,6 +137,7 @@ func bindText(_ statement: OpaquePointer, _ index: Int32, _ bytes: UnsafeBufferP
     guard bytes.count > 0, let base = bytes.baseAddress else {
         return sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
     }
+    guard bytes.count <= Int(Int32.max) else { return SQLITE_TOOBIG }
     return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
         sqlite3_bind_text(statement, index, $0, Int32(bytes.count), nil)
     }
@@ -149,6 +150,8 @@ func bindBlob(_ statement: OpaquePointer, _ index: Int32, _ bytes: UnsafeBufferP
     guard bytes.count > 0, let base = bytes.baseAddress else {
         return sqlite3_bind_zeroblob(statement, index, 0)
     }
+    // SQLite's limit is far below this; refuse instead of trapping in the Int32 conversion.
+    guard bytes.count <= Int(Int32.max) else { return SQLITE_TOOBIG }
     return sqlite3_bind_blob(statement, index, base, Int32(bytes.count), nil)
 }
 

@@ -141,21 +141,21 @@ struct BinaryTests {
             do { _ = try r.readValue(); return nil } catch { return error.code }
         }
         #expect(code([99]) == .invalidTag)
-        #expect(code([ValueTag.int] + Array(repeating: 0xff, count: 10) + [0x01]) == .varintOverflow)
-        #expect(code([ValueTag.uint] + Array(repeating: 0xff, count: 9) + [0x02]) == .varintOverflow)
-        #expect(code([ValueTag.string, 2, 0xc3, 0x28]) == .invalidUTF8)
-        #expect(code([ValueTag.list, 0x80, 0x80, 0x80, 0x80, 0x01]) == .lengthOutOfRange)
-        #expect(code(Array(repeating: ValueTag.list, count: 200).flatMap { [$0, 1] }) == .nestingTooDeep)
+        #expect(code([BinaryValueTag.int] + Array(repeating: 0xff, count: 10) + [0x01]) == .varintOverflow)
+        #expect(code([BinaryValueTag.uint] + Array(repeating: 0xff, count: 9) + [0x02]) == .varintOverflow)
+        #expect(code([BinaryValueTag.string, 2, 0xc3, 0x28]) == .invalidUTF8)
+        #expect(code([BinaryValueTag.list, 0x80, 0x80, 0x80, 0x80, 0x01]) == .lengthOutOfRange)
+        #expect(code(Array(repeating: BinaryValueTag.list, count: 200).flatMap { [$0, 1] }) == .nestingTooDeep)
         // A map with a list key, and one with a duplicate key.
-        #expect(code([ValueTag.map, 1, ValueTag.list, 0, ValueTag.null]) == .invalidValue)
-        #expect(code([ValueTag.map, 2, ValueTag.int, 2, ValueTag.null, ValueTag.uint, 1, ValueTag.null]) == .invalidValue)
-        var r = BinaryReader([ValueTag.null, 0])
+        #expect(code([BinaryValueTag.map, 1, BinaryValueTag.list, 0, BinaryValueTag.null]) == .invalidValue)
+        #expect(code([BinaryValueTag.map, 2, BinaryValueTag.int, 2, BinaryValueTag.null, BinaryValueTag.uint, 1, BinaryValueTag.null]) == .invalidValue)
+        var r = BinaryReader([BinaryValueTag.null, 0])
         _ = try? r.readValue()
         #expect(throws: BinaryDecodingError.self) { try r.expectEnd() }
     }
 
     @Test func errorsNameTheirCodeAndOffset() {
-        var r = BinaryReader([ValueTag.string, 5, 65])
+        var r = BinaryReader([BinaryValueTag.string, 5, 65])
         do {
             _ = try r.readValue()
             Issue.record("decoded")

@@ -133,6 +133,8 @@ func jsonParseError(_ text: String) -> JSONError? { jsonParseError(Array(text.ut
         #expect(jsonParseError(#""\u12""#)?.code == .invalidEscape)
         #expect(jsonParseError(#""\u12g4""#)?.code == .invalidEscape)
         #expect(jsonParseError(#""\'""#)?.code == .invalidEscape)
+        #expect(jsonParseError("\"\\é\"")?.code == .invalidEscape)
+        #expect(jsonParseError("\"\\\n\"")?.code == .invalidEscape)
         #expect(jsonParseError(#""abc\"#)?.code == .unexpectedEnd)
         #expect(jsonParseError(#""abc"#)?.code == .unexpectedEnd)
     }

@@ -212,6 +212,22 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: exactSpec(.last)), .string("c"))
     }
 
+    @Test func nonScalarValuesSurviveACheckpoint() throws {
+        var m = ValueMap()
+        m[string: "k"] = .list([.int(1), .bytes([9])])
+        let spec = exactSpec(.previous)
+        var s = WindowState()
+        feed(&s, spec, 1, .map(m))
+        feed(&s, spec, 2, .timestamp(5))
+        var w = BinaryWriter()
+        s.write(to: &w)
+        var r = BinaryReader(w.bytes)
+        let back = try WindowState(from: &r)
+        #expect(back == s)
+        expectValue(back.current(spec: spec), .map(m))
+        expectValue(back.current(spec: exactSpec(.last)), .timestamp(5))
+    }
+
     @Test func distinctUsesCELEqualityOfScalars() {
         let spec = exactSpec(.distinctCount)
         var s = WindowState()
@@ -253,6 +269,29 @@ struct WindowEdgeTests {
         feed(&s, spec, 10_002, .int(2))
         expectValue(s.current(spec: spec), .int(2))
         guard case .distinct(.exact) = s.core else { Issue.record("did not return to exact"); return }
+    }
+
+    @Test func sketchEqualityIgnoresItsEvictionHint() throws {
+        let spec = WindowSpec(length: 100, aggregation: .distinctCount, resolution: 1, distinctExactLimit: 2)
+        var s = WindowState()
+        for i in 0..<400 { feed(&s, spec, Int64(i / 4), .int(Int64(i))) }
+        var w = BinaryWriter()
+        s.write(to: &w)
+        var r = BinaryReader(w.bytes)
+        var restored = try WindowState(from: &r)
+        guard case .distinct(.sketch(let a)) = s.core, case .distinct(.sketch(let b)) = restored.core else {
+            Issue.record("not a sketch")
+            return
+        }
+        #expect(a.harmonic == b.harmonic && a.zeros == b.zeros)
+        #expect(restored == s)
+        for i in 400..<800 {
+            let t = Int64(i / 4)
+            let x = feed(&s, spec, t, .int(Int64(i)))
+            #expect(feed(&restored, spec, t, .int(Int64(i))) == x)
+            #expect(sameValue(s.current(spec: spec), restored.current(spec: spec)))
+        }
+        #expect(restored == s)
     }
 
     @Test func profileOrdersByCountThenRecency() {
@@ -355,6 +394,26 @@ struct WindowEdgeTests {
         guard case .profile(let q) = s.core else { Issue.record("no profile"); return }
         #expect(q.slots.map(\.lastSeq) == [1, 3, 2, 4])
         expectValue(s.current(spec: spec), profileMap([(.string("D"), 1), (.string("B"), 1), (.string("C"), 1)]))
+    }
+
+    @Test(arguments: Aggregation.allCases)
+    func extremeTimesNeitherTrapNorBreakCheckpoints(_ agg: Aggregation) throws {
+        for resolution: Int64 in [1, 1_000] {
+            let spec = WindowSpec(length: 1_000_000, aggregation: agg, resolution: resolution, allowedLateness: .max)
+            var s = WindowState()
+            for t: Int64 in [.min, .min + 1, -1, 0, .max - 1] {
+                #expect(feed(&s, spec, t, .int(t % 7)) == .added)
+                #expect(s.add(time: t, value: .int(1), spec: spec) == .added)
+                #expect(s.add(time: .min, value: .int(1), spec: spec) == (t <= -1 ? .added : .late))
+                var w = BinaryWriter()
+                s.write(to: &w)
+                var r = BinaryReader(w.bytes)
+                #expect(try WindowState(from: &r) == s)
+            }
+            feed(&s, spec, .max, .int(3))
+            #expect(!s.isEmpty(spec: spec))
+            expectValue(WindowState().current(spec: spec), WindowState.emptyValue(agg))
+        }
     }
 
     @Test func changingTheAggregationRestartsTheState() {

@@ -104,8 +104,11 @@ struct EnricherTests {
         #expect(event.networkZone == "intranet")
     }
 
-    @Test func corruptDatabaseIsAnErrorNamingTheFile() throws {
-        let path = try TestData.require("maxmind/test-data/GeoIP2-City-Test-Invalid-Node-Count.mmdb")
+    /// Invalid-Node-Count fails at open; Broken-Double-Format opens and fails at the
+    /// first lookup, which the startup self-check makes before any event.
+    @Test(arguments: ["GeoIP2-City-Test-Invalid-Node-Count", "GeoIP2-City-Test-Broken-Double-Format"])
+    func corruptDatabaseIsAStartupErrorNamingTheFile(name: String) throws {
+        let path = try TestData.require("maxmind/test-data/\(name).mmdb")
         var config = try configuration()
         config.cityDatabase = path
         #expect {
@@ -175,5 +178,69 @@ struct DeviceClassTests {
         let rules = try #require(UAPCoreConformanceTests.rules)
         let parser = UserAgentParser(rules: rules)
         #expect(parser.parse(ua).deviceClass == expected, "\(ua)")
+    }
+}
+
+@Suite("User-agent parser", .enabled(if: TestData.shouldRun, Comment(rawValue: TestData.skipMessage)))
+struct UserAgentParserTests {
+    @Test func hugeUserAgentIsCutNotSlow() throws {
+        let rules = try #require(UAPCoreConformanceTests.rules)
+        let parser = UserAgentParser(rules: rules, cacheCapacity: 0)
+        let head = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 "
+        let huge = head + String(repeating: "é(a;b) ", count: 20_000)
+        let clock = ContinuousClock()
+        var parsed: ParsedUserAgent?
+        let elapsed = clock.measure { parsed = parser.parse(huge) }
+        #expect(parsed?.browser.family == "Chrome")
+        #expect(parsed?.os.family == "Windows")
+        #expect(elapsed < .seconds(5), "parsing a 160 KB UA took \(elapsed)")
+        #expect(parser.abandonedMatches == 0)
+    }
+
+    /// The literal prefilter must never reject a subject the regex matches: optional
+    /// characters, quantified escapes, groups, classes and multi-byte text around the
+    /// literal runs.
+    @Test(arguments: [
+        ("ab?cdef", "acdef"), ("xy\\.?zzz", "xyzzz"), ("Foo{0,2}Barbaz", "FoBarbaz"), ("(Teams)/(\\d+)", "Teams/3"), ("x(?:ab)+cde", "xababcde"), ("(ab)?cdef", "cdef"), ("(a|b)cdef", "bcdef"), ("(?<=q)uvwx", "quvwx"),
+        ("(?:Opt)?Product/\\d", "Product/1"), ("[Tt]eams/(\\d+)", "teams/1"), ("Zé?bra", "Zbra"),
+        ("Mo+zilla", "Moooozilla"), ("abc(?:x|y)*defg", "abcxydefg"), ("(?i)casefree", "CASEFREE"),
+        ("one|two", "two"), ("a{2}bcd", "aabcd"), ("Bot\\/\\$Ver", "Bot/$Ver"), ("abc{1,}d", "abcccd"),
+    ])
+    func prefilterNeverHidesAMatch(pattern: String, subject: String) throws {
+        let yaml = "user_agent_parsers:\n  - regex: '\(pattern)'\n    family_replacement: 'hit'\nos_parsers: []\ndevice_parsers: []\n"
+        let parser = UserAgentParser(rules: try UserAgentRules(yaml: yaml))
+        #expect(parser.parse(subject).browser.family == "hit", "\(pattern) on \(subject)")
+        #expect(parser.parse("nothing relevant").browser.family == "Other")
+    }
+
+    @Test func replacementsSubstituteGroupsTrimAndDefault() throws {
+        let yaml = """
+        user_agent_parsers:
+          - regex: '(Foo)Browser/(\\d+)\\.(\\d+)'
+            family_replacement: '$1 Browser ($2)'
+            v2_replacement: '  '
+        os_parsers:
+          - regex: 'FooOS(?: (\\d+))?'
+            os_replacement: 'Foo OS'
+            os_v1_replacement: '$1'
+        device_parsers:
+          - regex: 'foodevice (\\w+)-(\\w+)'
+            regex_flag: 'i'
+            device_replacement: ' $1 $2 '
+            brand_replacement: 'Foo$9'
+            model_replacement: '$2'
+        """
+        let rules = try UserAgentRules(yaml: yaml)
+        let parser = UserAgentParser(rules: rules)
+        let p = parser.parse("FooBrowser/3.4 FooOS FOODEVICE x1-Pro")
+        #expect(p.browser == .init(family: "Foo Browser (3)", major: "3", minor: nil, patch: nil, patchMinor: nil))
+        #expect(p.os.family == "Foo OS")
+        #expect(p.os.major == nil)
+        #expect(p.device == .init(family: "x1 Pro", brand: "Foo", model: "Pro"))
+        let other = parser.parse("nothing matches")
+        #expect(other.browser.family == "Other")
+        #expect(other.os.family == "Other")
+        #expect(other.device.family == "Other")
+        #expect(other.device.brand == nil)
     }
 }

@@ -179,13 +179,13 @@ struct KafkaTests {
         }
         try produce(0..<10)
         let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"))
-        try consumer.subscribe([topic])
+        try consumer.assign([tp: KafkaOffset.beginning])  // no group join: the test is about fetching
         let first = pollUntil([consumer], timeout: 20) { $0[0].count >= 10 }[0]
         #expect(first.map(\.offset) == Array(0..<10))
 
         try consumer.pause([tp])
         try produce(10..<20)
-        let whilePaused = pollUntil([consumer], timeout: 1.5) { _ in false }[0]
+        let whilePaused = pollUntil([consumer], timeout: 1) { _ in false }[0]
         #expect(whilePaused.isEmpty)
 
         try consumer.resume([tp])
@@ -246,6 +246,7 @@ struct KafkaTests {
         pollUntil([consumer], timeout: 20) { _ in delegate.assignedCalls.count == 1 }
         let all = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
         #expect(delegate.assignedCalls == [all])
+        let firstMember = try #require(consumer.memberID)
 
         // The coordinator no longer knows the member: its partitions may be elsewhere already.
         cluster.pushRequestErrors(.heartbeat, [.unknownMemberID])
@@ -254,6 +255,7 @@ struct KafkaTests {
         #expect(delegate.lostCalls == [all])
         #expect(delegate.revokedCalls.isEmpty)
         #expect(delegate.assignedCalls.last == all)
+        #expect(consumer.memberID != nil && consumer.memberID != firstMember)
         #expect(consumer.close(timeoutSeconds: 10))
     }
 
@@ -267,7 +269,7 @@ struct KafkaTests {
 
         let consumer = try KafkaConsumer(
             config: consumerConfig([("enable.partition.eof", "true"), ("fetch.error.backoff.ms", "50")]), groupID: unique("g"))
-        try consumer.subscribe([topic])
+        try consumer.assign([tp: 0])
         cluster.pushRequestErrors(.fetch, [.notLeaderForPartition, .transport, .unknownTopicOrPartition])
         defer { cluster.clearRequestErrors(.fetch) }
         var got: [Int64] = []
@@ -290,6 +292,35 @@ struct KafkaTests {
         } throws: { ($0 as? KafkaError)?.code == .topicAuthorizationFailed }
         try consumer.commit([tp: 50])
         #expect(try consumer.committed([tp]) == [tp: 50])
+        consumer.close()
+    }
+
+    @Test func leaderBrokerDownThenUpLosesAndDuplicatesNothing() throws {
+        let topic = unique("brokerdown")
+        try cluster.createTopic(topic, partitions: 1, replicationFactor: 3)
+        try cluster.setPartitionLeader(topic: topic, partition: 0, brokerID: 2)
+        let tp = TopicPartition(topic, 0)
+        let producer = try KafkaProducer(config: producerConfig([("retry.backoff.ms", "100")]))
+        let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"))
+        try consumer.assign([tp: KafkaOffset.beginning])
+        for i in 0..<10 { try producer.produce(topic: topic, key: nil, value: bytes("m\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 5000))
+        let before = pollUntil([consumer], timeout: 10) { $0[0].count >= 10 }[0]
+        #expect(before.map(\.offset) == Array(0..<10))
+
+        try cluster.setBrokerDown(2)
+        for i in 10..<20 { try producer.produce(topic: topic, key: nil, value: bytes("m\(i)"), token: UInt64(i)) }
+        #expect(try producer.flush(timeoutMs: 1000) == false)  // the leader is unreachable
+        try cluster.setBrokerUp(2)
+        #expect(try producer.flush(timeoutMs: 10_000))
+        let reports = producer.drainDeliveryReports()
+        #expect(reports.map(\.token).sorted() == (0..<20).map(UInt64.init))
+        #expect(reports.allSatisfy { $0.error == nil })
+
+        let after = pollUntil([consumer], timeout: 10) { $0[0].count >= 10 }[0]
+        #expect(after.map(\.offset) == Array(10..<20))
+        #expect(after.map(\.value) == (10..<20).map { "m\($0)" })
+        #expect(try consumer.watermarks(tp).high == 20)
         consumer.close()
     }
 
@@ -317,7 +348,7 @@ struct KafkaTests {
         }
     }
 
-    @Test func closeReturnsWithinItsBoundEvenWhenTheClusterIsDown() throws {
+    @Test func closeReturnsWithinItsBoundWhenTheBrokersStall() throws {
         let topic = unique("close")
         try cluster.createTopic(topic, partitions: 2)
         let consumer = try KafkaConsumer(config: consumerConfig(), groupID: unique("g"))
@@ -325,11 +356,13 @@ struct KafkaTests {
         pollUntil([consumer], timeout: 20) { _ in (try? consumer.assignment().count) == 2 }
         #expect(try consumer.assignment().count == 2)
 
-        for id in Int32(1)...3 { try cluster.setBrokerDown(id) }
-        defer { for id in Int32(1)...3 { try? cluster.setBrokerUp(id) } }
+        for id in Int32(1)...3 { try cluster.setRTT(brokerID: id, rttMs: 8000) }
+        defer { for id in Int32(1)...3 { try? cluster.setRTT(brokerID: id, rttMs: 0) } }
         let start = Date()
-        _ = consumer.close(timeoutSeconds: 2)
+        let clean = consumer.close(timeoutSeconds: 2)
         let took = Date().timeIntervalSince(start)
+        // 8 s per response: leaving the group cannot finish, so the bound is what ends close.
+        #expect(!clean)
         #expect(took < 3, "close took \(took) s")
     }
 }

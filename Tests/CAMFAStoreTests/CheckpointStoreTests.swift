@@ -364,3 +364,26 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         #expect(error?.message.contains(blocker) == true)
     }
 }
+
+@Suite struct DuplicateKeyTests {
+    @Test func theLastOccurrenceOfAKeyInOneCheckpointWins() throws {
+        let dir = TempDirectory()
+        let store = try CheckpointStore(directory: dir.path)
+        // Full checkpoints use plain INSERTs: duplicates must not turn into constraint errors.
+        try store.write(CheckpointWrite(
+            partition: logins, epoch: 1, nextOffset: 1,
+            upserts: [("event.ip", "a", [1]), ("event.ip", "b", [2]), ("event.ip", "a", [3])],
+            userUpserts: [("u", [1]), ("u", [2])], full: true))
+        var loaded = try #require(try snapshot(store, logins))
+        #expect(loaded.entries == [Entry(keyspace: "event.ip", key: "a", value: [3]), Entry(keyspace: "event.ip", key: "b", value: [2])])
+        #expect(loaded.users == [UserRow(user: "u", value: [2])])
+
+        try store.write(CheckpointWrite(
+            partition: logins, epoch: 1, nextOffset: 2,
+            upserts: [("event.ip", "b", [5]), ("event.ip", "b", [6])],
+            userUpserts: [("u", [7]), ("u", [8])]))
+        loaded = try #require(try snapshot(store, logins))
+        #expect(loaded.entries.map(\.value) == [[3], [6]])
+        #expect(loaded.users.map(\.value) == [[8]])
+    }
+}

@@ -433,7 +433,7 @@ struct CustomBuilder {
         reusing = !template.isEmpty
     }
 
-    mutating func add(key raw: UnsafeBufferPointer<UInt8>, escaped: String?, value: Value, inObject: Bool, offset: Int) throws(EventDecodingError) {
+    mutating func add(key raw: UnsafeBufferPointer<UInt8>, escaped: String?, value: consuming Value, inObject: Bool, offset: Int) throws(EventDecodingError) {
         if reusing {
             if escaped == nil, matched < map.count, case .string(let templateKey) = map.keys[matched],
                 CustomBuilder.same(templateKey, raw)

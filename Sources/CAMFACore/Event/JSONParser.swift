@@ -218,14 +218,20 @@ struct JSONScanner {
             // Eight bytes at a time while none is a quote, a backslash, a control
             // character or non-ASCII: most of an event's bytes are plain ASCII text.
             while pos &+ 8 <= count {
-                let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                let w = UInt64(littleEndian: UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let high: UInt64 = 0x8080_8080_8080_8080
                 let q = w ^ (ones &* 0x22)
                 let b = w ^ (ones &* 0x5C)
                 let special =
                     ((q &- ones) & ~q) | ((b &- ones) & ~b) | ((w &- ones &* 0x20) & ~w) | w
-                if special & high != 0 { break }
+                let hits = special & high
+                if hits != 0 {
+                    // Borrows only flag bytes above a real hit, so the lowest flag is
+                    // the first byte that needs a look.
+                    pos &+= hits.trailingZeroBitCount >> 3
+                    break
+                }
                 pos &+= 8
             }
             guard pos < count else {
@@ -238,12 +244,17 @@ struct JSONScanner {
                 return (start, end, clean)
             } else if c == UInt8(ascii: "\\") {
                 clean = false
-                // The escape's validity is checked when unescaping; here it is enough
-                // not to mistake an escaped quote for the end.
-                pos += 2
-                if pos > count {
+                guard pos + 1 < count else {
                     throw JSONError(code: .unexpectedEnd, message: "unterminated string", byteOffset: count)
                 }
+                // The escape's full validity is checked when unescaping; here it is
+                // enough not to mistake an escaped quote for the end, and not to step
+                // into the middle of a UTF-8 sequence.
+                let next = base[pos + 1]
+                if next < 0x20 || next >= 0x80 {
+                    throw JSONError(code: .invalidEscape, message: "invalid escape sequence", byteOffset: pos)
+                }
+                pos += 2
             } else if c < 0x20 {
                 throw JSONError(code: .controlCharacter, message: "unescaped control character in a string", byteOffset: pos)
             } else if c < 0x80 {

@@ -62,38 +62,38 @@ public struct BinaryWriter: Sendable {
     /// their present fields and read back as `.map`.
     public mutating func writeValue(_ value: Value) {
         switch value {
-        case .null: writeByte(ValueTag.null)
-        case .bool(let b): writeByte(b ? ValueTag.boolTrue : ValueTag.boolFalse)
-        case .int(let i): writeByte(ValueTag.int); writeVarInt(i)
-        case .uint(let u): writeByte(ValueTag.uint); writeVarUInt(u)
-        case .double(let d): writeByte(ValueTag.double); writeDouble(d)
-        case .string(let s): writeByte(ValueTag.string); writeString(s)
-        case .bytes(let b): writeByte(ValueTag.bytes); writeBytes(b)
+        case .null: writeByte(BinaryValueTag.null)
+        case .bool(let b): writeByte(b ? BinaryValueTag.boolTrue : BinaryValueTag.boolFalse)
+        case .int(let i): writeByte(BinaryValueTag.int); writeVarInt(i)
+        case .uint(let u): writeByte(BinaryValueTag.uint); writeVarUInt(u)
+        case .double(let d): writeByte(BinaryValueTag.double); writeDouble(d)
+        case .string(let s): writeByte(BinaryValueTag.string); writeString(s)
+        case .bytes(let b): writeByte(BinaryValueTag.bytes); writeBytes(b)
         case .list(let l):
-            writeByte(ValueTag.list)
+            writeByte(BinaryValueTag.list)
             writeVarUInt(UInt64(l.count))
             for e in l { writeValue(e) }
         case .map(let m):
-            writeByte(ValueTag.map)
+            writeByte(BinaryValueTag.map)
             writeVarUInt(UInt64(m.count))
             for (k, v) in m.entries { writeValue(k); writeValue(v) }
-        case .duration(let n): writeByte(ValueTag.duration); writeVarInt(n)
-        case .timestamp(let n): writeByte(ValueTag.timestamp); writeVarInt(n)
-        case .type(let name): writeByte(ValueTag.type); writeString(name)
+        case .duration(let n): writeByte(BinaryValueTag.duration); writeVarInt(n)
+        case .timestamp(let n): writeByte(BinaryValueTag.timestamp); writeVarInt(n)
+        case .type(let name): writeByte(BinaryValueTag.type); writeString(name)
         case .object(let o):
             let schema = o.schema
             var present: [(String, Value)] = []
             for i in schema.fieldNames.indices {
                 if let v = o.field(at: i) { present.append((schema.fieldNames[i], v)) }
             }
-            writeByte(ValueTag.map)
+            writeByte(BinaryValueTag.map)
             writeVarUInt(UInt64(present.count))
             for (k, v) in present { writeValue(.string(k)); writeValue(v) }
         }
     }
 }
 
-enum ValueTag {
+enum BinaryValueTag {
     static let null: UInt8 = 0
     static let boolFalse: UInt8 = 1
     static let boolTrue: UInt8 = 2
@@ -275,23 +275,23 @@ public struct BinaryReader: Sendable {
         let tagOffset = offset
         let tag = try readByte()
         switch tag {
-        case ValueTag.null: return .null
-        case ValueTag.boolFalse: return .bool(false)
-        case ValueTag.boolTrue: return .bool(true)
-        case ValueTag.int: return .int(try readVarInt())
-        case ValueTag.uint: return .uint(try readVarUInt())
-        case ValueTag.double: return .double(try readDouble())
-        case ValueTag.string: return .string(try readString())
-        case ValueTag.bytes: return .bytes(try readBytes())
-        case ValueTag.duration: return .duration(try readVarInt())
-        case ValueTag.timestamp: return .timestamp(try readVarInt())
-        case ValueTag.type: return .type(try readString())
-        case ValueTag.list, ValueTag.map:
+        case BinaryValueTag.null: return .null
+        case BinaryValueTag.boolFalse: return .bool(false)
+        case BinaryValueTag.boolTrue: return .bool(true)
+        case BinaryValueTag.int: return .int(try readVarInt())
+        case BinaryValueTag.uint: return .uint(try readVarUInt())
+        case BinaryValueTag.double: return .double(try readDouble())
+        case BinaryValueTag.string: return .string(try readString())
+        case BinaryValueTag.bytes: return .bytes(try readBytes())
+        case BinaryValueTag.duration: return .duration(try readVarInt())
+        case BinaryValueTag.timestamp: return .timestamp(try readVarInt())
+        case BinaryValueTag.type: return .type(try readString())
+        case BinaryValueTag.list, BinaryValueTag.map:
             guard depth < Self.maxValueDepth else {
                 offset = tagOffset
                 throw error(.nestingTooDeep, "values nested deeper than \(Self.maxValueDepth)")
             }
-            if tag == ValueTag.list {
+            if tag == BinaryValueTag.list {
                 let n = try readCount(minimumItemSize: 1, "list length")
                 var list: [Value] = []
                 list.reserveCapacity(n)

@@ -1,11 +1,11 @@
 // Per-aggregation state. Each keeps only what can still influence its result: sparse
-// per-bucket entries in a Ring, or less. `cutoff` is the highest bucket that is out of
+// per-bucket entries in a BucketRing, or less. `cutoff` is the highest bucket that is out of
 // the window.
 
 /// Numeric reading shared by sum, avg, min and max; non-numeric and non-finite values
 /// are ignored so that one bad field cannot poison a running sum forever.
 @inline(__always)
-func numericValue(_ v: Value) -> Double? {
+func windowNumber(_ v: Value) -> Double? {
     switch v {
     case .int(let i): return Double(i)
     case .uint(let u): return Double(u)
@@ -44,7 +44,7 @@ struct CountEntry: BucketEntry {
 /// common case for short windows over sparse keys) allocates nothing. The ring holds
 /// the older buckets in order.
 struct CountState: Sendable, Equatable {
-    var ring = Ring<CountEntry>()
+    var ring = BucketRing<CountEntry>()
     /// Events in `newestBucket`; 0 when the state is empty. A bucket with more than
     /// UInt32.max events spills the full count into the ring (same bucket twice there).
     var newestCount: UInt32 = 0
@@ -119,7 +119,7 @@ struct CountState: Sendable, Equatable {
         let nb = try bucket(&r, after: prev)
         let nc = try r.readVarUInt(maximum: min(UInt64(UInt32.max), UInt64(Int64.max - total)), "newest bucket count")
         guard nc >= 1 else { throw r.error(.invalidValue, "empty newest bucket") }
-        ring = Ring(items)
+        ring = BucketRing(items)
         newestBucket = nb
         newestCount = UInt32(nc)
         self.total = total + Int64(nc)
@@ -135,7 +135,7 @@ struct SumEntry: BucketEntry {
 }
 
 struct SumState: Sendable, Equatable {
-    var ring = Ring<SumEntry>()
+    var ring = BucketRing<SumEntry>()
     var count: Int64 = 0
     var sum: Double = 0
 
@@ -199,7 +199,7 @@ struct SumState: Sendable, Equatable {
             prev = b
         }
         guard sum.isFinite, n > 0 || sum == 0 else { throw r.error(.invalidValue, "running sum \(sum) inconsistent with its buckets") }
-        ring = Ring(items)
+        ring = BucketRing(items)
         self.count = count
         self.sum = sum
     }
@@ -213,7 +213,7 @@ struct ExtremeEntry: BucketEntry {
 }
 
 struct ExtremeState: Sendable, Equatable {
-    var ring = Ring<ExtremeEntry>()
+    var ring = BucketRing<ExtremeEntry>()
 
     mutating func add(bucket b: Int64, _ x: Double, isMax: Bool) {
         let e = ExtremeEntry(bucket: b, value: x)
@@ -251,7 +251,7 @@ struct ExtremeState: Sendable, Equatable {
             items.append(ExtremeEntry(bucket: b, value: v))
             prev = b
         }
-        ring = Ring(items)
+        ring = BucketRing(items)
     }
 }
 
@@ -260,25 +260,25 @@ struct ExtremeState: Sendable, Equatable {
 struct FirstEntry: BucketEntry {
     var bucket: Int64
     var time: Int64
-    var value: StoredValue
+    var value: WindowStoredValue
 }
 
 /// The earliest event of every non-empty bucket: each becomes the window's first once
 /// the buckets before it leave.
 struct FirstState: Sendable, Equatable {
-    var ring = Ring<FirstEntry>()
+    var ring = BucketRing<FirstEntry>()
 
     mutating func add(bucket b: Int64, time t: Int64, _ v: Value) {
         if let l = ring.last, l.bucket >= b {
             let i = l.bucket == b ? ring.count - 1 : ring.lowerBound(b)
             if ring[i].bucket == b {
                 // Ties keep the earlier arrival.
-                if t < ring[i].time { ring[i] = FirstEntry(bucket: b, time: t, value: StoredValue(v)) }
+                if t < ring[i].time { ring[i] = FirstEntry(bucket: b, time: t, value: WindowStoredValue(v)) }
             } else {
-                ring.insert(FirstEntry(bucket: b, time: t, value: StoredValue(v)), at: i)
+                ring.insert(FirstEntry(bucket: b, time: t, value: WindowStoredValue(v)), at: i)
             }
         } else {
-            ring.append(FirstEntry(bucket: b, time: t, value: StoredValue(v)))
+            ring.append(FirstEntry(bucket: b, time: t, value: WindowStoredValue(v)))
         }
     }
 
@@ -303,31 +303,31 @@ struct FirstState: Sendable, Equatable {
         for _ in 0..<n {
             let b = try r.readBucketDelta(previous: prev)
             let t = try r.readVarInt()
-            items.append(FirstEntry(bucket: b, time: t, value: try StoredValue(from: &r)))
+            items.append(FirstEntry(bucket: b, time: t, value: try WindowStoredValue(from: &r)))
             prev = b
         }
-        ring = Ring(items)
+        ring = BucketRing(items)
     }
 }
 
 // MARK: last / previous
 
-struct TimedValue: Sendable, Equatable {
+struct WindowTimedValue: Sendable, Equatable {
     var time: Int64
-    var value: StoredValue
+    var value: WindowStoredValue
 }
 
 /// The two latest events by (time, arrival). Nothing older can ever matter again:
 /// eviction goes by time, so the older ones leave first.
 struct LastState: Sendable, Equatable {
     /// Ascending; at most two.
-    var entries = ContiguousArray<TimedValue>()
+    var entries = ContiguousArray<WindowTimedValue>()
 
     mutating func add(time t: Int64, _ v: Value) {
         if entries.count == 2 && t < entries[0].time { return }
         var i = entries.count
         while i > 0 && entries[i - 1].time > t { i -= 1 }
-        entries.insert(TimedValue(time: t, value: StoredValue(v)), at: i)
+        entries.insert(WindowTimedValue(time: t, value: WindowStoredValue(v)), at: i)
         if entries.count > 2 { entries.removeFirst() }
     }
 
@@ -351,7 +351,7 @@ struct LastState: Sendable, Equatable {
         for _ in 0..<n {
             let t = try r.readVarInt()
             if let p = entries.last, p.time > t { throw r.error(.invalidValue, "last entries out of order") }
-            entries.append(TimedValue(time: t, value: try StoredValue(from: &r)))
+            entries.append(WindowTimedValue(time: t, value: try WindowStoredValue(from: &r)))
         }
     }
 }

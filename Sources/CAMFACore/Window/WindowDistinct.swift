@@ -2,7 +2,7 @@
 
 struct KeyEntry: BucketEntry {
     var bucket: Int64
-    var key: ScalarKey
+    var key: WindowKey
 }
 
 /// Two representations. Small (no dictionary, which costs over a kilobyte even for
@@ -14,13 +14,13 @@ struct KeyEntry: BucketEntry {
 struct ExactDistinct: Sendable, Equatable {
     static let smallLimit = 16
 
-    var lastSeen: [ScalarKey: Int64] = [:]
-    var ring = Ring<KeyEntry>()
+    var lastSeen: [WindowKey: Int64] = [:]
+    var ring = BucketRing<KeyEntry>()
 
     var isLarge: Bool { !lastSeen.isEmpty }
     var count: Int { isLarge ? lastSeen.count : ring.count }
 
-    mutating func add(bucket b: Int64, _ k: ScalarKey) {
+    mutating func add(bucket b: Int64, _ k: WindowKey) {
         let e = KeyEntry(bucket: b, key: k)
         if !isLarge {
             if let i = ring.elements.firstIndex(where: { $0.key == k }) {
@@ -91,6 +91,10 @@ struct SlidingHLL: Sendable, Equatable {
 
     var isEmpty: Bool { zeros == Self.registerCount }
 
+    /// `earliest` may lag below the true minimum after inserts (it only costs an extra
+    /// scan), and the sums follow from the registers, so only the registers count.
+    static func == (a: SlidingHLL, b: SlidingHLL) -> Bool { a.registers == b.registers }
+
     @inline(__always) static func term(_ rank: UInt8) -> UInt64 { 1 << UInt64(53 - Int(rank)) }
 
     mutating func add(bucket b: Int64, hash: UInt64) {
@@ -107,7 +111,7 @@ struct SlidingHLL: Sendable, Equatable {
         earliest = min(earliest, after.bucket)
     }
 
-    /// Ring.monotonicInsert on a plain array: register deques hold a handful of pairs.
+    /// BucketRing.monotonicInsert on a plain array: register deques hold a handful of pairs.
     static func monotonicInsert(_ a: inout ContiguousArray<RankEntry>, _ e: RankEntry) {
         var pos = a.count
         while pos > 0 && a[pos - 1].bucket >= e.bucket { pos -= 1 }
@@ -216,7 +220,7 @@ enum DistinctState: Sendable, Equatable {
         }
     }
 
-    mutating func add(bucket b: Int64, _ k: ScalarKey, limit: Int) {
+    mutating func add(bucket b: Int64, _ k: WindowKey, limit: Int) {
         switch self {
         case .exact(var e):
             self = .exact(ExactDistinct())  // releases the payload so it is mutated in place
@@ -289,7 +293,7 @@ enum DistinctState: Sendable, Equatable {
                 } else {
                     b = try r.readVarInt()
                 }
-                let k = try ScalarKey(from: &r)
+                let k = try WindowKey(from: &r)
                 if let seen = e.lastSeen[k], seen >= b || mode == 0 { throw r.error(.invalidValue, "repeated distinct sighting") }
                 e.lastSeen[k] = b
                 items.append(KeyEntry(bucket: b, key: k))
@@ -304,7 +308,7 @@ enum DistinctState: Sendable, Equatable {
             } else {
                 guard n > 0 else { throw BinaryDecodingError(.invalidValue, "empty large distinct set", offset: modeOffset) }
             }
-            e.ring = Ring(items)
+            e.ring = BucketRing(items)
             self = .exact(e)
         case 1:
             self = .sketch(try SlidingHLL(from: &r))

@@ -1,7 +1,7 @@
 // Frequency profile: windowed Space-Saving over at most `profileCapacity` candidates.
 
 struct ProfileSlot: Sendable, Equatable {
-    var key: ScalarKey
+    var key: WindowKey
     /// Arrival rank of the slot's latest event, relative to the other slots only
     /// (renumbered before it could overflow); 32-bit so that a slot is 40 bytes.
     var lastSeq: UInt32
@@ -35,7 +35,7 @@ struct ProfileState: Sendable {
 
     var isEmpty: Bool { head == log.count }
 
-    mutating func add(bucket b: Int64, time t: Int64, _ k: ScalarKey, capacity: Int) {
+    mutating func add(bucket b: Int64, time t: Int64, _ k: WindowKey, capacity: Int) {
         var match = -1, free = -1
         var maxSeq: UInt32 = 0
         for i in slots.indices {
@@ -56,6 +56,9 @@ struct ProfileState: Sendable {
             slots[s] = ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t)
         } else if slots.count < capacity {
             s = slots.count
+            // Exact growth: a user has a handful of usual values, and doubling would
+            // leave a slot's worth of slack (40 bytes) per key most of the time.
+            slots.reserveCapacity(slots.count + 1)
             slots.append(ProfileSlot(key: k, lastSeq: seq, count: 0, lastTime: t))
         } else {
             var v = 0
@@ -149,8 +152,10 @@ struct ProfileState: Sendable {
             log = []
             head = 0
             slots = []
-        } else if head * 2 >= log.count {
-            // As in Ring: dead bytes never outnumber live ones.
+        } else if head * 4 >= log.count {
+            // Dead bytes stay under a third of the live ones: the log is the bulk of a
+            // user's state, and moving a few hundred bytes per eviction batch is cheap
+            // (still O(1) amortized per event).
             log.removeFirst(head)
             head = 0
             if log.capacity > 64 && log.capacity > 4 * log.count { log = ContiguousArray(log) }
@@ -189,7 +194,7 @@ struct ProfileState: Sendable {
     }
 
     /// Count and 0-based report position of one value, without building the map.
-    func standing(of k: ScalarKey) -> (count: Int64, rank: Int)? {
+    func standing(of k: WindowKey) -> (count: Int64, rank: Int)? {
         guard let i = slots.firstIndex(where: { $0.key == k && $0.count > 0 }) else { return nil }
         var rank = 0
         for j in slots.indices where j != i && slots[j].count > 0 && Self.ranksBefore(slots[j], slots[i]) { rank += 1 }
@@ -226,13 +231,21 @@ struct ProfileState: Sendable {
             w.writeVarInt(s.lastTime)
             w.writeVarUInt(UInt64(s.lastSeq))
         }
-        let es = entries
-        w.writeVarUInt(UInt64(es.count))
-        var prev: Int64? = nil
-        for e in es {
-            if let p = prev { w.writeVarUInt(UInt64(bitPattern: e.bucket &- p)) } else { w.writeVarInt(e.bucket) }
-            w.writeByte(e.slot)
-            prev = e.bucket
+        // The live log is already (delta, slot) pairs; only the first delta changes, to
+        // an absolute bucket. The entry count is the sum of the slot counts.
+        w.writeVarUInt(UInt64(slots.reduce(0) { $0 + $1.count }))
+        var p = head
+        var first = true
+        while p < log.count {
+            let d = Self.readVarint(log, &p)
+            if first {
+                w.writeVarInt(baseBucket &+ Int64(bitPattern: d))
+                first = false
+            } else {
+                w.writeVarUInt(d)
+            }
+            w.writeByte(log[p])
+            p += 1
         }
     }
 
@@ -244,7 +257,7 @@ struct ProfileState: Sendable {
         let n = Int(try r.readVarUInt(maximum: UInt64(WindowSpec.maxProfileCapacity), "profile slots"))
         var slots = ContiguousArray<ProfileSlot>()
         for _ in 0..<n {
-            let k = try ScalarKey(from: &r)
+            let k = try WindowKey(from: &r)
             guard k.isMapKey else { throw r.error(.invalidValue, "profile key cannot be a map key") }
             if slots.contains(where: { $0.key == k }) { throw r.error(.invalidValue, "duplicate profile key") }
             let lastTime = try r.readVarInt()

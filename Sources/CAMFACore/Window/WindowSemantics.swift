@@ -12,9 +12,10 @@
 /// window is exact up to one bucket (error < resolution at the old edge only; the new
 /// edge is always exact because events after E do not exist yet).
 ///
-/// **Default resolution.** 1 s for length ≤ 1 h, 1 min for length ≤ 1 day, 1 h above
-/// (so at most 0.03 % of a 1 h window, 0.07 % of a 1 day window, 0.14 % of a 30 day
-/// window). When the default does not divide the length, the greatest common divisor of
+/// **Default resolution.** 1 s for length ≤ 1 h, 1 min for length ≤ 1 day, 1 h above.
+/// The old edge is then off by less than one resolution: under 0.03 % of a 1 h window,
+/// 0.07 % of a 1 day window, 0.14 % of a 30 day window (but up to 1.7 % of a 1 min
+/// window and 4 % of a 25 h one; pass a finer resolution where that matters). When the default does not divide the length, the greatest common divisor of
 /// both is used, so `length % resolution == 0` always holds.
 ///
 /// **Order and lateness.** The end only moves forward: `advance(to: t)` sets it to
@@ -55,21 +56,34 @@
 ///   candidate with the lowest count (ties: least recently seen) is replaced in the
 ///   Space-Saving manner: the newcomer inherits the victim's in-window events, so its
 ///   count overestimates by at most the victim's count at replacement time, and that
-///   excess leaves the window with the victim's events. A value whose true count
-///   exceeds every other count by more than the events of the replaced values is
-///   always reported.
+///   excess leaves the window with the victim's events. The usual Space-Saving
+///   trade-off applies: with more live values than candidates, a value that keeps
+///   being replaced before it accumulates events can be missing from the report.
 ///
-/// **Cost.** State is sparse: one entry per non-empty bucket (count, sum, avg, first),
-/// one per bucket that can still hold the extreme (min, max), one per (value, bucket)
-/// pair (exact distinct), about 2–3 bytes per event (profile), and two values (last,
-/// previous). A key with k events in the window costs O(min(k, length / resolution));
-/// nothing is allocated per empty bucket. In-order events cost O(1) amortized whatever
-/// the window length; an out-of-order event costs O(buckets it jumps over) (for the
-/// profile, O(events in the window)).
+/// **Empty.** `isEmpty` is true once nothing the aggregation counts is left in the
+/// window (values it ignores, such as a string for `sum`, do not keep it alive); the
+/// engine may then drop the key, since a fresh state gives the same results.
+///
+/// **Cost.** State is sparse: one entry per non-empty bucket (count, sum, avg, first;
+/// count keeps its newest bucket inline, so a key whose events share one bucket
+/// allocates nothing), one per bucket that can still hold the extreme (min, max), one
+/// per live value up to 16 values then one per (value, bucket) sighting (exact
+/// distinct), about 2 bytes per event plus 40 bytes per candidate (profile), and two
+/// values (last, previous). A key with k events in the window costs
+/// O(min(k, length / resolution)); nothing is allocated per empty bucket; dead entries
+/// never outnumber live ones. `WindowState` itself is 48 bytes inline. In-order events
+/// cost O(1) amortized whatever the window length; an out-of-order event costs
+/// O(buckets it jumps over) (for the profile, O(events in the window)). The sketch
+/// scans its 1024 registers when one of them has something to evict, at most once per
+/// bucket the window moves. `current` of a profile builds a `ValueMap` (about a
+/// microsecond); `profileStanding(of:spec:)` answers one value's rank without it.
 ///
 /// **Checkpoints.** `write(to:)` / `init(from:)` serialize everything that influences
 /// later results, behind a version byte; restoring and continuing gives the same
-/// states and outputs as never having stopped.
+/// states and outputs as never having stopped. The state does not record its spec:
+/// a state restored under another aggregation restarts empty, but one restored under
+/// another length or resolution would be misread, so the engine must key checkpoints
+/// by the statistic's definition.
 public enum Aggregation: Sendable, Hashable, CaseIterable {
     case count, sum, min, max, avg, distinctCount, first, last, previous, profile
 }

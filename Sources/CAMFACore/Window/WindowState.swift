@@ -84,17 +84,17 @@ public struct WindowState: Sendable, Equatable {
             if case .count(let x) = core { s = x } else { s = CountState() }
             core = .none; s.add(bucket: b); core = .count(s)
         case .sum, .avg:
-            guard let x = numericValue(value) else { if !matches(spec) { core = .none }; return .added }
+            guard let x = windowNumber(value) else { if !matches(spec) { core = .none }; return .added }
             var s: SumState
             if case .sum(let y) = core { s = y } else { s = SumState() }
             core = .none; s.add(bucket: b, x); core = .sum(s)
         case .min:
-            guard let x = numericValue(value) else { if !matches(spec) { core = .none }; return .added }
+            guard let x = windowNumber(value) else { if !matches(spec) { core = .none }; return .added }
             var s: ExtremeState
             if case .min(let y) = core { s = y } else { s = ExtremeState() }
             core = .none; s.add(bucket: b, x, isMax: false); core = .min(s)
         case .max:
-            guard let x = numericValue(value) else { if !matches(spec) { core = .none }; return .added }
+            guard let x = windowNumber(value) else { if !matches(spec) { core = .none }; return .added }
             var s: ExtremeState
             if case .max(let y) = core { s = y } else { s = ExtremeState() }
             core = .none; s.add(bucket: b, x, isMax: true); core = .max(s)
@@ -107,12 +107,12 @@ public struct WindowState: Sendable, Equatable {
             if case .last(let y) = core { s = y } else { s = LastState() }
             core = .none; s.add(time: time, value); core = .last(s)
         case .distinctCount:
-            guard let k = ScalarKey(value) else { if !matches(spec) { core = .none }; return .added }
+            guard let k = WindowKey(value) else { if !matches(spec) { core = .none }; return .added }
             var s: DistinctState
             if case .distinct(let y) = core { s = y } else { s = .exact(ExactDistinct()) }
             core = .none; s.add(bucket: b, k, limit: spec.distinctExactLimit); core = .distinct(s)
         case .profile:
-            guard let k = ScalarKey(value), k.isMapKey else { if !matches(spec) { core = .none }; return .added }
+            guard let k = WindowKey(value), k.isMapKey else { if !matches(spec) { core = .none }; return .added }
             var s: ProfileState
             if case .profile(let y) = core { s = y } else { s = ProfileState() }
             core = .none; s.add(bucket: b, time: time, k, capacity: spec.profileCapacity); core = .profile(s)
@@ -153,7 +153,7 @@ public struct WindowState: Sendable, Equatable {
     /// `profileTop` (then `current` leaves it out). This answers "is this a usual
     /// city?" without building the map `current` returns, which costs far more.
     public func profileStanding(of value: Value, spec: WindowSpec) -> (rank: Int, count: Int64)? {
-        guard spec.aggregation == .profile, case .profile(let s) = core, let k = ScalarKey(value), k.isMapKey,
+        guard spec.aggregation == .profile, case .profile(let s) = core, let k = WindowKey(value), k.isMapKey,
             let st = s.standing(of: k)
         else { return nil }
         return (st.rank, st.count)
@@ -224,9 +224,6 @@ public struct WindowState: Sendable, Equatable {
         case .profile(let s): empty = s.isEmpty
         }
         if empty { throw BinaryDecodingError(.invalidValue, "empty window stored as non-empty", offset: kindOffset) }
-        if end == .min, case .none = core {} else if end == .min {
-            throw BinaryDecodingError(.invalidValue, "window holds data but was never advanced", offset: kindOffset)
-        }
         self.end = end
         self.core = core
     }

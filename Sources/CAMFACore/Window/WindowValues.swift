@@ -1,7 +1,7 @@
 /// A value kept by first/last/previous. Scalars are stored as they came (24 bytes, no
 /// allocation for short strings); anything else is kept as its binary encoding, which
 /// gives the state a total equality without requiring one from `Value`.
-enum StoredValue: Sendable, Equatable {
+enum WindowStoredValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -63,7 +63,7 @@ enum StoredValue: Sendable, Equatable {
 
 /// A scalar under CEL equality: numerically equal int, uint and double are one key;
 /// all NaNs are one key. Used by distinct count and profile.
-enum ScalarKey: Hashable, Sendable {
+enum WindowKey: Hashable, Sendable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -126,7 +126,7 @@ enum ScalarKey: Hashable, Sendable {
     /// A hash that is the same in every process (Swift's `Hasher` is seeded per run),
     /// because sketch registers derived from it are checkpointed.
     var stableHash: UInt64 {
-        var h = StableHasher()
+        var h = WindowHasher()
         switch self {
         case .null: h.combine(tag: 0)
         case .bool(let b): h.combine(tag: 1); h.combine(b ? 1 : 0)
@@ -173,7 +173,7 @@ enum ScalarKey: Hashable, Sendable {
         case 5:
             let bits = try r.readFixedUInt64()
             // Keys are canonical; anything else would make equal values unequal.
-            guard ScalarKey(.double(Double(bitPattern: bits))) == .double(bits) else {
+            guard WindowKey(.double(Double(bitPattern: bits))) == .double(bits) else {
                 throw BinaryDecodingError(.invalidValue, "double key not in canonical form", offset: start)
             }
             self = .double(bits)
@@ -188,7 +188,7 @@ enum ScalarKey: Hashable, Sendable {
 
 /// 64-bit multiply-xorshift hashing with a murmur3 finalizer: fast, stable across
 /// processes and platforms, well mixed enough for HyperLogLog ranks.
-struct StableHasher {
+struct WindowHasher {
     private var h: UInt64 = 0x243F_6A88_85A3_08D3
     private var length: UInt64 = 0
 

@@ -8,7 +8,7 @@ protocol BucketEntry: Sendable, Equatable {
 /// amortized. An empty ring holds no allocation. `head` is 32-bit to keep the
 /// per-key state small; the dead prefix never exceeds the live part, so it stays far
 /// below 2^31 for any ring that fits in memory.
-struct Ring<E: BucketEntry>: Sendable, Equatable {
+struct BucketRing<E: BucketEntry>: Sendable, Equatable {
     private(set) var items: ContiguousArray<E> = []
     private var storedHead: Int32 = 0
     private var head: Int {
@@ -102,7 +102,7 @@ struct Ring<E: BucketEntry>: Sendable, Equatable {
 
     var elements: ArraySlice<E> { items[head...] }
 
-    static func == (a: Ring, b: Ring) -> Bool { a.elements.elementsEqual(b.elements) }
+    static func == (a: BucketRing, b: BucketRing) -> Bool { a.elements.elementsEqual(b.elements) }
 
     /// Sliding-window extreme in the monotonic-deque manner: buckets ascend and each
     /// entry is strictly worse than the one before it, so the front is the extreme of
