@@ -75,7 +75,11 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     var kafkaConfig: KafkaConfig {
         let c = options.configuration
-        return KafkaConfig(bootstrapServers: c.kafka.bootstrap, c.kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        // First start of a group: read from the beginning, so events produced before the
+        // daemon came up are judged rather than skipped. Operators may override it.
+        var props = c.kafka.properties
+        if props["auto.offset.reset"] == nil { props["auto.offset.reset"] = "earliest" }
+        return KafkaConfig(bootstrapServers: c.kafka.bootstrap, props.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
     }
 
     /// The poll thread's body. Returns after a requested stop, once outputs are flushed and

@@ -24,6 +24,9 @@ struct BrokerCommand: ParsableCommand {
     @Option(help: "Partitions per topic.")
     var partitions: Int32 = 8
 
+    @Option(name: .customLong("topic"), help: "An extra topic to create (repeatable), e.g. one per test.")
+    var extraTopics: [String] = []
+
     func validate() throws {
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
@@ -43,7 +46,7 @@ struct BrokerCommand: ParsableCommand {
         }
 
         let cluster = try MockCluster(brokers: brokers)
-        for topic in Self.topics {
+        for topic in Self.topics + extraTopics {
             try cluster.createTopic(topic, partitions: partitions, replicationFactor: Int32(min(brokers, 3)))
         }
         print("bootstrap=\(cluster.bootstrapServers)")

@@ -29,11 +29,13 @@ struct DevCommand: AsyncParsableCommand {
         let logger = Logger(label: "camfa.dev")
 
         let cluster = try MockCluster(brokers: 1, logger: logger)
-        for t in [c.topics.input, c.topics.output, c.topics.deadLetter, c.topics.results] {
+        // One input partition: statistics keyed by IP need every user's events in one
+        // partition until the repartition step exists (README, "Partitions and keys").
+        try cluster.createTopic(c.topics.input, partitions: 1)
+        for t in [c.topics.output, c.topics.deadLetter, c.topics.results] {
             try cluster.createTopic(t, partitions: 4)
         }
         c.kafka.bootstrap = cluster.bootstrapServers
-        c.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "topic.metadata.refresh.interval.ms": "1000"]
         c.policies = policies
         c.stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-dev-\(getpid())").path
         let city = (data as NSString).appendingPathComponent("GeoLite2-City.mmdb")
@@ -56,7 +58,8 @@ struct DevCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         print(view.summary(counters: pipeline.counters, produced: traffic.produced.value))
-        cluster.destroy()
+        // The cluster is left to process exit: clients still closing would log connection errors.
+        withExtendedLifetime(cluster) {}
     }
 }
 
