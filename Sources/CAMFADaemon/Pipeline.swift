@@ -115,10 +115,15 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         if !inFlight.isEmpty {
             logger.error("shutdown: \(inFlight.count) outputs not acknowledged in time; their events will be processed again after restart")
         }
+        // Before close: its revoke callback forgets the partitions.
+        let offsets = committed.keys.sorted().map { "\($0):\(committed[$0]!)" }.joined(separator: ",")
         let closed = consumer.close(timeoutSeconds: max(1, deadline.timeIntervalSinceNow))
         if !closed { logger.warning("consumer close did not finish in time") }
         _ = try? producer.flush(timeoutMs: 1000)
-        logger.info("camfa pipeline stopped", metadata: ["processed": "\(metrics.processed)"])
+        logger.info("camfa pipeline stopped", metadata: [
+            "consumed": "\(metrics.consumed)", "processed": "\(metrics.processed)", "deadLettered": "\(metrics.deadLettered)",
+            "committed": "\(offsets)",
+        ])
     }
 
     /// Serves delivery reports until nothing is in flight or the deadline passes.
@@ -182,16 +187,26 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         logger.notice("dead letter", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
         ])
-        produce(Output(
-            topic: c.topics.deadLetter, key: record.key.map { [UInt8]($0) }, value: record.value.map { [UInt8]($0) } ?? [],
-            headers: [
-                ("camfa.reason", Array(reason.utf8)), ("camfa.source.topic", Array(record.topic.utf8)),
-                ("camfa.source.partition", Array(String(record.partition).utf8)),
-                ("camfa.source.offset", Array(String(record.offset).utf8)),
-            ],
-            partition: record.partition, offset: record.offset))
+        var headers: [(String, [UInt8]?)] = [
+            ("camfa.reason", Array(reason.utf8)), ("camfa.source.topic", Array(record.topic.utf8)),
+            ("camfa.source.partition", Array(String(record.partition).utf8)),
+            ("camfa.source.offset", Array(String(record.offset).utf8)),
+        ]
+        var value = record.value.map { [UInt8]($0) } ?? []
+        // A message too large for the engine is usually too large for the dead-letter topic
+        // too; the source coordinates still point at the whole original.
+        if value.count > Self.deadLetterMaxBytes {
+            headers.append(("camfa.original.size", Array(String(value.count).utf8)))
+            headers.append(("camfa.truncated", Array("true".utf8)))
+            value = Array(value.prefix(Self.deadLetterKeptBytes))
+        }
+        produce(Output(topic: c.topics.deadLetter, key: record.key.map { [UInt8]($0) }, value: value, headers: headers,
+                       partition: record.partition, offset: record.offset))
         partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
     }
+
+    static let deadLetterMaxBytes = 512 << 10
+    static let deadLetterKeptBytes = 64 << 10
 
     private func produce(_ output: Output) {
         let token = nextToken

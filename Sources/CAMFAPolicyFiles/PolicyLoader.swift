@@ -369,9 +369,14 @@ struct DocumentParser {
         if capacity < top {
             fail(.invalidValue, map["capacity"] ?? node, "capacity (\(capacity)) must be at least top (\(top))")
         }
-        let spec = WindowSpec(length: window, aggregation: aggregation, resolution: (resolution ?? -1) > 0 ? resolution : nil,
-                              allowedLateness: lateness, distinctExactLimit: exact, profileTop: top, profileCapacity: capacity)
-        return StatisticDefinition(name: sname, location: loc(node), key: key, value: value, filter: filter, window: spec)
+        do {
+            let spec = try WindowSpec(validating: window, aggregation: aggregation, resolution: (resolution ?? -1) > 0 ? resolution : nil,
+                                      allowedLateness: lateness, distinctExactLimit: exact, profileTop: top, profileCapacity: capacity)
+            return StatisticDefinition(name: sname, location: loc(node), key: key, value: value, filter: filter, window: spec)
+        } catch {
+            fail(.invalidValue, node, "statistic '\(sname)': \(error.message)")
+            return nil
+        }
     }
 
     // MARK: - Flow

@@ -122,6 +122,23 @@ import Testing
         #expect(e.location.column == 11)
     }
 
+    @Test func anInvalidWindowIsAnErrorNotACrash() throws {
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        statistics:
+          - name: cities
+            key: event.originalIdentity
+            value: event.city
+            window: 30d
+            aggregation: profile
+            capacity: 100000
+        judgment: "true"
+        """, "f.yaml": Self.flow])
+        let e = try #require(errors.first)
+        #expect(e.location.line == 3)
+        #expect(e.message.contains("cities"))
+    }
+
     @Test func durations() {
         #expect(DurationText.milliseconds("10m") == 600_000)
         #expect(DurationText.milliseconds("1h30m") == 5_400_000)
