@@ -96,9 +96,9 @@ public final class UserAgentRules: @unchecked Sendable {
             while let scalar = scalars.next() {
                 if pendingDollar {
                     pendingDollar = false
-                    if let digit = scalar.properties.numericType != nil ? Int(String(scalar)) : nil, (1...9).contains(digit) {
+                    if scalar.value >= 0x31 && scalar.value <= 0x39 {  // $1...$9
                         if !literal.isEmpty { pieces.append(.literal(literal)); literal = "" }
-                        pieces.append(.group(digit))
+                        pieces.append(.group(Int(scalar.value - 0x30)))
                         continue
                     }
                     literal.append("$")

@@ -168,6 +168,19 @@ struct GeoIPDatabaseTests {
         #expect(error.message.contains(path))
     }
 
+    @Test func garbageFileIsCorruptNamingTheFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-garbage-\(UUID().uuidString).mmdb").path
+        try Data("this is not a MaxMind database\n".utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try GeoIPDatabase(path: path)
+            Issue.record("garbage file opened")
+        } catch {
+            #expect(error.code == .corruptDatabase)
+            #expect(error.message.contains(path))
+        }
+    }
+
     @Test func missingFileIsUnreadable() {
         #expect(throws: EnrichmentError.self) { try GeoIPDatabase(path: "/nonexistent/GeoLite2-City.mmdb") }
         do {
