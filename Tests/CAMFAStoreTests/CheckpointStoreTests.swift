@@ -206,6 +206,37 @@ private let logins = PartitionID(topic: "logins", partition: 3)
     }
 }
 
+@Suite struct ConcurrencyTests {
+    @Test func loadsOnOneStoreSeeWholeCheckpointsWhileAnotherThreadWrites() async throws {
+        let dir = TempDirectory()
+        let store = try CheckpointStore(directory: dir.path)
+        try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 0, metadata: [0],
+                                        upserts: (0..<300).map { ("event.ip", "k\($0)", [0]) }, full: true))
+        async let writes: Void = Task.detached {
+            for round in 1...30 {
+                let tag = UInt8(round)
+                // Incremental: every key rewritten with the round's tag, offset moves with it.
+                try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: Int64(round), metadata: [tag],
+                                                upserts: (0..<300).map { ("event.ip", "k\($0)", [tag]) }))
+            }
+        }.value
+        var loads = 0
+        var lastOffset: Int64 = -1
+        // Bounded, so a failing writer cannot hang the suite.
+        for _ in 0..<100_000 where lastOffset < 30 {
+            let seen = try #require(try store.load(logins))
+            #expect(seen.entries.count == 300)
+            #expect(Set(seen.entries.map(\.value)) == [seen.metadata], "a load mixed two checkpoints")
+            #expect(seen.metadata == [UInt8(seen.nextOffset)])
+            #expect(seen.nextOffset >= lastOffset, "snapshots went backwards")
+            lastOffset = seen.nextOffset
+            loads += 1
+        }
+        try await writes
+        #expect(loads > 1)
+    }
+}
+
 @Suite struct FaultTests {
     private func seed(_ store: CheckpointStore) throws -> Snapshot {
         try store.write(CheckpointWrite(
