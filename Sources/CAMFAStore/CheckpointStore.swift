@@ -173,7 +173,7 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.deletes.count, group: { c.deletes[$0].keyspace }, key: { c.deletes[$0].key })
-        let rc = keys.forEach({ keyspace, key, _ in
+        let rc = keys.forEach({ keyspace, key, _, _ in
             var rc = bindText(statement, 2, keyspace)
             if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
@@ -187,7 +187,7 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.userDeletes.count, group: { _ in nil }, key: { c.userDeletes[$0] })
-        let rc = keys.forEach({ _, user, _ in
+        let rc = keys.forEach({ _, user, _, _ in
             let rc = bindText(statement, 2, user)
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
         }, done: SQLITE_DONE)
@@ -206,10 +206,19 @@ public final class CheckpointStore: Sendable {
             """)
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        let keys = SortedKeys(count: c.upserts.count, group: { c.upserts[$0].keyspace }, key: { c.upserts[$0].key })
+        let keyOffset = MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.offset(of: \.key)!
+        let keys = c.upserts.withUnsafeBufferPointer { upserts in
+            SortedKeys(count: upserts.count, group: { upserts[$0].keyspace }, key: { upserts[$0].key },
+                       prefetchKey: { prefetchStringStorage(in: upserts, at: $0, offset: keyOffset) })
+        }
+        let valueOffset = MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.offset(of: \.value)!
         let rc = c.upserts.withUnsafeBufferPointer { upserts in
-            keys.forEach({ keyspace, key, index in
-                upserts[index].value.withUnsafeBufferPointer { value in
+            keys.forEach(
+                prefetching: UnsafeRawPointer(upserts.baseAddress),
+                stride: MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.stride,
+                { keyspace, key, index, upcoming in
+                if let upcoming { prefetchArrayStorage(in: upserts, at: upcoming, offset: valueOffset) }
+                return upserts[index].value.withUnsafeBufferPointer { value in
                     var rc = bindText(statement, 2, keyspace)
                     if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
                     if rc == SQLITE_OK { rc = bindBlob(statement, 4, value) }
@@ -231,9 +240,14 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.userUpserts.count, group: { _ in nil }, key: { c.userUpserts[$0].user })
+        let valueOffset = MemoryLayout<(user: String, value: [UInt8])>.offset(of: \.value)!
         let rc = c.userUpserts.withUnsafeBufferPointer { users in
-            keys.forEach({ _, user, index in
-                users[index].value.withUnsafeBufferPointer { value in
+            keys.forEach(
+                prefetching: UnsafeRawPointer(users.baseAddress),
+                stride: MemoryLayout<(user: String, value: [UInt8])>.stride,
+                { _, user, index, upcoming in
+                if let upcoming { prefetchArrayStorage(in: users, at: upcoming, offset: valueOffset) }
+                return users[index].value.withUnsafeBufferPointer { value in
                     var rc = bindText(statement, 2, user)
                     if rc == SQLITE_OK { rc = bindBlob(statement, 3, value) }
                     return rc == SQLITE_OK ? stepAndReset(statement) : rc
