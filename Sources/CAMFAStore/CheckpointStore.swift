@@ -16,6 +16,9 @@ import Darwin
 /// - the reader (`load`, `partitions`) — under WAL a reader works on a snapshot and neither
 ///   blocks nor is blocked by the writer, so restoring one partition does not stall
 ///   checkpoints of the others.
+/// `claim` shares the writer lock, so it waits for a write in progress (a full checkpoint of
+/// 1M entries takes seconds); a poll thread that must not stall should hand claims to the
+/// writer thread too. `load` never waits for writes of this store.
 /// Several stores (threads or processes) may share a directory: SQLite's file locks serialize
 /// their write transactions, waiting up to the busy timeout before failing with `.busy`.
 ///
