@@ -375,6 +375,25 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         #expect(error?.code == .schema)
     }
 
+    @Test func aWriteLockHeldElsewhereIsBusyAndTheWriteSucceedsOnceItIsReleased() throws {
+        let dir = TempDirectory()
+        let holder = try CheckpointStore(directory: dir.path)
+        let before = try seed(holder)
+        let waiter = try CheckpointStore(directory: dir.path, busyTimeoutMilliseconds: 50)
+        // Another process in the middle of its own checkpoint.
+        _ = try holder.writerIntegerForTesting("BEGIN IMMEDIATE")
+        let busy = #expect(throws: StoreError.self) {
+            try waiter.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 700))
+        }
+        #expect(busy?.code == .busy)
+        #expect(busy?.message.contains(dir.database) == true)
+        #expect(try snapshot(waiter, logins) == before)
+
+        _ = try holder.writerIntegerForTesting("COMMIT")
+        try waiter.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 700))
+        #expect(try holder.load(logins)?.nextOffset == 700)
+    }
+
     @Test func aClosedStoreRefusesWork() throws {
         let dir = TempDirectory()
         let store = try CheckpointStore(directory: dir.path)
