@@ -363,6 +363,29 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         }
     }
 
+    @Test func aFlippedBitInsideAValueIsCaughtByTheRowChecksum() throws {
+        let dir = TempDirectory()
+        let marker = Array("camfa-row-checksum-marker-0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        do {
+            let store = try CheckpointStore(directory: dir.path)
+            try store.write(CheckpointWrite(
+                partition: logins, epoch: 1, nextOffset: 1,
+                upserts: [("event.ip", "a", [1]), ("event.ip", "b", marker), ("event.ip", "c", [3])], full: true))
+            store.close()
+        }
+        // SQLite's page structure stays valid: only the payload changes, which SQLite cannot see.
+        var file = Array(try Data(contentsOf: URL(fileURLWithPath: dir.database)))
+        let found = try #require(file.indices.first { file[$0...].starts(with: marker) })
+        file[found + 20] ^= 0x01
+        try Data(file).write(to: URL(fileURLWithPath: dir.database))
+
+        let store = try CheckpointStore(directory: dir.path)
+        let error = #expect(throws: StoreError.self) { _ = try store.load(logins) }
+        #expect(error?.code == .corrupt)
+        #expect(error?.message.contains("checksum") == true)
+        #expect(error?.message.contains(dir.database) == true)
+    }
+
     @Test func aForeignSQLiteFileIsRefused() throws {
         let dir = TempDirectory()
         do {
