@@ -10,8 +10,8 @@ import Darwin
 ///
 /// Applying changes in B-tree order is what makes large checkpoints fast: consecutive rows land
 /// on the same leaf page, so each page is loaded and dirtied once instead of once per row, and
-/// inserts into an empty range take SQLite's append path (measured: a 1M-row full checkpoint
-/// in hash-map order took ~18 s unsorted, ~3 s sorted).
+/// inserts into an empty range take SQLite's append path (measured on 1.1M rows handed over in
+/// hash-map order: ~18 s applied as given, ~2.5 s sorted).
 ///
 /// Copying the keys once also matters: the engine's key Strings are scattered over the heap, so
 /// every touch of one is a cache miss. Sorting compares buffer slices with memcmp (no reference
