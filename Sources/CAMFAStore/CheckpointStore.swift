@@ -16,6 +16,9 @@ import Darwin
 /// - the reader (`load`, `partitions`) — under WAL a reader works on a snapshot and neither
 ///   blocks nor is blocked by the writer, so restoring one partition does not stall
 ///   checkpoints of the others.
+/// `claim` shares the writer lock, so it waits for a write in progress (a full checkpoint of
+/// 1M entries takes seconds); a poll thread that must not stall should hand claims to the
+/// writer thread too. `load` never waits for writes of this store.
 /// Several stores (threads or processes) may share a directory: SQLite's file locks serialize
 /// their write transactions, waiting up to the busy timeout before failing with `.busy`.
 ///
@@ -82,12 +85,13 @@ public final class CheckpointStore: Sendable {
             let pid = try fence(connection, c.partition, epoch: c.epoch)
 
             let header = try connection.prepared(
-                "UPDATE partitions SET epoch = ?2, next_offset = ?3, metadata = ?4 WHERE pid = ?1")
+                "UPDATE partitions SET epoch = ?2, next_offset = ?3, metadata = ?4, sum = ?5 WHERE pid = ?1")
             sqlite3_bind_int64(header, 1, pid)
             sqlite3_bind_int64(header, 2, c.epoch)
             sqlite3_bind_int64(header, 3, c.nextOffset)
             let rc = c.metadata.withUnsafeBufferPointer { bytes in
-                let bound = bindBlob(header, 4, bytes)
+                var bound = bindBlob(header, 4, bytes)
+                if bound == SQLITE_OK { bound = sqlite3_bind_int64(header, 5, headerChecksum(c.nextOffset, bytes)) }
                 return bound == SQLITE_OK ? stepAndReset(header) : bound
             }
             try check(connection, rc, "writing the checkpoint header of \(c.partition)")
@@ -173,7 +177,7 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.deletes.count, group: { c.deletes[$0].keyspace }, key: { c.deletes[$0].key })
-        let rc = keys.forEach({ keyspace, key, _ in
+        let rc = keys.forEach({ keyspace, key, _, _ in
             var rc = bindText(statement, 2, keyspace)
             if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
@@ -187,7 +191,7 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.userDeletes.count, group: { _ in nil }, key: { c.userDeletes[$0] })
-        let rc = keys.forEach({ _, user, _ in
+        let rc = keys.forEach({ _, user, _, _ in
             let rc = bindText(statement, 2, user)
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
         }, done: SQLITE_DONE)
@@ -199,20 +203,30 @@ public final class CheckpointStore: Sendable {
         // After a full checkpoint's DELETE the range is empty and SortedKeys removed duplicates,
         // so the cheaper plain INSERT applies; otherwise rows may exist and need the upsert.
         let statement = try connection.prepared(c.full
-            ? "INSERT INTO entries(pid, keyspace, key, value) VALUES(?1, ?2, ?3, ?4)"
+            ? "INSERT INTO entries(pid, keyspace, key, value, sum) VALUES(?1, ?2, ?3, ?4, ?5)"
             : """
-            INSERT INTO entries(pid, keyspace, key, value) VALUES(?1, ?2, ?3, ?4)
-            ON CONFLICT(pid, keyspace, key) DO UPDATE SET value = excluded.value
+            INSERT INTO entries(pid, keyspace, key, value, sum) VALUES(?1, ?2, ?3, ?4, ?5)
+            ON CONFLICT(pid, keyspace, key) DO UPDATE SET value = excluded.value, sum = excluded.sum
             """)
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
-        let keys = SortedKeys(count: c.upserts.count, group: { c.upserts[$0].keyspace }, key: { c.upserts[$0].key })
+        let keyOffset = MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.offset(of: \.key)!
+        let keys = c.upserts.withUnsafeBufferPointer { upserts in
+            SortedKeys(count: upserts.count, group: { upserts[$0].keyspace }, key: { upserts[$0].key },
+                       prefetchKey: { prefetchStringStorage(in: upserts, at: $0, offset: keyOffset) })
+        }
+        let valueOffset = MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.offset(of: \.value)!
         let rc = c.upserts.withUnsafeBufferPointer { upserts in
-            keys.forEach({ keyspace, key, index in
-                upserts[index].value.withUnsafeBufferPointer { value in
+            keys.forEach(
+                prefetching: UnsafeRawPointer(upserts.baseAddress),
+                stride: MemoryLayout<(keyspace: String, key: String, value: [UInt8])>.stride,
+                { keyspace, key, index, upcoming in
+                if let upcoming { prefetchArrayStorage(in: upserts, at: upcoming, offset: valueOffset) }
+                return upserts[index].value.withUnsafeBufferPointer { value in
                     var rc = bindText(statement, 2, keyspace)
                     if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
                     if rc == SQLITE_OK { rc = bindBlob(statement, 4, value) }
+                    if rc == SQLITE_OK { rc = sqlite3_bind_int64(statement, 5, Checksum.of(keyspace, key, value)) }
                     return rc == SQLITE_OK ? stepAndReset(statement) : rc
                 }
             }, done: SQLITE_DONE)
@@ -223,19 +237,25 @@ public final class CheckpointStore: Sendable {
     private func upsertUsers(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
         guard !c.userUpserts.isEmpty else { return }
         let statement = try connection.prepared(c.full
-            ? "INSERT INTO users(pid, user, value) VALUES(?1, ?2, ?3)"
+            ? "INSERT INTO users(pid, user, value, sum) VALUES(?1, ?2, ?3, ?4)"
             : """
-            INSERT INTO users(pid, user, value) VALUES(?1, ?2, ?3)
-            ON CONFLICT(pid, user) DO UPDATE SET value = excluded.value
+            INSERT INTO users(pid, user, value, sum) VALUES(?1, ?2, ?3, ?4)
+            ON CONFLICT(pid, user) DO UPDATE SET value = excluded.value, sum = excluded.sum
             """)
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.userUpserts.count, group: { _ in nil }, key: { c.userUpserts[$0].user })
+        let valueOffset = MemoryLayout<(user: String, value: [UInt8])>.offset(of: \.value)!
         let rc = c.userUpserts.withUnsafeBufferPointer { users in
-            keys.forEach({ _, user, index in
-                users[index].value.withUnsafeBufferPointer { value in
+            keys.forEach(
+                prefetching: UnsafeRawPointer(users.baseAddress),
+                stride: MemoryLayout<(user: String, value: [UInt8])>.stride,
+                { _, user, index, upcoming in
+                if let upcoming { prefetchArrayStorage(in: users, at: upcoming, offset: valueOffset) }
+                return users[index].value.withUnsafeBufferPointer { value in
                     var rc = bindText(statement, 2, user)
                     if rc == SQLITE_OK { rc = bindBlob(statement, 3, value) }
+                    if rc == SQLITE_OK { rc = sqlite3_bind_int64(statement, 4, Checksum.of(user, value)) }
                     return rc == SQLITE_OK ? stepAndReset(statement) : rc
                 }
             }, done: SQLITE_DONE)
@@ -252,7 +272,7 @@ public final class CheckpointStore: Sendable {
         try withReader { connection throws(StoreError) -> PartitionCheckpoint? in
             try connection.exec("BEGIN")
             let header = try connection.prepared(
-                "SELECT pid, epoch, next_offset, metadata FROM partitions WHERE topic = ?1 AND part = ?2")
+                "SELECT pid, epoch, next_offset, metadata, sum FROM partitions WHERE topic = ?1 AND part = ?2")
             defer { sqlite3_reset(header); sqlite3_clear_bindings(header) }
             var bound = bindTextCopy(header, 1, p.topic)
             if bound == SQLITE_OK { bound = sqlite3_bind_int(header, 2, p.partition) }
@@ -271,6 +291,10 @@ public final class CheckpointStore: Sendable {
                 throw corrupt("the checkpoint header of \(p) has a metadata column of type \(metadataType)")
             }
             let metadata = columnBlob(header, 3)
+            let headerSum = metadata.withUnsafeBufferPointer { headerChecksum(nextOffset, $0) }
+            guard sqlite3_column_type(header, 4) == SQLITE_INTEGER, sqlite3_column_int64(header, 4) == headerSum else {
+                throw corrupt("the checkpoint header of \(p) does not match its checksum")
+            }
 
             let entries = try loadEntries(connection, pid, p)
             let users = try loadUsers(connection, pid, p)
@@ -285,7 +309,7 @@ public final class CheckpointStore: Sendable {
         _ connection: Connection, _ pid: Int64, _ p: PartitionID
     ) throws(StoreError) -> [(keyspace: String, key: String, value: [UInt8])] {
         let statement = try connection.prepared(
-            "SELECT keyspace, key, value FROM entries WHERE pid = ?1 ORDER BY keyspace, key")
+            "SELECT keyspace, key, value, sum FROM entries WHERE pid = ?1 ORDER BY keyspace, key")
         defer { sqlite3_reset(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         var entries: [(keyspace: String, key: String, value: [UInt8])] = []
@@ -301,14 +325,17 @@ public final class CheckpointStore: Sendable {
                   sqlite3_column_type(statement, 1) == SQLITE_TEXT,
                   sqlite3_column_type(statement, 2) == SQLITE_BLOB
             else { throw corrupt("an entry of \(p) has columns of unexpected types") }
-            let rawKeyspace = UnsafeBufferPointer(
-                start: sqlite3_column_text(statement, 0), count: Int(sqlite3_column_bytes(statement, 0)))
+            let rawKeyspace = columnBytes(statement, 0, text: true)
+            let rawKey = columnBytes(statement, 1, text: true)
+            let rawValue = columnBytes(statement, 2, text: false)
+            guard sqlite3_column_int64(statement, 3) == Checksum.of(rawKeyspace, rawKey, rawValue) else {
+                throw corrupt("an entry of \(p) does not match its checksum")
+            }
             if !rawKeyspace.elementsEqual(keyspaceBytes) {
                 keyspaceBytes = Array(rawKeyspace)
                 keyspace = String(decoding: rawKeyspace, as: UTF8.self)
             }
-            let key = columnText(statement, 1) ?? ""
-            entries.append((keyspace, key, columnBlob(statement, 2)))
+            entries.append((keyspace, String(decoding: rawKey, as: UTF8.self), Array(rawValue)))
         }
         return entries
     }
@@ -316,7 +343,7 @@ public final class CheckpointStore: Sendable {
     private func loadUsers(
         _ connection: Connection, _ pid: Int64, _ p: PartitionID
     ) throws(StoreError) -> [(user: String, value: [UInt8])] {
-        let statement = try connection.prepared("SELECT user, value FROM users WHERE pid = ?1 ORDER BY user")
+        let statement = try connection.prepared("SELECT user, value, sum FROM users WHERE pid = ?1 ORDER BY user")
         defer { sqlite3_reset(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         var users: [(user: String, value: [UInt8])] = []
@@ -327,7 +354,12 @@ public final class CheckpointStore: Sendable {
             guard sqlite3_column_type(statement, 0) == SQLITE_TEXT,
                   sqlite3_column_type(statement, 1) == SQLITE_BLOB
             else { throw corrupt("a user of \(p) has columns of unexpected types") }
-            users.append((columnText(statement, 0) ?? "", columnBlob(statement, 1)))
+            let rawUser = columnBytes(statement, 0, text: true)
+            let rawValue = columnBytes(statement, 1, text: false)
+            guard sqlite3_column_int64(statement, 2) == Checksum.of(rawUser, rawValue) else {
+                throw corrupt("a user of \(p) does not match its checksum")
+            }
+            users.append((String(decoding: rawUser, as: UTF8.self), Array(rawValue)))
         }
         return users
     }
@@ -514,6 +546,15 @@ public final class CheckpointStore: Sendable {
     func writerIntegerForTesting(_ sql: String) throws(StoreError) -> Int64? {
         try withWriter { connection throws(StoreError) in try connection.integer(sql) }
     }
+}
+
+/// The checkpoint header's checksum covers what `write` sets together: offset and metadata.
+/// (The epoch is left out: `claim` changes it alone.)
+private func headerChecksum(_ nextOffset: Int64, _ metadata: UnsafeBufferPointer<UInt8>) -> Int64 {
+    var sum = Checksum()
+    sum.add(nextOffset)
+    sum.add(metadata)
+    return sum.value
 }
 
 @inline(__always)

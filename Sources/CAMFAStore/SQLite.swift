@@ -186,6 +186,17 @@ func columnText(_ statement: OpaquePointer, _ index: Int32) -> String? {
     return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
 }
 
+/// A column's bytes, valid until the statement steps again; empty for NULL or zero length.
+func columnBytes(_ statement: OpaquePointer, _ index: Int32, text: Bool) -> UnsafeBufferPointer<UInt8> {
+    // The pointer must be fetched before the length (SQLite may convert the value).
+    let pointer: UnsafeRawPointer? = text
+        ? sqlite3_column_text(statement, index).map { UnsafeRawPointer($0) }
+        : sqlite3_column_blob(statement, index)
+    let count = Int(sqlite3_column_bytes(statement, index))
+    guard let pointer, count > 0 else { return UnsafeBufferPointer(start: nil, count: 0) }
+    return UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: UInt8.self), count: count)
+}
+
 func columnBlob(_ statement: OpaquePointer, _ index: Int32) -> [UInt8] {
     // column_blob must be called before column_bytes, and returns nil for a zero-length blob.
     guard let pointer = sqlite3_column_blob(statement, index) else { return [] }

@@ -7,6 +7,7 @@ import CSQLite
 /// - `entries` and `users` are WITHOUT ROWID tables clustered on (pid, …): a partition's rows are
 ///   contiguous in the B-tree, so loading is one sequential range scan already in the order the
 ///   API promises, and an upsert touches one B-tree instead of a rowid table plus an index.
+/// - `sum` columns hold a `Checksum` of the row's payload (see there for why).
 enum Schema {
     /// "CAMF": lets us refuse to write into some other application's SQLite file.
     static let applicationID: Int64 = 0x4341_4D46
@@ -20,6 +21,7 @@ enum Schema {
             epoch INTEGER NOT NULL,
             next_offset INTEGER,
             metadata BLOB,
+            sum INTEGER,
             UNIQUE(topic, part)
         );
         CREATE TABLE entries(
@@ -27,12 +29,14 @@ enum Schema {
             keyspace TEXT NOT NULL,
             key TEXT NOT NULL,
             value BLOB NOT NULL,
+            sum INTEGER NOT NULL,
             PRIMARY KEY(pid, keyspace, key)
         ) WITHOUT ROWID;
         CREATE TABLE users(
             pid INTEGER NOT NULL,
             user TEXT NOT NULL,
             value BLOB NOT NULL,
+            sum INTEGER NOT NULL,
             PRIMARY KEY(pid, user)
         ) WITHOUT ROWID;
         PRAGMA application_id = \(applicationID);

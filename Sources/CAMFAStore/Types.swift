@@ -58,6 +58,8 @@ public struct CheckpointWrite: Sendable {
     public var partition: PartitionID
     /// Fencing token (consumer group generation or per-assignment epoch). The write is refused
     /// when the stored epoch is newer; an equal or older stored epoch is replaced by this one.
+    /// Writers with equal epochs are not fenced from each other: within one group generation a
+    /// partition has a single owner, which is what makes the generation usable as the token.
     public var epoch: Int64
     /// The offset to resume consuming at: last acknowledged offset + 1.
     public var nextOffset: Int64

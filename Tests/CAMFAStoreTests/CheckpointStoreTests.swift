@@ -206,6 +206,37 @@ private let logins = PartitionID(topic: "logins", partition: 3)
     }
 }
 
+@Suite struct ConcurrencyTests {
+    @Test func loadsOnOneStoreSeeWholeCheckpointsWhileAnotherThreadWrites() async throws {
+        let dir = TempDirectory()
+        let store = try CheckpointStore(directory: dir.path)
+        try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 0, metadata: [0],
+                                        upserts: (0..<300).map { ("event.ip", "k\($0)", [0]) }, full: true))
+        async let writes: Void = Task.detached {
+            for round in 1...30 {
+                let tag = UInt8(round)
+                // Incremental: every key rewritten with the round's tag, offset moves with it.
+                try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: Int64(round), metadata: [tag],
+                                                upserts: (0..<300).map { ("event.ip", "k\($0)", [tag]) }))
+            }
+        }.value
+        var loads = 0
+        var lastOffset: Int64 = -1
+        // Bounded, so a failing writer cannot hang the suite.
+        for _ in 0..<100_000 where lastOffset < 30 {
+            let seen = try #require(try store.load(logins))
+            #expect(seen.entries.count == 300)
+            #expect(Set(seen.entries.map(\.value)) == [seen.metadata], "a load mixed two checkpoints")
+            #expect(seen.metadata == [UInt8(seen.nextOffset)])
+            #expect(seen.nextOffset >= lastOffset, "snapshots went backwards")
+            lastOffset = seen.nextOffset
+            loads += 1
+        }
+        try await writes
+        #expect(loads > 1)
+    }
+}
+
 @Suite struct FaultTests {
     private func seed(_ store: CheckpointStore) throws -> Snapshot {
         try store.write(CheckpointWrite(
@@ -332,6 +363,29 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         }
     }
 
+    @Test func aFlippedBitInsideAValueIsCaughtByTheRowChecksum() throws {
+        let dir = TempDirectory()
+        let marker = Array("camfa-row-checksum-marker-0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        do {
+            let store = try CheckpointStore(directory: dir.path)
+            try store.write(CheckpointWrite(
+                partition: logins, epoch: 1, nextOffset: 1,
+                upserts: [("event.ip", "a", [1]), ("event.ip", "b", marker), ("event.ip", "c", [3])], full: true))
+            store.close()
+        }
+        // SQLite's page structure stays valid: only the payload changes, which SQLite cannot see.
+        var file = Array(try Data(contentsOf: URL(fileURLWithPath: dir.database)))
+        let found = try #require(file.indices.first { file[$0...].starts(with: marker) })
+        file[found + 20] ^= 0x01
+        try Data(file).write(to: URL(fileURLWithPath: dir.database))
+
+        let store = try CheckpointStore(directory: dir.path)
+        let error = #expect(throws: StoreError.self) { _ = try store.load(logins) }
+        #expect(error?.code == .corrupt)
+        #expect(error?.message.contains("checksum") == true)
+        #expect(error?.message.contains(dir.database) == true)
+    }
+
     @Test func aForeignSQLiteFileIsRefused() throws {
         let dir = TempDirectory()
         do {
@@ -342,6 +396,25 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         }
         let error = #expect(throws: StoreError.self) { _ = try CheckpointStore(directory: dir.path) }
         #expect(error?.code == .schema)
+    }
+
+    @Test func aWriteLockHeldElsewhereIsBusyAndTheWriteSucceedsOnceItIsReleased() throws {
+        let dir = TempDirectory()
+        let holder = try CheckpointStore(directory: dir.path)
+        let before = try seed(holder)
+        let waiter = try CheckpointStore(directory: dir.path, busyTimeoutMilliseconds: 50)
+        // Another process in the middle of its own checkpoint.
+        _ = try holder.writerIntegerForTesting("BEGIN IMMEDIATE")
+        let busy = #expect(throws: StoreError.self) {
+            try waiter.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 700))
+        }
+        #expect(busy?.code == .busy)
+        #expect(busy?.message.contains(dir.database) == true)
+        #expect(try snapshot(waiter, logins) == before)
+
+        _ = try holder.writerIntegerForTesting("COMMIT")
+        try waiter.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 700))
+        #expect(try holder.load(logins)?.nextOffset == 700)
     }
 
     @Test func aClosedStoreRefusesWork() throws {

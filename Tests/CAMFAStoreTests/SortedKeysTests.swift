@@ -5,7 +5,7 @@ import Testing
     /// Collects what SortedKeys hands to the binder, in order.
     private func visit(_ keys: SortedKeys) -> [(keyspace: String, key: String, index: Int)] {
         var seen: [(String, String, Int)] = []
-        let rc = keys.forEach({ keyspace, key, index in
+        let rc = keys.forEach({ keyspace, key, index, _ in
             seen.append((String(decoding: keyspace, as: UTF8.self), String(decoding: key, as: UTF8.self), index))
             return 101
         }, done: 101)
