@@ -17,11 +17,14 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-demo: release
+demo:
+	@scripts/install-deps.sh demo
+	$(SWIFT) build -c release
 	@scripts/demo.sh
 
 bench: release
 	$(RELEASE_BIN) bench engine
+	$(RELEASE_BIN) bench enrich
 
 clean:
 	rm -rf .build

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Installs the Debian packages camfa builds and tests against, only those missing, so
+# Installs what camfa builds, tests and demos against, only what is missing, so
 # `make test` and `make demo` work on a fresh Debian machine with Swift installed.
+# usage: scripts/install-deps.sh [demo]
 set -euo pipefail
 packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev libssl-dev kcat python3)
+[[ "${1:-}" == "demo" ]] && packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# The schema tests validate with Python's jsonschema, under whichever python3 is first on PATH.
+if ! python3 -c 'import jsonschema' 2>/dev/null; then
+  echo "installing python3 jsonschema"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-jsonschema >/dev/null 2>&1 || true
+  python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema || python3 -m pip install --quiet --break-system-packages jsonschema
 fi
 if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) and retry" >&2

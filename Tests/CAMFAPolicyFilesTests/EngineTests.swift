@@ -164,3 +164,65 @@ import Testing
         #expect(a.joined().contains { $0.action == .mfa })
     }
 }
+
+/// Geo velocity as policies see it: `event.velocity` from the user's previous located
+/// event, kept in the engine's user state (so checkpoints carry it).
+@Suite struct VelocityPolicyTests {
+    static let policy = """
+    policy: impossible_travel
+    filter: event.behaviorType == "login" && has(event.velocity)
+    judgment: event.velocity.minimumSpeedKmh > 1000.0
+    returns:
+      speed: event.velocity.minimumSpeedKmh
+      from: event.velocity.previousCity
+    """
+    static let flow = """
+    flow: travel
+    policies: [impossible_travel]
+    branches:
+      - when: policies.impossible_travel.hit
+        mfa: [otp]
+    """
+
+    func located(_ user: String, at t: Int64, city: String, lat: Double, lon: Double) -> UEBAEvent {
+        var e = event(user, at: t, city: city)
+        e.geo = GeoInfo(latitude: lat, longitude: lon, accuracyRadius: 20)
+        return e
+    }
+
+    @Test func parisToTokyoInAnHourIsImpossibleTravel() throws {
+        let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t0: Int64 = 1_767_225_600_000
+        #expect(summary(engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)) == ["travel:allow"])
+        let d = try #require(engine.process(located("u", at: t0 + 3_600_000, city: "Tokyo", lat: 35.6762, lon: 139.6503),
+                                            coordinates: "c/1", state: &state).decisions.first)
+        #expect(d.action == .mfa)
+        let returns = try #require(d.firedPolicies.first?.returns)
+        #expect(returns[string: "from"]?.isIdentical(to: .string("Paris")) == true)
+        if case .double(let speed)? = returns[string: "speed"] { #expect(speed > 9_000 && speed < 10_000) } else { Issue.record("no speed") }
+    }
+
+    @Test func theSameCityTwiceIsNot() throws {
+        let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t0: Int64 = 1_767_225_600_000
+        _ = engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)
+        // Two nearby points ten seconds apart: within both accuracy radii, so speed 0.
+        let d = engine.process(located("u", at: t0 + 10_000, city: "Paris", lat: 48.86, lon: 2.35), coordinates: "c/1", state: &state)
+        #expect(summary(d) == ["travel:allow"])
+    }
+
+    @Test func velocitySurvivesACheckpoint() throws {
+        let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t0: Int64 = 1_767_225_600_000
+        _ = engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)
+        var restored = try PartitionState(restoring: state.serialized(), policySet: set)
+        let d = engine.process(located("u", at: t0 + 3_600_000, city: "Tokyo", lat: 35.6762, lon: 139.6503), coordinates: "c/1", state: &restored)
+        #expect(summary(d) == ["travel:mfa:otp"])
+    }
+}

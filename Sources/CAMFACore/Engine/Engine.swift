@@ -165,18 +165,34 @@ public struct Engine: Sendable {
                 }
             }
             let spec = stat.spec
-            var record = state.keyspaces[stat.keyspace][key]
-                ?? KeyRecord(windows: ContiguousArray(repeating: nil, count: policySet.keyspaces[stat.keyspace].specs.count))
-            var window = record.windows[stat.slot] ?? WindowState()
-            window.advance(to: t, spec: spec)
-            let b = window.current(spec: spec)
-            if passes { _ = window.add(time: t, value: observed, spec: spec) }
-            let c = window.current(spec: spec)
-            // Keys that only ever saw filtered-out events are not worth a map entry.
-            if passes || record.windows[stat.slot] != nil {
-                record.windows[stat.slot] = window
-                state.keyspaces[stat.keyspace][key] = record
+            let slot = stat.slot
+            var b: Value, c: Value
+            // Mutate the window where it lives: copying it out and back would make every
+            // event copy its buffers (copy-on-write with two references).
+            // Reading a statistic can cost more than updating it (a profile builds a map),
+            // so it is read only when a judgment of this event can use it.
+            let read = judge && applied
+            func step(_ window: inout WindowState) -> (Value, Value) {
+                window.advance(to: t, spec: spec)
+                let before = read ? window.current(spec: spec) : .null
+                if passes { _ = window.add(time: t, value: observed, spec: spec) }
+                return (before, passes && read ? window.current(spec: spec) : before)
+            }
+            if passes {
+                let slots = policySet.keyspaces[stat.keyspace].specs.count
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key, default: KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))],
+                                         slot: slot, step)
                 state.dirtyKeys[stat.keyspace].insert(key)
+            } else if !read {
+                b = .null
+                c = .null
+            } else if state.keyspaces[stat.keyspace][key]?.windows[slot] != nil {
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key]!, slot: slot, step)
+                state.dirtyKeys[stat.keyspace].insert(key)
+            } else {
+                // Keys that only ever saw filtered-out events are not worth a map entry.
+                b = WindowState().current(spec: spec)
+                c = b
             }
             before.values[i] = b
             current.values[i] = c
@@ -305,6 +321,11 @@ public struct Engine: Sendable {
             state.users.removeValue(forKey: id)
             state.dirtyUsers.insert(id)
         }
+    }
+
+    static func withWindow(_ record: inout KeyRecord, slot: Int, _ body: (inout WindowState) -> (Value, Value)) -> (Value, Value) {
+        if record.windows[slot] == nil { record.windows[slot] = WindowState() }
+        return body(&record.windows[slot]!)
     }
 
     /// The map key a statistic is kept under. Lists make composite keys (`[event.ip, event.appId]`).
