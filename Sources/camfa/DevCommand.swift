@@ -94,19 +94,7 @@ final class TrafficService: Service, @unchecked Sendable {
     }
 
     func run() async throws {
-        let stop = StopSignal()
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
-                let thread = Thread { [self] in
-                    do {
-                        try self.loop(stop)
-                        cont.resume()
-                    } catch { cont.resume(throwing: error) }
-                }
-                thread.name = "camfa-dev-traffic"
-                thread.start()
-            }
-        } onGracefulShutdown: { stop.set() }
+        try await DedicatedThread.run(name: "camfa-dev-traffic") { stop in try self.loop(stop) }
     }
 
     private func loop(_ stop: StopSignal) throws {
@@ -144,19 +132,7 @@ final class MFAEventView: Service, @unchecked Sendable {
     }
 
     func run() async throws {
-        let stop = StopSignal()
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
-                let thread = Thread { [self] in
-                    do {
-                        try self.loop(stop)
-                        cont.resume()
-                    } catch { cont.resume(throwing: error) }
-                }
-                thread.name = "camfa-dev-view"
-                thread.start()
-            }
-        } onGracefulShutdown: { stop.set() }
+        try await DedicatedThread.run(name: "camfa-dev-view") { stop in try self.loop(stop) }
     }
 
     private func loop(_ stop: StopSignal) throws {

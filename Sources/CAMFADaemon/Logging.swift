@@ -1,0 +1,46 @@
+import CAMFACore
+import Foundation
+import Logging
+
+/// One JSON object per line on stderr, for log shippers. Keys: time, level, label,
+/// message, then the metadata in key order.
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    let label: String
+    private static let lock = NSLock()
+
+    public init(label: String) { self.label = label }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("time", ISO8601DateFormatter().string(from: Date()))
+        w.field("level", event.level.rawValue)
+        w.field("label", label)
+        w.field("message", "\(event.message)")
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        for (k, v) in merged.sorted(by: { $0.key < $1.key }) { w.field(k, "\(v)") }
+        w.endObject()
+        var line = w.bytes
+        line.append(0x0A)
+        Self.lock.withLock { FileHandle.standardError.write(Data(line)) }
+    }
+}
+
+public enum DaemonLogging {
+    /// Installs the log handler the configuration asks for; call once per process.
+    public static func bootstrap(_ config: Configuration.Logging) {
+        let level = Logger.Level(rawValue: config.level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = config.format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
