@@ -98,21 +98,10 @@ final class TrafficService: Service, @unchecked Sendable {
     }
 
     private func loop(_ stop: StopSignal) throws {
-        let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: configuration.kafka.bootstrap), logger: logger)
-        let start = Int64(Date().timeIntervalSince1970 * 1000)
-        var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: start, eventsPerSecond: rate))
-        var token: UInt64 = 0
-        while !stop.isSet {
-            let e = sim.next().event
-            // Pace by event time so requestDate is "now" when the daemon sees it.
-            let wait = Double(e.requestDate - Int64(Date().timeIntervalSince1970 * 1000)) / 1000
-            if wait > 0.002 { Thread.sleep(forTimeInterval: min(wait, 0.5)) }
-            token += 1
-            try producer.produce(topic: configuration.topics.input, key: Array(e.originalIdentity.utf8), value: e.jsonBytes(), token: token)
-            produced.add()
-            if token % 256 == 0 { _ = producer.poll(timeoutMs: 0) }
-        }
-        _ = try? producer.flush(timeoutMs: 2000)
+        try SimulatedTraffic.produce(
+            bootstrap: configuration.kafka.bootstrap, topic: configuration.topics.input,
+            configuration: SimulatorConfiguration(seed: seed, users: users, startTime: Int64(Date().timeIntervalSince1970 * 1000), eventsPerSecond: rate),
+            until: { stop.isSet }, produced: produced, logger: logger)
     }
 }
 

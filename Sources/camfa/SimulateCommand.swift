@@ -1,29 +1,57 @@
 import ArgumentParser
 import CAMFACore
+import CAMFADaemon
+import CAMFAKafka
 import CAMFASimulator
 import Foundation
+import Logging
 
-/// Synthetic UEBA traffic, deterministic for a seed. Without --bootstrap it writes JSON
-/// lines to stdout (for `camfa replay` and fixtures).
+/// Synthetic UEBA traffic, deterministic for a seed. With --bootstrap it produces to Kafka
+/// at --rate events/s, stamped with the current time; without, it writes JSON lines to
+/// stdout (for `camfa replay` and fixtures) with event times from --start.
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
         abstract: "Generate realistic UEBA events with every DESIGN.md scenario injected.")
 
-    @Option(help: "Number of events.") var events: Int = 10_000
+    @Option(help: "Kafka bootstrap servers; without it, events go to stdout as JSON lines.") var bootstrap: String?
+    @Option(help: "Topic to produce to (with --bootstrap).") var topic: String = "camfa.ueba"
+    @Option(help: "Number of events (default 10000 when --duration is not given).") var events: Int?
+    @Option(help: "Produce for this many seconds instead of a number of events (with --bootstrap).") var duration: Double?
+    @Option(help: "Events per second (of event time; with --bootstrap also of wall time).") var rate: Double = 1_000
     @Option(help: "Number of simulated users.") var users: Int = 1_000
     @Option(help: "PRNG seed: the same seed gives the same events.") var seed: UInt64 = 1
-    @Option(help: "Event time of the first event, epoch ms (default: 2026-01-01T00:00:00Z).")
+    @Option(help: "Event time of the first event for stdout output, epoch ms (default: 2026-01-01T00:00:00Z).")
     var start: Int64 = 1_767_225_600_000
-    @Option(help: "Simulated events per second of event time.") var rate: Double = 1_000
+
+    func validate() throws {
+        if events != nil && duration != nil { throw ValidationError("give --events or --duration, not both") }
+        if duration != nil && bootstrap == nil { throw ValidationError("--duration needs --bootstrap (stdout output is counted in --events)") }
+        guard rate > 0 else { throw ValidationError("--rate must be positive") }
+        guard users >= 1 else { throw ValidationError("--users must be at least 1") }
+        if let events, events < 0 { throw ValidationError("--events must not be negative") }
+    }
 
     func run() throws {
+        if let bootstrap {
+            let limit = events ?? (duration == nil ? 10_000 : Int.max)
+            let deadline = duration.map { Date().addingTimeInterval($0) }
+            let produced = Counter()
+            let sim = SimulatorConfiguration(seed: seed, users: users, startTime: Int64(Date().timeIntervalSince1970 * 1000), eventsPerSecond: rate)
+            try SimulatedTraffic.produce(
+                bootstrap: bootstrap, topic: topic, configuration: sim,
+                until: { produced.value >= limit || deadline.map { Date() >= $0 } == true },
+                produced: produced, logger: Logger(label: "camfa.simulate"))
+            FileHandle.standardError.write(Data("produced \(produced.value) events to \(topic)\n".utf8))
+            return
+        }
         var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: start, eventsPerSecond: rate))
         var out = [UInt8]()
         out.reserveCapacity(1 << 16)
         let stdout = FileHandle.standardOutput
         var perScenario: [String: Int] = [:]
-        for _ in 0..<events {
+        let count = events ?? 10_000
+        for _ in 0..<count {
             let next = sim.next()
             perScenario[next.scenario.rawValue, default: 0] += 1
             out += next.event.jsonBytes()
@@ -35,6 +63,33 @@ struct SimulateCommand: ParsableCommand {
         }
         stdout.write(Data(out))
         let summary = perScenario.keys.sorted().map { "\($0)=\(perScenario[$0]!)" }.joined(separator: " ")
-        FileHandle.standardError.write(Data("simulated \(events) events by scenario: \(summary)\n".utf8))
+        FileHandle.standardError.write(Data("simulated \(count) events by scenario: \(summary)\n".utf8))
+    }
+}
+
+/// Simulated events produced to Kafka in real time: each is sent when its requestDate
+/// comes, so the daemon sees "now" events (and its future-skew check passes).
+enum SimulatedTraffic {
+    static func produce(
+        bootstrap: String, topic: String, configuration: SimulatorConfiguration, until done: () -> Bool,
+        produced: Counter, logger: Logger
+    ) throws {
+        let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: bootstrap), logger: logger)
+        var sim = Simulator(configuration)
+        var token: UInt64 = 0
+        while !done() {
+            let e = sim.next().event
+            let wait = Double(e.requestDate - Int64(Date().timeIntervalSince1970 * 1000)) / 1000
+            if wait > 0.002 { Thread.sleep(forTimeInterval: min(wait, 0.5)) }
+            token += 1
+            try producer.produce(topic: topic, key: Array(e.originalIdentity.utf8), value: e.jsonBytes(), token: token)
+            produced.add()
+            if token % 256 == 0 {
+                for r in producer.poll(timeoutMs: 0) where r.error != nil { logger.error("delivery failed: \(r.error!)") }
+            }
+        }
+        if !((try? producer.flush(timeoutMs: 10_000)) ?? false) {
+            logger.error("not every simulated event was acknowledged before the flush timeout")
+        }
     }
 }

@@ -58,7 +58,7 @@ enum BlackBox {
     }
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
-                             "ip_velocity.again", "bad", "sigterm"]
+                             "ip_velocity.again", "bad", "sigterm", "simulate"]
 
     /// Produces `key<TAB>value` lines with kcat.
     static func produce(_ bootstrap: String, topic: String, _ messages: [(key: String, value: Data)]) throws {

@@ -177,3 +177,21 @@ import Testing
         #expect(stopped2["committed"] as? String == "0:\(total)")
     }
 }
+
+@Suite struct SimulateToKafkaTests {
+    @Test func simulateProducesTheRequestedEventsToKafka() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let r = try runCamfa(["simulate", "--bootstrap", broker.bootstrap, "--topic", "in.simulate", "--events", "300",
+                              "--rate", "3000", "--seed", "5", "--users", "50"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try BlackBox.consume(broker.bootstrap, topic: "in.simulate", atLeast: 300, settle: 0.5)
+        #expect(got.count == 300)
+        // Keyed by user, and the same events (but for their times) as the stdout form.
+        let stdout = try runCamfa(["simulate", "--events", "300", "--seed", "5", "--users", "50", "--rate", "3000"])
+        let users = stdout.stdout.split(separator: "\n").map { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["originalIdentity"] as? String
+        }
+        #expect(got.map(\.key) == users)
+    }
+}
