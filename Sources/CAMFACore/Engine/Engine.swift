@@ -65,18 +65,22 @@ public struct Engine: Sendable {
         user.pending.removeAll { $0.expiresAt <= t }
 
         let eventValue = Value.object(EventObject(event, velocity: velocity))
-        let userValue = Value.object(userObject(event, user))
+        let userValue = Value.object(UserObject(event, user))
 
         var selected = flows(for: event.appId, trigger: trigger)
         if let onlyFlow { selected = selected.filter { policySet.flows[$0].name == onlyFlow } }
-        var needed = Array(repeating: false, count: policySet.policies.count)
+        let policies = policySet.policies
+        var needed = Array(repeating: false, count: policies.count)
         for f in selected { for p in policySet.flows[f].policyIndexes { needed[p] = true } }
 
+        // One activation serves every policy and flow of the event; `run` and `decide`
+        // reset the slots they fill, so each still starts from the same variables.
+        var act = Activation(slotCount: max(PolicySlot.count, FlowSlot.count))
         // Every policy's statistics see every event that passes its filter, whichever
         // flows cover the event: "≥ 5 apps from one IP" must count all apps.
-        var results: [PolicyRun?] = Array(repeating: nil, count: policySet.policies.count)
-        for (i, policy) in policySet.policies.enumerated() {
-            results[i] = run(policy, event: event, eventValue: eventValue, userValue: userValue,
+        var results: [PolicyRun?] = Array(repeating: nil, count: policies.count)
+        for i in policies.indices {
+            results[i] = run(policies[i], event: event, eventValue: eventValue, userValue: userValue, act: &act,
                              judge: needed[i], state: &state)
         }
 
@@ -84,53 +88,44 @@ public struct Engine: Sendable {
         decisions.reserveCapacity(selected.count)
         for f in selected {
             decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
-                                    time: t, coordinates: coordinates, user: &user))
+                                    time: t, coordinates: coordinates, user: &user, act: &act))
         }
         state.users[event.originalIdentity] = user
         state.dirtyUsers.insert(event.originalIdentity)
         return .decided(decisions)
     }
 
-    private func userObject(_ event: UEBAEvent, _ user: UserState) -> SlotObject {
-        func strings(_ v: Value?) -> Value {
-            guard case .list(let items)? = v else { return .list([]) }
-            return .list(items.filter { if case .string = $0 { true } else { false } })
-        }
-        var dept: Value?
-        if case .string(let d)? = event.custom[string: "department"] { dept = .string(d) }
-        let mfa = SlotObject(schema: EngineSchemas.userMFA, values: [
-            .bool(!user.pending.isEmpty), .list(user.pending.map { .string($0.flow) }), user.lastVerified.map(Value.int),
-        ])
-        return SlotObject(schema: EngineSchemas.user, values: [
-            .string(event.originalIdentity), strings(event.custom[string: "userGroups"]),
-            strings(event.custom[string: "roles"]), dept, .object(mfa),
-        ])
-    }
-
     struct PolicyRun {
         var applied: Bool
         var hit: Bool
         var error: String?
+        /// Filled only for a hit: explanations are all that reads them.
         var readings: [StatisticReading]
         var result: SlotObject?
         var returns: ValueMap
     }
 
     private func run(
-        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, judge: Bool,
-        state: inout PartitionState
+        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, act: inout Activation,
+        judge: Bool, state: inout PartitionState
     ) -> PolicyRun {
-        var act = Activation(slotCount: PolicySlot.count)
+        for i in act.values.indices { act[i] = .null }
         act[PolicySlot.event] = eventValue
         act[PolicySlot.user] = userValue
-        var input = SlotObject(schema: policy.inputSchema)
+        var input = SlotObject(schema: policy.inputSchema, values: [])
         var firstError: String?
-        for (i, inp) in policy.inputs.enumerated() {
-            switch inp.expression.evaluate(act) {
-            case .success(let v): input.values[i] = v
-            case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
+        if !policy.inputs.isEmpty {
+            input = SlotObject(schema: policy.inputSchema)
+            for (i, inp) in policy.inputs.enumerated() {
+                let r = inp.expression.evaluate(act)
+                // Dropped before `input` changes, so that the change does not copy it.
+                act[PolicySlot.input] = .null
+                switch r {
+                case .success(let v): input.values[i] = v
+                case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
+                }
+                act[PolicySlot.input] = .object(input)
             }
-            act[PolicySlot.input] = .object(input)
         }
         act[PolicySlot.input] = .object(input)
         var applied = true
@@ -144,13 +139,18 @@ public struct Engine: Sendable {
             }
         }
         let t = event.requestDate
-        var before = SlotObject(schema: policy.statsSchema)
-        var current = SlotObject(schema: policy.statsSchema)
-        var readings: [StatisticReading] = []
-        readings.reserveCapacity(policy.statistics.count)
+        // `before`, `stats` and the keys only matter to a judgment and its result object.
+        let statCount = policy.statistics.count
+        var before = SlotObject(schema: policy.statsSchema, values: [])
+        var current = SlotObject(schema: policy.statsSchema, values: [])
+        var keys: [String?] = []
+        if judge && statCount > 0 {
+            before = SlotObject(schema: policy.statsSchema)
+            current = SlotObject(schema: policy.statsSchema)
+            keys = Array(repeating: nil, count: statCount)
+        }
         for (i, stat) in policy.statistics.enumerated() {
             guard case .success(let keyValue) = stat.key.evaluate(act), let key = Self.keyString(keyValue) else {
-                readings.append(StatisticReading(name: stat.name, key: nil, before: .null, current: .null))
                 continue
             }
             var passes = applied
@@ -194,12 +194,14 @@ public struct Engine: Sendable {
                 b = WindowState().current(spec: spec)
                 c = b
             }
-            before.values[i] = b
-            current.values[i] = c
-            readings.append(StatisticReading(name: stat.name, key: key, before: b, current: c))
+            if judge {
+                before.values[i] = b
+                current.values[i] = c
+                keys[i] = key
+            }
         }
         guard judge else {
-            return PolicyRun(applied: applied, hit: false, error: firstError, readings: readings, result: nil, returns: ValueMap())
+            return PolicyRun(applied: applied, hit: false, error: firstError, readings: [], result: nil, returns: ValueMap())
         }
         act[PolicySlot.stats] = .object(current)
         act[PolicySlot.before] = .object(before)
@@ -211,15 +213,28 @@ public struct Engine: Sendable {
             case .failure(let e): firstError = firstError ?? "\(policy.name): judgment: \(e.message)"
             }
         }
+        var returnsObject = SlotObject(schema: policy.returnsSchema, values: [])
+        if !policy.returns.isEmpty {
+            returnsObject = SlotObject(schema: policy.returnsSchema)
+            for (i, r) in policy.returns.enumerated() {
+                switch r.expression.evaluate(act) {
+                case .success(let v): returnsObject.values[i] = v
+                case .failure(let e): firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
+                }
+            }
+        }
+        var readings: [StatisticReading] = []
         var returns = ValueMap()
-        var returnsObject = SlotObject(schema: policy.returnsSchema)
-        for (i, r) in policy.returns.enumerated() {
-            switch r.expression.evaluate(act) {
-            case .success(let v):
-                returns[string: r.name] = v
-                returnsObject.values[i] = v
-            case .failure(let e):
-                firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
+        if hit {
+            // A statistic whose key did not evaluate has no value in `before` and reads as null.
+            readings.reserveCapacity(statCount)
+            for (i, stat) in policy.statistics.enumerated() {
+                readings.append(StatisticReading(name: stat.name, key: keys[i],
+                                                 before: before.values[i] ?? .null, current: current.values[i] ?? .null))
+            }
+            returns.reserveCapacity(policy.returns.count)
+            for (i, r) in policy.returns.enumerated() {
+                if let v = returnsObject.values[i] { returns[string: r.name] = v }
             }
         }
         let result = SlotObject(schema: policy.resultSchema, values: [
@@ -230,7 +245,7 @@ public struct Engine: Sendable {
 
     private func decide(
         _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
-        coordinates: String, user: inout UserState
+        coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
         var policies = SlotObject(schema: flow.policiesSchema)
         var errors: [String] = []
@@ -244,7 +259,7 @@ public struct Engine: Sendable {
                                                statistics: run.readings, returns: run.returns))
             }
         }
-        var act = Activation(slotCount: FlowSlot.count)
+        for i in act.values.indices { act[i] = .null }
         act[FlowSlot.event] = eventValue
         act[FlowSlot.user] = userValue
         act[FlowSlot.policies] = .object(policies)

@@ -75,6 +75,18 @@ final class EventObject: ValueObject, @unchecked Sendable {
         self.velocity = velocity
     }
 
+    /// `has(event.geo)` and the like, without building the nested object.
+    func hasField(at index: Int) -> Bool {
+        switch index {
+        case 1, 10, 16: return true
+        case 17: return event.geo != nil
+        case 18: return event.userAgent != nil
+        case 19: return event.networkZone != nil
+        case 20: return velocity != nil
+        default: return field(at: index) != nil
+        }
+    }
+
     func field(at index: Int) -> Value? {
         let e = event
         switch index {
@@ -129,4 +141,50 @@ struct GeoVelocityValue: Sendable {
     var velocity: GeoVelocity
     var previousCity: String?
     var previousCountry: String?
+}
+
+/// The user as expressions see them. Fields are built when read: most policies never
+/// read the user, and building them all cost several allocations and map lookups per
+/// event. Holds a snapshot, so later changes to the user's state do not show through.
+final class UserObject: ValueObject, @unchecked Sendable {
+    let id: String
+    let custom: ValueMap
+    let pending: [PendingChallenge]
+    let lastVerified: Int64?
+    var schema: ObjectSchema { EngineSchemas.user }
+
+    init(_ event: UEBAEvent, _ user: UserState) {
+        id = event.originalIdentity
+        custom = event.custom
+        pending = user.pending
+        lastVerified = user.lastVerified
+    }
+
+    private func strings(_ v: Value?) -> Value {
+        guard case .list(let items)? = v else { return .list([]) }
+        return .list(items.filter { if case .string = $0 { true } else { false } })
+    }
+
+    func field(at index: Int) -> Value? {
+        switch index {
+        case 0: return .string(id)
+        case 1: return strings(custom[string: "userGroups"])
+        case 2: return strings(custom[string: "roles"])
+        case 3:
+            if case .string(let d)? = custom[string: "department"] { return .string(d) }
+            return nil
+        case 4:
+            return .object(SlotObject(schema: EngineSchemas.userMFA, values: [
+                .bool(!pending.isEmpty), .list(pending.map { .string($0.flow) }), lastVerified.map(Value.int),
+            ]))
+        default: return nil
+        }
+    }
+
+    func hasField(at index: Int) -> Bool {
+        switch index {
+        case 0, 1, 2, 4: return true
+        default: return field(at: index) != nil
+        }
+    }
 }

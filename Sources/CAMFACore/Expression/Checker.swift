@@ -261,7 +261,7 @@ struct Checker {
             }
             return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let v = try oe(&f)
-                if case .object(let o) = v, o.schema === schema { return .bool(o.field(at: idx) != nil) }
+                if case .object(let o) = v, o.schema === schema { return .bool(o.hasField(at: idx)) }
                 return try Ops.hasDynamic(v, field)
             })
         case .map, .dyn:
