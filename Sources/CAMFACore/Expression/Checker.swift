@@ -5,6 +5,16 @@ import Foundation
 // literal regexes and CIDRs, constant subexpressions) is decided here, so that
 // evaluation is only the work the data requires.
 
+/// Closures read back from an array (`[Eval]`) come wrapped in two reabstraction
+/// thunks, paid on every call; read from a struct field they keep their own calling
+/// convention. So compiled children are kept as `[Compiled]` and read through this.
+struct EvalList {
+    private let items: [Compiled]
+    init(_ items: [Compiled]) { self.items = items }
+    var count: Int { items.count }
+    subscript(i: Int) -> Eval { items[i].eval }
+}
+
 struct Compiled {
     var type: CELType
     var eval: Eval
@@ -122,11 +132,11 @@ struct Checker {
             var cs: [Compiled] = []
             for i in items { cs.append(try compile(i)) }
             let elem = cs.isEmpty ? CELType.dyn : cs.dropFirst().reduce(cs[0].type) { join($0, $1.type) }
-            let evals = cs.map(\.eval)
+            let evals = EvalList(cs)
             let c = Compiled(type: .list(elem), eval: { (f: inout Frame) throws(EvalError) -> Value in
                 var out: [Value] = []
                 out.reserveCapacity(evals.count)
-                for e in evals { out.append(try e(&f)) }
+                for i in 0..<evals.count { out.append(try evals[i](&f)) }
                 return .list(out)
             })
             return fold(c, cs)
@@ -143,10 +153,10 @@ struct Checker {
             }
             let kt = ks.isEmpty ? CELType.dyn : ks.dropFirst().reduce(ks[0].type) { join($0, $1.type) }
             let vt = vs.isEmpty ? CELType.dyn : vs.dropFirst().reduce(vs[0].type) { join($0, $1.type) }
-            let kev = ks.map(\.eval), vev = vs.map(\.eval)
+            let kev = EvalList(ks), vev = EvalList(vs)
             let c = Compiled(type: .map(kt, vt), eval: { (f: inout Frame) throws(EvalError) -> Value in
                 var m = ValueMap()
-                for i in kev.indices {
+                for i in 0..<kev.count {
                     let k = try kev[i](&f)
                     guard MapKey(k) != nil, k.celTypeName != "double" else {
                         throw EvalError("unsupported key type \(k.celTypeName)")
@@ -285,7 +295,7 @@ struct Checker {
         for a in argNodes { args.append(try compile(a)) }
         // Without the checker every overload is resolved at runtime.
         let types = options.typeCheck ? args.map(\.type) : args.map { _ in CELType.dyn }
-        let evals = args.map(\.eval)
+        let evals = EvalList(args)
         let isMethod = targetNode != nil
 
         func arity(_ n: Int) throws(ExpressionError) -> Compiled? {
