@@ -149,10 +149,19 @@ public struct Engine: Sendable {
             current = SlotObject(schema: policy.statsSchema)
             keys = Array(repeating: nil, count: statCount)
         }
+        // Statistics sharing a keyspace share its key expression, and the activation does
+        // not change during this loop, so the key is evaluated once per run of them.
+        var lastKeyspace = -1
+        var lastKey: String?
+        var markedDirty = false
         for (i, stat) in policy.statistics.enumerated() {
-            guard case .success(let keyValue) = stat.key.evaluate(act), let key = Self.keyString(keyValue) else {
-                continue
+            let sameKey = stat.keyspace == lastKeyspace
+            if !sameKey {
+                lastKeyspace = stat.keyspace
+                if case .success(let keyValue) = stat.key.evaluate(act) { lastKey = Self.keyString(keyValue) } else { lastKey = nil }
             }
+            if !sameKey { markedDirty = false }
+            guard let key = lastKey else { continue }
             var passes = applied
             if passes, let f = stat.filter {
                 if case .success(.bool(let b)) = f.evaluate(act) { passes = b } else { passes = false }
@@ -182,13 +191,15 @@ public struct Engine: Sendable {
                 let slots = policySet.keyspaces[stat.keyspace].specs.count
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key, default: KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))],
                                          slot: slot, step)
-                state.dirtyKeys[stat.keyspace].insert(key)
+                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
             } else if state.keyspaces[stat.keyspace][key]?.windows[slot] != nil {
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key]!, slot: slot, step)
-                state.dirtyKeys[stat.keyspace].insert(key)
+                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                markedDirty = true
             } else {
                 // Keys that only ever saw filtered-out events are not worth a map entry.
                 b = WindowState().current(spec: spec)

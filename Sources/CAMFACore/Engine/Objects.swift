@@ -88,41 +88,41 @@ final class EventObject: ValueObject, @unchecked Sendable {
     }
 
     func field(at index: Int) -> Value? {
-        let e = event
+        // `event.x`, not a local copy of `event`: copying the struct retains every field.
         switch index {
-        case 0: return e.appId.map(Value.string)
-        case 1: return .int(e.requestDate)
-        case 2: return e.ip.map(Value.string)
-        case 3: return e.city.map(Value.string)
-        case 4: return e.province.map(Value.string)
-        case 5: return e.country.map(Value.string)
-        case 6: return e.ua.map(Value.string)
-        case 7: return e.deviceType.map(Value.string)
-        case 8: return e.systemType.map(Value.string)
-        case 9: return e.browserType.map(Value.string)
-        case 10: return .string(e.originalIdentity)
-        case 11: return e.behaviorType.map(Value.string)
-        case 12: return e.behaviorResult.map(Value.string)
-        case 13: return e.resourcesType.map(Value.string)
-        case 14: return e.actionType.map(Value.string)
-        case 15: return e.loginType.map(Value.string)
-        case 16: return .map(e.custom)
+        case 0: return event.appId.map(Value.string)
+        case 1: return .int(event.requestDate)
+        case 2: return event.ip.map(Value.string)
+        case 3: return event.city.map(Value.string)
+        case 4: return event.province.map(Value.string)
+        case 5: return event.country.map(Value.string)
+        case 6: return event.ua.map(Value.string)
+        case 7: return event.deviceType.map(Value.string)
+        case 8: return event.systemType.map(Value.string)
+        case 9: return event.browserType.map(Value.string)
+        case 10: return .string(event.originalIdentity)
+        case 11: return event.behaviorType.map(Value.string)
+        case 12: return event.behaviorResult.map(Value.string)
+        case 13: return event.resourcesType.map(Value.string)
+        case 14: return event.actionType.map(Value.string)
+        case 15: return event.loginType.map(Value.string)
+        case 16: return .map(event.custom)
         case 17:
-            guard let g = e.geo else { return nil }
+            guard let g = event.geo else { return nil }
             return .object(SlotObject(schema: EngineSchemas.geo, values: [
                 g.latitude.map(Value.double), g.longitude.map(Value.double), g.accuracyRadius.map(Value.double),
                 g.asn.map(Value.int), g.asOrganization.map(Value.string), g.isAnonymous.map(Value.bool),
                 g.isAnonymousVPN.map(Value.bool), g.isTorExitNode.map(Value.bool), g.isHostingProvider.map(Value.bool),
             ]))
         case 18:
-            guard let u = e.userAgent else { return nil }
+            guard let u = event.userAgent else { return nil }
             return .object(SlotObject(schema: EngineSchemas.userAgent, values: [
                 .string(u.browserFamily), u.browserMajor.map(Value.string), u.browserMinor.map(Value.string),
                 .string(u.osFamily), u.osMajor.map(Value.string), .string(u.deviceFamily),
                 u.deviceBrand.map(Value.string), u.deviceModel.map(Value.string), .string(u.deviceClass),
             ]))
         case 19:
-            guard let z = e.networkZone else { return nil }
+            guard let z = event.networkZone else { return nil }
             return .object(SlotObject(schema: EngineSchemas.network, values: [.string(z)]))
         case 20:
             guard let v = velocity else { return nil }
