@@ -49,7 +49,11 @@ public struct Engine: Sendable {
         }
 
         // User state first: velocity compares against the previous located event.
-        var user = state.users[event.originalIdentity] ?? UserState(lastSeen: t)
+        // The user is moved out of the map and back by index: one hash instead of two,
+        // and no second reference to make changes to its arrays copy them.
+        var user = UserState(lastSeen: t)
+        let userIndex = state.users.index(forKey: event.originalIdentity)
+        if let userIndex { swap(&user, &state.users.values[userIndex]) }
         user.lastSeen = max(user.lastSeen, t)
         var velocity: GeoVelocityValue?
         if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
@@ -90,7 +94,7 @@ public struct Engine: Sendable {
             decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
-        state.users[event.originalIdentity] = user
+        if let userIndex { swap(&user, &state.users.values[userIndex]) } else { state.users[event.originalIdentity] = user }
         state.dirtyUsers.insert(event.originalIdentity)
         return .decided(decisions)
     }
@@ -143,11 +147,9 @@ public struct Engine: Sendable {
         let statCount = policy.statistics.count
         var before = SlotObject(schema: policy.statsSchema, values: [])
         var current = SlotObject(schema: policy.statsSchema, values: [])
-        var keys: [String?] = []
         if judge && statCount > 0 {
             before = SlotObject(schema: policy.statsSchema)
             current = SlotObject(schema: policy.statsSchema)
-            keys = Array(repeating: nil, count: statCount)
         }
         // Statistics sharing a keyspace share its key expression, and the activation does
         // not change during this loop, so the key is evaluated once per run of them.
@@ -208,7 +210,6 @@ public struct Engine: Sendable {
             if judge {
                 before.values[i] = b
                 current.values[i] = c
-                keys[i] = key
             }
         }
         guard judge else {
@@ -237,10 +238,16 @@ public struct Engine: Sendable {
         var readings: [StatisticReading] = []
         var returns = ValueMap()
         if hit {
-            // A statistic whose key did not evaluate has no value in `before` and reads as null.
+            // Keys again, with the activation as the statistics loop saw it: cheaper than
+            // keeping every judged policy's keys for the few that hit.
+            act[PolicySlot.stats] = .null
+            act[PolicySlot.before] = .null
             readings.reserveCapacity(statCount)
             for (i, stat) in policy.statistics.enumerated() {
-                readings.append(StatisticReading(name: stat.name, key: keys[i],
+                // A statistic whose key did not evaluate has no value in `before` and reads as null.
+                var key: String?
+                if before.values[i] != nil, case .success(let k) = stat.key.evaluate(act) { key = Self.keyString(k) }
+                readings.append(StatisticReading(name: stat.name, key: key,
                                                  before: before.values[i] ?? .null, current: current.values[i] ?? .null))
             }
             returns.reserveCapacity(policy.returns.count)
