@@ -68,7 +68,8 @@ public enum EngineSchemas {
 final class EventObject: ValueObject, @unchecked Sendable {
     let event: UEBAEvent
     let velocity: GeoVelocityValue?
-    var schema: ObjectSchema { EngineSchemas.event }
+    // Stored: every field selection checks it, and a static would cost a lazy-init check.
+    let schema = EngineSchemas.event
 
     init(_ event: UEBAEvent, velocity: GeoVelocityValue?) {
         self.event = event
@@ -78,12 +79,26 @@ final class EventObject: ValueObject, @unchecked Sendable {
     /// `has(event.geo)` and the like, without building the nested object.
     func hasField(at index: Int) -> Bool {
         switch index {
+        case 0: return event.appId != nil
         case 1, 10, 16: return true
+        case 2: return event.ip != nil
+        case 3: return event.city != nil
+        case 4: return event.province != nil
+        case 5: return event.country != nil
+        case 6: return event.ua != nil
+        case 7: return event.deviceType != nil
+        case 8: return event.systemType != nil
+        case 9: return event.browserType != nil
+        case 11: return event.behaviorType != nil
+        case 12: return event.behaviorResult != nil
+        case 13: return event.resourcesType != nil
+        case 14: return event.actionType != nil
+        case 15: return event.loginType != nil
         case 17: return event.geo != nil
         case 18: return event.userAgent != nil
         case 19: return event.networkZone != nil
         case 20: return velocity != nil
-        default: return field(at: index) != nil
+        default: return false
         }
     }
 
@@ -151,7 +166,7 @@ final class UserObject: ValueObject, @unchecked Sendable {
     let custom: ValueMap
     let pending: [PendingChallenge]
     let lastVerified: Int64?
-    var schema: ObjectSchema { EngineSchemas.user }
+    let schema = EngineSchemas.user
 
     init(_ event: UEBAEvent, _ user: UserState) {
         id = event.originalIdentity

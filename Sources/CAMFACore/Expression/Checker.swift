@@ -239,6 +239,23 @@ struct Checker {
                 return try fail(.noSuchField, "cannot select field '\(field)' from \(operand.type)", pos)
             }
             let key = Value.string(field)
+            if let (slot, schema, idx, name) = operand.field {
+                // `event.custom.sessionId`: both selections in one closure.
+                return Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    let m: Value
+                    if case .object(let o) = f.slots[slot], o.schema === schema {
+                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
+                        m = r
+                    } else {
+                        m = try Ops.selectDynamic(f.slots[slot], name)
+                    }
+                    if case .map(let mm) = m {
+                        guard let r = mm[key] else { throw EvalError("no such key: \(field)") }
+                        return r
+                    }
+                    return try Ops.selectDynamic(m, field)
+                })
+            }
             let c = Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let m = try oe(&f)
                 if case .map(let mm) = m {
@@ -269,12 +286,34 @@ struct Checker {
             guard let idx = schema.index(of: field) else {
                 return try fail(.noSuchField, "no field '\(field)' on \(schema.name)", args[0].pos)
             }
+            if let slot = operand.slot {
+                // `has(event.ip)`: the variable read in place, without a closure call.
+                return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema { return .bool(o.hasField(at: idx)) }
+                    return try Ops.hasDynamic(f.slots[slot], field)
+                })
+            }
             return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let v = try oe(&f)
                 if case .object(let o) = v, o.schema === schema { return .bool(o.hasField(at: idx)) }
                 return try Ops.hasDynamic(v, field)
             })
         case .map, .dyn:
+            if case .map = operand.type, let (slot, schema, idx, name) = operand.field {
+                // `has(event.custom.deviceId)`: the selection and the test in one closure.
+                let key = Value.string(field)
+                return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    let m: Value
+                    if case .object(let o) = f.slots[slot], o.schema === schema {
+                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
+                        m = r
+                    } else {
+                        m = try Ops.selectDynamic(f.slots[slot], name)
+                    }
+                    if case .map(let mm) = m { return .bool(mm.contains(key)) }
+                    return try Ops.hasDynamic(m, field)
+                })
+            }
             let c = Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 try Ops.hasDynamic(try oe(&f), field)
             })
