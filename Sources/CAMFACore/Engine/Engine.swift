@@ -49,7 +49,11 @@ public struct Engine: Sendable {
         }
 
         // User state first: velocity compares against the previous located event.
-        var user = state.users[event.originalIdentity] ?? UserState(lastSeen: t)
+        // The user is moved out of the map and back by index: one hash instead of two,
+        // and no second reference to make changes to its arrays copy them.
+        var user = UserState(lastSeen: t)
+        let userIndex = state.users.index(forKey: event.originalIdentity)
+        if let userIndex { swap(&user, &state.users.values[userIndex]) }
         user.lastSeen = max(user.lastSeen, t)
         var velocity: GeoVelocityValue?
         if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
@@ -65,18 +69,22 @@ public struct Engine: Sendable {
         user.pending.removeAll { $0.expiresAt <= t }
 
         let eventValue = Value.object(EventObject(event, velocity: velocity))
-        let userValue = Value.object(userObject(event, user))
+        let userValue = Value.object(UserObject(event, user))
 
         var selected = flows(for: event.appId, trigger: trigger)
         if let onlyFlow { selected = selected.filter { policySet.flows[$0].name == onlyFlow } }
-        var needed = Array(repeating: false, count: policySet.policies.count)
+        let policies = policySet.policies
+        var needed = Array(repeating: false, count: policies.count)
         for f in selected { for p in policySet.flows[f].policyIndexes { needed[p] = true } }
 
+        // One activation serves every policy and flow of the event; `run` and `decide`
+        // reset the slots they fill, so each still starts from the same variables.
+        var act = Activation(slotCount: max(PolicySlot.count, FlowSlot.count))
         // Every policy's statistics see every event that passes its filter, whichever
         // flows cover the event: "≥ 5 apps from one IP" must count all apps.
-        var results: [PolicyRun?] = Array(repeating: nil, count: policySet.policies.count)
-        for (i, policy) in policySet.policies.enumerated() {
-            results[i] = run(policy, event: event, eventValue: eventValue, userValue: userValue,
+        var results: [PolicyRun?] = Array(repeating: nil, count: policies.count)
+        for i in policies.indices {
+            results[i] = run(policies[i], event: event, eventValue: eventValue, userValue: userValue, act: &act,
                              judge: needed[i], state: &state)
         }
 
@@ -84,53 +92,44 @@ public struct Engine: Sendable {
         decisions.reserveCapacity(selected.count)
         for f in selected {
             decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
-                                    time: t, coordinates: coordinates, user: &user))
+                                    time: t, coordinates: coordinates, user: &user, act: &act))
         }
-        state.users[event.originalIdentity] = user
+        if let userIndex { swap(&user, &state.users.values[userIndex]) } else { state.users[event.originalIdentity] = user }
         state.dirtyUsers.insert(event.originalIdentity)
         return .decided(decisions)
-    }
-
-    private func userObject(_ event: UEBAEvent, _ user: UserState) -> SlotObject {
-        func strings(_ v: Value?) -> Value {
-            guard case .list(let items)? = v else { return .list([]) }
-            return .list(items.filter { if case .string = $0 { true } else { false } })
-        }
-        var dept: Value?
-        if case .string(let d)? = event.custom[string: "department"] { dept = .string(d) }
-        let mfa = SlotObject(schema: EngineSchemas.userMFA, values: [
-            .bool(!user.pending.isEmpty), .list(user.pending.map { .string($0.flow) }), user.lastVerified.map(Value.int),
-        ])
-        return SlotObject(schema: EngineSchemas.user, values: [
-            .string(event.originalIdentity), strings(event.custom[string: "userGroups"]),
-            strings(event.custom[string: "roles"]), dept, .object(mfa),
-        ])
     }
 
     struct PolicyRun {
         var applied: Bool
         var hit: Bool
         var error: String?
+        /// Filled only for a hit: explanations are all that reads them.
         var readings: [StatisticReading]
         var result: SlotObject?
         var returns: ValueMap
     }
 
     private func run(
-        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, judge: Bool,
-        state: inout PartitionState
+        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, act: inout Activation,
+        judge: Bool, state: inout PartitionState
     ) -> PolicyRun {
-        var act = Activation(slotCount: PolicySlot.count)
+        for i in act.values.indices { act[i] = .null }
         act[PolicySlot.event] = eventValue
         act[PolicySlot.user] = userValue
-        var input = SlotObject(schema: policy.inputSchema)
+        var input = SlotObject(schema: policy.inputSchema, values: [])
         var firstError: String?
-        for (i, inp) in policy.inputs.enumerated() {
-            switch inp.expression.evaluate(act) {
-            case .success(let v): input.values[i] = v
-            case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
+        if !policy.inputs.isEmpty {
+            input = SlotObject(schema: policy.inputSchema)
+            for (i, inp) in policy.inputs.enumerated() {
+                let r = inp.expression.evaluate(act)
+                // Dropped before `input` changes, so that the change does not copy it.
+                act[PolicySlot.input] = .null
+                switch r {
+                case .success(let v): input.values[i] = v
+                case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
+                }
+                act[PolicySlot.input] = .object(input)
             }
-            act[PolicySlot.input] = .object(input)
         }
         act[PolicySlot.input] = .object(input)
         var applied = true
@@ -144,15 +143,27 @@ public struct Engine: Sendable {
             }
         }
         let t = event.requestDate
-        var before = SlotObject(schema: policy.statsSchema)
-        var current = SlotObject(schema: policy.statsSchema)
-        var readings: [StatisticReading] = []
-        readings.reserveCapacity(policy.statistics.count)
+        // `before`, `stats` and the keys only matter to a judgment and its result object.
+        let statCount = policy.statistics.count
+        var before = SlotObject(schema: policy.statsSchema, values: [])
+        var current = SlotObject(schema: policy.statsSchema, values: [])
+        if judge && statCount > 0 {
+            before = SlotObject(schema: policy.statsSchema)
+            current = SlotObject(schema: policy.statsSchema)
+        }
+        // Statistics sharing a keyspace share its key expression, and the activation does
+        // not change during this loop, so the key is evaluated once per run of them.
+        var lastKeyspace = -1
+        var lastKey: String?
+        var markedDirty = false
         for (i, stat) in policy.statistics.enumerated() {
-            guard case .success(let keyValue) = stat.key.evaluate(act), let key = Self.keyString(keyValue) else {
-                readings.append(StatisticReading(name: stat.name, key: nil, before: .null, current: .null))
-                continue
+            let sameKey = stat.keyspace == lastKeyspace
+            if !sameKey {
+                lastKeyspace = stat.keyspace
+                if case .success(let keyValue) = stat.key.evaluate(act) { lastKey = Self.keyString(keyValue) } else { lastKey = nil }
             }
+            if !sameKey { markedDirty = false }
+            guard let key = lastKey else { continue }
             var passes = applied
             if passes, let f = stat.filter {
                 if case .success(.bool(let b)) = f.evaluate(act) { passes = b } else { passes = false }
@@ -182,24 +193,27 @@ public struct Engine: Sendable {
                 let slots = policySet.keyspaces[stat.keyspace].specs.count
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key, default: KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))],
                                          slot: slot, step)
-                state.dirtyKeys[stat.keyspace].insert(key)
+                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
             } else if state.keyspaces[stat.keyspace][key]?.windows[slot] != nil {
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key]!, slot: slot, step)
-                state.dirtyKeys[stat.keyspace].insert(key)
+                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                markedDirty = true
             } else {
                 // Keys that only ever saw filtered-out events are not worth a map entry.
                 b = WindowState().current(spec: spec)
                 c = b
             }
-            before.values[i] = b
-            current.values[i] = c
-            readings.append(StatisticReading(name: stat.name, key: key, before: b, current: c))
+            if judge {
+                before.values[i] = b
+                current.values[i] = c
+            }
         }
         guard judge else {
-            return PolicyRun(applied: applied, hit: false, error: firstError, readings: readings, result: nil, returns: ValueMap())
+            return PolicyRun(applied: applied, hit: false, error: firstError, readings: [], result: nil, returns: ValueMap())
         }
         act[PolicySlot.stats] = .object(current)
         act[PolicySlot.before] = .object(before)
@@ -211,15 +225,34 @@ public struct Engine: Sendable {
             case .failure(let e): firstError = firstError ?? "\(policy.name): judgment: \(e.message)"
             }
         }
+        var returnsObject = SlotObject(schema: policy.returnsSchema, values: [])
+        if !policy.returns.isEmpty {
+            returnsObject = SlotObject(schema: policy.returnsSchema)
+            for (i, r) in policy.returns.enumerated() {
+                switch r.expression.evaluate(act) {
+                case .success(let v): returnsObject.values[i] = v
+                case .failure(let e): firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
+                }
+            }
+        }
+        var readings: [StatisticReading] = []
         var returns = ValueMap()
-        var returnsObject = SlotObject(schema: policy.returnsSchema)
-        for (i, r) in policy.returns.enumerated() {
-            switch r.expression.evaluate(act) {
-            case .success(let v):
-                returns[string: r.name] = v
-                returnsObject.values[i] = v
-            case .failure(let e):
-                firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
+        if hit {
+            // Keys again, with the activation as the statistics loop saw it: cheaper than
+            // keeping every judged policy's keys for the few that hit.
+            act[PolicySlot.stats] = .null
+            act[PolicySlot.before] = .null
+            readings.reserveCapacity(statCount)
+            for (i, stat) in policy.statistics.enumerated() {
+                // A statistic whose key did not evaluate has no value in `before` and reads as null.
+                var key: String?
+                if before.values[i] != nil, case .success(let k) = stat.key.evaluate(act) { key = Self.keyString(k) }
+                readings.append(StatisticReading(name: stat.name, key: key,
+                                                 before: before.values[i] ?? .null, current: current.values[i] ?? .null))
+            }
+            returns.reserveCapacity(policy.returns.count)
+            for (i, r) in policy.returns.enumerated() {
+                if let v = returnsObject.values[i] { returns[string: r.name] = v }
             }
         }
         let result = SlotObject(schema: policy.resultSchema, values: [
@@ -230,7 +263,7 @@ public struct Engine: Sendable {
 
     private func decide(
         _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
-        coordinates: String, user: inout UserState
+        coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
         var policies = SlotObject(schema: flow.policiesSchema)
         var errors: [String] = []
@@ -244,7 +277,7 @@ public struct Engine: Sendable {
                                                statistics: run.readings, returns: run.returns))
             }
         }
-        var act = Activation(slotCount: FlowSlot.count)
+        for i in act.values.indices { act[i] = .null }
         act[FlowSlot.event] = eventValue
         act[FlowSlot.user] = userValue
         act[FlowSlot.policies] = .object(policies)

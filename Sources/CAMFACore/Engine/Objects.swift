@@ -68,49 +68,76 @@ public enum EngineSchemas {
 final class EventObject: ValueObject, @unchecked Sendable {
     let event: UEBAEvent
     let velocity: GeoVelocityValue?
-    var schema: ObjectSchema { EngineSchemas.event }
+    // Stored: every field selection checks it, and a static would cost a lazy-init check.
+    let schema = EngineSchemas.event
 
     init(_ event: UEBAEvent, velocity: GeoVelocityValue?) {
         self.event = event
         self.velocity = velocity
     }
 
-    func field(at index: Int) -> Value? {
-        let e = event
+    /// `has(event.geo)` and the like, without building the nested object.
+    func hasField(at index: Int) -> Bool {
         switch index {
-        case 0: return e.appId.map(Value.string)
-        case 1: return .int(e.requestDate)
-        case 2: return e.ip.map(Value.string)
-        case 3: return e.city.map(Value.string)
-        case 4: return e.province.map(Value.string)
-        case 5: return e.country.map(Value.string)
-        case 6: return e.ua.map(Value.string)
-        case 7: return e.deviceType.map(Value.string)
-        case 8: return e.systemType.map(Value.string)
-        case 9: return e.browserType.map(Value.string)
-        case 10: return .string(e.originalIdentity)
-        case 11: return e.behaviorType.map(Value.string)
-        case 12: return e.behaviorResult.map(Value.string)
-        case 13: return e.resourcesType.map(Value.string)
-        case 14: return e.actionType.map(Value.string)
-        case 15: return e.loginType.map(Value.string)
-        case 16: return .map(e.custom)
+        case 0: return event.appId != nil
+        case 1, 10, 16: return true
+        case 2: return event.ip != nil
+        case 3: return event.city != nil
+        case 4: return event.province != nil
+        case 5: return event.country != nil
+        case 6: return event.ua != nil
+        case 7: return event.deviceType != nil
+        case 8: return event.systemType != nil
+        case 9: return event.browserType != nil
+        case 11: return event.behaviorType != nil
+        case 12: return event.behaviorResult != nil
+        case 13: return event.resourcesType != nil
+        case 14: return event.actionType != nil
+        case 15: return event.loginType != nil
+        case 17: return event.geo != nil
+        case 18: return event.userAgent != nil
+        case 19: return event.networkZone != nil
+        case 20: return velocity != nil
+        default: return false
+        }
+    }
+
+    func field(at index: Int) -> Value? {
+        // `event.x`, not a local copy of `event`: copying the struct retains every field.
+        switch index {
+        case 0: return event.appId.map(Value.string)
+        case 1: return .int(event.requestDate)
+        case 2: return event.ip.map(Value.string)
+        case 3: return event.city.map(Value.string)
+        case 4: return event.province.map(Value.string)
+        case 5: return event.country.map(Value.string)
+        case 6: return event.ua.map(Value.string)
+        case 7: return event.deviceType.map(Value.string)
+        case 8: return event.systemType.map(Value.string)
+        case 9: return event.browserType.map(Value.string)
+        case 10: return .string(event.originalIdentity)
+        case 11: return event.behaviorType.map(Value.string)
+        case 12: return event.behaviorResult.map(Value.string)
+        case 13: return event.resourcesType.map(Value.string)
+        case 14: return event.actionType.map(Value.string)
+        case 15: return event.loginType.map(Value.string)
+        case 16: return .map(event.custom)
         case 17:
-            guard let g = e.geo else { return nil }
+            guard let g = event.geo else { return nil }
             return .object(SlotObject(schema: EngineSchemas.geo, values: [
                 g.latitude.map(Value.double), g.longitude.map(Value.double), g.accuracyRadius.map(Value.double),
                 g.asn.map(Value.int), g.asOrganization.map(Value.string), g.isAnonymous.map(Value.bool),
                 g.isAnonymousVPN.map(Value.bool), g.isTorExitNode.map(Value.bool), g.isHostingProvider.map(Value.bool),
             ]))
         case 18:
-            guard let u = e.userAgent else { return nil }
+            guard let u = event.userAgent else { return nil }
             return .object(SlotObject(schema: EngineSchemas.userAgent, values: [
                 .string(u.browserFamily), u.browserMajor.map(Value.string), u.browserMinor.map(Value.string),
                 .string(u.osFamily), u.osMajor.map(Value.string), .string(u.deviceFamily),
                 u.deviceBrand.map(Value.string), u.deviceModel.map(Value.string), .string(u.deviceClass),
             ]))
         case 19:
-            guard let z = e.networkZone else { return nil }
+            guard let z = event.networkZone else { return nil }
             return .object(SlotObject(schema: EngineSchemas.network, values: [.string(z)]))
         case 20:
             guard let v = velocity else { return nil }
@@ -129,4 +156,50 @@ struct GeoVelocityValue: Sendable {
     var velocity: GeoVelocity
     var previousCity: String?
     var previousCountry: String?
+}
+
+/// The user as expressions see them. Fields are built when read: most policies never
+/// read the user, and building them all cost several allocations and map lookups per
+/// event. Holds a snapshot, so later changes to the user's state do not show through.
+final class UserObject: ValueObject, @unchecked Sendable {
+    let id: String
+    let custom: ValueMap
+    let pending: [PendingChallenge]
+    let lastVerified: Int64?
+    let schema = EngineSchemas.user
+
+    init(_ event: UEBAEvent, _ user: UserState) {
+        id = event.originalIdentity
+        custom = event.custom
+        pending = user.pending
+        lastVerified = user.lastVerified
+    }
+
+    private func strings(_ v: Value?) -> Value {
+        guard case .list(let items)? = v else { return .list([]) }
+        return .list(items.filter { if case .string = $0 { true } else { false } })
+    }
+
+    func field(at index: Int) -> Value? {
+        switch index {
+        case 0: return .string(id)
+        case 1: return strings(custom[string: "userGroups"])
+        case 2: return strings(custom[string: "roles"])
+        case 3:
+            if case .string(let d)? = custom[string: "department"] { return .string(d) }
+            return nil
+        case 4:
+            return .object(SlotObject(schema: EngineSchemas.userMFA, values: [
+                .bool(!pending.isEmpty), .list(pending.map { .string($0.flow) }), lastVerified.map(Value.int),
+            ]))
+        default: return nil
+        }
+    }
+
+    func hasField(at index: Int) -> Bool {
+        switch index {
+        case 0, 1, 2, 4: return true
+        default: return field(at: index) != nil
+        }
+    }
 }

@@ -32,7 +32,10 @@ public struct EngineOptions: Sendable, Hashable {
     public init() {}
 }
 
-public struct CompiledStatistic: Sendable {
+// Final classes, not structs: the engine reads policies, statistics and flows out of
+// arrays for every event, and copying a struct of this size retains each of its fields.
+
+public final class CompiledStatistic: Sendable {
     public let name: String
     public let keyspace: Int
     public let slot: Int
@@ -40,9 +43,20 @@ public struct CompiledStatistic: Sendable {
     public let value: CompiledExpression?
     public let filter: CompiledExpression?
     public let spec: WindowSpec
+
+    init(name: String, keyspace: Int, slot: Int, key: CompiledExpression, value: CompiledExpression?,
+         filter: CompiledExpression?, spec: WindowSpec) {
+        self.name = name
+        self.keyspace = keyspace
+        self.slot = slot
+        self.key = key
+        self.value = value
+        self.filter = filter
+        self.spec = spec
+    }
 }
 
-public struct CompiledPolicy: Sendable {
+public final class CompiledPolicy: Sendable {
     public let name: String
     public let inputs: [(name: String, type: CELType, expression: CompiledExpression)]
     public let inputSchema: ObjectSchema
@@ -54,9 +68,24 @@ public struct CompiledPolicy: Sendable {
     public let returnsSchema: ObjectSchema
     /// What a flow sees as `policies.<name>`.
     public let resultSchema: ObjectSchema
+
+    init(name: String, inputs: [(name: String, type: CELType, expression: CompiledExpression)], inputSchema: ObjectSchema,
+         filter: CompiledExpression?, statistics: [CompiledStatistic], statsSchema: ObjectSchema, judgment: CompiledExpression,
+         returns: [(name: String, expression: CompiledExpression)], returnsSchema: ObjectSchema, resultSchema: ObjectSchema) {
+        self.name = name
+        self.inputs = inputs
+        self.inputSchema = inputSchema
+        self.filter = filter
+        self.statistics = statistics
+        self.statsSchema = statsSchema
+        self.judgment = judgment
+        self.returns = returns
+        self.returnsSchema = returnsSchema
+        self.resultSchema = resultSchema
+    }
 }
 
-public struct CompiledFlow: Sendable {
+public final class CompiledFlow: Sendable {
     public let name: String
     public let trigger: FlowTrigger
     public let apps: AppScope
@@ -66,6 +95,19 @@ public struct CompiledFlow: Sendable {
     public let cooldown: Int64
     public let expiry: Int64
     public let failMode: FailMode
+
+    init(name: String, trigger: FlowTrigger, apps: AppScope, policyIndexes: [Int], policiesSchema: ObjectSchema,
+         branches: [CompiledBranch], cooldown: Int64, expiry: Int64, failMode: FailMode) {
+        self.name = name
+        self.trigger = trigger
+        self.apps = apps
+        self.policyIndexes = policyIndexes
+        self.policiesSchema = policiesSchema
+        self.branches = branches
+        self.cooldown = cooldown
+        self.expiry = expiry
+        self.failMode = failMode
+    }
 }
 
 public struct CompiledBranch: Sendable {

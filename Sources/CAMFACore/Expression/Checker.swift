@@ -5,6 +5,16 @@ import Foundation
 // literal regexes and CIDRs, constant subexpressions) is decided here, so that
 // evaluation is only the work the data requires.
 
+/// Closures read back from an array (`[Eval]`) come wrapped in two reabstraction
+/// thunks, paid on every call; read from a struct field they keep their own calling
+/// convention. So compiled children are kept as `[Compiled]` and read through this.
+struct EvalList {
+    private let items: [Compiled]
+    init(_ items: [Compiled]) { self.items = items }
+    var count: Int { items.count }
+    subscript(i: Int) -> Eval { items[i].eval }
+}
+
 struct Compiled {
     var type: CELType
     var eval: Eval
@@ -122,11 +132,11 @@ struct Checker {
             var cs: [Compiled] = []
             for i in items { cs.append(try compile(i)) }
             let elem = cs.isEmpty ? CELType.dyn : cs.dropFirst().reduce(cs[0].type) { join($0, $1.type) }
-            let evals = cs.map(\.eval)
+            let evals = EvalList(cs)
             let c = Compiled(type: .list(elem), eval: { (f: inout Frame) throws(EvalError) -> Value in
                 var out: [Value] = []
                 out.reserveCapacity(evals.count)
-                for e in evals { out.append(try e(&f)) }
+                for i in 0..<evals.count { out.append(try evals[i](&f)) }
                 return .list(out)
             })
             return fold(c, cs)
@@ -143,10 +153,10 @@ struct Checker {
             }
             let kt = ks.isEmpty ? CELType.dyn : ks.dropFirst().reduce(ks[0].type) { join($0, $1.type) }
             let vt = vs.isEmpty ? CELType.dyn : vs.dropFirst().reduce(vs[0].type) { join($0, $1.type) }
-            let kev = ks.map(\.eval), vev = vs.map(\.eval)
+            let kev = EvalList(ks), vev = EvalList(vs)
             let c = Compiled(type: .map(kt, vt), eval: { (f: inout Frame) throws(EvalError) -> Value in
                 var m = ValueMap()
-                for i in kev.indices {
+                for i in 0..<kev.count {
                     let k = try kev[i](&f)
                     guard MapKey(k) != nil, k.celTypeName != "double" else {
                         throw EvalError("unsupported key type \(k.celTypeName)")
@@ -229,6 +239,23 @@ struct Checker {
                 return try fail(.noSuchField, "cannot select field '\(field)' from \(operand.type)", pos)
             }
             let key = Value.string(field)
+            if let (slot, schema, idx, name) = operand.field {
+                // `event.custom.sessionId`: both selections in one closure.
+                return Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    let m: Value
+                    if case .object(let o) = f.slots[slot], o.schema === schema {
+                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
+                        m = r
+                    } else {
+                        m = try Ops.selectDynamic(f.slots[slot], name)
+                    }
+                    if case .map(let mm) = m {
+                        guard let r = mm[key] else { throw EvalError("no such key: \(field)") }
+                        return r
+                    }
+                    return try Ops.selectDynamic(m, field)
+                })
+            }
             let c = Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let m = try oe(&f)
                 if case .map(let mm) = m {
@@ -259,12 +286,34 @@ struct Checker {
             guard let idx = schema.index(of: field) else {
                 return try fail(.noSuchField, "no field '\(field)' on \(schema.name)", args[0].pos)
             }
+            if let slot = operand.slot {
+                // `has(event.ip)`: the variable read in place, without a closure call.
+                return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema { return .bool(o.hasField(at: idx)) }
+                    return try Ops.hasDynamic(f.slots[slot], field)
+                })
+            }
             return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 let v = try oe(&f)
-                if case .object(let o) = v, o.schema === schema { return .bool(o.field(at: idx) != nil) }
+                if case .object(let o) = v, o.schema === schema { return .bool(o.hasField(at: idx)) }
                 return try Ops.hasDynamic(v, field)
             })
         case .map, .dyn:
+            if case .map = operand.type, let (slot, schema, idx, name) = operand.field {
+                // `has(event.custom.deviceId)`: the selection and the test in one closure.
+                let key = Value.string(field)
+                return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    let m: Value
+                    if case .object(let o) = f.slots[slot], o.schema === schema {
+                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
+                        m = r
+                    } else {
+                        m = try Ops.selectDynamic(f.slots[slot], name)
+                    }
+                    if case .map(let mm) = m { return .bool(mm.contains(key)) }
+                    return try Ops.hasDynamic(m, field)
+                })
+            }
             let c = Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
                 try Ops.hasDynamic(try oe(&f), field)
             })
@@ -285,7 +334,7 @@ struct Checker {
         for a in argNodes { args.append(try compile(a)) }
         // Without the checker every overload is resolved at runtime.
         let types = options.typeCheck ? args.map(\.type) : args.map { _ in CELType.dyn }
-        let evals = args.map(\.eval)
+        let evals = EvalList(args)
         let isMethod = targetNode != nil
 
         func arity(_ n: Int) throws(ExpressionError) -> Compiled? {

@@ -110,12 +110,22 @@ public struct CompileOptions: Sendable {
 }
 
 /// A checked expression, ready to evaluate many times from many threads.
-public struct CompiledExpression: Sendable {
+/// A final class: the engine reads expressions out of policies for every event, and
+/// copying a struct would retain its text, its type and its closure each time.
+public final class CompiledExpression: Sendable {
     public let source: String
     public let resultType: CELType
     let root: Eval
     let slotCount: Int
     let localCount: Int
+
+    init(source: String, resultType: CELType, root: @escaping Eval, slotCount: Int, localCount: Int) {
+        self.source = source
+        self.resultType = resultType
+        self.root = root
+        self.slotCount = slotCount
+        self.localCount = localCount
+    }
 
     public func evaluate(_ activation: Activation) -> Result<Value, EvalError> {
         guard activation.values.count >= slotCount else {

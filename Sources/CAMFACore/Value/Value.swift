@@ -30,6 +30,13 @@ public protocol ValueObject: Sendable {
     var schema: ObjectSchema { get }
     /// nil means the field is absent (`has(x.f)` is false, selecting it is an error).
     func field(at index: Int) -> Value?
+    /// Whether `field(at:)` has a value; objects that build fields when read answer
+    /// this without building them.
+    func hasField(at index: Int) -> Bool
+}
+
+extension ValueObject {
+    public func hasField(at index: Int) -> Bool { field(at: index) != nil }
 }
 
 /// Declares the fields of a host object and their CEL types.

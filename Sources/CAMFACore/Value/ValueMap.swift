@@ -4,29 +4,54 @@
 public struct ValueMap: Sendable {
     public private(set) var keys: [Value] = []
     public private(set) var values: [Value] = []
-    private var index: [MapKey: Int] = [:]
+    /// Built only past `linearLimit` entries: most maps the engine sees (custom fields,
+    /// profiles, returns) are small, and a linear scan over them is cheaper than
+    /// hashing, besides saving a dictionary allocation per map.
+    private var index: [MapKey: Int]? = nil
+
+    @usableFromInline static let linearLimit = 8
 
     public init() {}
 
     public init(_ pairs: [(String, Value)]) {
+        keys.reserveCapacity(pairs.count)
+        values.reserveCapacity(pairs.count)
         for (k, v) in pairs { self[.string(k)] = v }
     }
 
     public var count: Int { keys.count }
     public var isEmpty: Bool { keys.isEmpty }
 
+    public mutating func reserveCapacity(_ n: Int) {
+        keys.reserveCapacity(n)
+        values.reserveCapacity(n)
+    }
+
+    private func position(of k: MapKey) -> Int? {
+        if let index { return index[k] }
+        for i in keys.indices where k.matches(keys[i]) { return i }
+        return nil
+    }
+
     /// nil when the key is not a valid map key type.
     public subscript(key: Value) -> Value? {
         get {
-            guard let k = MapKey(key), let i = index[k] else { return nil }
+            guard let k = MapKey(key), let i = position(of: k) else { return nil }
             return values[i]
         }
         set {
             guard let k = MapKey(key) else { return }
-            if let i = index[k] {
+            if let i = position(of: k) {
                 if let newValue { values[i] = newValue } else { remove(at: i) }
             } else if let newValue {
-                index[k] = keys.count
+                if index != nil {
+                    index![k] = keys.count
+                } else if keys.count == Self.linearLimit {
+                    var d = [MapKey: Int](minimumCapacity: keys.count * 2)
+                    for (j, key) in keys.enumerated() { d[MapKey(key)!] = j }
+                    d[k] = keys.count
+                    index = d
+                }
                 keys.append(key)
                 values.append(newValue)
             }
@@ -40,7 +65,7 @@ public struct ValueMap: Sendable {
 
     public func contains(_ key: Value) -> Bool {
         guard let k = MapKey(key) else { return false }
-        return index[k] != nil
+        return position(of: k) != nil
     }
 
     public var entries: Zip2Sequence<[Value], [Value]> { zip(keys, values) }
@@ -48,8 +73,14 @@ public struct ValueMap: Sendable {
     private mutating func remove(at i: Int) {
         keys.remove(at: i)
         values.remove(at: i)
-        index = [:]
-        for (j, k) in keys.enumerated() { index[MapKey(k)!] = j }
+        guard index != nil else { return }
+        if keys.count <= Self.linearLimit {
+            index = nil
+            return
+        }
+        var d = [MapKey: Int](minimumCapacity: keys.count)
+        for (j, k) in keys.enumerated() { d[MapKey(k)!] = j }
+        index = d
     }
 }
 
@@ -72,6 +103,21 @@ public enum MapKey: Hashable, Sendable {
                 self = .int(Int64(d))
             } else { return nil }
         default: return nil
+        }
+    }
+
+    /// `self == MapKey(stored)` for a stored (valid) key, without building a MapKey.
+    /// Strings compare with Swift's `==`, as the hashed index does.
+    @inline(__always)
+    func matches(_ stored: Value) -> Bool {
+        switch (self, stored) {
+        case (.string(let a), .string(let b)): return a == b
+        case (.int(let a), .int(let b)): return a == b
+        case (.int(let a), .uint(let b)): return a >= 0 && UInt64(a) == b
+        case (.uintBig(let a), .uint(let b)): return a == b
+        case (.bool(let a), .bool(let b)): return a == b
+        case (_, .double): return MapKey(stored) == self
+        default: return false
         }
     }
 }
