@@ -119,12 +119,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// offsets committed (or the shutdown timeout passed).
     public func run() throws {
         let c = options.configuration
-        do {
-            writer = CheckpointWriter(store: try CheckpointStore(directory: c.stateDir))
-        } catch {
-            logger.error("cannot open the state store", metadata: ["code": "\(error.code.rawValue)", "error": "\(error.message)"])
-            throw DaemonError(code: .stateStore, message: "cannot open the state store in \(c.stateDir): \(error)")
-        }
+        writer = CheckpointWriter(store: try openStore(c.stateDir))
         producer = try KafkaProducer(config: kafkaConfig, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
         try consumer.subscribe([c.topics.input])
@@ -148,6 +143,23 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             if Date().timeIntervalSince(lastCommit) >= options.commitInterval { commit(async: true) }
         }
         shutdown(batch)
+    }
+
+    /// Opens the state store. Several daemons sharing a directory can collide while one of
+    /// them switches a new database to WAL mode (`.busy`): that clears, so it is retried.
+    private func openStore(_ directory: String) throws -> CheckpointStore {
+        var attempt = 0
+        while true {
+            do {
+                return try CheckpointStore(directory: directory)
+            } catch where error.code == .busy && attempt < 20 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.25)
+            } catch {
+                logger.error("cannot open the state store", metadata: ["code": "\(error.code.rawValue)", "error": "\(error.message)"])
+                throw DaemonError(code: .stateStore, message: "cannot open the state store in \(directory): \(error)")
+            }
+        }
     }
 
     /// The longest time the poll thread spent taking one partition's changes, in seconds.

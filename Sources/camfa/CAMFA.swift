@@ -13,6 +13,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "In-process benchmarks (the end-to-end one is `make bench`).",
-        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self]
+        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self, CheckpointBenchCommand.self]
     )
 }
