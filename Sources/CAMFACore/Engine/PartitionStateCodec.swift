@@ -162,6 +162,18 @@ extension PartitionState {
         let mapping = try restoreMetadata(metadata, policySet: policySet)
         var storedIndex: [String: Int] = [:]
         for (i, ks) in try Self.readLayout(metadata).keyspaces.enumerated() { storedIndex[ks.text] = i }
+        // Sized once: growing maps of millions of keys rehashes them several times.
+        var counts: [String: Int] = [:]
+        var runStart = 0
+        // Entries come grouped by keyspace (the store orders them), so count runs.
+        for i in entries.indices where i + 1 == entries.count || entries[i + 1].keyspace != entries[runStart].keyspace {
+            counts[entries[runStart].keyspace, default: 0] += i + 1 - runStart
+            runStart = i + 1
+        }
+        for (text, n) in counts {
+            if let s = storedIndex[text], let m = mapping[s] { keyspaces[m.keyspace].reserveCapacity(n) }
+        }
+        self.users.reserveCapacity(users.count)
         for e in entries {
             guard let stored = storedIndex[e.keyspace] else { continue }
             var r = BinaryReader(e.value)
@@ -181,10 +193,23 @@ extension PartitionState {
     public mutating func takeChanges() -> PartitionChanges {
         var changes = PartitionChanges(full: needsFullCheckpoint, metadata: metadataBlob())
         if needsFullCheckpoint {
+            // In map order: the store orders rows itself, and sorting millions of Strings here
+            // would stall the poll thread for seconds.
+            changes.upserts.reserveCapacity(keyspaces.reduce(0) { $0 + $1.count })
             for (i, ks) in keyspaces.enumerated() {
-                for key in ks.keys.sorted() { changes.upserts.append((layout[i].keyText, key, entryBlob(keyspace: i, key: key)!)) }
+                let text = layout[i].keyText
+                for (key, record) in ks {
+                    var w = BinaryWriter()
+                    Self.write(record, to: &w)
+                    changes.upserts.append((text, key, w.bytes))
+                }
             }
-            for id in users.keys.sorted() { changes.userUpserts.append((id, userBlob(id)!)) }
+            changes.userUpserts.reserveCapacity(users.count)
+            for (id, u) in users {
+                var w = BinaryWriter()
+                Self.write(u, to: &w)
+                changes.userUpserts.append((id, w.bytes))
+            }
         } else {
             for (i, keys) in dirtyKeys.enumerated() {
                 for key in keys.sorted() {
