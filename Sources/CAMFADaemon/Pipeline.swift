@@ -487,7 +487,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let now = Self.nowMs()
         for tp in list where tp.topic == options.configuration.topics.input {
             committed.removeValue(forKey: tp.partition)
-            paused.remove(tp.partition)
+            // librdkafka keeps an application pause across a lost assignment and a new
+            // assign: count the partition as paused so the next turn resumes it if needed.
+            paused.insert(tp.partition)
             var rt = PartitionRuntime(
                 state: PartitionState(policySet: options.policySet), tracker: OffsetTracker(), epoch: 0,
                 schedule: CheckpointSchedule(interval: options.configuration.checkpoint.interval,
