@@ -487,9 +487,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let now = Self.nowMs()
         for tp in list where tp.topic == options.configuration.topics.input {
             committed.removeValue(forKey: tp.partition)
-            // librdkafka keeps an application pause across a lost assignment and a new
-            // assign: count the partition as paused so the next turn resumes it if needed.
-            paused.insert(tp.partition)
+            paused.remove(tp.partition)
             var rt = PartitionRuntime(
                 state: PartitionState(policySet: options.policySet), tracker: OffsetTracker(), epoch: 0,
                 schedule: CheckpointSchedule(interval: options.configuration.checkpoint.interval,
@@ -566,7 +564,13 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func forget(_ p: Int32) {
         partitions.removeValue(forKey: p)
         committed.removeValue(forKey: p)
-        paused.remove(p)
+        // librdkafka keeps an application pause across unassign and a later assign of the
+        // same partition: undo ours while the partition is still assigned.
+        if paused.remove(p) != nil {
+            do { try consumer.resume([TopicPartition(options.configuration.topics.input, p)]) } catch {
+                logger.warning("resume before unassign failed: \(error)")
+            }
+        }
         health.setPartitionFault(p, nil)
     }
 }
