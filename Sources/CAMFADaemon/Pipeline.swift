@@ -1,6 +1,7 @@
 import CAMFACore
 import CAMFAEnrich
 import CAMFAKafka
+import CAMFAStore
 import Foundation
 import Logging
 
@@ -10,6 +11,15 @@ import Logging
 /// object's mutable fields; `run()` is that thread's body and the rebalance callbacks
 /// arrive on it from inside `poll`. Messages are processed synchronously in batches: no
 /// hop to another thread or task per message.
+///
+/// Checkpoints (DESIGN.md, state and delivery): a partition's state is taken
+/// (`takeChanges`, incremental) only when it is *clean*: no event of the partition has an
+/// output in flight, so the state is exactly the result of the events before
+/// `tracker.committable`, which becomes the stored next offset. When a checkpoint is due
+/// and outputs are in flight, the partition is paused until they land (milliseconds),
+/// rather than waiting for a clean moment that a busy partition may never have. The write
+/// runs on the checkpoint writer's queue; the Kafka offset commit follows a successful
+/// checkpoint and only serves lag monitoring.
 public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     public struct Options: Sendable {
         public var configuration: Configuration
@@ -36,6 +46,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let enricher: Enricher?
     let stop = StopSignal()
     let metrics = PipelineCounters()
+    public let health = PipelineHealth()
 
     private var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
@@ -44,10 +55,32 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private var nextToken: UInt64 = 1
     private var lastCommit = Date.distantPast
     private var committed: [Int32: Int64] = [:]
+    private var writer: CheckpointWriter!
+    /// Set while checkpoint writes fail for a reason other than fencing: every partition
+    /// is paused, and writes are retried every second.
+    private var storageFault: StoreError?
+    private var lastStorageAttempt = Date.distantPast
+    /// Partitions this pipeline has paused (for any reason), to resume exactly those.
+    private var paused: Set<Int32> = []
+    private var slowestTake: Double = 0
 
     struct PartitionRuntime {
         var state: PartitionState
-        var tracker = OffsetTracker()
+        var tracker: OffsetTracker
+        /// This ownership period's fencing token in the store.
+        var epoch: Int64
+        var schedule: CheckpointSchedule
+        /// Next offset of the last durable checkpoint.
+        var checkpointed: Int64?
+        /// Changes handed to the writer and not yet confirmed; on failure they become `carry`.
+        var outstanding: PartitionChanges?
+        /// Changes of a failed write: merged in front of the next one, so none are lost.
+        var carry: PartitionChanges?
+        /// Paused until in-flight outputs land, so a due checkpoint can take clean state.
+        var draining = false
+        /// Set when the partition cannot be processed (corrupt checkpoint, fenced): its
+        /// records are ignored (not processed, never checkpointed) and it stays paused.
+        var blocked: String?
     }
 
     /// A produced message kept until the broker acknowledges it, so a failed delivery can
@@ -86,6 +119,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// offsets committed (or the shutdown timeout passed).
     public func run() throws {
         let c = options.configuration
+        writer = CheckpointWriter(store: try openStore(c.stateDir))
         producer = try KafkaProducer(config: kafkaConfig, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
         try consumer.subscribe([c.topics.input])
@@ -93,6 +127,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             "input": "\(c.topics.input)", "output": "\(c.topics.output)", "group": "\(c.kafka.groupId)",
             "flows": "\(options.policySet.flows.count)", "policies": "\(options.policySet.policies.count)",
         ])
+        health.setStarted(true)
         let batch = KafkaBatch(capacity: options.maxBatch)
         while !stop.isSet {
             _ = consumer.poll(into: batch, maxMessages: options.maxBatch, timeoutMs: 100)
@@ -102,15 +137,179 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             }
             batch.release()
             serve(producer.poll(timeoutMs: 0))
+            completeCheckpoints()
+            scheduleCheckpoints()
+            applyPauses()
             if Date().timeIntervalSince(lastCommit) >= options.commitInterval { commit(async: true) }
         }
         shutdown(batch)
+    }
+
+    /// Opens the state store. Several daemons sharing a directory can collide while one of
+    /// them switches a new database to WAL mode (`.busy`): that clears, so it is retried.
+    private func openStore(_ directory: String) throws -> CheckpointStore {
+        var attempt = 0
+        while true {
+            do {
+                return try CheckpointStore(directory: directory)
+            } catch where error.code == .busy && attempt < 20 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.25)
+            } catch {
+                logger.error("cannot open the state store", metadata: ["code": "\(error.code.rawValue)", "error": "\(error.message)"])
+                throw DaemonError(code: .stateStore, message: "cannot open the state store in \(directory): \(error)")
+            }
+        }
+    }
+
+    /// The longest time the poll thread spent taking one partition's changes, in seconds.
+    public var longestCheckpointTake: Double { slowestTake }
+
+    // MARK: - Checkpoints (poll thread)
+
+    private static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Hands due (and retried) checkpoints to the writer.
+    private func scheduleCheckpoints() {
+        let now = Self.nowMs()
+        let retrying = storageFault != nil
+        if retrying, Date().timeIntervalSince(lastStorageAttempt) < 1 { return }
+        for p in partitions.keys.sorted() {
+            let rt = partitions[p]!
+            guard rt.blocked == nil, rt.outstanding == nil else { continue }
+            guard retrying || rt.draining || rt.carry != nil || rt.schedule.isDue(now: now) else { continue }
+            guard let next = rt.tracker.committable else { continue }
+            if rt.tracker.inFlight > 0 {
+                partitions[p]!.draining = true
+                continue
+            }
+            partitions[p]!.draining = false
+            if rt.carry == nil, rt.state.pendingChangeCount == 0, rt.checkpointed == next {
+                partitions[p]!.schedule.taken(now: now)
+                continue
+            }
+            if retrying { lastStorageAttempt = Date() }
+            writer.submit(takeCheckpoint(p, nextOffset: next, now: now))
+        }
+    }
+
+    /// Takes partition `p`'s changes (plus any failed ones) as one write; the partition must
+    /// be clean.
+    private func takeCheckpoint(_ p: Int32, nextOffset: Int64, now: Int64) -> CheckpointWrite {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var changes = partitions[p]!.state.takeChanges()
+        if let carry = partitions[p]!.carry {
+            changes = carry.merged(with: changes)
+            partitions[p]!.carry = nil
+        }
+        slowestTake = max(slowestTake, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        partitions[p]!.outstanding = changes
+        partitions[p]!.schedule.taken(now: now)
+        return CheckpointWrite(
+            partition: PartitionID(topic: options.configuration.topics.input, partition: p), epoch: partitions[p]!.epoch,
+            nextOffset: nextOffset, metadata: changes.metadata, upserts: changes.upserts, deletes: changes.deletes,
+            userUpserts: changes.userUpserts, userDeletes: changes.userDeletes, full: changes.full)
+    }
+
+    private func completeCheckpoints() {
+        for c in writer.takeCompletions() { complete(c) }
+    }
+
+    private func complete(_ c: CheckpointWriter.Completion) {
+        // A result for an earlier ownership period of the partition: nothing to update.
+        guard let rt = partitions[c.partition], rt.epoch == c.epoch, rt.outstanding != nil else { return }
+        guard let error = c.error else {
+            partitions[c.partition]!.outstanding = nil
+            partitions[c.partition]!.checkpointed = c.nextOffset
+            if storageFault != nil {
+                storageFault = nil
+                health.setStorageFault(nil)
+                logger.notice("checkpoint storage recovered; consumption resumed", metadata: ["partition": "\(c.partition)"])
+            }
+            return
+        }
+        if error.code == .fenced {
+            fence(c.partition, error)
+            return
+        }
+        partitions[c.partition]!.carry = partitions[c.partition]!.outstanding
+        partitions[c.partition]!.outstanding = nil
+        storageFailed(error)
+    }
+
+    /// Another owner has a newer epoch for the partition: our state is stale, drop it.
+    private func fence(_ p: Int32, _ error: StoreError) {
+        logger.error("partition fenced by a newer owner in the state store; its state is dropped", metadata: [
+            "partition": "\(p)", "error": "\(error.message)",
+        ])
+        partitions[p]!.state = PartitionState(policySet: options.policySet)
+        partitions[p]!.outstanding = nil
+        partitions[p]!.carry = nil
+        partitions[p]!.blocked = "fenced"
+    }
+
+    private func storageFailed(_ error: StoreError) {
+        lastStorageAttempt = Date()
+        if storageFault == nil {
+            logger.error("checkpoint storage failed; consumption paused until it recovers", metadata: [
+                "code": "\(error.code.rawValue)", "error": "\(error.message)",
+            ])
+        }
+        storageFault = error
+        health.setStorageFault("state store \(error.code.rawValue): \(error.message)")
+    }
+
+    /// Pauses and resumes partitions so that exactly those with a reason are paused.
+    private func applyPauses() {
+        let input = options.configuration.topics.input
+        var want: Set<Int32> = []
+        for (p, rt) in partitions where storageFault != nil || rt.draining || rt.blocked != nil { want.insert(p) }
+        let pause = want.subtracting(paused), resume = paused.subtracting(want)
+        if !pause.isEmpty {
+            do {
+                try consumer.pause(pause.sorted().map { TopicPartition(input, $0) })
+                paused.formUnion(pause)
+            } catch { logger.warning("pause failed: \(error)") }
+        }
+        if !resume.isEmpty {
+            do {
+                try consumer.resume(resume.sorted().map { TopicPartition(input, $0) })
+                paused.subtract(resume)
+            } catch { logger.warning("resume failed: \(error)") }
+        }
+    }
+
+    /// Writes a final checkpoint of each partition (revoke, shutdown) on this thread, after
+    /// their outputs landed. Returns the partitions whose state is durable up to their
+    /// committable offset.
+    private func checkpointNow(_ list: [Int32]) {
+        writer.barrier()
+        completeCheckpoints()
+        let now = Self.nowMs()
+        for p in list.sorted() {
+            guard let rt = partitions[p], rt.blocked == nil, let next = rt.tracker.committable else { continue }
+            if rt.tracker.inFlight > 0 {
+                logger.warning("partition still has unacknowledged outputs; its final checkpoint is skipped", metadata: ["partition": "\(p)"])
+                continue
+            }
+            if rt.carry == nil, rt.state.pendingChangeCount == 0, rt.checkpointed == next { continue }
+            let write = takeCheckpoint(p, nextOffset: next, now: now)
+            var error: StoreError?
+            do throws(StoreError) { try writer.writeNow(write) } catch let e { error = e }
+            complete(CheckpointWriter.Completion(partition: p, epoch: write.epoch, nextOffset: next, error: error, seconds: 0))
+            if let error, error.code != .fenced {
+                logger.error("final checkpoint failed; the next owner resumes from the previous checkpoint", metadata: [
+                    "partition": "\(p)", "code": "\(error.code.rawValue)",
+                ])
+            }
+        }
     }
 
     private func shutdown(_ batch: KafkaBatch) {
         let deadline = Date().addingTimeInterval(options.shutdownTimeout)
         batch.release()
         drain(until: deadline.addingTimeInterval(-2))
+        checkpointNow(Array(partitions.keys))
         commit(async: false)
         if !inFlight.isEmpty {
             logger.error("shutdown: \(inFlight.count) outputs not acknowledged in time; their events will be processed again after restart")
@@ -120,6 +319,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let closed = consumer.close(timeoutSeconds: max(1, deadline.timeIntervalSinceNow))
         if !closed { logger.warning("consumer close did not finish in time") }
         _ = try? producer.flush(timeoutMs: 1000)
+        writer.barrier()
+        writer.store.close()
+        health.setStarted(false)
         logger.info("camfa pipeline stopped", metadata: [
             "consumed": "\(metrics.consumed)", "processed": "\(metrics.processed)", "deadLettered": "\(metrics.deadLettered)",
             "committed": "\(offsets)",
@@ -136,7 +338,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     // MARK: - Per message
 
     private func handle(_ record: KafkaRecord) {
-        guard partitions[record.partition] != nil else { return }
+        guard let rt = partitions[record.partition], rt.blocked == nil else { return }
         metrics.consumed += 1
         let c = options.configuration
         guard let value = record.value, value.count > 0 else {
@@ -176,6 +378,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             }
             metrics.processed += 1
             partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: outputs)
+            partitions[record.partition]!.schedule.processed()
         }
     }
 
@@ -203,6 +406,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         produce(Output(topic: c.topics.deadLetter, key: record.key.map { [UInt8]($0) }, value: value, headers: headers,
                        partition: record.partition, offset: record.offset))
         partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
+        partitions[record.partition]!.schedule.processed()
     }
 
     static let deadLetterMaxBytes = 512 << 10
@@ -255,8 +459,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func commit(async: Bool, only: Set<Int32>? = nil) {
         lastCommit = Date()
         var offsets: [TopicPartition: Int64] = [:]
+        // Kafka gets the checkpointed position: the state store is what a restart resumes
+        // from, the group offset is for lag monitoring.
         for (p, rt) in partitions where only == nil || only!.contains(p) {
-            if let next = rt.tracker.committable, committed[p] != next {
+            if let next = rt.checkpointed, committed[p] != next {
                 offsets[TopicPartition(options.configuration.topics.input, p)] = next
             }
         }
@@ -271,37 +477,101 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     // MARK: - Rebalance (on the poll thread, inside poll)
 
+    /// Restores each partition from the store and starts it at its checkpointed offset.
+    /// Epochs: each ownership period claims the partition with a new, larger epoch — the
+    /// wall clock in microseconds, or one more than the stored epoch when that is larger
+    /// (clock steps back) — so a previous owner's late write is refused. Claim and load run
+    /// on this thread: claim may wait for a write in progress of this store.
     public func assigned(_ list: [TopicPartition]) -> [TopicPartition: Int64] {
+        var start: [TopicPartition: Int64] = [:]
+        let now = Self.nowMs()
         for tp in list where tp.topic == options.configuration.topics.input {
-            partitions[tp.partition] = PartitionRuntime(state: PartitionState(policySet: options.policySet))
             committed.removeValue(forKey: tp.partition)
+            paused.remove(tp.partition)
+            var rt = PartitionRuntime(
+                state: PartitionState(policySet: options.policySet), tracker: OffsetTracker(), epoch: 0,
+                schedule: CheckpointSchedule(interval: options.configuration.checkpoint.interval,
+                                             events: options.configuration.checkpoint.events, now: now))
+            do throws(StoreError) {
+                let (epoch, checkpoint) = try restore(tp)
+                rt.epoch = epoch
+                if let checkpoint {
+                    do {
+                        rt.state = try PartitionState(restoringMetadata: checkpoint.metadata, entries: checkpoint.entries,
+                                                      users: checkpoint.users, policySet: options.policySet)
+                    } catch {
+                        throw StoreError(code: .corrupt, message: "\(writer.store.path): \(tp): undecodable checkpoint: \(error)")
+                    }
+                    rt.tracker = OffsetTracker(startingAt: checkpoint.nextOffset)
+                    rt.checkpointed = checkpoint.nextOffset
+                    start[tp] = checkpoint.nextOffset
+                }
+                logger.info("partition restored", metadata: [
+                    "partition": "\(tp.partition)", "epoch": "\(epoch)",
+                    "nextOffset": "\(checkpoint.map { String($0.nextOffset) } ?? "none (committed offset or auto.offset.reset)")",
+                    "keys": "\(rt.state.liveKeyCount)",
+                ])
+                health.setPartitionFault(tp.partition, nil)
+            } catch {
+                // Never half-loaded: the partition keeps empty state, stays paused and is
+                // not processed, so nothing is skipped once an operator repairs the store.
+                rt.blocked = "restore failed: \(error.code.rawValue)"
+                rt.state = PartitionState(policySet: options.policySet)
+                health.setPartitionFault(tp.partition, "cannot restore its checkpoint (\(error.code.rawValue)): \(error.message)")
+                logger.error("cannot restore partition; it is paused and the daemon is unhealthy", metadata: [
+                    "partition": "\(tp.partition)", "code": "\(error.code.rawValue)", "error": "\(error.message)",
+                ])
+            }
+            partitions[tp.partition] = rt
         }
         logger.info("partitions assigned", metadata: ["partitions": "\(list.map(\.partition).sorted())"])
-        return [:]
+        return start
+    }
+
+    private func restore(_ tp: TopicPartition) throws(StoreError) -> (Int64, PartitionCheckpoint?) {
+        let id = PartitionID(topic: tp.topic, partition: tp.partition)
+        var epoch = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        do {
+            try writer.store.claim(id, epoch: epoch)
+        } catch where error.code == .fenced {
+            // The stored epoch is ahead of our clock: go one past it.
+            guard let stored = try writer.store.load(id) else { throw error }
+            epoch = max(epoch, stored.epoch) + 1
+            try writer.store.claim(id, epoch: epoch)
+        }
+        return (epoch, try writer.store.load(id))
     }
 
     public func revoked(_ list: [TopicPartition]) {
-        // Still ours: let their outputs land, then commit, so the next owner starts exactly
-        // after what was published.
+        // Still ours: let their outputs land, checkpoint, then commit, so the next owner
+        // starts exactly after what was published and stored.
         let mine = Set(list.map(\.partition))
         let deadline = Date().addingTimeInterval(options.shutdownTimeout / 2)
         while inFlight.values.contains(where: { mine.contains($0.partition) }), Date() < deadline {
             serve(producer.poll(timeoutMs: 50))
         }
+        checkpointNow(Array(mine))
         commit(async: false, only: mine)
-        for p in mine {
-            partitions.removeValue(forKey: p)
-            committed.removeValue(forKey: p)
-        }
+        for p in mine { forget(p) }
         logger.info("partitions revoked", metadata: ["partitions": "\(mine.sorted())"])
     }
 
     public func lost(_ list: [TopicPartition]) {
-        for tp in list {
-            partitions.removeValue(forKey: tp.partition)
-            committed.removeValue(forKey: tp.partition)
-        }
+        for tp in list { forget(tp.partition) }
         logger.warning("partitions lost; their state is dropped unwritten", metadata: ["partitions": "\(list.map(\.partition).sorted())"])
+    }
+
+    private func forget(_ p: Int32) {
+        partitions.removeValue(forKey: p)
+        committed.removeValue(forKey: p)
+        // librdkafka keeps an application pause across unassign and a later assign of the
+        // same partition: undo ours while the partition is still assigned.
+        if paused.remove(p) != nil {
+            do { try consumer.resume([TopicPartition(options.configuration.topics.input, p)]) } catch {
+                logger.warning("resume before unassign failed: \(error)")
+            }
+        }
+        health.setPartitionFault(p, nil)
     }
 }
 

@@ -24,8 +24,14 @@ struct BrokerCommand: ParsableCommand {
     @Option(help: "Partitions per topic.")
     var partitions: Int32 = 8
 
-    @Option(name: .customLong("topic"), help: "An extra topic to create (repeatable), e.g. one per test.")
+    @Option(name: .customLong("topic"), help: "An extra topic to create (repeatable), e.g. one per test; NAME:N gives it N partitions.")
     var extraTopics: [String] = []
+
+    /// Fault injection for black-box tests: one command per stdin line, each answered with
+    /// `ok` or `error: …` on stdout: `down B`, `up B`, `errors API COUNT ERROR_NAME`
+    /// (API: produce, fetch, offsetCommit; ERROR_NAME as librdkafka names it, e.g.
+    /// NOT_LEADER_FOR_PARTITION), `clear API`.
+    @Flag(help: .hidden) var faultsOnStdin = false
 
     func validate() throws {
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
@@ -47,13 +53,64 @@ struct BrokerCommand: ParsableCommand {
 
         let cluster = try MockCluster(brokers: brokers)
         for topic in Self.topics + extraTopics {
-            try cluster.createTopic(topic, partitions: partitions, replicationFactor: Int32(min(brokers, 3)))
+            var name = topic, count = partitions
+            if let colon = topic.lastIndex(of: ":"), let n = Int32(topic[topic.index(after: colon)...]), n >= 1 {
+                name = String(topic[..<colon])
+                count = n
+            }
+            try cluster.createTopic(name, partitions: count, replicationFactor: Int32(min(brokers, 3)))
         }
         print("bootstrap=\(cluster.bootstrapServers)")
         fflush(nil)  // all streams: stdout is a pipe in scripts, so block-buffered
+        if faultsOnStdin {
+            let c = UncheckedCluster(cluster: cluster)
+            Thread.detachNewThread {
+                while let line = readLine() {
+                    print(Self.inject(line, into: c.cluster))
+                    fflush(nil)
+                }
+            }
+        }
 
         stop.wait()
         sources.forEach { $0.cancel() }
         cluster.destroy()
     }
+
+    static let apis: [String: KafkaAPIKey] = ["produce": .produce, "fetch": .fetch, "offsetCommit": .offsetCommit]
+    static let errorCodes: [KafkaErrorCode] = [
+        .notLeaderForPartition, .leaderNotAvailable, .requestTimedOut, .notCoordinator, .transport,
+        .notEnoughReplicas, .unknownTopicOrPartition, .rebalanceInProgress,
+    ]
+
+    static func inject(_ line: String, into cluster: MockCluster) -> String {
+        let words = line.split(separator: " ").map(String.init)
+        do {
+            switch (words.first, words.count) {
+            case ("down", 2):
+                guard let b = Int32(words[1]) else { return "error: bad broker id" }
+                try cluster.setBrokerDown(b)
+            case ("up", 2):
+                guard let b = Int32(words[1]) else { return "error: bad broker id" }
+                try cluster.setBrokerUp(b)
+            case ("errors", 4):
+                guard let api = apis[words[1]], let n = Int(words[2]), n > 0,
+                      let code = errorCodes.first(where: { $0.name == words[3] }) else {
+                    return "error: usage: errors produce|fetch|offsetCommit COUNT \(errorCodes.map(\.name).joined(separator: "|"))"
+                }
+                cluster.pushRequestErrors(api, Array(repeating: code, count: n))
+            case ("clear", 2):
+                guard let api = apis[words[1]] else { return "error: unknown api" }
+                cluster.clearRequestErrors(api)
+            default:
+                return "error: unknown command"
+            }
+            return "ok"
+        } catch {
+            return "error: \(error)"
+        }
+    }
 }
+
+/// The cluster handle is used from the stdin thread; the mock's calls are thread-safe.
+private struct UncheckedCluster: @unchecked Sendable { let cluster: MockCluster }

@@ -5,7 +5,7 @@ struct CAMFA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camfa",
         abstract: "Continuous adaptive MFA: UEBA events in, authing.security.mfa events out.",
-        subcommands: [RunCommand.self, BrokerCommand.self, DevCommand.self, SimulateCommand.self, PolicyCommand.self, ReplayCommand.self, ConfigCommand.self, BenchCommand.self]
+        subcommands: [RunCommand.self, BrokerCommand.self, DevCommand.self, SimulateCommand.self, PolicyCommand.self, ReplayCommand.self, ConfigCommand.self, BenchCommand.self, StateCommand.self]
     )
 }
 
@@ -13,6 +13,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "In-process benchmarks (the end-to-end one is `make bench`).",
-        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self]
+        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self, CheckpointBenchCommand.self]
     )
 }

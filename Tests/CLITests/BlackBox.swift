@@ -11,13 +11,19 @@ enum BlackBox {
     final class Broker: @unchecked Sendable {
         let process: Process
         let bootstrap: String
+        private let out: Pipe
+        private let control = Pipe()
 
-        init(topics: [String]) throws {
+        /// `topics` may carry a partition count (`NAME:N`); `faults` lets `inject` drive the
+        /// mock cluster's fault injection (use a broker of your own for that).
+        init(topics: [String], faults: Bool = false) throws {
             let p = Process()
             p.executableURL = try camfaBinary()
             p.arguments = ["broker", "--brokers", "1", "--partitions", "1"] + topics.flatMap { ["--topic", $0] }
-            let out = Pipe()
+                + (faults ? ["--faults-on-stdin"] : [])
+            out = Pipe()
             p.standardOutput = out
+            p.standardInput = control
             p.standardError = FileHandle.nullDevice
             try p.run()
             var line = Data()
@@ -33,6 +39,19 @@ enum BlackBox {
             }
             process = p
             bootstrap = String(text.dropFirst("bootstrap=".count))
+        }
+
+        /// Sends one fault-injection command (`down 1`, `errors produce 5 NOT_LEADER_FOR_PARTITION`…)
+        /// and returns the broker's answer line.
+        func inject(_ command: String) -> String {
+            control.fileHandleForWriting.write(Data((command + "\n").utf8))
+            var line = Data()
+            while true {
+                let c = out.fileHandleForReading.readData(ofLength: 1)
+                if c.isEmpty || c == Data([0x0A]) { break }
+                line += c
+            }
+            return String(decoding: line, as: UTF8.self)
         }
 
         deinit {
@@ -51,6 +70,7 @@ enum BlackBox {
             if let b = sharedBroker { return b }
             var topics: [String] = []
             for t in testTopics { topics += ["in.\(t)", "out.\(t)", "dlq.\(t)"] }
+            for (t, n) in partitionedTopics { topics += ["in.\(t):\(n)", "out.\(t)", "out.\(t).ref", "dlq.\(t)"] }
             let b = try Broker(topics: topics)
             sharedBroker = b
             return b
@@ -59,6 +79,10 @@ enum BlackBox {
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
                              "ip_velocity.again", "bad", "sigterm", "simulate"]
+
+    /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
+    /// partition), and an output for the reference run beside the one under test.
+    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4)]
 
     /// Produces `key<TAB>value` lines with kcat.
     static func produce(_ bootstrap: String, topic: String, _ messages: [(key: String, value: Data)]) throws {
@@ -162,7 +186,8 @@ enum BlackBox {
         let stderrURL: URL
         let dir: URL
 
-        init(bootstrap: String, name: String, group: String, output: String? = nil, extraConfig: String = "") throws {
+        init(bootstrap: String, name: String, group: String, output: String? = nil, stateDir: String? = nil,
+             environment: [String: String] = [:], extraConfig: String = "") throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-\(name)-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = """
@@ -177,7 +202,7 @@ enum BlackBox {
               output: \(output ?? "out.\(name)")
               deadLetter: dlq.\(name)
             policies: \(packageRoot.appendingPathComponent("policies/examples").path)
-            stateDir: \(dir.appendingPathComponent("state").path)
+            stateDir: \(stateDir ?? dir.appendingPathComponent("state").path)
             enrichment:
               cityDatabase: null
               asnDatabase: null
@@ -198,6 +223,7 @@ enum BlackBox {
             let p = Process()
             p.executableURL = try camfaBinary()
             p.arguments = ["run", "--config", configURL.path]
+            if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
             p.standardOutput = FileHandle.nullDevice
             p.standardError = try FileHandle(forWritingTo: stderrURL)
             try p.run()
@@ -212,6 +238,13 @@ enum BlackBox {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
             return process.terminationStatus
+        }
+
+        /// SIGKILL: no shutdown, no final checkpoint, the member stays in the group until its
+        /// session times out.
+        func crash() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
         }
 
         var log: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }

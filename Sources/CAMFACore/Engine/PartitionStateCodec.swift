@@ -5,7 +5,9 @@
 /// Keys are written sorted so the same state always gives the same bytes.
 extension PartitionState {
     static let magic: [UInt8] = Array("CMFP".utf8)
-    static let version: UInt8 = 1
+    /// 2 adds each slot's window spec to the metadata, so a stored checkpoint can be read
+    /// (`camfa state dump`) without the policy files; version 1 metadata is still read.
+    static let version: UInt8 = 2
 
     /// Partition-level metadata: watermark, sweep time, and the slot layout the entries
     /// were written with (so a restore under edited policies can map or drop slots).
@@ -18,9 +20,66 @@ extension PartitionState {
         for ks in layout {
             w.writeString(ks.keyText)
             w.writeVarUInt(UInt64(ks.slotDescriptors.count))
-            for d in ks.slotDescriptors { w.writeString(d) }
+            for (i, d) in ks.slotDescriptors.enumerated() {
+                w.writeString(d)
+                Self.write(ks.specs[i], to: &w)
+            }
         }
         return w.bytes
+    }
+
+    static func write(_ spec: WindowSpec, to w: inout BinaryWriter) {
+        w.writeVarInt(spec.length)
+        w.writeVarInt(spec.resolution)
+        w.writeString(spec.aggregation.storedName)
+        w.writeVarInt(spec.allowedLateness)
+        w.writeVarInt(Int64(spec.distinctExactLimit))
+        w.writeVarInt(Int64(spec.profileTop))
+        w.writeVarInt(Int64(spec.profileCapacity))
+    }
+
+    static func readSpec(_ r: inout BinaryReader) throws(BinaryDecodingError) -> WindowSpec {
+        let length = try r.readVarInt(), resolution = try r.readVarInt(), name = try r.readString()
+        let lateness = try r.readVarInt(), limit = try r.readVarInt(), top = try r.readVarInt(), capacity = try r.readVarInt()
+        guard let aggregation = Aggregation.allCases.first(where: { $0.storedName == name }) else {
+            throw r.error(.invalidValue, "unknown aggregation '\(name)' in checkpoint metadata")
+        }
+        do {
+            return try WindowSpec(
+                validating: length, aggregation: aggregation, resolution: resolution, allowedLateness: lateness,
+                distinctExactLimit: Int(limit), profileTop: Int(top), profileCapacity: Int(capacity))
+        } catch {
+            throw r.error(.invalidValue, "checkpoint metadata: \(error)")
+        }
+    }
+
+    /// The metadata blob's fields; `specs` is empty per keyspace for version 1 blobs.
+    struct StoredLayout {
+        var watermark: Int64
+        var nextSweep: Int64
+        var keyspaces: [(text: String, descriptors: [String], specs: [WindowSpec])]
+    }
+
+    static func readLayout(_ metadata: [UInt8]) throws(BinaryDecodingError) -> StoredLayout {
+        var r = BinaryReader(metadata)
+        let v = try r.readByte()
+        guard v == 1 || v == Self.version else {
+            throw BinaryDecodingError(.unsupportedVersion, "partition checkpoint version \(v); this camfa reads versions 1...\(Self.version)", offset: 0)
+        }
+        var layout = StoredLayout(watermark: try r.readVarInt(), nextSweep: try r.readVarInt(), keyspaces: [])
+        let n = try r.readCount(minimumItemSize: 2, "keyspace count")
+        for _ in 0..<n {
+            let text = try r.readString()
+            let slots = try r.readCount(minimumItemSize: 1, "slot count")
+            var descriptors: [String] = [], specs: [WindowSpec] = []
+            for _ in 0..<slots {
+                descriptors.append(try r.readString())
+                if v >= 2 { specs.append(try readSpec(&r)) }
+            }
+            layout.keyspaces.append((text, descriptors, specs))
+        }
+        try r.expectEnd()
+        return layout
     }
 
     public func entryBlob(keyspace: Int, key: String) -> [UInt8]? {
@@ -102,16 +161,19 @@ extension PartitionState {
         self.init(policySet: policySet)
         let mapping = try restoreMetadata(metadata, policySet: policySet)
         var storedIndex: [String: Int] = [:]
-        var r0 = BinaryReader(metadata)
-        _ = try r0.readByte()
-        _ = try r0.readVarInt()
-        _ = try r0.readVarInt()
-        let n = try r0.readCount(minimumItemSize: 2, "keyspace count")
-        for i in 0..<n {
-            storedIndex[try r0.readString()] = i
-            let slots = try r0.readCount(minimumItemSize: 1, "slot count")
-            for _ in 0..<slots { _ = try r0.readString() }
+        for (i, ks) in try Self.readLayout(metadata).keyspaces.enumerated() { storedIndex[ks.text] = i }
+        // Sized once: growing maps of millions of keys rehashes them several times.
+        var counts: [String: Int] = [:]
+        var runStart = 0
+        // Entries come grouped by keyspace (the store orders them), so count runs.
+        for i in entries.indices where i + 1 == entries.count || entries[i + 1].keyspace != entries[runStart].keyspace {
+            counts[entries[runStart].keyspace, default: 0] += i + 1 - runStart
+            runStart = i + 1
         }
+        for (text, n) in counts {
+            if let s = storedIndex[text], let m = mapping[s] { keyspaces[m.keyspace].reserveCapacity(n) }
+        }
+        self.users.reserveCapacity(users.count)
         for e in entries {
             guard let stored = storedIndex[e.keyspace] else { continue }
             var r = BinaryReader(e.value)
@@ -131,10 +193,23 @@ extension PartitionState {
     public mutating func takeChanges() -> PartitionChanges {
         var changes = PartitionChanges(full: needsFullCheckpoint, metadata: metadataBlob())
         if needsFullCheckpoint {
+            // In map order: the store orders rows itself, and sorting millions of Strings here
+            // would stall the poll thread for seconds.
+            changes.upserts.reserveCapacity(keyspaces.reduce(0) { $0 + $1.count })
             for (i, ks) in keyspaces.enumerated() {
-                for key in ks.keys.sorted() { changes.upserts.append((layout[i].keyText, key, entryBlob(keyspace: i, key: key)!)) }
+                let text = layout[i].keyText
+                for (key, record) in ks {
+                    var w = BinaryWriter()
+                    Self.write(record, to: &w)
+                    changes.upserts.append((text, key, w.bytes))
+                }
             }
-            for id in users.keys.sorted() { changes.userUpserts.append((id, userBlob(id)!)) }
+            changes.userUpserts.reserveCapacity(users.count)
+            for (id, u) in users {
+                var w = BinaryWriter()
+                Self.write(u, to: &w)
+                changes.userUpserts.append((id, w.bytes))
+            }
         } else {
             for (i, keys) in dirtyKeys.enumerated() {
                 for key in keys.sorted() {
@@ -166,27 +241,17 @@ extension PartitionState {
     typealias SlotMapping = [(keyspace: Int, slots: [Int?])?]
 
     private mutating func restoreMetadata(_ metadata: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) -> SlotMapping {
-        var r = BinaryReader(metadata)
-        let v = try r.readByte()
-        guard v == Self.version else {
-            throw BinaryDecodingError(.unsupportedVersion, "partition checkpoint version \(v); this camfa reads version \(Self.version)", offset: 0)
-        }
-        watermark = try r.readVarInt()
-        nextSweep = try r.readVarInt()
-        let n = try r.readCount(minimumItemSize: 2, "keyspace count")
+        let stored = try Self.readLayout(metadata)
+        watermark = stored.watermark
+        nextSweep = stored.nextSweep
         var mapping: SlotMapping = []
-        for _ in 0..<n {
-            let text = try r.readString()
-            let slots = try r.readCount(minimumItemSize: 1, "slot count")
-            var descriptors: [String] = []
-            for _ in 0..<slots { descriptors.append(try r.readString()) }
-            if let current = layout.firstIndex(where: { $0.keyText == text }) {
-                mapping.append((current, descriptors.map { layout[current].slotDescriptors.firstIndex(of: $0) }))
+        for ks in stored.keyspaces {
+            if let current = layout.firstIndex(where: { $0.keyText == ks.text }) {
+                mapping.append((current, ks.descriptors.map { layout[current].slotDescriptors.firstIndex(of: $0) }))
             } else {
                 mapping.append(nil)
             }
         }
-        try r.expectEnd()
         return mapping
     }
 
@@ -284,6 +349,11 @@ public struct PartitionChanges: Sendable {
     public var deletes: [(keyspace: String, key: String)] = []
     public var userUpserts: [(user: String, value: [UInt8])] = []
     public var userDeletes: [String] = []
+
+    public init(full: Bool, metadata: [UInt8]) {
+        self.full = full
+        self.metadata = metadata
+    }
 }
 
 /// FNV-1a 64: a cheap checksum that catches truncation and flipped bytes in checkpoints.

@@ -1,0 +1,173 @@
+import CAMFACore
+import CAMFAStore
+import Dispatch
+import Foundation
+
+/// When a partition is due for a checkpoint: after `interval` milliseconds or `events`
+/// processed events since its last one, whichever comes first. Pure, so it is tested alone.
+public struct CheckpointSchedule: Sendable, Equatable {
+    public var interval: Int64
+    public var events: Int
+    public private(set) var eventsSince = 0
+    public private(set) var lastAt: Int64
+
+    public init(interval: Int64, events: Int, now: Int64) {
+        self.interval = interval
+        self.events = events
+        lastAt = now
+    }
+
+    public mutating func processed(_ n: Int = 1) { eventsSince += n }
+
+    public func isDue(now: Int64) -> Bool {
+        eventsSince >= events || (eventsSince > 0 && now - lastAt >= interval)
+    }
+
+    /// A checkpoint was taken (its changes handed to the writer) at `now`.
+    public mutating func taken(now: Int64) {
+        eventsSince = 0
+        lastAt = now
+    }
+}
+
+extension PartitionChanges {
+    /// `self` followed by `newer`, as one write: what a retry after a failed write must
+    /// store so the failed changes are not lost. Per key the newer operation wins.
+    public func merged(with newer: PartitionChanges) -> PartitionChanges {
+        if newer.full { return newer }
+        var entries: [EntryName: [UInt8]?] = [:]
+        var order: [EntryName] = []
+        func put(_ k: EntryName, _ v: [UInt8]?) {
+            if entries.updateValue(v, forKey: k) == nil { order.append(k) }
+        }
+        for d in deletes { put(EntryName(keyspace: d.keyspace, key: d.key), nil) }
+        for u in upserts { put(EntryName(keyspace: u.keyspace, key: u.key), u.value) }
+        for d in newer.deletes { put(EntryName(keyspace: d.keyspace, key: d.key), nil) }
+        for u in newer.upserts { put(EntryName(keyspace: u.keyspace, key: u.key), u.value) }
+        var users: [String: [UInt8]?] = [:]
+        var userOrder: [String] = []
+        func putUser(_ k: String, _ v: [UInt8]?) {
+            if users.updateValue(v, forKey: k) == nil { userOrder.append(k) }
+        }
+        for d in userDeletes { putUser(d, nil) }
+        for u in userUpserts { putUser(u.user, u.value) }
+        for d in newer.userDeletes { putUser(d, nil) }
+        for u in newer.userUpserts { putUser(u.user, u.value) }
+        var out = PartitionChanges(full: full, metadata: newer.metadata)
+        for k in order {
+            if let v = entries[k]!.flatMap({ $0 }) { out.upserts.append((k.keyspace, k.key, v)) }
+            else if !full { out.deletes.append((k.keyspace, k.key)) }
+        }
+        for k in userOrder {
+            if let v = users[k]!.flatMap({ $0 }) { out.userUpserts.append((k, v)) }
+            else if !full { out.userDeletes.append(k) }
+        }
+        return out
+    }
+
+    private struct EntryName: Hashable {
+        var keyspace: String
+        var key: String
+    }
+}
+
+/// Runs checkpoint writes and claims off the poll thread, one at a time in submission
+/// order (a serial queue), so the poll thread only pays for `takeChanges`. Results wait in
+/// a mailbox the poll thread empties on each loop turn.
+final class CheckpointWriter: @unchecked Sendable {
+    struct Completion {
+        var partition: Int32
+        var epoch: Int64
+        var nextOffset: Int64
+        var error: StoreError?
+        var seconds: Double
+    }
+
+    let store: CheckpointStore
+    private let queue = DispatchQueue(label: "camfa-checkpoint-writer")
+    private let lock = NSLock()
+    private var done: [Completion] = []
+    /// Test hook: while this file exists every write fails as read-only (tests run as root,
+    /// for whom chmod does not make SQLite read-only).
+    private let readOnlyFlag = ProcessInfo.processInfo.environment["CAMFA_TEST_STORE_READONLY_FILE"]
+
+    init(store: CheckpointStore) { self.store = store }
+
+    func submit(_ write: CheckpointWrite) {
+        queue.async { [self] in
+            let start = DispatchTime.now().uptimeNanoseconds
+            var failure: StoreError?
+            do throws(StoreError) { try perform(write) } catch { failure = error }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            lock.withLock {
+                done.append(Completion(partition: write.partition.partition, epoch: write.epoch, nextOffset: write.nextOffset,
+                                       error: failure, seconds: seconds))
+            }
+        }
+    }
+
+    /// Writes on the caller's thread after everything submitted before (revoke, shutdown).
+    func writeNow(_ write: CheckpointWrite) throws(StoreError) {
+        let result: Result<Void, StoreError> = queue.sync {
+            do throws(StoreError) { try perform(write); return .success(()) } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    /// Waits until every submitted write has finished.
+    func barrier() { queue.sync {} }
+
+    func takeCompletions() -> [Completion] {
+        lock.withLock {
+            defer { done.removeAll() }
+            return done
+        }
+    }
+
+    private func perform(_ write: CheckpointWrite) throws(StoreError) {
+        if let flag = readOnlyFlag, FileManager.default.fileExists(atPath: flag) {
+            throw StoreError(code: .readOnly, message: "\(store.path) is read-only (test hook \(flag) exists)")
+        }
+        try store.write(write)
+    }
+}
+
+/// The daemon's health for /readyz and logs: safe to read from any thread.
+public final class PipelineHealth: @unchecked Sendable {
+    public struct Snapshot: Sendable, Equatable {
+        /// Consuming and able to checkpoint.
+        public var ready: Bool
+        /// Why not, when not ready (no personal data).
+        public var unhealthyReason: String?
+    }
+
+    private let lock = NSLock()
+    private var started = false
+    private var storage: String?
+    private var partitions: [Int32: String] = [:]
+
+    public init() {}
+
+    public var snapshot: Snapshot {
+        lock.withLock {
+            let reason = storage ?? partitions.keys.sorted().first.map { "partition \($0): \(partitions[$0]!)" }
+                ?? (started ? nil : "starting")
+            return Snapshot(ready: reason == nil, unhealthyReason: reason)
+        }
+    }
+
+    func setStarted(_ on: Bool) { lock.withLock { started = on } }
+    func setStorageFault(_ reason: String?) { lock.withLock { storage = reason } }
+    func setPartitionFault(_ p: Int32, _ reason: String?) { lock.withLock { partitions[p] = reason } }
+}
+
+/// A daemon failure with a stable code, for callers and logs.
+public struct DaemonError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case stateStore
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { "\(code.rawValue): \(message)" }
+}
