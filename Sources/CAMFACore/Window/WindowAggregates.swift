@@ -25,6 +25,15 @@ extension BinaryReader {
         }
         return previous + Int64(d)
     }
+
+    /// Like `readBucketDelta`, for logs where several entries may share a bucket: deltas
+    /// may be zero, never negative.
+    mutating func readBucket(after previous: Int64?) throws(BinaryDecodingError) -> Int64 {
+        guard let previous else { return try readVarInt() }
+        let d = try readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
+        guard previous <= Int64.max - Int64(d) else { throw error(.invalidValue, "bucket overflows") }
+        return previous + Int64(d)
+    }
 }
 
 extension BinaryWriter {
@@ -101,22 +110,16 @@ struct CountState: Sendable, Equatable {
         items.reserveCapacity(n)
         var prev: Int64? = nil
         var total: Int64 = 0
-        func bucket(_ r: inout BinaryReader, after prev: Int64?) throws(BinaryDecodingError) -> Int64 {
-            guard let prev else { return try r.readVarInt() }
-            // Equal buckets are legal here (see newestCount), decreasing ones are not.
-            let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
-            guard prev <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
-            return prev + Int64(d)
-        }
         for _ in 0..<n {
-            let b = try bucket(&r, after: prev)
+            // Equal buckets are legal here (see newestCount), decreasing ones are not.
+            let b = try r.readBucket(after: prev)
             let c = try r.readVarUInt(maximum: UInt64(Int64.max - total), "bucket count")
             guard c >= 1 else { throw r.error(.invalidValue, "empty count bucket") }
             total += Int64(c)
             items.append(CountEntry(bucket: b, count: Int64(c)))
             prev = b
         }
-        let nb = try bucket(&r, after: prev)
+        let nb = try r.readBucket(after: prev)
         let nc = try r.readVarUInt(maximum: min(UInt64(UInt32.max), UInt64(Int64.max - total)), "newest bucket count")
         guard nc >= 1 else { throw r.error(.invalidValue, "empty newest bucket") }
         ring = BucketRing(items)

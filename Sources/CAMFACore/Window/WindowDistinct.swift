@@ -285,14 +285,7 @@ enum DistinctState: Sendable, Equatable {
             items.reserveCapacity(n)
             var prev: Int64? = nil
             for _ in 0..<n {
-                let b: Int64
-                if let p = prev {
-                    let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
-                    guard p <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
-                    b = p + Int64(d)
-                } else {
-                    b = try r.readVarInt()
-                }
+                let b = try r.readBucket(after: prev)
                 let k = try WindowKey(from: &r)
                 if let seen = e.lastSeen[k], seen >= b || mode == 0 { throw r.error(.invalidValue, "repeated distinct sighting") }
                 e.lastSeen[k] = b

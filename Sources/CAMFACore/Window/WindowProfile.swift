@@ -269,14 +269,7 @@ struct ProfileState: Sendable {
         entries.reserveCapacity(m)
         var prev: Int64? = nil
         for _ in 0..<m {
-            let b: Int64
-            if let p = prev {
-                let d = try r.readVarUInt(maximum: UInt64(Int64.max), "bucket delta")
-                guard p <= Int64.max - Int64(d) else { throw r.error(.invalidValue, "bucket overflows") }
-                b = p + Int64(d)
-            } else {
-                b = try r.readVarInt()
-            }
+            let b = try r.readBucket(after: prev)
             let s = try r.readByte()
             guard Int(s) < slots.count else { throw r.error(.invalidValue, "profile slot \(s) out of range") }
             slots[Int(s)].count += 1
