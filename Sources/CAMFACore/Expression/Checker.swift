@@ -242,13 +242,7 @@ struct Checker {
             if let (slot, schema, idx, name) = operand.field {
                 // `event.custom.sessionId`: both selections in one closure.
                 return Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
-                    let m: Value
-                    if case .object(let o) = f.slots[slot], o.schema === schema {
-                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
-                        m = r
-                    } else {
-                        m = try Ops.selectDynamic(f.slots[slot], name)
-                    }
+                    let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m {
                         guard let r = mm[key] else { throw EvalError("no such key: \(field)") }
                         return r
@@ -303,13 +297,7 @@ struct Checker {
                 // `has(event.custom.deviceId)`: the selection and the test in one closure.
                 let key = Value.string(field)
                 return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
-                    let m: Value
-                    if case .object(let o) = f.slots[slot], o.schema === schema {
-                        guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
-                        m = r
-                    } else {
-                        m = try Ops.selectDynamic(f.slots[slot], name)
-                    }
+                    let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m { return .bool(mm.contains(key)) }
                     return try Ops.hasDynamic(m, field)
                 })
@@ -550,13 +538,7 @@ struct Checker {
                 if let (slot, schema, idx, name) = varSide.field {
                     // `event.behaviorResult == 'failure'`: the hottest shape, in one closure.
                     return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
-                        let v: Value
-                        if case .object(let o) = f.slots[slot], o.schema === schema {
-                            guard let r = o.field(at: idx) else { throw EvalError("no such field: \(name)") }
-                            v = r
-                        } else {
-                            v = try Ops.selectDynamic(f.slots[slot], name)
-                        }
+                        let v = try Ops.selectField(f.slots[slot], schema, idx, name)
                         if case .string(let s) = v { return .bool((s.utf8.count == n && s == k) != negate) }
                         return .bool(negate)
                     })

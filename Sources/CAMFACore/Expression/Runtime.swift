@@ -211,6 +211,17 @@ enum Ops {
     }
 
     /// Field selection on a map or, when the static type was not known, an object.
+    /// The fused closures' field read: by index when the slot holds the object its schema
+    /// was compiled for, by name otherwise.
+    @inline(__always)
+    static func selectField(_ v: Value, _ schema: ObjectSchema, _ index: Int, _ name: String) throws(EvalError) -> Value {
+        if case .object(let o) = v, o.schema === schema {
+            guard let r = o.field(at: index) else { throw EvalError("no such field: \(name)") }
+            return r
+        }
+        return try selectDynamic(v, name)
+    }
+
     static func selectDynamic(_ v: Value, _ field: String) throws(EvalError) -> Value {
         switch v {
         case .map(let m):
