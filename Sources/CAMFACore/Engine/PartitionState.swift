@@ -55,6 +55,14 @@ public struct PendingChallenge: Sendable, Equatable {
     public var methods: [MFAMethod]
     public var since: Int64
     public var expiresAt: Int64
+
+    public init(flow: String, id: String, methods: [MFAMethod], since: Int64, expiresAt: Int64) {
+        self.flow = flow
+        self.id = id
+        self.methods = methods
+        self.since = since
+        self.expiresAt = expiresAt
+    }
 }
 
 extension PartitionState {
