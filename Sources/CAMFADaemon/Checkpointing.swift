@@ -132,35 +132,6 @@ final class CheckpointWriter: @unchecked Sendable {
     }
 }
 
-/// The daemon's health for /readyz and logs: safe to read from any thread.
-public final class PipelineHealth: @unchecked Sendable {
-    public struct Snapshot: Sendable, Equatable {
-        /// Consuming and able to checkpoint.
-        public var ready: Bool
-        /// Why not, when not ready (no personal data).
-        public var unhealthyReason: String?
-    }
-
-    private let lock = NSLock()
-    private var started = false
-    private var storage: String?
-    private var partitions: [Int32: String] = [:]
-
-    public init() {}
-
-    public var snapshot: Snapshot {
-        lock.withLock {
-            let reason = storage ?? partitions.keys.sorted().first.map { "partition \($0): \(partitions[$0]!)" }
-                ?? (started ? nil : "starting")
-            return Snapshot(ready: reason == nil, unhealthyReason: reason)
-        }
-    }
-
-    func setStarted(_ on: Bool) { lock.withLock { started = on } }
-    func setStorageFault(_ reason: String?) { lock.withLock { storage = reason } }
-    func setPartitionFault(_ p: Int32, _ reason: String?) { lock.withLock { partitions[p] = reason } }
-}
-
 /// A daemon failure with a stable code, for callers and logs.
 public struct DaemonError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {

@@ -525,6 +525,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             partitions[tp.partition] = rt
         }
         logger.info("partitions assigned", metadata: ["partitions": "\(list.map(\.partition).sorted())"])
+        health.assignmentHandled()
         return start
     }
 
