@@ -39,18 +39,21 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     /// Decisions that issued a challenge, for `camfa dev`'s live view and tests.
     public var onChallenge: (@Sendable (Decision, UEBAEvent) -> Void)?
+    /// systemd's READY/WATCHDOG (SystemdNotifier.swift); set before `run()`.
+    public var notifier: SystemdNotifier?
 
-    let options: Options
+    var options: Options
     let logger: Logger
-    let engine: Engine
+    var engine: Engine
     let enricher: Enricher?
     let stop = StopSignal()
     let metrics = PipelineCounters()
     public let health = PipelineHealth()
+    let reloads = PolicyReloadSlot()
 
     private var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
-    private var partitions: [Int32: PartitionRuntime] = [:]
+    var partitions: [Int32: PartitionRuntime] = [:]
     private var inFlight: [UInt64: Output] = [:]
     private var nextToken: UInt64 = 1
     private var lastCommit = Date.distantPast
@@ -130,6 +133,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         health.setStarted(true)
         let batch = KafkaBatch(capacity: options.maxBatch)
         while !stop.isSet {
+            notifier?.tick(health)
+            applyPendingReload()
             _ = consumer.poll(into: batch, maxMessages: options.maxBatch, timeoutMs: 100)
             for record in batch.records { handle(record) }
             for event in batch.events {

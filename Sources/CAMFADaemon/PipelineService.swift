@@ -12,7 +12,10 @@ public struct PipelineService: Service {
 
     public func run() async throws {
         let pipeline = self.pipeline
-        try await DedicatedThread.run(name: "camfa-poll", onGracefulShutdown: { pipeline.requestStop() }) {
+        try await DedicatedThread.run(name: "camfa-poll", onGracefulShutdown: {
+            pipeline.notifier?.stopping()
+            pipeline.requestStop()
+        }) {
             try pipeline.run()
         }
     }
