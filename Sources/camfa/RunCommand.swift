@@ -22,6 +22,9 @@ struct RunCommand: AsyncParsableCommand {
         DaemonLogging.bootstrap(configuration.logging)
         let logger = Logger(label: "camfa")
         let pipeline = try DaemonSetup.pipeline(configuration, logger: logger)
+        pipeline.notifier = SystemdNotifier()
+        let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
+        defer { hangup.cancel() }
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline))],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
