@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN = .build/release/camfa
 
-.PHONY: deps build release test demo bench clean install
+.PHONY: deps build release test demo bench clean install install-files
 
 deps:
 	@scripts/install-deps.sh
@@ -28,3 +28,28 @@ bench: release
 
 clean:
 	rm -rf .build
+
+# `make install` (DESTDIR honoured, as packagers expect): the release binary, the systemd
+# unit and the example configuration and policies. An existing configuration or policy
+# file is never overwritten. `install-files BIN=...` installs a binary built elsewhere
+# (tests use the debug build). `make install` builds only: no package installation.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+BIN ?= $(RELEASE_BIN)
+
+install:
+	$(SWIFT) build -c release --product camfa
+	$(MAKE) install-files BIN=$(RELEASE_BIN)
+
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/camfa/policies
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/camfa
+	sed -e 's|/usr/local/bin/camfa|$(PREFIX)/bin/camfa|' -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' \
+	    deploy/camfa.service > $(DESTDIR)$(UNITDIR)/camfa.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/camfa.service
+	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml || install -m 0644 deploy/camfa.yaml $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml
+	@for f in policies/examples/*.yaml; do \
+	    t=$(DESTDIR)$(SYSCONFDIR)/camfa/policies/$$(basename $$f); \
+	    test -e $$t || install -m 0644 $$f $$t; \
+	done

@@ -1,4 +1,5 @@
 import CPCRE2
+import Foundation
 
 /// A compiled PCRE2 pattern (UTF mode; JIT-compiled when the platform supports it).
 /// The compiled code is read-only after construction and can be shared; each matching
@@ -29,7 +30,7 @@ final class PCRE2Pattern: @unchecked Sendable {
         code = compiled
         // JIT is an optimisation only: where it is unavailable (no JIT support built in,
         // or exec memory denied by the sandbox) the interpreter gives the same answers.
-        isJIT = pcre2_jit_compile_8(compiled, UInt32(PCRE2_JIT_COMPLETE)) == 0
+        isJIT = Self.jitAllowed && pcre2_jit_compile_8(compiled, UInt32(PCRE2_JIT_COMPLETE)) == 0
         var count: UInt32 = 0
         _ = pcre2_pattern_info_8(compiled, UInt32(PCRE2_INFO_CAPTURECOUNT), &count)
         captureCount = Int(count)
@@ -37,6 +38,10 @@ final class PCRE2Pattern: @unchecked Sendable {
     }
 
     deinit { pcre2_code_free_8(code) }
+
+    /// `CAMFA_PCRE2_JIT=off`: never JIT. For sandboxes that deny writable+executable
+    /// memory (systemd's MemoryDenyWriteExecute=yes), where every JIT attempt would fail.
+    static let jitAllowed = getenv("CAMFA_PCRE2_JIT").map { String(cString: $0) != "off" } ?? true
 }
 
 /// Match scratch space (ovector, JIT stack) for one thread.
