@@ -48,7 +48,8 @@ install-files:
 	sed -e 's|/usr/local/bin/camfa|$(PREFIX)/bin/camfa|' -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' \
 	    deploy/camfa.service > $(DESTDIR)$(UNITDIR)/camfa.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/camfa.service
-	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml || install -m 0644 deploy/camfa.yaml $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml
+	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml || \
+	    sed -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' deploy/camfa.yaml > $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml
 	@for f in policies/examples/*.yaml; do \
 	    t=$(DESTDIR)$(SYSCONFDIR)/camfa/policies/$$(basename $$f); \
 	    test -e $$t || install -m 0644 $$f $$t; \

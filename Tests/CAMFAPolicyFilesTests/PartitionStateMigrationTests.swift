@@ -4,7 +4,7 @@ import Testing
 
 /// A policy reload moves each partition's state to the new set (`migrated(to:)`).
 @Suite struct PartitionStateMigrationTests {
-    static func policies(window n: String) -> [String: String] {
+    static func policies(window n: String, extraStatistic: Bool = false) -> [String: String] {
         let p = """
         policy: p
         statistics:
@@ -21,9 +21,9 @@ import Testing
             key: event.ip
             window: 10m
             aggregation: count
-        judgment: stats.m >= 2
+        \(extraStatistic ? "  - name: k\n    key: event.ip\n    window: 1h\n    aggregation: count\n" : "")judgment: stats.m >= 2
         """
-        let flow = "flow: f\npolicies: [p, q]\ncooldown: 0s\nbranches:\n  - when: policies.p.hit\n    deny: true\n"
+        let flow = "flow: f\npolicies: [p, q]\nbranches:\n  - when: policies.p.hit\n    deny: true\n"
             + "  - when: policies.q.hit\n    mfa: [otp]\n"
         return ["p.yaml": p, "q.yaml": q, "f.yaml": flow]
     }
@@ -62,5 +62,17 @@ import Testing
         #expect(changes.full)
         #expect(changes.upserts.count == 2, "both IPs' records, written whole: \(changes.upserts.map(\.key))")
         #expect(changes.userUpserts.count == 2)
+    }
+
+    /// A statistic added to a keyspace drops nothing, yet the pending changes were lost
+    /// with the old layout: the next checkpoint must still be whole.
+    @Test func anAddedStatisticStillMakesTheNextCheckpointFull() throws {
+        let s = Self.state(try loadSet(Self.policies(window: "10m")))
+        let new = try loadSet(Self.policies(window: "10m", extraStatistic: true))
+        #expect(new.keyspaces.count == 1)
+        var moved = try s.migrated(to: new)
+        let changes = moved.takeChanges()
+        #expect(changes.full)
+        #expect(changes.upserts.count == 2)
     }
 }
