@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [
-                "CAMFAServer", "CAMFADaemon", "CAMFACore",
+                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
