@@ -171,6 +171,13 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
                 #expect(r.status == 413, "\(path)")
                 #expect(r.error["code"] as? String == "too-large")
             }
+            let chunked = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate, body: big, streamed: true)
+            #expect(chunked.status == 413)
+            #expect(chunked.error["code"] as? String == "too-large")
+            // Under the limit, a chunked body is read whole.
+            let small = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate,
+                                              body: keyedEndpoints[0].4, streamed: true)
+            #expect(small.status == 200)
         }
     }
 

@@ -99,13 +99,15 @@ struct TestClient {
 
     /// - template: the spec's path template, for the recorder; nil for paths outside the spec.
     func send(_ method: String, _ path: String, template: String?, key: String? = nil, authorization: String? = nil,
-              body: Data? = nil) async throws -> HTTPReply {
+              body: Data? = nil, streamed: Bool = false) async throws -> HTTPReply {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
         if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         if let authorization { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
         if let body {
-            request.httpBody = body
+            // A stream has no length up front: the body goes chunked, so the server must
+            // stop at the limit while reading instead of refusing by Content-Length.
+            if streamed { request.httpBodyStream = InputStream(data: body) } else { request.httpBody = body }
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let (data, response) = try await session.data(for: request)
