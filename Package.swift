@@ -22,12 +22,20 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Already in the graph through hummingbird; named for the TLS listener's types.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        // SHA-256 of API keys from the system's OpenSSL, not a second crypto package.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAMFACore"),
         .target(name: "CAMFAPolicyFiles", dependencies: ["CAMFACore", "Yams"]),
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
@@ -40,12 +48,29 @@ let package = Package(
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "Yams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The HTTP surface: API mode, user status, MFA results, admin, health and metrics.
+        .target(
+            name: "CAMFAServer",
+            dependencies: [
+                "CAMFADaemon", "CAMFACore", "CLibCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .executableTarget(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
+                "CAMFAServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -57,6 +82,15 @@ let package = Package(
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFASimulator", "CAMFACore"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFAStore"]),
+        .testTarget(
+            name: "CAMFAServerTests",
+            dependencies: [
+                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(name: "CLITests", dependencies: ["CAMFACore"]),
     ],
     swiftLanguageModes: [.v6]

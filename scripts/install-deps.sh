@@ -3,7 +3,7 @@
 # `make test` and `make demo` work on a fresh Debian machine with Swift installed.
 # usage: scripts/install-deps.sh [demo]
 set -euo pipefail
-packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev libssl-dev kcat python3)
+packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev libssl-dev openssl kcat python3)
 [[ "${1:-}" == "demo" ]] && packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +21,11 @@ if ! python3 -c 'import jsonschema' 2>/dev/null; then
   echo "installing python3 jsonschema"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-jsonschema >/dev/null 2>&1 || true
   python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema || python3 -m pip install --quiet --break-system-packages jsonschema
+fi
+# The HTTP API tests validate schemas/openapi.yaml and every recorded response against it.
+if ! python3 -c 'import openapi_spec_validator, yaml' 2>/dev/null; then
+  echo "installing python3 openapi-spec-validator"
+  python3 -m pip install --quiet openapi-spec-validator pyyaml || python3 -m pip install --quiet --break-system-packages openapi-spec-validator pyyaml
 fi
 if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) and retry" >&2

@@ -49,6 +49,48 @@ public struct Configuration: Sendable, Equatable {
         public var personalData = false
     }
 
+    /// The HTTP surface (CAMFAServer): API mode, user status, MFA results, admin, health,
+    /// metrics. Keys are stored as SHA-256 hashes only; plaintext keys never reach the file.
+    public struct HTTP: Sendable, Equatable {
+        /// What an API key may do; every /v1 route needs exactly one of these.
+        public enum Scope: String, Sendable, Hashable, CaseIterable {
+            case evaluate, status, results, admin
+        }
+
+        public struct APIKey: Sendable, Equatable {
+            /// For logs and metrics: which client called, never the key itself.
+            public var name: String
+            /// The 32-byte SHA-256 of the key's UTF-8 text (`sha256:<hex>` in the file).
+            public var sha256: [UInt8]
+            public var scopes: Set<Scope>
+            public init(name: String, sha256: [UInt8], scopes: Set<Scope>) {
+                self.name = name
+                self.sha256 = sha256
+                self.scopes = scopes
+            }
+        }
+
+        /// The endpoints an operator may open to callers without a key.
+        public static let openable: Set<String> = ["/healthz", "/readyz", "/metrics"]
+
+        public var enabled = true
+        public var host = "127.0.0.1"
+        public var port = 8080
+        public var tlsCertificate: String?
+        public var tlsPrivateKey: String?
+        /// Larger request bodies are refused with 413 before they are read whole.
+        public var maxBodyBytes = 1 << 20
+        /// How long a request waits for the pipeline (ms) before it answers 504.
+        public var requestTimeout: Int64 = 2_000
+        public var openEndpoints: Set<String> = ["/healthz"]
+        public var apiKeys: [APIKey] = []
+        /// /readyz reports not ready while any owned partition lags more events than this.
+        public var readinessMaxLag: Int64 = 10_000
+
+        public var tlsEnabled: Bool { tlsCertificate != nil }
+        public init() {}
+    }
+
     public var kafka = Kafka()
     public var topics = Topics()
     public var policies = "/etc/camfa/policies"
@@ -57,6 +99,7 @@ public struct Configuration: Sendable, Equatable {
     public var enrichment = Enrichment()
     public var checkpoint = Checkpoint()
     public var logging = Logging()
+    public var http = HTTP()
     /// CloudEvents `source` of the MFA events.
     public var eventSource = "urn:camfa"
 
@@ -186,11 +229,129 @@ private struct ConfigReader {
                 default: if let b = r.bool(node, "logging.personalData") { c.logging.personalData = b }
                 }
             }
+            case "http": readHTTP(v, into: &c.http)
             default:
-                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, kafka, logging, policies, stateDir, topics)")
+                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, stateDir, topics)")
             }
         }
         return c
+    }
+
+    mutating func readHTTP(_ node: Node, into h: inout Configuration.HTTP) {
+        let keys: Set<String> = ["enabled", "address", "tls", "maxBodyBytes", "requestTimeout", "openEndpoints", "apiKeys", "readiness"]
+        var out = h
+        section(node, "http", keys) { r, name, node in
+            switch name {
+            case "enabled": if let b = r.bool(node, "http.enabled") { out.enabled = b }
+            case "address":
+                guard let s = r.string(node, "http.address") else { return }
+                if let hp = Self.hostPort(s) { (out.host, out.port) = hp }
+                else { r.fail(node, "http.address", "must be host:port with a port 0...65535 ([::1]:8080 for IPv6); got '\(s)'") }
+            case "tls":
+                r.section(node, "http.tls", ["certificate", "privateKey"]) { r, name, node in
+                    if name == "certificate" { out.tlsCertificate = r.optionalPath(node, "http.tls.certificate") }
+                    else { out.tlsPrivateKey = r.optionalPath(node, "http.tls.privateKey") }
+                }
+                if (out.tlsCertificate == nil) != (out.tlsPrivateKey == nil) {
+                    r.fail(node, "http.tls", "needs both certificate and privateKey (or neither)")
+                }
+            case "maxBodyBytes": if let n = r.int(node, "http.maxBodyBytes", min: 1024) { out.maxBodyBytes = n }
+            case "requestTimeout":
+                if let d = r.duration(node, "http.requestTimeout") {
+                    if d > 0 { out.requestTimeout = d } else { r.fail(node, "http.requestTimeout", "must be positive") }
+                }
+            case "openEndpoints":
+                guard let seq = node.sequence else { r.fail(node, "http.openEndpoints", "must be a list of paths"); return }
+                var open: Set<String> = []
+                for item in seq {
+                    guard let path = item.scalar?.string, Configuration.HTTP.openable.contains(path) else {
+                        r.fail(item, "http.openEndpoints", "'\(item.scalar?.string ?? "?")' cannot be opened (allowed: \(Configuration.HTTP.openable.sorted().joined(separator: ", ")))")
+                        continue
+                    }
+                    open.insert(path)
+                }
+                out.openEndpoints = open
+            case "apiKeys":
+                guard let seq = node.sequence else { r.fail(node, "http.apiKeys", "must be a list of {name, hash, scopes}"); return }
+                var names: Set<String> = []
+                out.apiKeys = []
+                for (i, item) in seq.enumerated() {
+                    guard let key = r.apiKey(item, index: i) else { continue }
+                    if !names.insert(key.name).inserted { r.fail(item, "http.apiKeys.\(key.name)", "duplicate key name"); continue }
+                    out.apiKeys.append(key)
+                }
+                if Set(out.apiKeys.map(\.sha256)).count != out.apiKeys.count {
+                    r.fail(node, "http.apiKeys", "two keys have the same hash")
+                }
+            default:
+                r.section(node, "http.readiness", ["maxLag"]) { r, _, node in
+                    if let n = r.int(node, "http.readiness.maxLag", min: 0) { out.readinessMaxLag = Int64(n) }
+                }
+            }
+        }
+        h = out
+    }
+
+    mutating func apiKey(_ node: Node, index: Int) -> Configuration.HTTP.APIKey? {
+        guard let map = node.mapping else { fail(node, "http.apiKeys[\(index)]", "must be a mapping {name, hash, scopes}"); return nil }
+        let name = map["name"]?.scalar?.string ?? ""
+        let path = "http.apiKeys.\(name.isEmpty ? "[\(index)]" : name)"
+        var hash: [UInt8]?
+        var scopes: Set<Configuration.HTTP.Scope> = []
+        var ok = true
+        for (k, v) in map {
+            switch k.string {
+            case "name": if name.isEmpty { fail(v, path + ".name", "must be a non-empty string"); ok = false }
+            case "hash":
+                hash = (v.scalar?.string).flatMap(Self.sha256Hash)
+                if hash == nil { fail(v, path + ".hash", "must be sha256:<64 hex digits> (camfa apikey prints one), never the key itself"); ok = false }
+            case "scopes":
+                guard let seq = v.sequence, !seq.isEmpty else { fail(v, path + ".scopes", "must be a non-empty list"); ok = false; continue }
+                for item in seq {
+                    if let s = (item.scalar?.string).flatMap(Configuration.HTTP.Scope.init(rawValue:)) { scopes.insert(s) } else {
+                        fail(item, path + ".scopes", "unknown scope '\(item.scalar?.string ?? "?")' (allowed: admin, evaluate, results, status)"); ok = false
+                    }
+                }
+            default: fail(k, "\(path).\(k.string ?? "?")", "unknown key (allowed: hash, name, scopes)"); ok = false
+            }
+        }
+        if map["name"] == nil { fail(node, path, "needs a name"); ok = false }
+        if map["hash"] == nil { fail(node, path, "needs a hash"); ok = false }
+        if map["scopes"] == nil { fail(node, path, "needs scopes"); ok = false }
+        guard ok, let hash else { return nil }
+        return Configuration.HTTP.APIKey(name: name, sha256: hash, scopes: scopes)
+    }
+
+    /// `sha256:<64 hex>` → the 32 bytes.
+    static func sha256Hash(_ s: String) -> [UInt8]? {
+        guard s.hasPrefix("sha256:") else { return nil }
+        let hex = Array(s.utf8.dropFirst(7))
+        guard hex.count == 64 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        for i in stride(from: 0, to: 64, by: 2) {
+            guard let hi = Self.hexDigit(hex[i]), let lo = Self.hexDigit(hex[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+        }
+        return out
+    }
+
+    static func hexDigit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// `host:port` or `[v6]:port`.
+    static func hostPort(_ s: String) -> (String, Int)? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        else if host.contains(":") { return nil }
+        return host.isEmpty ? nil : (host, port)
     }
 
     static let managedKafkaProperties: Set<String> = [

@@ -50,8 +50,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let metrics = PipelineCounters()
     public let health = PipelineHealth()
     let reloads = PolicyReloadSlot()
+    let telemetry = PipelineMetrics()
 
-    private var consumer: KafkaConsumer!
+    var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
     var partitions: [Int32: PartitionRuntime] = [:]
     private var inFlight: [UInt64: Output] = [:]
@@ -136,7 +137,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             notifier?.tick(health)
             applyPendingReload()
             _ = consumer.poll(into: batch, maxMessages: options.maxBatch, timeoutMs: 100)
-            for record in batch.records { handle(record) }
+            for record in batch.records { telemetry.time { handle(record) } }
             for event in batch.events {
                 if case .error(let e, _) = event { logger.warning("kafka: \(e)") }
             }
@@ -145,6 +146,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             completeCheckpoints()
             scheduleCheckpoints()
             applyPauses()
+            observeTelemetry()
             if Date().timeIntervalSince(lastCommit) >= options.commitInterval { commit(async: true) }
         }
         shutdown(batch)
@@ -226,6 +228,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         guard let error = c.error else {
             partitions[c.partition]!.outstanding = nil
             partitions[c.partition]!.checkpointed = c.nextOffset
+            telemetry.checkpointed(c.partition, seconds: c.seconds)
             if storageFault != nil {
                 storageFault = nil
                 health.setStorageFault(nil)
@@ -372,6 +375,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         case .rejected(let reason):
             deadLetter(record, reason: "\(reason.code.rawValue): \(reason.message)")
         case .decided(let decisions):
+            telemetry.decided(decisions)
             var outputs = 0
             for d in decisions where d.issuesChallenge {
                 let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource)
@@ -392,6 +396,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func deadLetter(_ record: KafkaRecord, reason: String) {
         let c = options.configuration
         metrics.deadLettered += 1
+        telemetry.deadLettered(reason: reason)
         logger.notice("dead letter", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
         ])

@@ -1,0 +1,37 @@
+import CAMFADaemon
+import Hummingbird
+
+/// Who may call what: every route names the scope it needs; only the endpoints listed in
+/// `http.openEndpoints` (by default /healthz) answer without a key.
+struct Access: Sendable {
+    let keys: KeyRing
+    let open: Set<String>
+
+    init(_ http: Configuration.HTTP) {
+        keys = KeyRing(keys: http.apiKeys)
+        open = http.openEndpoints
+    }
+
+    /// Throws 401 (no or unknown key) or 403 (known key without `scope`); returns the
+    /// key's name for logs. `endpoint` is the route template for the open list.
+    @discardableResult
+    func check(_ request: Request, endpoint: String, scope: Configuration.HTTP.Scope) throws(APIError) -> String? {
+        if open.contains(endpoint) { return nil }
+        guard let header = request.headers[.authorization] else {
+            throw .unauthorized("an API key is required: Authorization: Bearer <key>")
+        }
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+            throw .unauthorized("the Authorization header must be 'Bearer <key>'")
+        }
+        let presented = header.dropFirst(7).trimmingSpaces
+        guard let key = keys.match(presented) else { throw .unauthorized("unknown API key") }
+        guard key.scopes.contains(scope) else { throw .forbidden(scope: scope) }
+        return key.name
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}

@@ -1,0 +1,70 @@
+import CAMFACore
+import CAMFADaemon
+
+/// The JSON shapes of the 2xx answers (schemas/openapi.yaml). Decisions reuse
+/// `Decision.jsonValue`, the shape `camfa replay` and the MFA event share, with the two
+/// HTTP spellings: the challenge id is `mfaEventId` (it is the MFA event's `id`) and times
+/// are RFC 3339, as in the MFA event.
+enum ResponseBodies {
+    static func evaluation(_ e: Evaluation) -> Value {
+        var m = ValueMap()
+        m[string: "mfaRequired"] = .bool(e.decisions.contains { $0.action == .mfa })
+        m[string: "coordinates"] = coordinates(e.coordinates)
+        m[string: "decisions"] = .list(e.decisions.map(decision))
+        return .map(m)
+    }
+
+    static func decision(_ d: Decision) -> Value {
+        guard case .map(let base) = d.jsonValue else { return d.jsonValue }
+        var m = ValueMap()
+        for (k, v) in base.entries {
+            switch k {
+            case .string("challengeId"): m[string: "mfaEventId"] = v
+            case .string("expiresAt"): m[string: "expiresAt"] = time(d.expiresAt)
+            default: m[k] = v
+            }
+        }
+        return .map(m)
+    }
+
+    static func status(_ s: MFAStatus) -> Value {
+        var m = ValueMap()
+        m[string: "user"] = .string(s.user)
+        m[string: "mfaVerified"] = .bool(s.mfaVerified)
+        m[string: "failMode"] = .string(s.failMode.rawValue)
+        m[string: "lastVerified"] = time(s.lastVerified)
+        m[string: "pending"] = .list(s.pending.map { p in
+            var c = ValueMap()
+            c[string: "flow"] = .string(p.flow)
+            c[string: "mfaEventId"] = .string(p.id)
+            c[string: "methods"] = .list(p.methods.map { .string($0.rawValue) })
+            c[string: "since"] = time(p.since)
+            c[string: "expiresAt"] = time(p.expiresAt)
+            return .map(c)
+        })
+        return .map(m)
+    }
+
+    static func result(_ o: MFAResultOutcome) -> Value {
+        var m = ValueMap()
+        m[string: "mfaEventId"] = .string(o.result.challengeId)
+        m[string: "user"] = .string(o.result.user)
+        m[string: "method"] = .string(o.result.method.rawValue)
+        m[string: "outcome"] = .string(o.result.outcome.rawValue)
+        m[string: "cleared"] = .bool(o.cleared)
+        m[string: "coordinates"] = coordinates(o.coordinates)
+        return .map(m)
+    }
+
+    static func reload(_ r: ReloadReport) -> Value {
+        .map(ValueMap([("policies", .int(Int64(r.policies))), ("flows", .int(Int64(r.flows)))]))
+    }
+
+    static func coordinates(_ c: MFAEvent.Coordinates) -> Value {
+        .map(ValueMap([("topic", .string(c.topic)), ("partition", .int(Int64(c.partition))), ("offset", .int(c.offset))]))
+    }
+
+    static func time(_ ms: Int64?) -> Value {
+        ms.map { .string(RFC3339.format(milliseconds: $0)) } ?? .null
+    }
+}

@@ -1,0 +1,96 @@
+import CAMFACore
+import CAMFADaemon
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+
+/// The endpoints of schemas/openapi.yaml. Each handler checks its scope first (401/403
+/// before the body is read), then reads at most `http.maxBodyBytes` (413).
+struct Routes: Sendable {
+    let http: Configuration.HTTP
+    let backend: any CAMFABackend
+    let access: Access
+    let registry: PrometheusCollectorRegistry
+    let logger: Logger
+
+    var timeout: Double { Double(http.requestTimeout) / 1000 }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        router.get("/healthz") { request, _ in
+            try access.check(request, endpoint: "/healthz", scope: .admin)
+            return JSONResponse.make(.ok, .map(ValueMap([("status", .string("alive"))])))
+        }
+        router.get("/readyz") { request, _ in
+            try access.check(request, endpoint: "/readyz", scope: .admin)
+            let s = backend.health.snapshot(maxLag: http.readinessMaxLag)
+            var m = ValueMap()
+            m[string: "ready"] = .bool(s.ready)
+            if let reason = s.unhealthyReason { m[string: "reason"] = .string(reason) }
+            return JSONResponse.make(s.ready ? .ok : .serviceUnavailable, .map(m))
+        }
+        router.get("/metrics") { request, _ in
+            try access.check(request, endpoint: "/metrics", scope: .admin)
+            var bytes: [UInt8] = []
+            registry.emit(into: &bytes)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        router.post("/v1/evaluate") { request, _ in
+            try access.check(request, endpoint: "/v1/evaluate", scope: .evaluate)
+            let body = try await readBody(request)
+            let flow = request.uri.queryParameters.get("flow")
+            let evaluation = try await call { () async throws(PipelineRequestError) in
+                try await backend.evaluate(eventJSON: body, flow: flow, timeout: timeout)
+            }
+            return JSONResponse.make(.ok, ResponseBodies.evaluation(evaluation))
+        }
+        router.get("/v1/users/:id/mfa-status") { request, context in
+            try access.check(request, endpoint: "/v1/users/{id}/mfa-status", scope: .status)
+            let raw = context.parameters.get("id") ?? ""
+            let user = raw.removingPercentEncoding ?? raw
+            guard !user.isEmpty else {
+                throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
+            }
+            let status = try await call { () async throws(PipelineRequestError) in
+                try await backend.mfaStatus(user: user, timeout: timeout)
+            }
+            return JSONResponse.make(.ok, ResponseBodies.status(status))
+        }
+        router.post("/v1/mfa-results") { request, _ in
+            try access.check(request, endpoint: "/v1/mfa-results", scope: .results)
+            let body = try await readBody(request)
+            let outcome = try await call { () async throws(PipelineRequestError) in
+                try await backend.submitMFAResult(json: body, timeout: timeout)
+            }
+            return JSONResponse.make(.ok, ResponseBodies.result(outcome))
+        }
+        router.post("/v1/admin/reload") { request, _ in
+            let caller = try access.check(request, endpoint: "/v1/admin/reload", scope: .admin)
+            let report = try await call { () async throws(PipelineRequestError) in try await backend.reloadPolicies() }
+            logger.notice("policies reloaded over HTTP", metadata: [
+                "key": "\(caller ?? "-")", "policies": "\(report.policies)", "flows": "\(report.flows)",
+            ])
+            return JSONResponse.make(.ok, ResponseBodies.reload(report))
+        }
+    }
+
+    /// Refuses by Content-Length before reading, and stops reading a chunked body at the
+    /// limit, so a large body never sits in memory whole.
+    func readBody(_ request: Request) async throws -> [UInt8] {
+        let limit = http.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw APIError.tooLarge(limit: limit) }
+        do {
+            let buffer = try await request.body.collect(upTo: limit)
+            return Array(buffer: buffer)
+        } catch let e as HTTPResponseError where e.status == .contentTooLarge {
+            throw APIError.tooLarge(limit: limit)
+        }
+    }
+
+    func call<T>(_ body: () async throws(PipelineRequestError) -> T) async throws(APIError) -> T {
+        do { return try await body() } catch { throw APIError(error) }
+    }
+}

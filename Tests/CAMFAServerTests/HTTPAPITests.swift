@@ -1,0 +1,201 @@
+@testable import CAMFACore
+@testable import CAMFADaemon
+import CAMFAServer
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// Every keyed endpoint: (method, path, spec template, scope, body).
+let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] = [
+    ("POST", "/v1/evaluate", "/v1/evaluate", .evaluate, Data(#"{"originalIdentity":"alice","requestDate":1767225600000}"#.utf8)),
+    ("GET", "/v1/users/alice/mfa-status", "/v1/users/{id}/mfa-status", .status, nil),
+    ("POST", "/v1/mfa-results", "/v1/mfa-results", .results,
+     Data(#"{"mfaEventId":"c-1","user":"alice","method":"otp","outcome":"verified"}"#.utf8)),
+    ("POST", "/v1/admin/reload", "/v1/admin/reload", .admin, nil),
+    ("GET", "/readyz", "/readyz", .admin, nil),
+    ("GET", "/metrics", "/metrics", .admin, nil),
+]
+
+@Suite struct HTTPAPITests {
+    @Test func withoutAKeyOnlyHealthzAnswers() async throws {
+        try await withServer { client in
+            let health = try await client.send("GET", "/healthz", template: "/healthz")
+            #expect(health.status == 200)
+            #expect(health.json["status"] as? String == "alive")
+            for (method, path, template, _, body) in keyedEndpoints {
+                let r = try await client.send(method, path, template: template, body: body)
+                #expect(r.status == 401, "\(method) \(path)")
+                #expect(r.header("WWW-Authenticate")?.hasPrefix("Bearer") == true, "\(method) \(path)")
+                #expect(r.error["code"] as? String == "unauthorized")
+                let unknown = try await client.send(method, path, template: template, key: TestKeys.unknown, body: body)
+                #expect(unknown.status == 401, "\(method) \(path) with an unknown key")
+                let basic = try await client.send(method, path, template: template, authorization: "Basic \(TestKeys.key(for: .admin))", body: body)
+                #expect(basic.status == 401, "\(method) \(path) with a Basic header")
+            }
+        }
+    }
+
+    @Test func aKeyWithoutTheScopeIs403AndWithItIs2xx() async throws {
+        try await withServer { client in
+            for (method, path, template, scope, body) in keyedEndpoints {
+                for other in Configuration.HTTP.Scope.allCases where other != scope {
+                    let r = try await client.send(method, path, template: template, key: TestKeys.key(for: other), body: body)
+                    #expect(r.status == 403, "\(method) \(path) with \(other)")
+                    #expect(r.error["code"] as? String == "forbidden")
+                    #expect((r.error["message"] as? String)?.contains(scope.rawValue) == true)
+                }
+                let ok = try await client.send(method, path, template: template, key: TestKeys.key(for: scope), body: body)
+                #expect(ok.status == 200, "\(method) \(path): \(ok.text)")
+            }
+        }
+    }
+
+    @Test func evaluateAnswersTheDecisionsWithTheMFATrigger() async throws {
+        try await withServer { client in
+            let (method, path, template, _, body) = keyedEndpoints[0]
+            let r = try await client.send(method, path, template: template, key: TestKeys.evaluate, body: body)
+            #expect(r.status == 200)
+            #expect(r.json["mfaRequired"] as? Bool == true)
+            let coordinates = r.json["coordinates"] as? [String: Any]
+            #expect(coordinates?["partition"] as? Int == 3 && coordinates?["offset"] as? Int == 42)
+            let decisions = r.json["decisions"] as? [[String: Any]] ?? []
+            try #require(decisions.count == 2)
+            #expect(decisions[0]["mfaEventId"] as? String == TestBackend.challengeId)
+            #expect(decisions[0]["expiresAt"] as? String == RFC3339.format(milliseconds: TestBackend.expiresAt))
+            #expect(decisions[0]["methods"] as? [String] == ["otp", "sms"])
+            #expect(decisions[0]["failMode"] as? String == "closed")
+            #expect(decisions[0]["challengeId"] == nil)
+            let fired = decisions[0]["firedPolicies"] as? [[String: Any]]
+            #expect(fired?.first?["policy"] as? String == "impossible-travel")
+            #expect(decisions[1]["mfaEventId"] is NSNull && decisions[1]["expiresAt"] is NSNull)
+
+            let audit = try await client.send("POST", "/v1/evaluate?flow=audit", template: template, key: TestKeys.evaluate, body: body)
+            #expect(audit.json["mfaRequired"] as? Bool == false)
+        }
+    }
+
+    @Test func statusReportsPendingChallengesAndTheFailMode() async throws {
+        try await withServer { client in
+            let template = "/v1/users/{id}/mfa-status"
+            let locked = try await client.send("GET", "/v1/users/locked/mfa-status", template: template, key: TestKeys.status)
+            #expect(locked.status == 200)
+            #expect(locked.json["mfaVerified"] as? Bool == false)
+            #expect(locked.json["failMode"] as? String == "closed")
+            let pending = locked.json["pending"] as? [[String: Any]] ?? []
+            #expect(pending.first?["mfaEventId"] as? String == TestBackend.challengeId)
+            #expect(pending.first?["methods"] as? [String] == ["face"])
+
+            let free = try await client.send("GET", "/v1/users/alice%40example.com/mfa-status", template: template, key: TestKeys.status)
+            #expect(free.json["user"] as? String == "alice@example.com")
+            #expect(free.json["mfaVerified"] as? Bool == true)
+            #expect(free.json["failMode"] as? String == "open")
+            #expect((free.json["pending"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func mfaResultsAndReload() async throws {
+        try await withServer { client in
+            let verified = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+                                                 body: Data(#"{"mfaEventId":"c-9","user":"bob","method":"sms","outcome":"verified"}"#.utf8))
+            #expect(verified.status == 200)
+            #expect(verified.json["cleared"] as? Bool == true && verified.json["mfaEventId"] as? String == "c-9")
+            let failed = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+                                               body: Data(#"{"mfaEventId":"c-9","user":"bob","method":"sms","outcome":"failed"}"#.utf8))
+            #expect(failed.json["cleared"] as? Bool == false)
+            let unknown = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+                                                body: Data(#"{"mfaEventId":"unknown-1","user":"bob","method":"sms","outcome":"verified"}"#.utf8))
+            #expect(unknown.status == 404)
+            #expect(unknown.error["code"] as? String == "unknown-challenge")
+
+            let reload = try await client.send("POST", "/v1/admin/reload", template: "/v1/admin/reload", key: TestKeys.admin)
+            #expect(reload.json["policies"] as? Int == 4 && reload.json["flows"] as? Int == 2)
+        }
+        try await withServer(backend: TestBackend(reloadFails: true)) { client in
+            let reload = try await client.send("POST", "/v1/admin/reload", template: "/v1/admin/reload", key: TestKeys.admin)
+            #expect(reload.status == 422)
+            #expect(reload.error["code"] as? String == "reload-failed")
+            #expect((reload.error["message"] as? String)?.contains("policies/a.yaml:3:7") == true)
+        }
+    }
+
+    @Test func eachPipelineErrorHasItsStatus() async throws {
+        let body = keyedEndpoints[0].4
+        try await withServer { client in
+            let viaEvaluate: [(PipelineRequestError.Code, Int)] = [
+                (.invalid, 400), (.unknownFlow, 404), (.notOwned, 503), (.unavailable, 503), (.timeout, 504),
+            ]
+            for (code, status) in viaEvaluate {
+                let r = try await client.send("POST", "/v1/evaluate?flow=fail-\(code.rawValue)", template: "/v1/evaluate", key: TestKeys.evaluate, body: body)
+                #expect(r.status == status, "\(code)")
+                #expect(r.error["code"] as? String == code.rawValue)
+                #expect((r.header("Retry-After") != nil) == (status == 503), "\(code)")
+            }
+            let viaStatus = try await client.send("GET", "/v1/users/fail-timeout/mfa-status", template: "/v1/users/{id}/mfa-status", key: TestKeys.status)
+            #expect(viaStatus.status == 504)
+            for (id, status, code) in [("unknown-7", 404, "unknown-challenge"), ("expired-7", 410, "expired-challenge")] {
+                let r = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+                                              body: Data(#"{"mfaEventId":"\#(id)","user":"u","method":"otp","outcome":"verified"}"#.utf8))
+                #expect(r.status == status && r.error["code"] as? String == code, "\(id)")
+            }
+            let missing = try await client.send("GET", "/v2/nothing", template: nil, key: TestKeys.admin)
+            #expect(missing.status == 404 && missing.error["code"] as? String == "not-found")
+        }
+    }
+
+    @Test func malformedBodiesAre400NamingTheField() async throws {
+        try await withServer { client in
+            let wrongType = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate,
+                                                  body: Data(#"{"originalIdentity":"alice","requestDate":"yesterday"}"#.utf8))
+            #expect(wrongType.status == 400)
+            #expect(wrongType.error["code"] as? String == "invalid")
+            #expect(wrongType.error["field"] as? String == "requestDate")
+            let truncated = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate,
+                                                  body: Data(#"{"originalIdentity":"#.utf8))
+            #expect(truncated.status == 400)
+            let noOutcome = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+                                                  body: Data(#"{"mfaEventId":"c-1","user":"u","method":"otp"}"#.utf8))
+            #expect(noOutcome.status == 400)
+            #expect(noOutcome.error["field"] as? String == "outcome")
+        }
+    }
+
+    @Test func aTenMegabyteBodyIs413() async throws {
+        try await withServer { client in
+            var big = Data(#"{"originalIdentity":"alice","requestDate":1,"custom":{"pad":""#.utf8)
+            big.append(Data(repeating: UInt8(ascii: "x"), count: 10 << 20))
+            big.append(Data(#""}}"#.utf8))
+            for (method, path, template, scope, _) in keyedEndpoints where method == "POST" && scope != .admin {
+                let r = try await client.send(method, path, template: template, key: TestKeys.key(for: scope), body: big)
+                #expect(r.status == 413, "\(path)")
+                #expect(r.error["code"] as? String == "too-large")
+            }
+            let chunked = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate, body: big, streamed: true)
+            #expect(chunked.status == 413)
+            #expect(chunked.error["code"] as? String == "too-large")
+            // Under the limit, a chunked body is read whole.
+            let small = try await client.send("POST", "/v1/evaluate", template: "/v1/evaluate", key: TestKeys.evaluate,
+                                              body: keyedEndpoints[0].4, streamed: true)
+            #expect(small.status == 200)
+        }
+    }
+
+    @Test func readyzFollowsHealthAndTheLagRule() async throws {
+        let backend = TestBackend(ready: false)
+        try await withServer({ $0.openEndpoints = ["/healthz", "/readyz"]; $0.readinessMaxLag = 100 }, backend: backend) { client in
+            let starting = try await client.send("GET", "/readyz", template: "/readyz")
+            #expect(starting.status == 503)
+            #expect(starting.json["ready"] as? Bool == false && starting.json["reason"] is String)
+            backend.health.setStarted(true)
+            backend.health.assignmentHandled()
+            backend.health.setConsumerLag(0, 100)
+            let ready = try await client.send("GET", "/readyz", template: "/readyz")
+            #expect(ready.status == 200 && ready.json["ready"] as? Bool == true)
+            backend.health.setConsumerLag(1, 101)
+            let lagging = try await client.send("GET", "/readyz", template: "/readyz")
+            #expect(lagging.status == 503)
+            #expect((lagging.json["reason"] as? String)?.contains("partition 1") == true)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+@testable import CAMFACore
+@testable import CAMFADaemon
+import Foundation
+
+/// A `CAMFABackend` with fixed answers built from CAMFACore types. Failures are chosen by
+/// the request itself, so tests sharing nothing can run in parallel:
+/// - evaluate: `?flow=fail-<code>` throws that code; a body that is not a UEBA event
+///   throws `invalid` with the decoder's field.
+/// - mfaStatus: user `fail-<code>` throws that code; user `locked` has a pending challenge.
+/// - submitMFAResult: mfaEventId `unknown…` → unknown-challenge, `expired…` → expired-challenge;
+///   a missing field → invalid naming it.
+/// - reloadPolicies: throws reload-failed when `reloadFails`.
+final class TestBackend: CAMFABackend, @unchecked Sendable {
+    let health = PipelineHealth()
+    let reloadFails: Bool
+    static let coordinates = MFAEvent.Coordinates(topic: "camfa.ueba", partition: 3, offset: 42)
+    static let expiresAt: Int64 = 1_767_225_900_000
+    static let challengeId = "c-3-42-login"
+
+    init(ready: Bool = true, reloadFails: Bool = false) {
+        self.reloadFails = reloadFails
+        if ready {
+            health.setStarted(true)
+            health.assignmentHandled()
+        }
+    }
+
+    static func failure(_ name: String?) -> PipelineRequestError? {
+        guard let name, name.hasPrefix("fail-"), let code = PipelineRequestError.Code(rawValue: String(name.dropFirst(5))) else { return nil }
+        return PipelineRequestError(code: code, message: "test failure \(code.rawValue)")
+    }
+
+    func evaluate(eventJSON: [UInt8], flow: String?, timeout: Double) async throws(PipelineRequestError) -> Evaluation {
+        if let e = Self.failure(flow) { throw e }
+        let event: UEBAEvent
+        do { event = try UEBAEvent.decode(json: eventJSON) } catch {
+            throw PipelineRequestError(code: .invalid, message: error.message, field: error.field.isEmpty ? nil : error.field)
+        }
+        let stats = [StatisticReading(name: "distinctCountries", key: event.originalIdentity, before: .int(1), current: .int(2))]
+        let mfa = Decision(
+            flow: "login", action: .mfa, methods: [.otp, .sms], branch: 0, suppressedByCooldown: false,
+            challengeId: Self.challengeId, expiresAt: Self.expiresAt, failMode: .closed,
+            firedPolicies: [PolicyExplanation(policy: "impossible-travel", judgment: "speedKmh > 900", statistics: stats,
+                                              returns: ValueMap([("speedKmh", .double(1200.5))]))],
+            errors: [], returns: ValueMap([("risk", .string("high"))]))
+        let allow = Decision(
+            flow: "audit", action: .allow, methods: [], branch: nil, suppressedByCooldown: false, challengeId: nil,
+            expiresAt: nil, failMode: .open, firedPolicies: [], errors: ["policy x: division by zero"], returns: ValueMap())
+        return Evaluation(coordinates: Self.coordinates, event: event, decisions: flow == "audit" ? [allow] : [mfa, allow])
+    }
+
+    func mfaStatus(user: String, timeout: Double) async throws(PipelineRequestError) -> MFAStatus {
+        if let e = Self.failure(user) { throw e }
+        guard user == "locked" else { return MFAStatus(user: user, pending: [], lastVerified: 1_767_225_000_000, failMode: .open) }
+        let p = PendingChallenge(flow: "login", id: Self.challengeId, methods: [.face], since: 1_767_225_600_000, expiresAt: Self.expiresAt)
+        return MFAStatus(user: user, pending: [p], lastVerified: nil, failMode: .closed)
+    }
+
+    func submitMFAResult(json: [UInt8], timeout: Double) async throws(PipelineRequestError) -> MFAResultOutcome {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
+            throw PipelineRequestError(code: .invalid, message: "the body is not a JSON object")
+        }
+        for field in ["mfaEventId", "user", "method", "outcome"] where !(object[field] is String) {
+            throw PipelineRequestError(code: .invalid, message: "\(field): required string", field: field)
+        }
+        let id = object["mfaEventId"] as! String
+        if id.hasPrefix("unknown") { throw PipelineRequestError(code: .unknownChallenge, message: "no pending challenge \(id)") }
+        if id.hasPrefix("expired") { throw PipelineRequestError(code: .expiredChallenge, message: "challenge \(id) expired") }
+        guard let method = MFAMethod(rawValue: object["method"] as! String) else {
+            throw PipelineRequestError(code: .invalid, message: "method: unknown", field: "method")
+        }
+        guard let outcome = MFAResult.Outcome(rawValue: object["outcome"] as! String) else {
+            throw PipelineRequestError(code: .invalid, message: "outcome: must be verified or failed", field: "outcome")
+        }
+        let result = MFAResult(challengeId: id, user: object["user"] as! String, method: method, outcome: outcome, time: 1_767_225_700_000)
+        return MFAResultOutcome(result: result, cleared: outcome == .verified, coordinates: Self.coordinates)
+    }
+
+    func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport {
+        if reloadFails {
+            throw PipelineRequestError(code: .reloadFailed, message: "policies/a.yaml:3:7: unknown field 'judgement'")
+        }
+        return ReloadReport(policies: 4, flows: 2)
+    }
+}
