@@ -23,7 +23,8 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "camfa")
         let pipeline = try DaemonSetup.pipeline(configuration, logger: logger)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline))],
+            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline)),
+                                            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, logger: logger)))],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
