@@ -29,6 +29,11 @@ public struct MFAResultApplied: Sendable, Equatable {
     public var cleared: Bool
     /// The flow that issued the challenge (nil for an idempotent repeat).
     public var flow: String?
+
+    public init(cleared: Bool, flow: String?) {
+        self.cleared = cleared
+        self.flow = flow
+    }
 }
 
 extension Engine {
