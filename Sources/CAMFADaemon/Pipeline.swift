@@ -69,6 +69,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private var requestProduces: [UInt64: String] = [:]
     /// The input topic's partition count, to find a user's partition; nil: fetch again.
     private var inputPartitionCount: Int32?
+    /// Failed metadata reads are retried at most once a second: each blocks the poll loop.
+    private var lastPartitionCountAttempt = Date.distantPast
 
     struct PartitionRuntime {
         var state: PartitionState
@@ -757,6 +759,8 @@ extension Pipeline {
         let c = options.configuration
         guard let partitioner = KafkaPartitioner(property: c.kafka.properties["partitioner"]) else { return nil }
         if inputPartitionCount == nil {
+            guard Date().timeIntervalSince(lastPartitionCountAttempt) >= 1 else { return nil }
+            lastPartitionCountAttempt = Date()
             do { inputPartitionCount = try producer.partitionCount(topic: c.topics.input, timeoutMs: 2000) } catch {
                 logger.warning("cannot read the input topic's partition count: \(error)")
                 return nil

@@ -171,7 +171,9 @@ final class Harness: @unchecked Sendable {
         var c = Configuration()
         c.kafka.bootstrap = cluster.bootstrapServers
         c.kafka.groupId = "camfa-test-\(UUID().uuidString.prefix(6))"
-        c.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "log_level": "3"]
+        // The mock broker holds an empty fetch for the full fetch.wait.max.ms even when data
+        // arrives meanwhile (a real broker answers at once): keep it short for API mode.
+        c.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "log_level": "3", "fetch.wait.max.ms": "10"]
         c.topics.input = input
         c.topics.output = output
         c.topics.deadLetter = deadLetter
