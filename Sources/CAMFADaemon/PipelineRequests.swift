@@ -67,11 +67,10 @@ final class PipelineMailbox: @unchecked Sendable {
                 return
             }
             wake()
-            let nanos = UInt64(max(0, timeout) * 1e9)
-            Task { [weak self] in
-                try? await Task.sleep(nanoseconds: nanos)
-                self?.answer(id, .failure(PipelineRequestError(
-                    code: .timeout, message: "no answer within \(timeout) s")))
+            // A dispatch timer, not a task: the deadline holds even when the cooperative
+            // pool is busy.
+            DispatchQueue.global().asyncAfter(deadline: .now() + max(0, timeout)) { [weak self] in
+                self?.answer(id, .failure(PipelineRequestError(code: .timeout, message: "no answer within \(timeout) s")))
             }
         }
     }

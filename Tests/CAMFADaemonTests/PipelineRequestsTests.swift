@@ -146,6 +146,92 @@ import Testing
     }
 }
 
+/// A second group on its own input topic, where a plain consumer holds some partitions:
+/// requests for users of those partitions are answered `not-owned`, the rest normally.
+@Suite struct NotOwnedTests {
+    @Test func requestsForAnotherMembersPartitionAreNotOwned() async throws {
+        let h = Harness.shared
+        let topic = "in2.\(UUID().uuidString.prefix(6))", group = "g2-\(UUID().uuidString.prefix(6))"
+        try h.cluster.createTopic(topic, partitions: 4)
+        let other = OtherMember(bootstrap: h.cluster.bootstrapServers, topic: topic, group: group)
+        defer { other.stop() }
+        try await h.waitFor("the other member's assignment") { other.held.count == 4 }
+        var c = h.configuration
+        c.topics.input = topic
+        c.kafka.groupId = group
+        c.stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-notowned-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: c.stateDir, withIntermediateDirectories: true)
+        let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: h.set, enrichment: nil), logger: .init(label: "test"))
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? pipeline.run()
+            done.signal()
+        }
+        defer {
+            pipeline.requestStop()
+            done.wait()
+        }
+        try await h.waitFor("the partitions split between the members") {
+            let held = other.held
+            return !held.isEmpty && held.count < 4 && pipeline.health.snapshot.ready
+        }
+        let held = other.held
+        let partitioner = try #require(KafkaPartitioner(property: nil))
+        let users = (0..<40).map { "user-\($0)" }
+        let theirs = try #require(users.first { held.contains(partitioner.partition(key: Array($0.utf8), partitionCount: 4)!) })
+        let ours = try #require(users.first { !held.contains(partitioner.partition(key: Array($0.utf8), partitionCount: 4)!) })
+        // Cooperative rebalancing revokes first and assigns in a second round.
+        try await h.waitFor("the pipeline owns the other partitions") {
+            (try? await pipeline.mfaStatus(user: ours, timeout: 5).mfaVerified) == true
+        }
+        do {
+            _ = try await pipeline.mfaStatus(user: theirs, timeout: 10)
+            Issue.record("status answered for another member's user")
+        } catch {
+            #expect(error.code == .notOwned)
+        }
+        let event = #"{"originalIdentity":"\#(theirs)","appId":"a","ip":"10.20.0.1","behaviorType":"login","behaviorResult":"success","requestDate":\#(Harness.now())}"#
+        do {
+            _ = try await pipeline.evaluate(eventJSON: Array(event.utf8), flow: nil, timeout: 10)
+            Issue.record("evaluated on another member's partition")
+        } catch {
+            #expect(error.code == .notOwned)
+        }
+        #expect(other.held == held)
+    }
+}
+
+/// A plain group member polling on its own thread; `held` is its current assignment.
+final class OtherMember: @unchecked Sendable {
+    private let lock = NSLock()
+    private var partitions: Set<Int32> = []
+    private let stopSignal = StopSignal()
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(bootstrap: String, topic: String, group: String) {
+        Thread.detachNewThread { [self] in
+            defer { finished.signal() }
+            let config = KafkaConfig(bootstrapServers: bootstrap, [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"), ("log_level", "3")])
+            guard let consumer = try? KafkaConsumer(config: config, groupID: group), (try? consumer.subscribe([topic])) != nil else { return }
+            let batch = KafkaBatch()
+            while !stopSignal.isSet {
+                consumer.poll(into: batch, maxMessages: 100, timeoutMs: 50)
+                let now = Set(((try? consumer.assignment()) ?? []).map(\.partition))
+                lock.withLock { partitions = now }
+            }
+            batch.release()
+            consumer.close(timeoutSeconds: 3)
+        }
+    }
+
+    var held: Set<Int32> { lock.withLock { partitions } }
+
+    func stop() {
+        stopSignal.set()
+        finished.wait()
+    }
+}
+
 /// The suite's cluster, topics, pipeline and result forwarder, started once.
 final class Harness: @unchecked Sendable {
     static let shared: Harness = {
@@ -156,6 +242,7 @@ final class Harness: @unchecked Sendable {
     let input = "in.\(UUID().uuidString.prefix(6))", output = "out.\(UUID().uuidString.prefix(6))"
     let deadLetter = "dlq.\(UUID().uuidString.prefix(6))", results = "res.\(UUID().uuidString.prefix(6))"
     let set: PolicySet
+    let configuration: Configuration
     let pipeline: Pipeline
     let forwarder: ResultForwarder
     let producer: KafkaProducer
@@ -181,6 +268,7 @@ final class Harness: @unchecked Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-requests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         c.stateDir = dir.path
+        configuration = c
         pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: nil), logger: .init(label: "test"))
         forwarder = ResultForwarder(configuration: c, logger: .init(label: "test"))
         producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: cluster.bootstrapServers, [("log_level", "3")]))
