@@ -107,6 +107,10 @@ extension Pipeline: CAMFABackend {
             guard let f = options.policySet.flows.first(where: { $0.name == flow }), f.trigger == .http else {
                 throw PipelineRequestError(code: .unknownFlow, message: "no flow named '\(flow)' with trigger http")
             }
+            // An app with http flows of its own is not judged by the global ones.
+            guard engine.flows(for: event.appId, trigger: .http).contains(where: { options.policySet.flows[$0].name == flow }) else {
+                throw PipelineRequestError(code: .unknownFlow, message: "flow '\(flow)' does not cover this event's app")
+            }
         }
         let id = UUID().uuidString
         let answer = await mailbox.submit(.evaluate(id: id, json: eventJSON, user: event.originalIdentity, flow: flow),
