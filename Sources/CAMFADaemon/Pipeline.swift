@@ -67,6 +67,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let mailbox = PipelineMailbox()
     /// Request records written to the input topic, by delivery token → request id.
     private var requestProduces: [UInt64: String] = [:]
+    /// Requests whose record is in one of our partitions and not processed yet: answered
+    /// `not-owned` if the partition goes before (its next owner processes the record).
+    private var awaiting: [String: Int32] = [:]
     /// The input topic's partition count, to find a user's partition; nil: fetch again.
     private var inputPartitionCount: Int32?
     /// Failed metadata reads are retried at most once a second: each blocks the poll loop.
@@ -389,8 +392,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         case .decided(let decisions):
             publish(decisions, of: event, record)
             if let request = record.header(InputHeaders.request) {
-                mailbox.answer(String(decoding: request, as: UTF8.self),
-                               .success(.evaluation(Evaluation(coordinates: coordinates, event: event, decisions: decisions))))
+                answer(request, .success(.evaluation(Evaluation(coordinates: coordinates, event: event, decisions: decisions))))
             }
         }
     }
@@ -420,7 +422,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let c = options.configuration
         metrics.deadLettered += 1
         if let request = record.header(InputHeaders.request) {
-            mailbox.answer(String(decoding: request, as: UTF8.self), .failure(PipelineRequestError(code: code, message: reason)))
+            answer(request, .failure(PipelineRequestError(code: code, message: reason)))
         }
         logger.notice("dead letter", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
@@ -607,6 +609,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     private func forget(_ p: Int32) {
+        for (id, q) in awaiting where q == p {
+            awaiting.removeValue(forKey: id)
+            mailbox.answer(id, .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) moved to another instance, which processes the request")))
+        }
         partitions.removeValue(forKey: p)
         committed.removeValue(forKey: p)
         // librdkafka keeps an application pause across unassign and a later assign of the
@@ -684,8 +690,10 @@ extension Pipeline {
             if let blocked = rt.blocked {
                 mailbox.answer(id, .failure(PipelineRequestError(
                     code: .unavailable, message: "partition \(r.partition) is not being processed (\(blocked))")))
+            } else if mailbox.isWaiting(id) {
+                // Answered when the record is processed (unless that happened already).
+                awaiting[id] = r.partition
             }
-            // Otherwise answered when the record is processed.
         } else {
             mailbox.answer(id, .failure(PipelineRequestError(
                 code: .notOwned, message: "partition \(r.partition) of the input topic is assigned to another instance, which processes the request")))
@@ -729,9 +737,15 @@ extension Pipeline {
         }
         publish(decisions, of: event, record)
         if let request = record.header(InputHeaders.request) {
-            mailbox.answer(String(decoding: request, as: UTF8.self),
-                           .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
+            answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
         }
+    }
+
+    /// Answers the request whose id a processed record carries (if it waits here).
+    private func answer(_ header: [UInt8], _ answer: PipelineMailbox.Answer) {
+        let id = String(decoding: header, as: UTF8.self)
+        awaiting.removeValue(forKey: id)
+        mailbox.answer(id, answer)
     }
 
     /// The user's MFA state from the partition that owns it. Expiry is judged against the
