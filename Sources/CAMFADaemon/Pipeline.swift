@@ -713,6 +713,13 @@ extension Pipeline {
             deadLetter(record, reason: "invalid: \(error.field.map { "\($0): " } ?? "")\(error.message)")
             return
         }
+        // As for events: a result from the future would move the watermark and make the
+        // user's next events late.
+        let skew = options.configuration.engine.maxFutureSkew
+        if let ts = record.timestamp, result.time > ts + skew {
+            deadLetter(record, reason: "future: time is \(result.time - ts) ms ahead of the broker timestamp (engine.maxFutureSkew \(skew) ms)")
+            return
+        }
         let p = record.partition
         let applied = engine.applyMFAResult(challengeId: result.challengeId, user: result.user, verified: result.outcome == .verified,
                                             time: result.time, state: &partitions[p]!.state)

@@ -132,6 +132,18 @@ import Testing
         #expect(dead.header("camfa.source.topic") == h.results)
     }
 
+    @Test func aResultFromTheFutureIsRejected() async throws {
+        let user = "u-\(UUID().uuidString.prefix(8))", future = Harness.now() + 3_600_000
+        let json = #"{"mfaEventId":"x","user":"\#(user)","method":"sms","result":"failed","time":\#(future)}"#
+        do {
+            _ = try await h.pipeline.submitMFAResult(json: Array(json.utf8), timeout: 10)
+            Issue.record("a result an hour ahead was accepted")
+        } catch {
+            #expect(error.code == .invalid)
+            #expect(error.message.hasPrefix("future:"))
+        }
+    }
+
     @Test func aRequestPastItsDeadlineTimesOutAndIsStillProcessed() async throws {
         let user = "u-\(UUID().uuidString.prefix(8))"
         let before = h.pipeline.counters.processed
