@@ -125,6 +125,8 @@ import Testing
         try await h.waitFor("the forwarded result cleared the challenge") {
             (try? await h.pipeline.mfaStatus(user: user, timeout: 5).mfaVerified) == true
         }
+        // The forwarder commits its position once the forwarded copy is acknowledged.
+        try await h.waitFor("the forwarder's committed offset") { ((try? h.committedResultsOffset()) ?? 0) >= 1 }
         let marker = UUID().uuidString
         try h.produce(h.results, key: user, value: #"{"mfaEventId":"\#(marker)","user":"\#(user)","method":"otp","result":"maybe"}"#)
         let dead = try h.read(h.deadLetter) { $0.value.contains(marker) }
@@ -329,6 +331,15 @@ final class Harness: @unchecked Sendable {
         }
         Issue.record("no matching message on \(topic) within 15 s")
         throw CancellationError()
+    }
+
+    /// The result forwarder group's committed offset of the results topic, if any.
+    func committedResultsOffset() throws -> Int64? {
+        let consumer = try KafkaConsumer(
+            config: KafkaConfig(bootstrapServers: cluster.bootstrapServers, [("log_level", "3")]), groupID: configuration.kafka.groupId + ".results")
+        defer { consumer.close(timeoutSeconds: 2) }
+        let tp = TopicPartition(results, 0)
+        return try consumer.committed([tp], timeoutMs: 2000)[tp]
     }
 
     func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
