@@ -694,10 +694,17 @@ extension Pipeline {
                 // Answered when the record is processed (unless that happened already).
                 awaiting[id] = r.partition
             }
+        } else if health.assignmentsHandled == 0 {
+            mailbox.answer(id, .failure(Self.notAssignedYet))
         } else {
             mailbox.answer(id, .failure(PipelineRequestError(
                 code: .notOwned, message: "partition \(r.partition) of the input topic is assigned to another instance, which processes the request")))
         }
+    }
+
+    /// Before the first assignment no partition is ours yet, but may well become ours.
+    private static var notAssignedYet: PipelineRequestError {
+        PipelineRequestError(code: .unavailable, message: "waiting for the first partition assignment")
     }
 
     /// A record camfa wrote into its input topic with a `camfa.kind` header.
@@ -762,6 +769,7 @@ extension Pipeline {
             return .failure(PipelineRequestError(code: .unavailable, message: "the input topic's partition count is unknown"))
         }
         guard let rt = partitions[p] else {
+            if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
             return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
         }
         if let blocked = rt.blocked {

@@ -42,13 +42,12 @@ final class PipelineMailbox: @unchecked Sendable {
 
     /// Refuses new requests and answers every waiting one with `.unavailable`.
     func close(reason: String) {
-        let (pending, _) = lock.withLock { () -> ([CheckedContinuation<Answer, Never>], Int) in
+        let pending = lock.withLock { () -> [CheckedContinuation<Answer, Never>] in
             accepting = false
             wake = nil
             queue.removeAll()
-            let w = Array(waiters.values)
-            waiters.removeAll()
-            return (w, w.count)
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
         }
         for c in pending { c.resume(returning: .failure(PipelineRequestError(code: .unavailable, message: reason))) }
     }
