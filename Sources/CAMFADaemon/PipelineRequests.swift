@@ -9,6 +9,13 @@ import Foundation
 /// Each request has a deadline: past it the caller gets `.timeout` and the waiter is
 /// forgotten; a later answer finds no waiter and is dropped. The record a timed-out
 /// request wrote to the input topic is still processed (it is in the log).
+///
+/// Latency: a status query is answered on the next loop iteration (the wakeup interrupts
+/// the consumer's wait). An evaluation or result costs a produce (linger.ms 5, acks=all)
+/// plus the fetch that brings the record back; a real broker answers that fetch as soon as
+/// the record is written, librdkafka's mock broker only after `fetch.wait.max.ms` (500 ms
+/// by default; the tests set 10). `not-owned` follows the delivery report, served at the
+/// latest after one 100 ms poll wait.
 final class PipelineMailbox: @unchecked Sendable {
     enum Request {
         /// A validated UEBA event to write to the input topic (key: `user`).
