@@ -67,6 +67,17 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// Partitions this pipeline has paused (for any reason), to resume exactly those.
     private var paused: Set<Int32> = []
     private var slowestTake: Double = 0
+    /// API mode, user status and MFA results (PipelineRequests.swift).
+    let mailbox = PipelineMailbox()
+    /// Request records written to the input topic, by delivery token → request id.
+    private var requestProduces: [UInt64: String] = [:]
+    /// Requests whose record is in one of our partitions and not processed yet: answered
+    /// `not-owned` if the partition goes before (its next owner processes the record).
+    private var awaiting: [String: Int32] = [:]
+    /// The input topic's partition count, to find a user's partition; nil: fetch again.
+    private var inputPartitionCount: Int32?
+    /// Failed metadata reads are retried at most once a second: each blocks the poll loop.
+    private var lastPartitionCountAttempt = Date.distantPast
 
     struct PartitionRuntime {
         var state: PartitionState
@@ -132,12 +143,15 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             "flows": "\(options.policySet.flows.count)", "policies": "\(options.policySet.policies.count)",
         ])
         health.setStarted(true)
+        let wakeable = consumer!
+        mailbox.open(wake: { wakeable.wakeup() })
         let batch = KafkaBatch(capacity: options.maxBatch)
         while !stop.isSet {
             notifier?.tick(health)
             applyPendingReload()
             _ = consumer.poll(into: batch, maxMessages: options.maxBatch, timeoutMs: 100)
             for record in batch.records { telemetry.time { handle(record) } }
+            serveRequests()
             for event in batch.events {
                 if case .error(let e, _) = event { logger.warning("kafka: \(e)") }
             }
@@ -315,6 +329,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     private func shutdown(_ batch: KafkaBatch) {
         let deadline = Date().addingTimeInterval(options.shutdownTimeout)
+        mailbox.close(reason: "the pipeline is stopping")
         batch.release()
         drain(until: deadline.addingTimeInterval(-2))
         checkpointNow(Array(partitions.keys))
@@ -357,6 +372,13 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             deadLetter(record, reason: "too-large: \(value.count) bytes exceeds engine.maxMessageBytes \(c.engine.maxMessageBytes)")
             return
         }
+        if let kind = record.header(InputHeaders.kind) {
+            handleKind(kind, record, value)
+            return
+        }
+        // API mode (POST /v1/evaluate): the http flows, or only the one named.
+        let trigger: FlowTrigger = record.header(InputHeaders.trigger).map { String(decoding: $0, as: UTF8.self) } == "http" ? .http : .ueba
+        let onlyFlow = trigger == .http ? record.header(InputHeaders.flow).map { String(decoding: $0, as: UTF8.self) } : nil
         var event: UEBAEvent
         do {
             event = try UEBAEvent.decode(json: value, maxBytes: c.engine.maxMessageBytes)
@@ -370,33 +392,48 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         }
         enricher?.enrich(&event)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
-        let outcome = engine.process(event, coordinates: coordinates.key, state: &partitions[record.partition]!.state)
+        let outcome = engine.process(event, coordinates: coordinates.key, trigger: trigger, onlyFlow: onlyFlow,
+                                     state: &partitions[record.partition]!.state)
         switch outcome {
         case .rejected(let reason):
             deadLetter(record, reason: "\(reason.code.rawValue): \(reason.message)")
         case .decided(let decisions):
             telemetry.decided(decisions)
-            var outputs = 0
-            for d in decisions where d.issuesChallenge {
-                let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource)
-                produce(Output(topic: c.topics.output, key: Array(event.originalIdentity.utf8), value: JSONWriter.encode(envelope),
-                               headers: [("ce_type", Array(MFAEvent.type.utf8))], partition: record.partition, offset: record.offset))
-                outputs += 1
-                metrics.challenges += 1
-                onChallenge?(d, event)
+            publish(decisions, of: event, record)
+            if let request = record.header(InputHeaders.request) {
+                answer(request, .success(.evaluation(Evaluation(coordinates: coordinates, event: event, decisions: decisions))))
             }
-            metrics.processed += 1
-            partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: outputs)
-            partitions[record.partition]!.schedule.processed()
         }
+    }
+
+    /// Publishes the challenges of a processed record and marks the record processed.
+    private func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord) {
+        let c = options.configuration
+        let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
+        var outputs = 0
+        for d in decisions where d.issuesChallenge {
+            let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource)
+            produce(Output(topic: c.topics.output, key: Array(event.originalIdentity.utf8), value: JSONWriter.encode(envelope),
+                           headers: [("ce_type", Array(MFAEvent.type.utf8))], partition: record.partition, offset: record.offset))
+            outputs += 1
+            metrics.challenges += 1
+            onChallenge?(d, event)
+        }
+        metrics.processed += 1
+        partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: outputs)
+        partitions[record.partition]!.schedule.processed()
     }
 
     /// Bad input goes to the dead-letter topic with its reason and coordinates; it is never
     /// dropped silently and never stops the daemon. The log line carries no event content.
-    private func deadLetter(_ record: KafkaRecord, reason: String) {
+    /// A request's own record answers its waiter with the reason (`code`).
+    private func deadLetter(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code = .invalid) {
         let c = options.configuration
         metrics.deadLettered += 1
         telemetry.deadLettered(reason: reason)
+        if let request = record.header(InputHeaders.request) {
+            answer(request, .failure(PipelineRequestError(code: code, message: reason)))
+        }
         logger.notice("dead letter", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
         ])
@@ -405,6 +442,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             ("camfa.source.partition", Array(String(record.partition).utf8)),
             ("camfa.source.offset", Array(String(record.offset).utf8)),
         ]
+        // A forwarded MFA result also names where it was first read (ResultForwarder).
+        if record.header(InputHeaders.kind) != nil {
+            headers += record.headers().filter { $0.0.hasPrefix(InputHeaders.originPrefix) }
+        }
         var value = record.value.map { [UInt8]($0) } ?? []
         // A message too large for the engine is usually too large for the dead-letter topic
         // too; the source coordinates still point at the whole original.
@@ -445,6 +486,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     private func serve(_ reports: [DeliveryReport]) {
         for r in reports {
+            if let request = requestProduces.removeValue(forKey: r.token) {
+                requestDelivered(r, request)
+                continue
+            }
             guard var o = inFlight[r.token] else { continue }
             if let error = r.error {
                 // librdkafka already retried for message.timeout.ms: try again rather than
@@ -495,6 +540,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     public func assigned(_ list: [TopicPartition]) -> [TopicPartition: Int64] {
         var start: [TopicPartition: Int64] = [:]
         let now = Self.nowMs()
+        inputPartitionCount = nil  // partitions may have been added
         for tp in list where tp.topic == options.configuration.topics.input {
             committed.removeValue(forKey: tp.partition)
             paused.remove(tp.partition)
@@ -573,6 +619,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     private func forget(_ p: Int32) {
+        for (id, q) in awaiting where q == p {
+            awaiting.removeValue(forKey: id)
+            mailbox.answer(id, .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) moved to another instance, which processes the request")))
+        }
         partitions.removeValue(forKey: p)
         committed.removeValue(forKey: p)
         // librdkafka keeps an application pause across unassign and a later assign of the
@@ -603,4 +653,158 @@ public final class StopSignal: @unchecked Sendable {
     public init() {}
     public func set() { lock.withLock { value = true } }
     public var isSet: Bool { lock.withLock { value } }
+}
+
+// MARK: - Requests from other threads (poll thread; PipelineRequests.swift)
+
+extension Pipeline {
+    /// Drains the mailbox. Whatever changes state (API-mode events, MFA results) is written
+    /// to the input topic and answered when its record is processed, so it is counted once,
+    /// in order, and replayed after a crash; status queries are answered from the state.
+    private func serveRequests() {
+        let c = options.configuration
+        for request in mailbox.take() {
+            switch request {
+            case .status(let id, let user):
+                mailbox.answer(id, status(of: user))
+            case .evaluate(let id, let json, let user, let flow):
+                var headers: [(String, [UInt8]?)] = [(InputHeaders.trigger, Array("http".utf8)), (InputHeaders.request, Array(id.utf8))]
+                if let flow { headers.append((InputHeaders.flow, Array(flow.utf8))) }
+                produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
+            case .mfaResult(let id, let result):
+                let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.mfaResultKind.utf8)), (InputHeaders.request, Array(id.utf8))]
+                produceRequest(id, key: Array(result.user.utf8), value: result.json, headers: headers, topic: c.topics.input)
+            }
+        }
+    }
+
+    /// Not retried: librdkafka already retries for `message.timeout.ms`, and the caller
+    /// has a deadline; a failure is answered `.unavailable`.
+    private func produceRequest(_ id: String, key: [UInt8], value: [UInt8], headers: [(String, [UInt8]?)], topic: String) {
+        let token = nextToken
+        nextToken += 1
+        do {
+            try producer.produce(topic: topic, key: key, value: value, headers: headers, token: token)
+            requestProduces[token] = id
+        } catch {
+            mailbox.answer(id, .failure(PipelineRequestError(code: .unavailable, message: "cannot write to the input topic: \(error)")))
+        }
+    }
+
+    /// The request's record is in the input topic. If its partition is not ours, another
+    /// instance processes it (and its state answers): tell the caller to ask that one.
+    private func requestDelivered(_ r: DeliveryReport, _ id: String) {
+        if let error = r.error {
+            mailbox.answer(id, .failure(PipelineRequestError(code: .unavailable, message: "cannot write to the input topic: \(error)")))
+        } else if let rt = partitions[r.partition] {
+            if let blocked = rt.blocked {
+                mailbox.answer(id, .failure(PipelineRequestError(
+                    code: .unavailable, message: "partition \(r.partition) is not being processed (\(blocked))")))
+            } else if mailbox.isWaiting(id) {
+                // Answered when the record is processed (unless that happened already).
+                awaiting[id] = r.partition
+            }
+        } else if health.assignmentsHandled == 0 {
+            mailbox.answer(id, .failure(Self.notAssignedYet))
+        } else {
+            mailbox.answer(id, .failure(PipelineRequestError(
+                code: .notOwned, message: "partition \(r.partition) of the input topic is assigned to another instance, which processes the request")))
+        }
+    }
+
+    /// Before the first assignment no partition is ours yet, but may well become ours.
+    private static var notAssignedYet: PipelineRequestError {
+        PipelineRequestError(code: .unavailable, message: "waiting for the first partition assignment")
+    }
+
+    /// A record camfa wrote into its input topic with a `camfa.kind` header.
+    private func handleKind(_ kind: [UInt8], _ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
+        guard String(decoding: kind, as: UTF8.self) == InputHeaders.mfaResultKind else {
+            deadLetter(record, reason: "unknown-kind: camfa.kind '\(String(decoding: kind.prefix(64), as: UTF8.self))' is not mfa-result")
+            return
+        }
+        let result: MFAResult
+        do {
+            result = try MFAResult.decode(json: [UInt8](value), defaultTime: record.timestamp)
+        } catch {
+            deadLetter(record, reason: "invalid: \(error.field.map { "\($0): " } ?? "")\(error.message)")
+            return
+        }
+        // As for events: a result from the future would move the watermark and make the
+        // user's next events late.
+        let skew = options.configuration.engine.maxFutureSkew
+        if let ts = record.timestamp, result.time > ts + skew {
+            deadLetter(record, reason: "future: time is \(result.time - ts) ms ahead of the broker timestamp (engine.maxFutureSkew \(skew) ms)")
+            return
+        }
+        let p = record.partition
+        let applied = engine.applyMFAResult(challengeId: result.challengeId, user: result.user, verified: result.outcome == .verified,
+                                            time: result.time, state: &partitions[p]!.state)
+        let accepted: MFAResultApplied
+        switch applied {
+        case .failure(let rejection):
+            deadLetter(record, reason: "\(rejection.code.rawValue): \(rejection.message)",
+                       code: rejection.code == .expiredChallenge ? .expiredChallenge : .unknownChallenge)
+            return
+        case .success(let a): accepted = a
+        }
+        // Policies see accepted results as events (MFA brute force, fatigue). A result
+        // later than the allowed lateness still clears its challenge but is not counted.
+        let event = Engine.mfaResultEvent(challengeId: result.challengeId, user: result.user, method: result.method,
+                                          verified: result.outcome == .verified, time: result.time)
+        let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: p, offset: record.offset)
+        var decisions: [Decision] = []
+        if case .decided(let d) = engine.process(event, coordinates: coordinates.key, state: &partitions[p]!.state) {
+            decisions = d
+        } else {
+            logger.notice("late MFA result applied but not counted by policies", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
+        }
+        publish(decisions, of: event, record)
+        if let request = record.header(InputHeaders.request) {
+            answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
+        }
+    }
+
+    /// Answers the request whose id a processed record carries (if it waits here).
+    private func answer(_ header: [UInt8], _ answer: PipelineMailbox.Answer) {
+        let id = String(decoding: header, as: UTF8.self)
+        awaiting.removeValue(forKey: id)
+        mailbox.answer(id, answer)
+    }
+
+    /// The user's MFA state from the partition that owns it. Expiry is judged against the
+    /// wall clock here: the question is about now, not about an event.
+    private func status(of user: String) -> PipelineMailbox.Answer {
+        guard let p = partition(ofUser: user) else {
+            return .failure(PipelineRequestError(code: .unavailable, message: "the input topic's partition count is unknown"))
+        }
+        guard let rt = partitions[p] else {
+            if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
+            return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
+        }
+        if let blocked = rt.blocked {
+            return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))
+        }
+        let pending = rt.state.pendingChallenges(user: user, at: Self.nowMs()).sorted { $0.since < $1.since }
+        var failMode = FailMode.open
+        for challenge in pending where options.policySet.flows.first(where: { $0.name == challenge.flow })?.failMode == .closed {
+            failMode = .closed
+        }
+        return .success(.status(MFAStatus(user: user, pending: pending, lastVerified: rt.state.lastVerified(user: user), failMode: failMode)))
+    }
+
+    /// Where the producers' partitioner puts the user's events (key = user id).
+    private func partition(ofUser user: String) -> Int32? {
+        let c = options.configuration
+        guard let partitioner = KafkaPartitioner(property: c.kafka.properties["partitioner"]) else { return nil }
+        if inputPartitionCount == nil {
+            guard Date().timeIntervalSince(lastPartitionCountAttempt) >= 1 else { return nil }
+            lastPartitionCountAttempt = Date()
+            do { inputPartitionCount = try producer.partitionCount(topic: c.topics.input, timeoutMs: 2000) } catch {
+                logger.warning("cannot read the input topic's partition count: \(error)")
+                return nil
+            }
+        }
+        return partitioner.partition(key: Array(user.utf8), partitionCount: inputPartitionCount!)
+    }
 }

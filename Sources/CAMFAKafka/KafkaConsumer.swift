@@ -43,6 +43,17 @@ public struct KafkaRecord {
 
     public var topicPartition: TopicPartition { TopicPartition(topic, partition) }
 
+    /// The last header named `name` (nil if absent); cheap for messages without headers.
+    public func header(_ name: String) -> [UInt8]? {
+        var hdrs: OpaquePointer? = nil
+        guard rd_kafka_message_headers(message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return nil }
+        var value: UnsafeRawPointer? = nil
+        var size = 0
+        guard rd_kafka_header_get_last(hdrs, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        guard let value else { return [] }
+        return [UInt8](UnsafeRawBufferPointer(start: value, count: size))
+    }
+
     /// Parsed on demand: most messages are processed without looking at headers.
     public func headers() -> [(String, [UInt8]?)] {
         var hdrs: OpaquePointer? = nil
@@ -115,6 +126,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var batches: [Weak<KafkaBatch>] = []
     public let groupID: String
     public var logger: Logger { context.logger }
+    /// The consumer queue, held for `wakeup` from other threads; nil once closed.
+    private var wakeQueue: OpaquePointer?
+    private let wakeLock = NSLock()
     public weak var delegate: KafkaRebalanceDelegate?
 
     /// - Parameters:
@@ -168,6 +182,17 @@ public final class KafkaConsumer: @unchecked Sendable {
         // Route the main queue (errors, logs served by poll) into the consumer queue, so
         // consumer_poll is the only thing that needs serving.
         rd_kafka_poll_set_consumer(rk)
+        wakeQueue = rd_kafka_queue_get_consumer(rk)
+    }
+
+    /// Makes a `poll` waiting on another thread return now (with what it has), so work
+    /// handed to the poll thread does not wait for the poll timeout. The one method that
+    /// may be called from any thread; a no-op once the consumer is closed.
+    /// `rd_kafka_queue_yield` on the consumer queue, which `rd_kafka_consumer_poll` waits on.
+    public func wakeup() {
+        wakeLock.lock()
+        defer { wakeLock.unlock() }
+        if let q = wakeQueue { rd_kafka_queue_yield(q) }
     }
 
     /// Owners should `close` explicitly on the poll thread; this is the backstop, and may
@@ -337,6 +362,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func close(timeoutSeconds: Double = 10) -> Bool {
         guard !closed else { return true }
         closed = true
+        wakeLock.lock()
+        if let q = wakeQueue { rd_kafka_queue_destroy(q) }
+        wakeQueue = nil
+        wakeLock.unlock()
         for b in batches { b.value?.release() }
         batches.removeAll()
         let deadline = Date().addingTimeInterval(timeoutSeconds)

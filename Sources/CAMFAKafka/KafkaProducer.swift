@@ -26,6 +26,7 @@ public final class KafkaProducer: @unchecked Sendable {
     private let rk: OpaquePointer
     private let context: ProducerContext
     public var logger: Logger { context.logger }
+    var handle: OpaquePointer { rk }
 
     /// - Parameter lingerMs: how long librdkafka waits to fill a batch; small keeps the
     ///   decision-to-publish latency low.

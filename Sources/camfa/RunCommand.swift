@@ -26,7 +26,8 @@ struct RunCommand: AsyncParsableCommand {
         let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
         defer { hangup.cancel() }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline))],
+            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline)),
+                                            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, logger: logger)))],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -14,10 +14,10 @@ import Testing
 
     @Test func theExamplesLoad() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        #expect(set.policies.map(\.name).sorted() == ["extranet", "ip_velocity", "session_change", "usual_location"])
+        #expect(set.policies.map(\.name).sorted() == ["extranet", "ip_velocity", "mfa_fatigue", "session_change", "usual_location"])
         #expect(set.flows.map(\.name).sorted() == ["api_login", "continuous_session", "internal_apps", "login_risk"])
-        // ip_velocity's two windows and usual_location's profile share nothing; the two
-        // session statistics share one keyspace.
+        // ip_velocity's two windows share one keyspace (the IP), usual_location's profile and
+        // mfa_fatigue's count another (the user), the two session statistics a third.
         #expect(set.keyspaces.count == 3)
     }
 

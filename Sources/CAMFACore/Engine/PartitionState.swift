@@ -40,6 +40,9 @@ struct UserState: Sendable, Equatable {
     var lastLocation: LastLocation?
     var pending: [PendingChallenge] = []
     var lastVerified: Int64?
+    /// The challenge the last verified result cleared: a redelivered copy of that result
+    /// is accepted again without effect (MFAResults.swift).
+    var lastVerifiedChallenge: String?
 }
 
 struct LastLocation: Sendable, Equatable {

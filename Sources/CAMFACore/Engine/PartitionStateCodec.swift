@@ -312,7 +312,13 @@ extension PartitionState {
             w.writeVarInt(p.since)
             w.writeVarInt(p.expiresAt)
         }
-        w.writeValue(u.lastVerified.map(Value.int) ?? .null)
+        // [time, challenge id] when the verified challenge is known; a bare int (or null)
+        // otherwise, which is also all that earlier checkpoints hold.
+        if let t = u.lastVerified, let id = u.lastVerifiedChallenge {
+            w.writeValue(.list([.int(t), .string(id)]))
+        } else {
+            w.writeValue(u.lastVerified.map(Value.int) ?? .null)
+        }
     }
 
     static func readUser(_ r: inout BinaryReader) throws(BinaryDecodingError) -> UserState {
@@ -336,7 +342,17 @@ extension PartitionState {
             }
             u.pending.append(PendingChallenge(flow: flow, id: id, methods: methods, since: try r.readVarInt(), expiresAt: try r.readVarInt()))
         }
-        if case .int(let v) = try r.readValue() { u.lastVerified = v }
+        switch try r.readValue() {
+        case .int(let v): u.lastVerified = v
+        case .list(let items):
+            if items.count == 2, case .int(let v) = items[0], case .string(let id) = items[1] {
+                u.lastVerified = v
+                u.lastVerifiedChallenge = id
+            } else {
+                throw r.error(.invalidValue, "last verification must be [time, challenge id]")
+            }
+        default: break
+        }
         return u
     }
 }

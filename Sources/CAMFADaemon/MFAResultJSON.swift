@@ -1,0 +1,83 @@
+import CAMFACore
+
+/// The JSON form of an MFA result, as subscribers send it on `authing.security.mfa.result`
+/// (key: the user) and to `POST /v1/mfa-results`, and as camfa stores it in the input topic:
+///
+///     {"mfaEventId": "<the MFA event's id>", "user": "<originalIdentity>",
+///      "method": "sms|email|otp|face", "result": "verified|failed", "time": <epoch ms>}
+///
+/// `mfaEventId` is the `id` of the `authing.security.mfa` event (the challenge id), `user`
+/// its `subject`. `time` is optional: when absent, the receiver stamps it (the result
+/// topic's message timestamp, or the wall clock for HTTP) before the result enters the
+/// input topic, so a replay sees the same time. Other fields are ignored.
+extension MFAResult {
+    public static let maxJSONBytes = 16 << 10
+
+    public static func decode(json: [UInt8], defaultTime: Int64?) throws(PipelineRequestError) -> MFAResult {
+        guard json.count <= maxJSONBytes else {
+            throw PipelineRequestError(code: .invalid, message: "an MFA result is at most \(maxJSONBytes) bytes, got \(json.count)")
+        }
+        let root: Value
+        do { root = try JSONParser.parse(json, maxDepth: 8) } catch {
+            throw PipelineRequestError(code: .invalid, message: "not JSON: \(error)")
+        }
+        guard case .map(let m) = root else {
+            throw PipelineRequestError(code: .invalid, message: "an MFA result must be a JSON object")
+        }
+        func string(_ name: String) throws(PipelineRequestError) -> String {
+            guard case .string(let s)? = m[string: name], !s.isEmpty else {
+                throw PipelineRequestError(code: .invalid, message: "\(name) must be a non-empty string", field: name)
+            }
+            return s
+        }
+        let id = try string("mfaEventId"), user = try string("user")
+        let methodText = try string("method"), resultText = try string("result")
+        guard let method = MFAMethod(rawValue: methodText) else {
+            let allowed = MFAMethod.allCases.map(\.rawValue).joined(separator: ", ")
+            throw PipelineRequestError(code: .invalid, message: "method must be one of \(allowed)", field: "method")
+        }
+        guard let outcome = Outcome(rawValue: resultText) else {
+            throw PipelineRequestError(code: .invalid, message: "result must be verified or failed", field: "result")
+        }
+        var time: Int64
+        switch m[string: "time"] {
+        case .int(let t)?: time = t
+        case .uint(let t)? where t <= UInt64(Int64.max): time = Int64(t)
+        case nil, .null?:
+            guard let defaultTime else {
+                throw PipelineRequestError(code: .invalid, message: "time (epoch milliseconds) is required", field: "time")
+            }
+            time = defaultTime
+        default:
+            throw PipelineRequestError(code: .invalid, message: "time must be an integer (epoch milliseconds)", field: "time")
+        }
+        guard time >= 0 else {
+            throw PipelineRequestError(code: .invalid, message: "time must not be negative", field: "time")
+        }
+        return MFAResult(challengeId: id, user: user, method: method, outcome: outcome, time: time)
+    }
+
+    /// The normalised form stored in the input topic (every field present).
+    public var json: [UInt8] {
+        JSONWriter.encode(.map(ValueMap([
+            ("mfaEventId", .string(challengeId)), ("user", .string(user)), ("method", .string(method.rawValue)),
+            ("result", .string(outcome.rawValue)), ("time", .int(time)),
+        ])))
+    }
+}
+
+/// Header names camfa puts on the records it writes into its own input topic.
+enum InputHeaders {
+    /// `mfa-result` for an MFA result; absent for UEBA events.
+    static let kind = "camfa.kind"
+    static let mfaResultKind = "mfa-result"
+    /// `http` for an API-mode event: it runs the `http` flows.
+    static let trigger = "camfa.trigger"
+    /// API mode: only this flow.
+    static let flow = "camfa.flow"
+    /// The id the instance that wrote the record answers its caller by.
+    static let request = "camfa.request"
+    /// A forwarded MFA result's coordinates in the result topic: `camfa.origin.topic`,
+    /// `.partition`, `.offset` (dead letters of the input topic carry them on).
+    static let originPrefix = "camfa.origin."
+}

@@ -1,0 +1,129 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import Foundation
+import Testing
+
+/// MFA results applied to partition state (Engine.applyMFAResult) and counted by policies,
+/// with the example policies: a login from outside the office network gets an MFA
+/// challenge from login_risk (extranet), whose id the results answer.
+@Suite struct MFAResultTests {
+    let set: PolicySet
+    let engine: Engine
+    let t0: Int64 = 1_767_225_600_000
+
+    init() throws {
+        set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        engine = Engine(policySet: set)
+    }
+
+    /// Processes an extranet login of `user` and returns the challenge login_risk issued.
+    func challenge(_ user: String, at t: Int64, state: inout PartitionState, offset: Int = 1) throws -> Decision {
+        let outcome = engine.process(event(user, at: t), coordinates: "camfa.ueba/0/\(offset)", state: &state)
+        guard case .decided(let ds) = outcome, let d = ds.first(where: { $0.flow == "login_risk" }) else {
+            Issue.record("no login_risk decision: \(summary(outcome))")
+            throw CancellationError()
+        }
+        #expect(d.issuesChallenge)
+        #expect(d.challengeId != nil)
+        return d
+    }
+
+    @Test func verifiedClearsThePendingChallenge() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("alice", at: t0, state: &state)
+        #expect(state.pendingChallenges(user: "alice", at: t0 + 1).map(\.id) == [d.challengeId!])
+        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "alice", verified: true, time: t0 + 30_000, state: &state)
+        #expect(r == .success(MFAResultApplied(cleared: true, flow: "login_risk")))
+        #expect(state.pendingChallenges(user: "alice", at: t0 + 30_001).isEmpty)
+        #expect(state.lastVerified(user: "alice") == t0 + 30_000)
+        #expect(state.pendingChangeCount > 0)
+    }
+
+    @Test func failedKeepsItPending() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("bob", at: t0, state: &state)
+        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "bob", verified: false, time: t0 + 5_000, state: &state)
+        #expect(r == .success(MFAResultApplied(cleared: false, flow: "login_risk")))
+        #expect(state.pendingChallenges(user: "bob", at: t0 + 5_001).map(\.id) == [d.challengeId!])
+        #expect(state.lastVerified(user: "bob") == nil)
+    }
+
+    @Test func unknownIdsAndOtherUsersAreRejected() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("carol", at: t0, state: &state)
+        let unknown = engine.applyMFAResult(challengeId: "no-such-id", user: "carol", verified: true, time: t0 + 1_000, state: &state)
+        #expect(unknown.rejectionCode == .unknownChallenge)
+        // The id exists, but for another user.
+        let other = engine.applyMFAResult(challengeId: d.challengeId!, user: "mallory", verified: true, time: t0 + 1_000, state: &state)
+        #expect(other.rejectionCode == .unknownChallenge)
+        #expect(state.pendingChallenges(user: "carol", at: t0 + 1_001).count == 1)
+    }
+
+    @Test func resultsAfterExpiryAreRejected() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("dave", at: t0, state: &state)
+        let late = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", verified: true, time: d.expiresAt!, state: &state)
+        #expect(late.rejectionCode == .expiredChallenge)
+        #expect(state.lastVerified(user: "dave") == nil)
+        let inTime = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", verified: true, time: d.expiresAt! - 1, state: &state)
+        #expect(inTime == .success(MFAResultApplied(cleared: true, flow: "login_risk")))
+    }
+
+    @Test func aRepeatedVerifiedResultIsAcceptedWithoutEffectAlsoAfterRestore() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("erin", at: t0, state: &state)
+        let id = d.challengeId!
+        #expect(engine.applyMFAResult(challengeId: id, user: "erin", verified: true, time: t0 + 10_000, state: &state).isCleared == true)
+        // Redelivered after a checkpoint and restore: still recognised.
+        var restored = try PartitionState(restoring: state.serialized(), policySet: set)
+        let again = engine.applyMFAResult(challengeId: id, user: "erin", verified: true, time: t0 + 20_000, state: &restored)
+        #expect(again == .success(MFAResultApplied(cleared: false, flow: nil)))
+        #expect(restored.lastVerified(user: "erin") == t0 + 10_000)
+        // A failure for a cleared challenge is not a known pending one.
+        let failed = engine.applyMFAResult(challengeId: id, user: "erin", verified: false, time: t0 + 20_000, state: &restored)
+        #expect(failed.rejectionCode == .unknownChallenge)
+    }
+
+    @Test func policiesCountFailedResults() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("frank", at: t0, state: &state)
+        func login(at t: Int64, offset: Int) -> Decision? {
+            let outcome = engine.process(event("frank", at: t), coordinates: "camfa.ueba/0/\(offset)", trigger: .http, state: &state)
+            guard case .decided(let ds) = outcome else { return nil }
+            return ds.first { $0.flow == "api_login" }
+        }
+        for i in 1...4 {
+            let t = t0 + Int64(i) * 1_000
+            #expect(engine.applyMFAResult(challengeId: d.challengeId!, user: "frank", verified: false, time: t, state: &state).isCleared == false)
+            let e = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, verified: false, time: t)
+            _ = engine.process(e, coordinates: "camfa.ueba/0/\(100 + i)", state: &state)
+        }
+        // Four failures: the API login is judged by risk (extranet → MFA), not denied.
+        #expect(login(at: t0 + 10_000, offset: 200)?.action == .mfa)
+        let fifth = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, verified: false, time: t0 + 11_000)
+        _ = engine.process(fifth, coordinates: "camfa.ueba/0/105", state: &state)
+        let denied = login(at: t0 + 12_000, offset: 201)
+        #expect(denied?.action == .deny)
+        #expect(denied?.firedPolicies.map(\.policy).contains("mfa_fatigue") == true)
+        // Verified results are not failures: they do not count.
+        var other = PartitionState(policySet: set)
+        for i in 1...6 {
+            let e = Engine.mfaResultEvent(challengeId: "x", user: "frank", method: .sms, verified: true, time: t0 + Int64(i) * 1_000)
+            _ = engine.process(e, coordinates: "camfa.ueba/0/\(i)", state: &other)
+        }
+        let outcome = engine.process(event("frank", at: t0 + 10_000), coordinates: "camfa.ueba/0/300", trigger: .http, state: &other)
+        #expect(summary(outcome) == ["api_login:mfa:sms,email"])
+    }
+}
+
+extension Result where Success == MFAResultApplied, Failure == MFAResultRejection {
+    var rejectionCode: MFAResultRejection.Code? {
+        if case .failure(let r) = self { return r.code }
+        return nil
+    }
+
+    var isCleared: Bool? {
+        if case .success(let a) = self { return a.cleared }
+        return nil
+    }
+}
