@@ -3,6 +3,7 @@ import CAMFACore
 import CAMFADaemon
 import CAMFAEnrich
 import CAMFAPolicyFiles
+import CAMFAServer
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -21,14 +22,27 @@ struct RunCommand: AsyncParsableCommand {
         let configuration = try DaemonSetup.configuration(file: config, bootstrap: bootstrap, policies: policies, stateDir: stateDir)
         DaemonLogging.bootstrap(configuration.logging)
         let logger = Logger(label: "camfa")
+        // Before the pipeline exists: its metric objects bind to the factory bootstrapped here.
+        CAMFAMetrics.bootstrap()
         let pipeline = try DaemonSetup.pipeline(configuration, logger: logger)
         pipeline.notifier = SystemdNotifier()
         let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
         defer { hangup.cancel() }
+        // Shut down in reverse: the HTTP listener first, the poll loop (final checkpoint) last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: PipelineService(pipeline: pipeline)),
+            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, logger: logger))),
+        ]
+        if configuration.http.enabled {
+            do {
+                services.append(.init(service: try HTTPServerService(configuration: configuration.http, backend: pipeline, logger: logger)))
+            } catch {
+                logger.error("cannot start the HTTP listener: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: PipelineService(pipeline: pipeline)),
-                                            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, logger: logger)))],
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

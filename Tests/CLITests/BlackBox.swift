@@ -78,7 +78,7 @@ enum BlackBox {
     }
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
-                             "ip_velocity.again", "bad", "sigterm", "simulate"]
+                             "ip_velocity.again", "bad", "sigterm", "simulate", "http"]
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.
@@ -187,7 +187,7 @@ enum BlackBox {
         let dir: URL
 
         init(bootstrap: String, name: String, group: String, output: String? = nil, stateDir: String? = nil,
-             environment: [String: String] = [:], extraConfig: String = "") throws {
+             environment: [String: String] = [:], kafkaProperties: [String: String] = [:], extraConfig: String = "") throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-\(name)-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = """
@@ -197,6 +197,7 @@ enum BlackBox {
               properties:
                 session.timeout.ms: "6000"
                 heartbeat.interval.ms: "500"
+            \(kafkaProperties.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"" }.joined(separator: "\n"))
             topics:
               input: in.\(name)
               output: \(output ?? "out.\(name)")
