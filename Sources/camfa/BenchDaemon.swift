@@ -10,6 +10,8 @@ final class BenchDaemon: @unchecked Sendable {
         var consumed: Int
         var processed: Int
         var users: Int
+        /// The daemon's CPU seconds when the line arrived.
+        var cpu: Double
     }
 
     /// Where the enrichment data comes from, for the config and the report.
@@ -84,7 +86,8 @@ final class BenchDaemon: @unchecked Sendable {
             switch message {
             case "progress":
                 func n(_ k: String) -> Int { Int(object[k] as? String ?? "") ?? 0 }
-                series.append(Progress(time: now, consumed: n("consumed"), processed: n("processed"), users: n("users")))
+                series.append(Progress(time: now, consumed: n("consumed"), processed: n("processed"), users: n("users"),
+                                       cpu: ProcessCPU.seconds(child.pid) ?? 0))
             case "partitions assigned":
                 assignments += 1
             case "camfa pipeline started":

@@ -25,8 +25,11 @@ enum BenchProducer {
     ///   - count, duration: whichever comes first ends production.
     ///   - record: keep every message's produce time, for latency.
     ///   - countUsers: count the distinct users produced (for bytes per tracked user).
+    ///   - hold: asked with the number produced so far; while it answers true, production
+    ///     waits (flow control, so a slower consumer never falls behind the broker's retention).
     static func run(bootstrap: String, topic: String, simulator sim: inout Simulator, rate: Double, count: Int = .max,
-                    duration: Double = .infinity, record: Bool = false, countUsers: Bool = false, lingerMs: Int = 1) throws -> Result {
+                    duration: Double = .infinity, record: Bool = false, countUsers: Bool = false, lingerMs: Int = 1,
+                    hold: (Int) -> Bool = { _ in false }) throws -> Result {
         let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: bootstrap), lingerMs: lingerMs,
                                          logger: Logger(label: "camfa.bench.producer"))
         var r = Result()
@@ -46,8 +49,9 @@ enum BenchProducer {
             if elapsed >= duration { break }
             // Paced: send what is due, in bursts of at most 1000, then sleep a little.
             let due = rate.isFinite ? min(count, Int(elapsed * rate) + 1) : count
-            if r.produced >= due {
-                usleep(200)
+            if r.produced >= due || hold(r.produced) {
+                usleep(r.produced >= due ? 200 : 10_000)
+                serve(producer.poll(timeoutMs: 0))
                 continue
             }
             for _ in 0..<min(1000, due - r.produced) {

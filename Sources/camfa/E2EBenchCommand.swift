@@ -196,11 +196,13 @@ struct E2EBenchCommand: ParsableCommand {
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         var sim = Simulator(SimulatorConfiguration(seed: seed &+ 1, users: memoryUsers, startTime: nowMs - Int64(Double(count) / rate * 1000) - 5_000,
                                                    eventsPerSecond: rate, warmupEventsPerUser: 1))
-        // At the measured capacity: the daemon keeps about up, and the lag the mock broker's
-        // small retention allows (about 5 MB per partition) absorbs its slowing as state grows.
+        // At the measured capacity, and never more than about 2 MB per partition ahead of the
+        // daemon: the mock broker keeps only about 5 MB per partition, and the daemon slows
+        // as its state grows, so pacing alone lets retention drop unread events.
         let pace = max(1_000, capacity)
+        let maxLag = Int(partitions) * 4_000
         let load = try BenchProducer.run(bootstrap: bootstrap, topic: "bench.memory.ueba", simulator: &sim, rate: pace, count: count,
-                                         countUsers: true, lingerMs: 5)
+                                         countUsers: true, lingerMs: 5, hold: { $0 - (daemon.latest?.consumed ?? 0) > maxLag })
         // If retention dropped unread events the count is never reached: the figure stays
         // valid (growth / users tracked) and the report shows what was consumed.
         _ = daemon.wait(timeout: 60 + Double(count) / max(1_000, capacity), until: { $0.consumed >= load.produced })

@@ -13,6 +13,9 @@ struct CamfaThroughput {
     var startSeconds = 0.0
     /// From the first progress line with events consumed to the first with all of them.
     var firstToLastSeconds = 0.0
+    /// The daemon's CPU seconds over the steady-state window.
+    var steadyCPUSeconds = 0.0
+    var steadyEvents = 0
 
     init() {}
 
@@ -24,10 +27,14 @@ struct CamfaThroughput {
         firstToLastSeconds = s[last].time - s[first].time
         var i = s.firstIndex(where: { $0.consumed >= total / 10 }) ?? first
         var j = s.lastIndex(where: { $0.consumed <= total - total / 10 }) ?? last
-        if j <= i { (i, j) = (first, last) }  // a run too short for the window
+        // A run too short for the window: from the last line before any event was consumed
+        // (a lower bound on the rate, as it includes idle time) to the first with all of them.
+        if j <= i { (i, j) = (max(0, first - 1), last) }
         guard j > i else { return }
         steadySeconds = s[j].time - s[i].time
-        eventsPerSecond = Double(s[j].consumed - s[i].consumed) / steadySeconds
+        steadyEvents = s[j].consumed - s[i].consumed
+        steadyCPUSeconds = s[j].cpu - s[i].cpu
+        eventsPerSecond = Double(steadyEvents) / steadySeconds
     }
 }
 
@@ -111,6 +118,10 @@ struct E2EReport {
 
     var rawSteadyRate: Double { raw.steadySeconds > 0 ? Double(raw.messages - 2 * (raw.messages / 10)) / raw.steadySeconds : 0 }
     var ratio: Double { rawSteadyRate > 0 ? camfa.eventsPerSecond / rawSteadyRate : 0 }
+    /// Events per CPU-second of each consumer's own process, over the same windows.
+    var rawPerCPUSecond: Double { raw.steadyCPUSeconds > 0 ? Double(raw.messages - 2 * (raw.messages / 10)) / raw.steadyCPUSeconds : 0 }
+    var camfaPerCPUSecond: Double { camfa.steadyCPUSeconds > 0 ? Double(camfa.steadyEvents) / camfa.steadyCPUSeconds : 0 }
+    var cpuRatio: Double { rawPerCPUSecond > 0 ? camfaPerCPUSecond / rawPerCPUSecond : 0 }
 
     static func ms(_ micros: UInt64) -> Double { Double(micros) / 1000 }
 
@@ -125,6 +136,7 @@ struct E2EReport {
             ("raw librdkafka poll loop", "\(f(rawSteadyRate)) events/s steady (10–90 %), \(f(raw.eventsPerSecond)) first→last, \(f(Double(raw.bytes) / raw.firstToLastSeconds / 1_048_576, 1)) MB/s"),
             ("camfa end to end", "\(f(camfa.eventsPerSecond)) events/s steady (10–90 %), all \(camfa.events) in \(f(camfa.firstToLastSeconds, 1)) s after \(f(camfa.startSeconds, 1)) s start-up"),
             ("camfa / raw", "\(f(ratio, 3)) (goal ≥ 0.35)"),
+            ("per CPU-second", "raw \(f(rawPerCPUSecond)) events, camfa \(f(camfaPerCPUSecond)) events (each consumer's process, broker excluded): camfa / raw \(f(cpuRatio, 3))"),
         ]
         func latencyRows(_ l: LatencyResult, _ label: String) {
             func p(_ h: Histogram<UInt64>) -> String {
@@ -175,6 +187,9 @@ struct E2EReport {
             "camfa": ["events": camfa.events, "processed": camfa.processed, "eventsPerSecond": camfa.eventsPerSecond,
                       "steadySeconds": camfa.steadySeconds, "firstToLastSeconds": camfa.firstToLastSeconds, "startSeconds": camfa.startSeconds] as [String: Any],
             "ratio": ratio,
+            "cpu": ["rawEventsPerCPUSecond": rawPerCPUSecond, "camfaEventsPerCPUSecond": camfaPerCPUSecond, "ratio": cpuRatio,
+                    "rawSteadyCPUSeconds": raw.steadyCPUSeconds, "camfaSteadyCPUSeconds": camfa.steadyCPUSeconds,
+                    "definition": "events per CPU-second of each consumer's own process (all its threads) over the 10–90 % window; the broker's CPU is in neither"] as [String: Any],
             "latency": latencyObject(latency),
             "sustainedLatency": sustainedLatency.map { latencyObject($0) as Any } ?? NSNull(),
             "policySet": ["flows": policySet.flows, "policies": policySet.policies],

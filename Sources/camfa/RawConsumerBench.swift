@@ -17,6 +17,8 @@ enum RawConsumerBench {
         var steadySeconds = 0.0
         /// From subscribe to the first message (group join, first fetch).
         var startSeconds = 0.0
+        /// CPU time of this process (the poll loop and librdkafka's threads) between 10 % and 90 %.
+        var steadyCPUSeconds = 0.0
         var eventsPerSecond: Double { firstToLastSeconds > 0 ? Double(max(0, messages - 1)) / firstToLastSeconds : 0 }
     }
 
@@ -58,7 +60,7 @@ enum RawConsumerBench {
         let subscribed = benchNow()
         let deadline = subscribed + timeout
         let low = expected / 10, high = expected - expected / 10
-        var first = 0.0, last = 0.0, tLow = 0.0, tHigh = 0.0
+        var first = 0.0, last = 0.0, tLow = 0.0, tHigh = 0.0, cpuLow = 0.0, cpuHigh = 0.0
         while r.messages < expected {
             guard let msg = rd_kafka_consumer_poll(rk, 100) else {
                 if benchNow() > deadline { break }
@@ -68,8 +70,8 @@ enum RawConsumerBench {
                 r.messages += 1
                 r.bytes += msg.pointee.len + msg.pointee.key_len
                 if r.messages == 1 { first = benchNow() }
-                if r.messages == low { tLow = benchNow() }
-                if r.messages == high { tHigh = benchNow() }
+                if r.messages == low { tLow = benchNow(); cpuLow = ProcessCPU.ownSeconds() }
+                if r.messages == high { tHigh = benchNow(); cpuHigh = ProcessCPU.ownSeconds() }
             }
             rd_kafka_message_destroy(msg)
         }
@@ -80,6 +82,7 @@ enum RawConsumerBench {
         }
         r.firstToLastSeconds = last - first
         r.steadySeconds = tHigh - tLow
+        r.steadyCPUSeconds = cpuHigh - cpuLow
         r.startSeconds = first - subscribed
         return r
     }

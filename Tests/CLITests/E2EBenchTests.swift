@@ -11,8 +11,8 @@ struct E2EBenchTests {
         let results = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-e2e-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: results) }
         let run = try runCamfa([
-            "bench", "e2e", "--events", "20000", "--partitions", "4", "--users", "2000", "--rate", "2000",
-            "--latency-seconds", "4", "--memory-users", "5000", "--data", "/nonexistent", "--results", results.path,
+            "bench", "e2e", "--events", "10000", "--partitions", "4", "--users", "1000", "--rate", "1000",
+            "--latency-seconds", "3", "--memory-users", "2000", "--data", "/nonexistent", "--results", results.path,
         ])
         #expect(run.status == 0, "camfa bench e2e failed: \(run.stderr.suffix(2000))")
         #expect(run.stdout.contains("camfa / raw"), "no table on stdout: \(run.stdout)")
@@ -25,14 +25,14 @@ struct E2EBenchTests {
         #expect((machine["cores"] as? Int ?? 0) > 0)
         #expect(!(machine["cpuModel"] as? String ?? "").isEmpty)
         let parameters = try #require(json["parameters"] as? [String: Any])
-        #expect(parameters["events"] as? Int == 20000)
+        #expect(parameters["events"] as? Int == 10000)
         #expect(parameters["partitions"] as? Int == 4)
         #expect(parameters["enrichment"] is [String: Any])
 
         let raw = try #require(json["raw"] as? [String: Any])
         let camfa = try #require(json["camfa"] as? [String: Any])
-        #expect(raw["messages"] as? Int == 20000, "the raw consumer read the whole backlog")
-        #expect(camfa["events"] as? Int == 20000)
+        #expect(raw["messages"] as? Int == 10000, "the raw consumer read the whole backlog")
+        #expect(camfa["events"] as? Int == 10000)
         let rawRate = try #require(raw["eventsPerSecond"] as? Double)
         let camfaRate = try #require(camfa["eventsPerSecond"] as? Double)
         #expect(rawRate > 0)
@@ -53,7 +53,7 @@ struct E2EBenchTests {
         let memory = try #require(json["memory"] as? [String: Any])
         #expect((memory["peakRSSBytes"] as? Int ?? 0) > 0)
         #expect((memory["trackedUsers"] as? Int ?? 0) > 0)
-        #expect((memory["trackedUsers"] as? Int ?? .max) <= 5000)
+        #expect((memory["trackedUsers"] as? Int ?? .max) <= 2000)
         #expect(memory["bytesPerTrackedUser"] is Double)
         #expect((memory["engineInProcessBytesPerUser"] as? Int ?? 0) > 0)
     }
