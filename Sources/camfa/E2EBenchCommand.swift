@@ -120,7 +120,7 @@ struct E2EBenchCommand: ParsableCommand {
         if soak > 0 {
             let soakRate = max(1, report.camfa.eventsPerSecond / 2)
             note("soak: \(Int(soakRate)) events/s for \(Int(soak)) s, sampling RSS")
-            report.soak = try runSoak(bootstrap: bootstrap, daemon: daemon, simulator: &sim, rate: soakRate)
+            report.soak = try runSoak(bootstrap: bootstrap, daemon: daemon, rate: soakRate)
         }
         report.peakRSS = ProcessMemory.of(daemon.child.pid)?.peak ?? 0
         daemon.child.stop()
@@ -169,7 +169,11 @@ struct E2EBenchCommand: ParsableCommand {
                              offered: rate, warmupSeconds: warmup, caughtUp: caughtUp)
     }
 
-    private func runSoak(bootstrap: String, daemon: BenchDaemon, simulator sim: inout Simulator, rate soakRate: Double) throws -> SoakResult {
+    private func runSoak(bootstrap: String, daemon: BenchDaemon, rate soakRate: Double) throws -> SoakResult {
+        // The same users, with event time moving at wall-clock speed from now, so windows
+        // fill, slide and expire during the run as they do in production.
+        var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: Int64(Date().timeIntervalSince1970 * 1000),
+                                                   eventsPerSecond: soakRate))
         let sampler = RSSSampler(pid: daemon.child.pid, interval: max(1, min(10, soak / 60)))
         // Idle first if the overloaded latency run left a backlog.
         var previous = -1
