@@ -12,7 +12,7 @@ struct CAMFA: AsyncParsableCommand {
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "In-process benchmarks (the end-to-end one is `make bench`).",
-        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self, CheckpointBenchCommand.self]
+        abstract: "Benchmarks: in-process (engine, enrich, checkpoint) and end to end (e2e).",
+        subcommands: [EngineBenchCommand.self, EnrichBenchCommand.self, CheckpointBenchCommand.self, E2EBenchCommand.self]
     )
 }
