@@ -114,7 +114,7 @@ import Testing
         defer { _ = daemon.stop() }
         let base = "http://127.0.0.1:\(port)"
         let rec = Recorder()
-        func call(_ method: String, _ path: String, template: String? = nil, key: String? = fullKey, body: Data? = nil) throws -> Response {
+        func call(_ method: String, _ path: String, template: String? = nil, key: String? = Self.fullKey, body: Data? = nil) throws -> Response {
             let r = try Self.request(method, base + path, key: key, body: body)
             rec.record(method: method, template: template ?? path, r)
             return r
