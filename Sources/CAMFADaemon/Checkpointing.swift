@@ -154,10 +154,15 @@ final class CheckpointWriter: @unchecked Sendable {
 
     private func perform(_ write: CheckpointWrite) throws(StoreError) {
         if let delaySeconds { Thread.sleep(forTimeInterval: delaySeconds) }
+        try checkReadOnlyHook()
+        try store.write(write)
+    }
+
+    /// The read-only test hook, also applied to restores (claims write the store).
+    func checkReadOnlyHook() throws(StoreError) {
         if let flag = readOnlyFlag, FileManager.default.fileExists(atPath: flag) {
             throw StoreError(code: .readOnly, message: "\(store.path) is read-only (test hook \(flag) exists)")
         }
-        try store.write(write)
     }
 }
 

@@ -602,17 +602,18 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     /// Where a partition without a checkpoint starts, with empty state: auto.offset.reset
-    /// (librdkafka's logical offsets: -2 beginning, -1 end), never the group's committed
+    /// (as librdkafka's logical offsets), never the group's committed
     /// offset. That one is only for lag monitoring; starting there with empty state would
     /// silently skip the history (e.g. after an operator dropped a corrupt checkpoint).
     private var startWithoutCheckpoint: Int64 {
         let reset = kafkaConfig.properties.last { $0.0 == "auto.offset.reset" }?.1 ?? "earliest"
-        return ["earliest", "smallest", "beginning"].contains(reset) ? -2 : -1
+        return ["earliest", "smallest", "beginning"].contains(reset) ? KafkaOffset.beginning : KafkaOffset.end
     }
 
     private func restore(_ tp: TopicPartition) throws(StoreError) -> (Int64, PartitionCheckpoint?) {
         let id = PartitionID(topic: tp.topic, partition: tp.partition)
         var epoch = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        try writer.checkReadOnlyHook()
         do {
             try writer.store.claim(id, epoch: epoch)
         } catch where error.code == .fenced {

@@ -284,8 +284,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         filling?.drop(Set(partitions))
     }
 
-    /// Moves the fetch position of assigned partitions (absolute, or librdkafka's logical
-    /// offsets: -2 beginning, -1 end); messages fetched from the old position are dropped.
+    /// Moves the fetch position of assigned partitions (absolute, or `KafkaOffset.beginning`
+    /// / `.end`); messages fetched from the old position are dropped.
     public func seek(_ offsets: [TopicPartition: Int64], timeoutMs: Int32 = 5000) throws(KafkaError) {
         let list = PartitionList(offsets.keys.sorted(), offsets: offsets)
         if let error = rd_kafka_seek_partitions(rk, list.list, timeoutMs) { throw KafkaError(consuming: error, "seek") }

@@ -110,7 +110,7 @@ import Testing
     @Test func aStoppedDaemonThatResumesIsFencedAndOverwritesNothing() throws {
         guard BlackBox.requireKcat() else { return }
         let broker = try BlackBox.Broker(topics: ["in.fence:4", "out.fence", "out.fence.ref", "dlq.fence"])
-        let total = 20_000
+        let total = 10_000
         let messages = try T.simulated(total, seed: 10)
         try T.produceInChunks(broker.bootstrap, topic: "in.fence", messages)
         let state = T.newStateDir("fence")
