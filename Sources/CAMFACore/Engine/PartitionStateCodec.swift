@@ -219,8 +219,13 @@ extension PartitionState {
     public var pendingChangeCount: Int { dirtyKeys.reduce(0) { $0 + $1.count } + dirtyUsers.count }
 
     mutating func clearChanges(fullNeeded: Bool) {
-        for i in dirtyKeys.indices { dirtyKeys[i].removeAll(keepingCapacity: true) }
-        dirtyUsers.removeAll(keepingCapacity: true)
+        // Sized by the last interval's change count, not kept at the largest capacity ever:
+        // iterating and clearing a Set costs its capacity, and one burst (e.g. building the
+        // state of a new partition) would otherwise make every later take pay for it. After
+        // a full take the sets held every key of the build-up: start them small.
+        let wasFull = needsFullCheckpoint
+        for i in dirtyKeys.indices { dirtyKeys[i] = Set(minimumCapacity: wasFull ? 0 : dirtyKeys[i].count) }
+        dirtyUsers = Set(minimumCapacity: wasFull ? 0 : dirtyUsers.count)
         needsFullCheckpoint = fullNeeded
     }
 
