@@ -483,7 +483,14 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         if !failedSends.isEmpty {
             let retry = failedSends
             failedSends.removeAll()
-            for t in retry where !orphaned.contains(t) { if let o = inFlight[t] { send(o, token: t) } }
+            for t in retry {
+                // An ended period's output is not retried (see above); forget it.
+                if orphaned.remove(t) != nil {
+                    inFlight.removeValue(forKey: t)
+                } else if let o = inFlight[t] {
+                    send(o, token: t)
+                }
+            }
         }
     }
 
