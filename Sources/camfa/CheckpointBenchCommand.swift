@@ -55,9 +55,12 @@ struct CheckpointBenchCommand: ParsableCommand {
         t = Self.now()
         try store.write(Self.write(full, id: id, offset: offset))
         let fullWrite = Self.now() - t
-        // The poll thread's first change after a full snapshot copies the map it touches.
+        // The poll thread's first change after a full snapshot copies the map it touches
+        // while the writer still holds the snapshot (kept alive here, as the writer does).
         t = Self.now()
-        _ = engine.process(sim.next().event, coordinates: "bench/0/\(offset)", state: &state)
+        withExtendedLifetime(fullSnapshot) {
+            _ = engine.process(sim.next().event, coordinates: "bench/0/\(offset)", state: &state)
+        }
         offset += 1
         let firstChangeAfterFull = Self.now() - t
 
