@@ -3,7 +3,7 @@
 # `make test` and `make demo` work on a fresh Debian machine with Swift installed.
 # usage: scripts/install-deps.sh [demo]
 set -euo pipefail
-packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev libssl-dev openssl kcat python3)
+packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev openssl kcat python3)
 [[ "${1:-}" == "demo" ]] && packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do

@@ -71,9 +71,25 @@ extension PartitionChanges {
     }
 }
 
-/// Runs checkpoint writes and claims off the poll thread, one at a time in submission
-/// order (a serial queue), so the poll thread only pays for `takeChanges`. Results wait in
-/// a mailbox the poll thread empties on each loop turn.
+/// One partition's checkpoint as the poll thread hands it over: changes taken but not yet
+/// encoded, plus the changes of a failed earlier write, which go in front.
+struct PendingCheckpoint: Sendable {
+    var partition: PartitionID
+    var epoch: Int64
+    var nextOffset: Int64
+    var carry: PartitionChanges?
+    var snapshot: PartitionChangeSnapshot
+
+    /// Encodes (the expensive part, on the writer's thread) and merges.
+    func changes() -> PartitionChanges {
+        let taken = snapshot.encoded()
+        return carry.map { $0.merged(with: taken) } ?? taken
+    }
+}
+
+/// Runs checkpoint encoding and writes off the poll thread, one at a time in submission
+/// order (a serial queue), so the poll thread only pays for `takeChangeSnapshot` (copies of
+/// the changed records). Results wait in a mailbox the poll thread empties on each loop turn.
 final class CheckpointWriter: @unchecked Sendable {
     struct Completion {
         var partition: Int32
@@ -81,6 +97,8 @@ final class CheckpointWriter: @unchecked Sendable {
         var nextOffset: Int64
         var error: StoreError?
         var seconds: Double
+        /// On failure, the encoded changes: the next write of the partition must carry them.
+        var failed: PartitionChanges?
     }
 
     let store: CheckpointStore
@@ -91,27 +109,37 @@ final class CheckpointWriter: @unchecked Sendable {
     /// for whom chmod does not make SQLite read-only).
     private let readOnlyFlag = ProcessInfo.processInfo.environment["CAMFA_TEST_STORE_READONLY_FILE"]
 
+    /// Test hook: each write waits this long first, so a test can freeze the process while
+    /// a write is pending (the stale-owner case fencing exists for).
+    private let delaySeconds = Double(ProcessInfo.processInfo.environment["CAMFA_TEST_CHECKPOINT_DELAY_MS"] ?? "").map { $0 / 1000 }
+
     init(store: CheckpointStore) { self.store = store }
 
-    func submit(_ write: CheckpointWrite) {
+    func submit(_ pending: PendingCheckpoint) {
         queue.async { [self] in
-            let start = DispatchTime.now().uptimeNanoseconds
-            var failure: StoreError?
-            do throws(StoreError) { try perform(write) } catch { failure = error }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            lock.withLock {
-                done.append(Completion(partition: write.partition.partition, epoch: write.epoch, nextOffset: write.nextOffset,
-                                       error: failure, seconds: seconds))
-            }
+            let completion = run(pending)
+            lock.withLock { done.append(completion) }
         }
     }
 
-    /// Writes on the caller's thread after everything submitted before (revoke, shutdown).
-    func writeNow(_ write: CheckpointWrite) throws(StoreError) {
-        let result: Result<Void, StoreError> = queue.sync {
-            do throws(StoreError) { try perform(write); return .success(()) } catch { return .failure(error) }
-        }
-        try result.get()
+    /// Encodes and writes on the caller's thread after everything submitted before
+    /// (revoke, shutdown).
+    func writeNow(_ pending: PendingCheckpoint) -> Completion {
+        queue.sync { run(pending) }
+    }
+
+    private func run(_ pending: PendingCheckpoint) -> Completion {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let changes = pending.changes()
+        let write = CheckpointWrite(
+            partition: pending.partition, epoch: pending.epoch, nextOffset: pending.nextOffset, metadata: changes.metadata,
+            upserts: changes.upserts, deletes: changes.deletes, userUpserts: changes.userUpserts,
+            userDeletes: changes.userDeletes, full: changes.full)
+        var failure: StoreError?
+        do throws(StoreError) { try perform(write) } catch { failure = error }
+        return Completion(partition: pending.partition.partition, epoch: pending.epoch, nextOffset: pending.nextOffset,
+                          error: failure, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                          failed: failure == nil ? nil : changes)
     }
 
     /// Waits until every submitted write has finished.
@@ -125,10 +153,16 @@ final class CheckpointWriter: @unchecked Sendable {
     }
 
     private func perform(_ write: CheckpointWrite) throws(StoreError) {
+        if let delaySeconds { Thread.sleep(forTimeInterval: delaySeconds) }
+        try checkReadOnlyHook()
+        try store.write(write)
+    }
+
+    /// The read-only test hook, also applied to restores (claims write the store).
+    func checkReadOnlyHook() throws(StoreError) {
         if let flag = readOnlyFlag, FileManager.default.fileExists(atPath: flag) {
             throw StoreError(code: .readOnly, message: "\(store.path) is read-only (test hook \(flag) exists)")
         }
-        try store.write(write)
     }
 }
 

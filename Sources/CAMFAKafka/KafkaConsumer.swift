@@ -309,6 +309,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         filling?.drop(Set(partitions))
     }
 
+    /// Moves the fetch position of assigned partitions (absolute, or `KafkaOffset.beginning`
+    /// / `.end`); messages fetched from the old position are dropped.
+    public func seek(_ offsets: [TopicPartition: Int64], timeoutMs: Int32 = 5000) throws(KafkaError) {
+        let list = PartitionList(offsets.keys.sorted(), offsets: offsets)
+        if let error = rd_kafka_seek_partitions(rk, list.list, timeoutMs) { throw KafkaError(consuming: error, "seek") }
+        if let e = list.firstError("seek") { throw e }
+    }
+
     public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
         let list = PartitionList(partitions)
         let err = rd_kafka_resume_partitions(rk, list.list)

@@ -125,6 +125,37 @@ public final class CheckpointStore: Sendable {
         }
     }
 
+    /// Deletes the partition's checkpoint (header, entries, users) so its next owner starts
+    /// it empty, per auto.offset.reset: the operator's way out of a corrupt checkpoint. The
+    /// epoch row stays, so an owner that claimed the partition earlier is still fenced.
+    /// Returns false when there was nothing stored for it.
+    @discardableResult
+    public func drop(_ p: PartitionID) throws(StoreError) -> Bool {
+        try withWriter { connection throws(StoreError) -> Bool in
+            try checkWritable()
+            try connection.exec("BEGIN IMMEDIATE")
+            let select = try connection.prepared("SELECT pid FROM partitions WHERE topic = ?1 AND part = ?2")
+            var rc = bindTextCopy(select, 1, p.topic)
+            if rc == SQLITE_OK { rc = sqlite3_bind_int(select, 2, p.partition) }
+            try check(connection, rc, "binding \(p)")
+            let step = sqlite3_step(select)
+            let pid: Int64? = step == SQLITE_ROW ? sqlite3_column_int64(select, 0) : nil
+            sqlite3_reset(select)
+            sqlite3_clear_bindings(select)
+            if step != SQLITE_ROW && step != SQLITE_DONE { throw connection.error(step, doing: "finding \(p)") }
+            guard let pid else {
+                try connection.exec("COMMIT")
+                return false
+            }
+            try runWithPID(connection, "DELETE FROM entries WHERE pid = ?1", pid, "dropping entries of \(p)")
+            try runWithPID(connection, "DELETE FROM users WHERE pid = ?1", pid, "dropping users of \(p)")
+            try runWithPID(connection, "UPDATE partitions SET next_offset = NULL, metadata = NULL, sum = NULL WHERE pid = ?1",
+                           pid, "dropping the checkpoint header of \(p)")
+            try connection.exec("COMMIT")
+            return true
+        }
+    }
+
     /// Inside the write transaction: refuses an older epoch and returns the partition's pid,
     /// creating its row (epoch only, no checkpoint yet) when it is new.
     private func fence(_ connection: Connection, _ p: PartitionID, epoch: Int64) throws(StoreError) -> Int64 {

@@ -190,50 +190,42 @@ extension PartitionState {
     }
 
     /// What changed since the last call, as a checkpoint writes it; clears the record.
-    public mutating func takeChanges() -> PartitionChanges {
-        var changes = PartitionChanges(full: needsFullCheckpoint, metadata: metadataBlob())
+    public mutating func takeChanges() -> PartitionChanges { takeChangeSnapshot().encoded() }
+
+    /// What changed since the last call, as values, and clears the record: the owning
+    /// thread's part of a checkpoint. It copies records (reference-counted storage, no
+    /// encoding); `encoded()` does the per-key serialization and may run on another thread.
+    /// A full snapshot shares the maps themselves (copy-on-write), so the owning thread's
+    /// next change to a map copies that map once.
+    public mutating func takeChangeSnapshot() -> PartitionChangeSnapshot {
+        var snapshot = PartitionChangeSnapshot(full: needsFullCheckpoint, metadata: metadataBlob())
         if needsFullCheckpoint {
-            // In map order: the store orders rows itself, and sorting millions of Strings here
-            // would stall the poll thread for seconds.
-            changes.upserts.reserveCapacity(keyspaces.reduce(0) { $0 + $1.count })
-            for (i, ks) in keyspaces.enumerated() {
-                let text = layout[i].keyText
-                for (key, record) in ks {
-                    var w = BinaryWriter()
-                    Self.write(record, to: &w)
-                    changes.upserts.append((text, key, w.bytes))
-                }
-            }
-            changes.userUpserts.reserveCapacity(users.count)
-            for (id, u) in users {
-                var w = BinaryWriter()
-                Self.write(u, to: &w)
-                changes.userUpserts.append((id, w.bytes))
-            }
+            snapshot.maps = keyspaces.enumerated().map { (layout[$0.offset].keyText, $0.element) }
+            snapshot.allUsers = users
         } else {
+            snapshot.records.reserveCapacity(dirtyKeys.reduce(0) { $0 + $1.count })
             for (i, keys) in dirtyKeys.enumerated() {
-                for key in keys.sorted() {
-                    if let blob = entryBlob(keyspace: i, key: key) {
-                        changes.upserts.append((layout[i].keyText, key, blob))
-                    } else {
-                        changes.deletes.append((layout[i].keyText, key))
-                    }
-                }
+                let text = layout[i].keyText
+                for key in keys { snapshot.records.append((text, key, keyspaces[i][key])) }
             }
-            for id in dirtyUsers.sorted() {
-                if let blob = userBlob(id) { changes.userUpserts.append((id, blob)) } else { changes.userDeletes.append(id) }
-            }
+            snapshot.users.reserveCapacity(dirtyUsers.count)
+            for id in dirtyUsers { snapshot.users.append((id, users[id])) }
         }
         clearChanges(fullNeeded: false)
-        return changes
+        return snapshot
     }
 
     /// Number of keys and users changed since the last checkpoint.
     public var pendingChangeCount: Int { dirtyKeys.reduce(0) { $0 + $1.count } + dirtyUsers.count }
 
     mutating func clearChanges(fullNeeded: Bool) {
-        for i in dirtyKeys.indices { dirtyKeys[i].removeAll(keepingCapacity: true) }
-        dirtyUsers.removeAll(keepingCapacity: true)
+        // Sized by the last interval's change count, not kept at the largest capacity ever:
+        // iterating and clearing a Set costs its capacity, and one burst (e.g. building the
+        // state of a new partition) would otherwise make every later take pay for it. After
+        // a full take the sets held every key of the build-up: start them small.
+        let wasFull = needsFullCheckpoint
+        for i in dirtyKeys.indices { dirtyKeys[i] = Set(minimumCapacity: wasFull ? 0 : dirtyKeys[i].count) }
+        dirtyUsers = Set(minimumCapacity: wasFull ? 0 : dirtyUsers.count)
         needsFullCheckpoint = fullNeeded
     }
 
@@ -354,6 +346,59 @@ extension PartitionState {
         default: break
         }
         return u
+    }
+}
+
+/// Changes taken from a partition's state and not yet encoded (see `takeChangeSnapshot`).
+public struct PartitionChangeSnapshot: Sendable {
+    public let full: Bool
+    public let metadata: [UInt8]
+    /// Incremental: changed keys with their record, nil for a key swept since.
+    var records: [(keyspace: String, key: String, record: KeyRecord?)] = []
+    var users: [(id: String, user: UserState?)] = []
+    /// Full: every keyspace's map and the user map.
+    var maps: [(keyspace: String, map: [String: KeyRecord])] = []
+    var allUsers: [String: UserState] = [:]
+
+    init(full: Bool, metadata: [UInt8]) {
+        self.full = full
+        self.metadata = metadata
+    }
+
+    /// Keys and users in it.
+    public var count: Int { full ? maps.reduce(allUsers.count) { $0 + $1.map.count } : records.count + users.count }
+
+    /// The per-key blobs a checkpoint writes. Incremental rows come sorted (so equal
+    /// changes give equal writes); a full one stays in map order: the store orders rows
+    /// itself, and sorting millions of Strings here would only repeat that work.
+    public func encoded() -> PartitionChanges {
+        var changes = PartitionChanges(full: full, metadata: metadata)
+        func blob(_ record: KeyRecord) -> [UInt8] {
+            var w = BinaryWriter()
+            PartitionState.write(record, to: &w)
+            return w.bytes
+        }
+        func blob(_ user: UserState) -> [UInt8] {
+            var w = BinaryWriter()
+            PartitionState.write(user, to: &w)
+            return w.bytes
+        }
+        if full {
+            changes.upserts.reserveCapacity(maps.reduce(0) { $0 + $1.map.count })
+            for (text, map) in maps {
+                for (key, record) in map { changes.upserts.append((text, key, blob(record))) }
+            }
+            changes.userUpserts.reserveCapacity(allUsers.count)
+            for (id, u) in allUsers { changes.userUpserts.append((id, blob(u))) }
+            return changes
+        }
+        for r in records.sorted(by: { ($0.keyspace, $0.key) < ($1.keyspace, $1.key) }) {
+            if let record = r.record { changes.upserts.append((r.keyspace, r.key, blob(record))) } else { changes.deletes.append((r.keyspace, r.key)) }
+        }
+        for u in users.sorted(by: { $0.id < $1.id }) {
+            if let user = u.user { changes.userUpserts.append((u.id, blob(user))) } else { changes.userDeletes.append(u.id) }
+        }
+        return changes
     }
 }
 
