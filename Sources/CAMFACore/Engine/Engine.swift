@@ -156,13 +156,17 @@ public struct Engine: Sendable {
         var lastKeyspace = -1
         var lastKey: String?
         var markedDirty = false
+        // Where the key's record sits in its keyspace, once found: statistics sharing the
+        // key (`apps` and `failures` by IP) then reach it without hashing the key again.
+        var record: Dictionary<String, KeyRecord>.Index?
         for (i, stat) in policy.statistics.enumerated() {
             let sameKey = stat.keyspace == lastKeyspace
             if !sameKey {
                 lastKeyspace = stat.keyspace
                 if case .success(let keyValue) = stat.key.evaluate(act) { lastKey = Self.keyString(keyValue) } else { lastKey = nil }
+                markedDirty = false
+                record = nil
             }
-            if !sameKey { markedDirty = false }
             guard let key = lastKey else { continue }
             var passes = applied
             if passes, let f = stat.filter {
@@ -189,17 +193,21 @@ public struct Engine: Sendable {
                 if passes { _ = window.add(time: t, value: observed, spec: spec) }
                 return (before, passes && read ? window.current(spec: spec) : before)
             }
+            if passes || read, record == nil { record = state.keyspaces[stat.keyspace].index(forKey: key) }
             if passes {
-                let slots = policySet.keyspaces[stat.keyspace].specs.count
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key, default: KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))],
-                                         slot: slot, step)
+                if record == nil {
+                    let slots = policySet.keyspaces[stat.keyspace].specs.count
+                    state.keyspaces[stat.keyspace][key] = KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))
+                    record = state.keyspaces[stat.keyspace].index(forKey: key)
+                }
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
                 if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
                 markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
-            } else if state.keyspaces[stat.keyspace][key]?.windows[slot] != nil {
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key]!, slot: slot, step)
+            } else if let r = record, state.keyspaces[stat.keyspace].values[r].windows[slot] != nil {
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[r], slot: slot, step)
                 if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
                 markedDirty = true
             } else {

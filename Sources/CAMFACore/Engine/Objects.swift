@@ -102,6 +102,12 @@ final class EventObject: ValueObject, @unchecked Sendable {
         }
     }
 
+    /// `event.custom.x`: read in place instead of copying `custom` into a Value.
+    func lookup(mapField index: Int, key: String) -> Value?? {
+        guard index == 16 else { return nil }
+        return .some(event.custom.value(forString: key))
+    }
+
     func field(at index: Int) -> Value? {
         // `event.x`, not a local copy of `event`: copying the struct retains every field.
         switch index {
@@ -183,10 +189,10 @@ final class UserObject: ValueObject, @unchecked Sendable {
     func field(at index: Int) -> Value? {
         switch index {
         case 0: return .string(id)
-        case 1: return strings(custom[string: "userGroups"])
-        case 2: return strings(custom[string: "roles"])
+        case 1: return strings(custom.value(forString: "userGroups"))
+        case 2: return strings(custom.value(forString: "roles"))
         case 3:
-            if case .string(let d)? = custom[string: "department"] { return .string(d) }
+            if case .string(let d)? = custom.value(forString: "department") { return .string(d) }
             return nil
         case 4:
             return .object(SlotObject(schema: EngineSchemas.userMFA, values: [

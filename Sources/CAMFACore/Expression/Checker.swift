@@ -242,6 +242,10 @@ struct Checker {
             if let (slot, schema, idx, name) = operand.field {
                 // `event.custom.sessionId`: both selections in one closure.
                 return Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema, let found = o.lookup(mapField: idx, key: field) {
+                        guard let r = found else { throw EvalError("no such key: \(field)") }
+                        return r
+                    }
                     let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m {
                         guard let r = mm[key] else { throw EvalError("no such key: \(field)") }
@@ -297,6 +301,9 @@ struct Checker {
                 // `has(event.custom.deviceId)`: the selection and the test in one closure.
                 let key = Value.string(field)
                 return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema, let found = o.lookup(mapField: idx, key: field) {
+                        return .bool(found != nil)
+                    }
                     let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m { return .bool(mm.contains(key)) }
                     return try Ops.hasDynamic(m, field)

@@ -33,10 +33,16 @@ public protocol ValueObject: Sendable {
     /// Whether `field(at:)` has a value; objects that build fields when read answer
     /// this without building them.
     func hasField(at index: Int) -> Bool
+    /// `o.f.key` for a map field `f`, read where the map is stored: `.some(nil)` when
+    /// the key is absent, nil when the object does not store `f` as a map (callers then
+    /// go through `field(at:)`). Fused `event.custom.x` reads use it, because copying the
+    /// map out of the object retains its buffers and the read dominated those closures.
+    func lookup(mapField index: Int, key: String) -> Value??
 }
 
 extension ValueObject {
     public func hasField(at index: Int) -> Bool { field(at: index) != nil }
+    public func lookup(mapField index: Int, key: String) -> Value?? { nil }
 }
 
 /// Declares the fields of a host object and their CEL types.
