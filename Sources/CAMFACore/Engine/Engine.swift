@@ -42,6 +42,9 @@ public struct Engine: Sendable {
                 code: .late,
                 message: "event time \(t) is more than \(policySet.options.allowedLateness) ms behind the partition watermark \(state.watermark)"))
         }
+        // Only the engine adds to `dirtyKeys`, so all of them empty before it starts means
+        // `takeChanges()` ran (or nothing was marked): marks from before are stale.
+        if state.dirtyKeys.allSatisfy(\.isEmpty) { state.changeEpoch &+= 1 }
         if t > state.watermark { state.watermark = t }
         if state.watermark >= state.nextSweep {
             sweep(&state)
@@ -201,14 +204,14 @@ public struct Engine: Sendable {
                     record = state.keyspaces[stat.keyspace].index(forKey: key)
                 }
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
-                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: record!, key: key) }
                 markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
             } else if let r = record, state.keyspaces[stat.keyspace].values[r].windows[slot] != nil {
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[r], slot: slot, step)
-                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: r, key: key) }
                 markedDirty = true
             } else {
                 // Keys that only ever saw filtered-out events are not worth a map entry.
@@ -362,6 +365,15 @@ public struct Engine: Sendable {
             state.users.removeValue(forKey: id)
             state.dirtyUsers.insert(id)
         }
+    }
+
+    /// Puts the key in `dirtyKeys` unless its record says it is already there.
+    @inline(__always)
+    static func markDirty(_ state: inout PartitionState, keyspace: Int, record: Dictionary<String, KeyRecord>.Index, key: String) {
+        let epoch = state.changeEpoch
+        if state.keyspaces[keyspace].values[record].markedEpoch == epoch { return }
+        state.keyspaces[keyspace].values[record].markedEpoch = epoch
+        state.dirtyKeys[keyspace].insert(key)
     }
 
     static func withWindow(_ record: inout KeyRecord, slot: Int, _ body: (inout WindowState) -> (Value, Value)) -> (Value, Value) {
