@@ -327,10 +327,19 @@ struct Checker {
         var args: [Compiled] = []
         if let t = targetNode { args.append(try compile(t)) }
         for a in argNodes { args.append(try compile(a)) }
+        return try overload(fn, isMethod: targetNode != nil, argNodes, args, pos)
+    }
+
+    /// The rest of `call`, in a frame of its own: unoptimised builds give it tens of KB
+    /// of stack, and keeping it off the recursion (compile → call → compile) lets
+    /// expressions nest to `maxDepth` without overflowing a thread's stack.
+    @inline(never)
+    private mutating func overload(
+        _ fn: String, isMethod: Bool, _ argNodes: [Node], _ args: [Compiled], _ pos: SourcePosition
+    ) throws(ExpressionError) -> Compiled {
         // Without the checker every overload is resolved at runtime.
         let types = options.typeCheck ? args.map(\.type) : args.map { _ in CELType.dyn }
         let evals = EvalList(args)
-        let isMethod = targetNode != nil
 
         func arity(_ n: Int) throws(ExpressionError) -> Compiled? {
             if args.count == n { return nil }
