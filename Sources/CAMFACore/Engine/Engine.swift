@@ -119,14 +119,12 @@ public struct Engine: Sendable {
         for i in act.values.indices { act[i] = .null }
         act[PolicySlot.event] = eventValue
         act[PolicySlot.user] = userValue
-        var input = SlotObject(schema: policy.inputSchema, values: [])
+        var input = policy.emptyInput
         var firstError: String?
         if !policy.inputs.isEmpty {
             input = SlotObject(schema: policy.inputSchema)
             for (i, inp) in policy.inputs.enumerated() {
                 let r = inp.expression.evaluate(act)
-                // Dropped before `input` changes, so that the change does not copy it.
-                act[PolicySlot.input] = .null
                 switch r {
                 case .success(let v): input.values[i] = v
                 case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
@@ -148,12 +146,9 @@ public struct Engine: Sendable {
         let t = event.requestDate
         // `before`, `stats` and the keys only matter to a judgment and its result object.
         let statCount = policy.statistics.count
-        var before = SlotObject(schema: policy.statsSchema, values: [])
-        var current = SlotObject(schema: policy.statsSchema, values: [])
-        if judge && statCount > 0 {
-            before = SlotObject(schema: policy.statsSchema)
-            current = SlotObject(schema: policy.statsSchema)
-        }
+        let fresh = judge && statCount > 0
+        let before = fresh ? SlotObject(schema: policy.statsSchema) : policy.emptyStats
+        let current = fresh ? SlotObject(schema: policy.statsSchema) : policy.emptyStats
         // Statistics sharing a keyspace share its key expression, and the activation does
         // not change during this loop, so the key is evaluated once per run of them.
         var lastKeyspace = -1
@@ -236,7 +231,7 @@ public struct Engine: Sendable {
             case .failure(let e): firstError = firstError ?? "\(policy.name): judgment: \(e.message)"
             }
         }
-        var returnsObject = SlotObject(schema: policy.returnsSchema, values: [])
+        var returnsObject = policy.emptyReturns
         if !policy.returns.isEmpty {
             returnsObject = SlotObject(schema: policy.returnsSchema)
             for (i, r) in policy.returns.enumerated() {
@@ -276,7 +271,7 @@ public struct Engine: Sendable {
         _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
         coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
-        var policies = SlotObject(schema: flow.policiesSchema)
+        let policies = SlotObject(schema: flow.policiesSchema)
         var errors: [String] = []
         var fired: [PolicyExplanation] = []
         for (i, p) in flow.policyIndexes.enumerated() {

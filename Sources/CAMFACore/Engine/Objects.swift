@@ -1,6 +1,8 @@
 /// A host object whose fields are stored by schema index: the cheapest shape for
 /// values the engine builds per event (inputs, statistics, policy results).
-public struct SlotObject: ValueObject {
+/// Unchecked Sendable: whoever creates one fills `values` before any other code sees
+/// it, and nothing changes it after that.
+public final class SlotObject: ValueObject, @unchecked Sendable {
     public let schema: ObjectSchema
     public var values: [Value?]
 

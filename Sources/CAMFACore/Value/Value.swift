@@ -25,8 +25,11 @@ public enum Value: Sendable {
 }
 
 /// Host objects expose fields by the index their schema gives them, so the hot path
-/// never hashes a field name.
-public protocol ValueObject: Sendable {
+/// never hashes a field name. Classes only: a class existential is one reference, so a
+/// `Value` stays 32 bytes and copying one is a retain; a struct conformer made every
+/// `Value` 48 bytes and every copy an indirect existential copy (a fifth of the
+/// engine's time went to copying and destroying Values).
+public protocol ValueObject: AnyObject, Sendable {
     var schema: ObjectSchema { get }
     /// nil means the field is absent (`has(x.f)` is false, selecting it is an error).
     func field(at index: Int) -> Value?
