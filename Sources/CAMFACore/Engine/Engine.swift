@@ -122,13 +122,14 @@ public struct Engine: Sendable {
         var input = policy.emptyInput
         var firstError: String?
         if !policy.inputs.isEmpty {
-            input = SlotObject(schema: policy.inputSchema)
+            var inputValues = [Value?](repeating: nil, count: policy.inputSchema.fieldNames.count)
             for (i, inp) in policy.inputs.enumerated() {
                 let r = inp.expression.evaluate(act)
                 switch r {
-                case .success(let v): input.values[i] = v
+                case .success(let v): inputValues[i] = v
                 case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
                 }
+                input = SlotObject(schema: policy.inputSchema, values: inputValues)
                 act[PolicySlot.input] = .object(input)
             }
         }
@@ -147,8 +148,8 @@ public struct Engine: Sendable {
         // `before`, `stats` and the keys only matter to a judgment and its result object.
         let statCount = policy.statistics.count
         let fresh = judge && statCount > 0
-        let before = fresh ? SlotObject(schema: policy.statsSchema) : policy.emptyStats
-        let current = fresh ? SlotObject(schema: policy.statsSchema) : policy.emptyStats
+        var beforeValues = [Value?](repeating: nil, count: fresh ? policy.statsSchema.fieldNames.count : 0)
+        var currentValues = beforeValues
         // Statistics sharing a keyspace share its key expression, and the activation does
         // not change during this loop, so the key is evaluated once per run of them.
         var lastKeyspace = -1
@@ -214,13 +215,15 @@ public struct Engine: Sendable {
                 c = b
             }
             if judge {
-                before.values[i] = b
-                current.values[i] = c
+                beforeValues[i] = b
+                currentValues[i] = c
             }
         }
         guard judge else {
             return PolicyRun(applied: applied, hit: false, error: firstError, readings: [], result: nil, returns: ValueMap())
         }
+        let before = fresh ? SlotObject(schema: policy.statsSchema, values: beforeValues) : policy.emptyStats
+        let current = fresh ? SlotObject(schema: policy.statsSchema, values: currentValues) : policy.emptyStats
         act[PolicySlot.stats] = .object(current)
         act[PolicySlot.before] = .object(before)
         var hit = false
@@ -233,13 +236,14 @@ public struct Engine: Sendable {
         }
         var returnsObject = policy.emptyReturns
         if !policy.returns.isEmpty {
-            returnsObject = SlotObject(schema: policy.returnsSchema)
+            var returnsValues = [Value?](repeating: nil, count: policy.returnsSchema.fieldNames.count)
             for (i, r) in policy.returns.enumerated() {
                 switch r.expression.evaluate(act) {
-                case .success(let v): returnsObject.values[i] = v
+                case .success(let v): returnsValues[i] = v
                 case .failure(let e): firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
                 }
             }
+            returnsObject = SlotObject(schema: policy.returnsSchema, values: returnsValues)
         }
         var readings: [StatisticReading] = []
         var returns = ValueMap()
@@ -271,12 +275,12 @@ public struct Engine: Sendable {
         _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
         coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
-        let policies = SlotObject(schema: flow.policiesSchema)
+        var policyValues = [Value?](repeating: nil, count: flow.policiesSchema.fieldNames.count)
         var errors: [String] = []
         var fired: [PolicyExplanation] = []
         for (i, p) in flow.policyIndexes.enumerated() {
             guard let run = results[p] else { continue }
-            policies.values[i] = run.result.map(Value.object)
+            policyValues[i] = run.result.map(Value.object)
             if let e = run.error { errors.append(e) }
             if run.hit {
                 fired.append(PolicyExplanation(policy: policySet.policies[p].name, judgment: policySet.policies[p].judgment.source,
@@ -286,7 +290,7 @@ public struct Engine: Sendable {
         for i in act.values.indices { act[i] = .null }
         act[FlowSlot.event] = eventValue
         act[FlowSlot.user] = userValue
-        act[FlowSlot.policies] = .object(policies)
+        act[FlowSlot.policies] = .object(SlotObject(schema: flow.policiesSchema, values: policyValues))
 
         var matched: Int?
         for (i, b) in flow.branches.enumerated() {

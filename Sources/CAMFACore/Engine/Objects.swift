@@ -1,19 +1,13 @@
 /// A host object whose fields are stored by schema index: the cheapest shape for
 /// values the engine builds per event (inputs, statistics, policy results).
-/// Unchecked Sendable: whoever creates one fills `values` before any other code sees
-/// it, and nothing changes it after that.
-public final class SlotObject: ValueObject, @unchecked Sendable {
+/// Immutable: its creator fills the values first, so reads need no exclusivity checks.
+public final class SlotObject: ValueObject {
     public let schema: ObjectSchema
-    public var values: [Value?]
+    public let values: [Value?]
 
     public init(schema: ObjectSchema, values: [Value?]) {
         self.schema = schema
         self.values = values
-    }
-
-    public init(schema: ObjectSchema) {
-        self.schema = schema
-        self.values = Array(repeating: nil, count: schema.fieldNames.count)
     }
 
     public func field(at index: Int) -> Value? { values[index] }
