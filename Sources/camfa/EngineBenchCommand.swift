@@ -60,6 +60,8 @@ struct EngineBenchCommand: ParsableCommand {
             seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         } else {
             let start = DispatchTime.now().uptimeNanoseconds
+            let cpuStart = Self.threadCPUNanoseconds()
+            defer { cpuSeconds = Double(Self.threadCPUNanoseconds() - cpuStart) / 1e9 }
             for (i, bytes) in encoded.enumerated() {
                 guard let event = try? UEBAEvent.decode(json: bytes) else { continue }
                 if case .decided(let ds) = engine.process(event, coordinates: "bench/0/\(i)", state: &state) {
@@ -106,6 +108,9 @@ struct EngineBenchCommand: ParsableCommand {
             print("engine benchmark (one core, \(processOnly ? "engine only" : "decode +") \(set.flows.count) flows, \(set.policies.count) policies)")
             print(String(format: "  events            %d over %.2f s", events, seconds))
             print(String(format: "  throughput        %.0f events/s (decode alone: %.0f events/s)", rate, Double(decodedCount) / decodeSeconds))
+            // On a shared machine wall time includes other processes' turns; CPU time does not.
+            print(String(format: "  CPU time          %.0f ns/event (%.0f events per CPU second)",
+                         cpuSeconds * 1e9 / Double(events), Double(events) / max(cpuSeconds, 1e-9)))
             print("  challenges issued \(mfa)")
             if memoryUsers > 0 {
                 print(String(format: "  state per user    %.0f bytes RSS growth per user (%d users simulated, %d live keys; %@)",

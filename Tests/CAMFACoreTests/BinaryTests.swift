@@ -85,7 +85,7 @@ struct BinaryTests {
     }
 
     @Test func objectsAreWrittenAsMapsOfTheirPresentFields() throws {
-        struct Obj: ValueObject {
+        final class Obj: ValueObject {
             static let schemaInstance = ObjectSchema(name: "o", fields: [("a", .int), ("b", .string)])
             var schema: ObjectSchema { Self.schemaInstance }
             func field(at index: Int) -> Value? { index == 0 ? .int(3) : nil }

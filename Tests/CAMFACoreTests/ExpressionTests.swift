@@ -4,13 +4,14 @@ import Foundation
 import Testing
 
 /// A host object the way the engine exposes events: fields by schema index.
-struct TestObject: ValueObject {
+final class TestObject: ValueObject {
     static let schema = ObjectSchema(name: "camfa.Event", fields: [
         ("behaviorResult", .string), ("ip", .string), ("count", .int), ("city", .string),
         ("roles", .list(.string)), ("custom", .map(.string, .dyn)),
     ])
     var schema: ObjectSchema { Self.schema }
-    var values: [Value?]
+    let values: [Value?]
+    init(values: [Value?]) { self.values = values }
     func field(at index: Int) -> Value? { values[index] }
 
     static func make(result: String? = "failure", ip: String? = "10.1.2.3", count: Int64? = 3, city: String? = nil,

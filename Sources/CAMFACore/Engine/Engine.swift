@@ -42,6 +42,9 @@ public struct Engine: Sendable {
                 code: .late,
                 message: "event time \(t) is more than \(policySet.options.allowedLateness) ms behind the partition watermark \(state.watermark)"))
         }
+        // Only the engine adds to `dirtyKeys`, so all of them empty before it starts means
+        // `takeChanges()` ran (or nothing was marked): marks from before are stale.
+        if state.dirtyKeys.allSatisfy(\.isEmpty) { state.changeEpoch &+= 1 }
         if t > state.watermark { state.watermark = t }
         if state.watermark >= state.nextSweep {
             sweep(&state)
@@ -116,18 +119,17 @@ public struct Engine: Sendable {
         for i in act.values.indices { act[i] = .null }
         act[PolicySlot.event] = eventValue
         act[PolicySlot.user] = userValue
-        var input = SlotObject(schema: policy.inputSchema, values: [])
+        var input = policy.emptyInput
         var firstError: String?
         if !policy.inputs.isEmpty {
-            input = SlotObject(schema: policy.inputSchema)
+            var inputValues = [Value?](repeating: nil, count: policy.inputSchema.fieldNames.count)
             for (i, inp) in policy.inputs.enumerated() {
                 let r = inp.expression.evaluate(act)
-                // Dropped before `input` changes, so that the change does not copy it.
-                act[PolicySlot.input] = .null
                 switch r {
-                case .success(let v): input.values[i] = v
+                case .success(let v): inputValues[i] = v
                 case .failure(let e): firstError = firstError ?? "\(policy.name): input '\(inp.name)': \(e.message)"
                 }
+                input = SlotObject(schema: policy.inputSchema, values: inputValues)
                 act[PolicySlot.input] = .object(input)
             }
         }
@@ -145,24 +147,25 @@ public struct Engine: Sendable {
         let t = event.requestDate
         // `before`, `stats` and the keys only matter to a judgment and its result object.
         let statCount = policy.statistics.count
-        var before = SlotObject(schema: policy.statsSchema, values: [])
-        var current = SlotObject(schema: policy.statsSchema, values: [])
-        if judge && statCount > 0 {
-            before = SlotObject(schema: policy.statsSchema)
-            current = SlotObject(schema: policy.statsSchema)
-        }
+        let fresh = judge && statCount > 0
+        var beforeValues = [Value?](repeating: nil, count: fresh ? policy.statsSchema.fieldNames.count : 0)
+        var currentValues = beforeValues
         // Statistics sharing a keyspace share its key expression, and the activation does
         // not change during this loop, so the key is evaluated once per run of them.
         var lastKeyspace = -1
         var lastKey: String?
         var markedDirty = false
+        // Where the key's record sits in its keyspace, once found: statistics sharing the
+        // key (`apps` and `failures` by IP) then reach it without hashing the key again.
+        var record: Dictionary<String, KeyRecord>.Index?
         for (i, stat) in policy.statistics.enumerated() {
             let sameKey = stat.keyspace == lastKeyspace
             if !sameKey {
                 lastKeyspace = stat.keyspace
                 if case .success(let keyValue) = stat.key.evaluate(act) { lastKey = Self.keyString(keyValue) } else { lastKey = nil }
+                markedDirty = false
+                record = nil
             }
-            if !sameKey { markedDirty = false }
             guard let key = lastKey else { continue }
             var passes = applied
             if passes, let f = stat.filter {
@@ -189,18 +192,22 @@ public struct Engine: Sendable {
                 if passes { _ = window.add(time: t, value: observed, spec: spec) }
                 return (before, passes && read ? window.current(spec: spec) : before)
             }
+            if passes || read, record == nil { record = state.keyspaces[stat.keyspace].index(forKey: key) }
             if passes {
-                let slots = policySet.keyspaces[stat.keyspace].specs.count
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key, default: KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))],
-                                         slot: slot, step)
-                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+                if record == nil {
+                    let slots = policySet.keyspaces[stat.keyspace].specs.count
+                    state.keyspaces[stat.keyspace][key] = KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))
+                    record = state.keyspaces[stat.keyspace].index(forKey: key)
+                }
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
+                if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: record!, key: key) }
                 markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
-            } else if state.keyspaces[stat.keyspace][key]?.windows[slot] != nil {
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][key]!, slot: slot, step)
-                if !(sameKey && markedDirty) { state.dirtyKeys[stat.keyspace].insert(key) }
+            } else if let r = record, state.keyspaces[stat.keyspace].values[r].windows[slot] != nil {
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[r], slot: slot, step)
+                if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: r, key: key) }
                 markedDirty = true
             } else {
                 // Keys that only ever saw filtered-out events are not worth a map entry.
@@ -208,13 +215,15 @@ public struct Engine: Sendable {
                 c = b
             }
             if judge {
-                before.values[i] = b
-                current.values[i] = c
+                beforeValues[i] = b
+                currentValues[i] = c
             }
         }
         guard judge else {
             return PolicyRun(applied: applied, hit: false, error: firstError, readings: [], result: nil, returns: ValueMap())
         }
+        let before = fresh ? SlotObject(schema: policy.statsSchema, values: beforeValues) : policy.emptyStats
+        let current = fresh ? SlotObject(schema: policy.statsSchema, values: currentValues) : policy.emptyStats
         act[PolicySlot.stats] = .object(current)
         act[PolicySlot.before] = .object(before)
         var hit = false
@@ -225,15 +234,16 @@ public struct Engine: Sendable {
             case .failure(let e): firstError = firstError ?? "\(policy.name): judgment: \(e.message)"
             }
         }
-        var returnsObject = SlotObject(schema: policy.returnsSchema, values: [])
+        var returnsObject = policy.emptyReturns
         if !policy.returns.isEmpty {
-            returnsObject = SlotObject(schema: policy.returnsSchema)
+            var returnsValues = [Value?](repeating: nil, count: policy.returnsSchema.fieldNames.count)
             for (i, r) in policy.returns.enumerated() {
                 switch r.expression.evaluate(act) {
-                case .success(let v): returnsObject.values[i] = v
+                case .success(let v): returnsValues[i] = v
                 case .failure(let e): firstError = firstError ?? "\(policy.name): returns.\(r.name): \(e.message)"
                 }
             }
+            returnsObject = SlotObject(schema: policy.returnsSchema, values: returnsValues)
         }
         var readings: [StatisticReading] = []
         var returns = ValueMap()
@@ -265,12 +275,12 @@ public struct Engine: Sendable {
         _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
         coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
-        var policies = SlotObject(schema: flow.policiesSchema)
+        var policyValues = [Value?](repeating: nil, count: flow.policiesSchema.fieldNames.count)
         var errors: [String] = []
         var fired: [PolicyExplanation] = []
         for (i, p) in flow.policyIndexes.enumerated() {
             guard let run = results[p] else { continue }
-            policies.values[i] = run.result.map(Value.object)
+            policyValues[i] = run.result.map(Value.object)
             if let e = run.error { errors.append(e) }
             if run.hit {
                 fired.append(PolicyExplanation(policy: policySet.policies[p].name, judgment: policySet.policies[p].judgment.source,
@@ -280,7 +290,7 @@ public struct Engine: Sendable {
         for i in act.values.indices { act[i] = .null }
         act[FlowSlot.event] = eventValue
         act[FlowSlot.user] = userValue
-        act[FlowSlot.policies] = .object(policies)
+        act[FlowSlot.policies] = .object(SlotObject(schema: flow.policiesSchema, values: policyValues))
 
         var matched: Int?
         for (i, b) in flow.branches.enumerated() {
@@ -354,6 +364,15 @@ public struct Engine: Sendable {
             state.users.removeValue(forKey: id)
             state.dirtyUsers.insert(id)
         }
+    }
+
+    /// Puts the key in `dirtyKeys` unless its record says it is already there.
+    @inline(__always)
+    static func markDirty(_ state: inout PartitionState, keyspace: Int, record: Dictionary<String, KeyRecord>.Index, key: String) {
+        let epoch = state.changeEpoch
+        if state.keyspaces[keyspace].values[record].markedEpoch == epoch { return }
+        state.keyspaces[keyspace].values[record].markedEpoch = epoch
+        state.dirtyKeys[keyspace].insert(key)
     }
 
     static func withWindow(_ record: inout KeyRecord, slot: Int, _ body: (inout WindowState) -> (Value, Value)) -> (Value, Value) {

@@ -1,17 +1,13 @@
 /// A host object whose fields are stored by schema index: the cheapest shape for
 /// values the engine builds per event (inputs, statistics, policy results).
-public struct SlotObject: ValueObject {
+/// Immutable: its creator fills the values first, so reads need no exclusivity checks.
+public final class SlotObject: ValueObject {
     public let schema: ObjectSchema
-    public var values: [Value?]
+    public let values: [Value?]
 
     public init(schema: ObjectSchema, values: [Value?]) {
         self.schema = schema
         self.values = values
-    }
-
-    public init(schema: ObjectSchema) {
-        self.schema = schema
-        self.values = Array(repeating: nil, count: schema.fieldNames.count)
     }
 
     public func field(at index: Int) -> Value? { values[index] }
@@ -102,6 +98,12 @@ final class EventObject: ValueObject, @unchecked Sendable {
         }
     }
 
+    /// `event.custom.x`: read in place instead of copying `custom` into a Value.
+    func lookup(mapField index: Int, key: String) -> Value?? {
+        guard index == 16 else { return nil }
+        return .some(event.custom.value(forString: key))
+    }
+
     func field(at index: Int) -> Value? {
         // `event.x`, not a local copy of `event`: copying the struct retains every field.
         switch index {
@@ -183,10 +185,10 @@ final class UserObject: ValueObject, @unchecked Sendable {
     func field(at index: Int) -> Value? {
         switch index {
         case 0: return .string(id)
-        case 1: return strings(custom[string: "userGroups"])
-        case 2: return strings(custom[string: "roles"])
+        case 1: return strings(custom.value(forString: "userGroups"))
+        case 2: return strings(custom.value(forString: "roles"))
         case 3:
-            if case .string(let d)? = custom[string: "department"] { return .string(d) }
+            if case .string(let d)? = custom.value(forString: "department") { return .string(d) }
             return nil
         case 4:
             return .object(SlotObject(schema: EngineSchemas.userMFA, values: [

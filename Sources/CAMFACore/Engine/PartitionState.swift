@@ -15,6 +15,10 @@ public struct PartitionState: Sendable {
     /// longer in the map was swept and must be deleted from the checkpoint.
     var dirtyKeys: [Set<String>]
     var dirtyUsers: Set<String> = []
+    /// Advances whenever the engine finds every `dirtyKeys` set empty (after
+    /// `takeChanges()`): a record whose `markedEpoch` equals it is already in `dirtyKeys`,
+    /// so the engine skips hashing its key into the set again for every event.
+    var changeEpoch: UInt64 = 1
     /// The next change set must replace the stored state whole (new partition, or a
     /// restore that dropped statistics because the policies changed).
     var needsFullCheckpoint = true
@@ -33,6 +37,13 @@ public struct PartitionState: Sendable {
 struct KeyRecord: Sendable, Equatable {
     /// One per statistic slot of the keyspace; nil until an event touches it.
     var windows: ContiguousArray<WindowState?>
+    /// The `PartitionState.changeEpoch` in which the key was last put in `dirtyKeys`;
+    /// bookkeeping, not state: never checkpointed, and equality ignores it.
+    var markedEpoch: UInt64 = 0
+
+    init(windows: ContiguousArray<WindowState?>) { self.windows = windows }
+
+    static func == (a: KeyRecord, b: KeyRecord) -> Bool { a.windows == b.windows }
 }
 
 struct UserState: Sendable, Equatable {

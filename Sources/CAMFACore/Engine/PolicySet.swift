@@ -68,6 +68,12 @@ public final class CompiledPolicy: Sendable {
     public let returnsSchema: ObjectSchema
     /// What a flow sees as `policies.<name>`.
     public let resultSchema: ObjectSchema
+    /// Shared stand-ins for a policy without inputs, statistics or returns, or for
+    /// statistics nobody judges: never written to, so every event can use them instead
+    /// of allocating empty objects.
+    let emptyInput: SlotObject
+    let emptyStats: SlotObject
+    let emptyReturns: SlotObject
 
     init(name: String, inputs: [(name: String, type: CELType, expression: CompiledExpression)], inputSchema: ObjectSchema,
          filter: CompiledExpression?, statistics: [CompiledStatistic], statsSchema: ObjectSchema, judgment: CompiledExpression,
@@ -82,6 +88,9 @@ public final class CompiledPolicy: Sendable {
         self.returns = returns
         self.returnsSchema = returnsSchema
         self.resultSchema = resultSchema
+        emptyInput = SlotObject(schema: inputSchema, values: [])
+        emptyStats = SlotObject(schema: statsSchema, values: [])
+        emptyReturns = SlotObject(schema: returnsSchema, values: [])
     }
 }
 

@@ -242,6 +242,10 @@ struct Checker {
             if let (slot, schema, idx, name) = operand.field {
                 // `event.custom.sessionId`: both selections in one closure.
                 return Compiled(type: v, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema, let found = o.lookup(mapField: idx, key: field) {
+                        guard let r = found else { throw EvalError("no such key: \(field)") }
+                        return r
+                    }
                     let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m {
                         guard let r = mm[key] else { throw EvalError("no such key: \(field)") }
@@ -297,6 +301,9 @@ struct Checker {
                 // `has(event.custom.deviceId)`: the selection and the test in one closure.
                 let key = Value.string(field)
                 return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                    if case .object(let o) = f.slots[slot], o.schema === schema, let found = o.lookup(mapField: idx, key: field) {
+                        return .bool(found != nil)
+                    }
                     let m = try Ops.selectField(f.slots[slot], schema, idx, name)
                     if case .map(let mm) = m { return .bool(mm.contains(key)) }
                     return try Ops.hasDynamic(m, field)
@@ -320,10 +327,19 @@ struct Checker {
         var args: [Compiled] = []
         if let t = targetNode { args.append(try compile(t)) }
         for a in argNodes { args.append(try compile(a)) }
+        return try overload(fn, isMethod: targetNode != nil, argNodes, args, pos)
+    }
+
+    /// The rest of `call`, in a frame of its own: unoptimised builds give it tens of KB
+    /// of stack, and keeping it off the recursion (compile → call → compile) lets
+    /// expressions nest to `maxDepth` without overflowing a thread's stack.
+    @inline(never)
+    private mutating func overload(
+        _ fn: String, isMethod: Bool, _ argNodes: [Node], _ args: [Compiled], _ pos: SourcePosition
+    ) throws(ExpressionError) -> Compiled {
         // Without the checker every overload is resolved at runtime.
         let types = options.typeCheck ? args.map(\.type) : args.map { _ in CELType.dyn }
         let evals = EvalList(args)
-        let isMethod = targetNode != nil
 
         func arity(_ n: Int) throws(ExpressionError) -> Compiled? {
             if args.count == n { return nil }

@@ -25,18 +25,27 @@ public enum Value: Sendable {
 }
 
 /// Host objects expose fields by the index their schema gives them, so the hot path
-/// never hashes a field name.
-public protocol ValueObject: Sendable {
+/// never hashes a field name. Classes only: a class existential is one reference, so a
+/// `Value` stays 32 bytes and copying one is a retain; a struct conformer made every
+/// `Value` 48 bytes and every copy an indirect existential copy (a fifth of the
+/// engine's time went to copying and destroying Values).
+public protocol ValueObject: AnyObject, Sendable {
     var schema: ObjectSchema { get }
     /// nil means the field is absent (`has(x.f)` is false, selecting it is an error).
     func field(at index: Int) -> Value?
     /// Whether `field(at:)` has a value; objects that build fields when read answer
     /// this without building them.
     func hasField(at index: Int) -> Bool
+    /// `o.f.key` for a map field `f`, read where the map is stored: `.some(nil)` when
+    /// the key is absent, nil when the object does not store `f` as a map (callers then
+    /// go through `field(at:)`). Fused `event.custom.x` reads use it, because copying the
+    /// map out of the object retains its buffers and the read dominated those closures.
+    func lookup(mapField index: Int, key: String) -> Value??
 }
 
 extension ValueObject {
     public func hasField(at index: Int) -> Bool { field(at: index) != nil }
+    public func lookup(mapField index: Int, key: String) -> Value?? { nil }
 }
 
 /// Declares the fields of a host object and their CEL types.

@@ -58,8 +58,20 @@ public struct ValueMap: Sendable {
         }
     }
 
+    /// `self[.string(key)]` without building a Value or a MapKey for the probe, and
+    /// without copying the stored keys while scanning. Strings compare with Swift's
+    /// `==`, as `MapKey.matches` and the hashed index do.
+    @inline(__always)
+    public func value(forString key: String) -> Value? {
+        if let index { return index[.string(key)].map { values[$0] } }
+        for i in keys.indices {
+            if case .string(let s) = keys[i], s == key { return values[i] }
+        }
+        return nil
+    }
+
     public subscript(string key: String) -> Value? {
-        get { self[.string(key)] }
+        get { value(forString: key) }
         set { self[.string(key)] = newValue }
     }
 
