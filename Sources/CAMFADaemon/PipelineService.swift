@@ -27,21 +27,27 @@ public struct PipelineService: Service {
 public enum DedicatedThread {
     public static func run(name: String, onGracefulShutdown: @escaping @Sendable () -> Void,
                            _ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                let thread = Thread {
-                    do {
-                        try body()
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
+        // Cancellation comes when another service of the group fails (the HTTP listener
+        // cannot bind, say): the loop must stop then too, or the process never exits.
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                    let thread = Thread {
+                        do {
+                            try body()
+                            continuation.resume()
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
+                    thread.name = name
+                    thread.stackSize = 8 << 20
+                    thread.start()
                 }
-                thread.name = name
-                thread.stackSize = 8 << 20
-                thread.start()
+            } onGracefulShutdown: {
+                onGracefulShutdown()
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             onGracefulShutdown()
         }
     }

@@ -13,6 +13,8 @@ import ServiceLifecycle
 /// and lets requests in progress finish.
 public struct HTTPServerService: Service {
     let application: Application<RouterResponder<BasicRequestContext>>
+    let address: String
+    let logger: Logger
 
     /// - Parameters:
     ///   - registry: what /metrics exposes; `CAMFAMetrics.registry` unless a test isolates one.
@@ -20,6 +22,8 @@ public struct HTTPServerService: Service {
     public init(configuration http: Configuration.HTTP, backend: any CAMFABackend, logger: Logger,
                 registry: PrometheusCollectorRegistry = CAMFAMetrics.registry,
                 onListening: (@Sendable (Int) async -> Void)? = nil) throws(HTTPServerError) {
+        self.address = "\(http.host):\(http.port)"
+        self.logger = logger
         let router = Router(context: BasicRequestContext.self)
         Routes(http: http, backend: backend, access: Access(http), registry: registry, logger: logger).register(on: router)
         let server: HTTPServerBuilder
@@ -47,7 +51,13 @@ public struct HTTPServerService: Service {
     }
 
     public func run() async throws {
-        try await application.run()
+        do {
+            try await application.run()
+        } catch {
+            // The group stops every service after this; say why before it does.
+            logger.error("HTTP listener failed; the daemon stops", metadata: ["address": "\(address)", "error": "\(error)"])
+            throw error
+        }
     }
 }
 

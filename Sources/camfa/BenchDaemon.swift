@@ -64,6 +64,8 @@ final class BenchDaemon: @unchecked Sendable {
             logging:
               level: debug
               format: json
+            http:
+              enabled: false
 
             """
         let config = "\(directory)/\(name).yaml"

@@ -53,8 +53,10 @@ import Testing
         while Date() < deadline {
             try await Task.sleep(for: .milliseconds(200))
             text = CAMFAMetrics.registry.emitToString()
+            // The once-a-second sample may predate the last events: wait for one after them.
             if pipeline.counters.processed + pipeline.counters.deadLettered >= 6,
-               text.contains("camfa_consumer_lag{partition=\"0\"} 0") { break }
+               text.contains("camfa_consumer_lag{partition=\"0\"} 0"),
+               (Self.value(text, #"camfa_live_keys{partition="0"}"#) ?? 0) > 0 { break }
         }
         await group.triggerGracefulShutdown()
         try await running.value

@@ -215,6 +215,7 @@ enum BlackBox {
             logging:
               level: info
               format: json
+            \(extraConfig.contains("http:") ? "" : "http:\n  enabled: false")
             \(extraConfig)
             """
             let configURL = dir.appendingPathComponent("camfa.yaml")

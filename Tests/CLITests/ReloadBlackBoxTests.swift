@@ -36,6 +36,8 @@ import Testing
         logging:
           level: info
           format: json
+        http:
+          enabled: false
         """
         let configURL = dir.appendingPathComponent("camfa.yaml")
         try config.write(to: configURL, atomically: true, encoding: .utf8)
