@@ -55,8 +55,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
     var partitions: [Int32: PartitionRuntime] = [:]
-    private var inFlight: [UInt64: Output] = [:]
-    private var nextToken: UInt64 = 1
+    private var ledger: DeliveryLedger!
     private var lastCommit = Date.distantPast
     private var committed: [Int32: Int64] = [:]
     private var writer: CheckpointWriter!
@@ -102,17 +101,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         var restoreRetryAt: Date?
     }
 
-    /// A produced message kept until the broker acknowledges it, so a failed delivery can
-    /// be retried instead of dropped.
-    struct Output {
-        var topic: String
-        var key: [UInt8]?
-        var value: [UInt8]
-        var headers: [(String, [UInt8]?)]
-        var partition: Int32
-        var offset: Int64
-        var attempts = 1
-    }
+    typealias Output = DeliveryLedger.Output
 
     public init(options: Options, logger: Logger) {
         self.options = options
@@ -140,6 +129,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let c = options.configuration
         writer = CheckpointWriter(store: try openStore(c.stateDir))
         producer = try KafkaProducer(config: kafkaConfig, logger: logger)
+        ledger = DeliveryLedger(producer: producer, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
         try consumer.subscribe([c.topics.input])
         logger.info("camfa pipeline started", metadata: [
@@ -345,8 +335,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         drain(until: deadline.addingTimeInterval(-2))
         checkpointNow(Array(partitions.keys))
         commit(async: false)
-        if !inFlight.isEmpty {
-            logger.error("shutdown: \(inFlight.count) outputs not acknowledged in time; their events will be processed again after restart")
+        if !ledger.isEmpty {
+            logger.error("shutdown: \(ledger.inFlight.count) outputs not acknowledged in time; their events will be processed again after restart")
         }
         // Before close: its revoke callback forgets the partitions.
         let offsets = committed.keys.sorted().map { "\($0):\(committed[$0]!)" }.joined(separator: ",")
@@ -364,7 +354,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     /// Serves delivery reports until nothing is in flight or the deadline passes.
     private func drain(until deadline: Date) {
-        while !inFlight.isEmpty, Date() < deadline {
+        while !ledger.isEmpty, Date() < deadline {
             serve(producer.poll(timeoutMs: 50))
         }
     }
@@ -448,25 +438,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         logger.notice("dead letter", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
         ])
-        var headers: [(String, [UInt8]?)] = [
-            ("camfa.reason", Array(reason.utf8)), ("camfa.source.topic", Array(record.topic.utf8)),
-            ("camfa.source.partition", Array(String(record.partition).utf8)),
-            ("camfa.source.offset", Array(String(record.offset).utf8)),
-        ]
         // A forwarded MFA result also names where it was first read (ResultForwarder).
-        if record.header(InputHeaders.kind) != nil {
-            headers += record.headers().filter { $0.0.hasPrefix(InputHeaders.originPrefix) }
-        }
-        var value = record.value.map { [UInt8]($0) } ?? []
-        // A message too large for the engine is usually too large for the dead-letter topic
-        // too; the source coordinates still point at the whole original.
-        if value.count > Self.deadLetterMaxBytes {
-            headers.append(("camfa.original.size", Array(String(value.count).utf8)))
-            headers.append(("camfa.truncated", Array("true".utf8)))
-            value = Array(value.prefix(Self.deadLetterKeptBytes))
-        }
-        produce(Output(topic: c.topics.deadLetter, key: record.key.map { [UInt8]($0) }, value: value, headers: headers,
-                       partition: record.partition, offset: record.offset))
+        let origin = record.header(InputHeaders.kind) != nil
+            ? record.headers().filter { $0.0.hasPrefix(InputHeaders.originPrefix) } : []
+        produce(Self.deadLetter(record, reason: reason, topic: c.topics.deadLetter, extraHeaders: origin))
         partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
         partitions[record.partition]!.schedule.processed()
     }
@@ -474,83 +449,36 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     static let deadLetterMaxBytes = 512 << 10
     static let deadLetterKeptBytes = 64 << 10
 
-    private func produce(_ output: Output) {
-        let token = nextToken
-        nextToken += 1
-        inFlight[token] = output
-        send(output, token: token)
-    }
-
-    private func send(_ o: Output, token: UInt64) {
-        do {
-            try producer.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
-        } catch {
-            // Not retried here in a loop: the delivery serve loop retries on its next pass,
-            // and the event's offset is not committed meanwhile.
-            logger.error("produce to \(o.topic) failed: \(error); will retry")
-            metrics.produceErrors += 1
-            failedSends.append(token)
+    /// The dead letter of `record`: its original bytes, the reason and the source
+    /// coordinates as headers. A message too large for the engine is usually too large for
+    /// the dead-letter topic too: it is cut, and the coordinates point at the whole original.
+    static func deadLetter(_ record: KafkaRecord, reason: String, topic: String,
+                           extraHeaders: [(String, [UInt8]?)] = []) -> Output {
+        var headers: [(String, [UInt8]?)] = [
+            ("camfa.reason", Array(reason.utf8)), ("camfa.source.topic", Array(record.topic.utf8)),
+            ("camfa.source.partition", Array(String(record.partition).utf8)),
+            ("camfa.source.offset", Array(String(record.offset).utf8)),
+        ] + extraHeaders
+        var value = record.value.map { [UInt8]($0) } ?? []
+        if value.count > deadLetterMaxBytes {
+            headers.append(("camfa.original.size", Array(String(value.count).utf8)))
+            headers.append(("camfa.truncated", Array("true".utf8)))
+            value = Array(value.prefix(deadLetterKeptBytes))
         }
+        return Output(topic: topic, key: record.key.map { [UInt8]($0) }, value: value, headers: headers,
+                      partition: record.partition, offset: record.offset)
     }
 
-    private var failedSends: [UInt64] = []
-    /// In-flight outputs of partitions lost or revoked since they were produced.
-    private var orphaned: Set<UInt64> = []
+    private func produce(_ output: Output) { ledger.produce(output) }
 
     private func serve(_ reports: [DeliveryReport]) {
-        for r in reports {
-            if let request = requestProduces.removeValue(forKey: r.token) {
-                requestDelivered(r, request)
-                continue
-            }
-            guard var o = inFlight[r.token] else { continue }
-            if orphaned.contains(r.token) {
-                // Produced in an ownership period that has ended: its ack must not count
-                // for the partition's current tracker (the same offset may be in flight
-                // again there, re-produced from the checkpoint), and a failed one needs no
-                // retry (the next owner re-produces it from the checkpoint).
-                inFlight.removeValue(forKey: r.token)
-                orphaned.remove(r.token)
-                continue
-            }
-            if let error = r.error {
-                // librdkafka already retried for message.timeout.ms: try again rather than
-                // drop; progress (the committed offset) stops until it goes through.
-                o.attempts += 1
-                inFlight[r.token] = o
-                metrics.deliveryRetries += 1
-                logger.warning("delivery to \(o.topic) failed (attempt \(o.attempts)): \(error); retrying")
-                send(o, token: r.token)
-                continue
-            }
-            if r.offset < 0 {
-                // A success without the offset the broker stored it at cannot be verified:
-                // the mock cluster acknowledges a retried batch it takes for a duplicate this
-                // way without ever having stored it (seen in the broker-fault test: offset
-                // -1001, message absent from the topic). Publishing again is safe: outputs
-                // are at-least-once and a duplicate carries the same id.
-                o.attempts += 1
-                inFlight[r.token] = o
-                metrics.deliveryRetries += 1
-                logger.warning("delivery to \(o.topic) acknowledged without an offset (attempt \(o.attempts)); publishing again")
-                send(o, token: r.token)
-                continue
-            }
-            inFlight.removeValue(forKey: r.token)
+        ledger.serve(reports, other: { r in
+            if let request = requestProduces.removeValue(forKey: r.token) { requestDelivered(r, request) }
+        }, acknowledged: { o in
             partitions[o.partition]?.tracker.acknowledged(offset: o.offset)
-        }
-        if !failedSends.isEmpty {
-            let retry = failedSends
-            failedSends.removeAll()
-            for t in retry {
-                // An ended period's output is not retried (see above); forget it.
-                if orphaned.remove(t) != nil {
-                    inFlight.removeValue(forKey: t)
-                } else if let o = inFlight[t] {
-                    send(o, token: t)
-                }
-            }
-        }
+        })
+        metrics.deliveryRetries = ledger.retries
+        metrics.produceErrors = ledger.produceErrors
     }
 
     private func commit(async: Bool, only: Set<Int32>? = nil) {
@@ -697,7 +625,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         // starts exactly after what was published and stored.
         let mine = Set(list.map(\.partition))
         let deadline = Date().addingTimeInterval(options.shutdownTimeout / 2)
-        while inFlight.values.contains(where: { mine.contains($0.partition) }), Date() < deadline {
+        while ledger.hasInFlight(of: mine), Date() < deadline {
             serve(producer.poll(timeoutMs: 50))
         }
         checkpointNow(Array(mine))
@@ -718,7 +646,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         }
         partitions.removeValue(forKey: p)
         // Outputs still in flight belong to the ownership period that ends here.
-        for (token, o) in inFlight where o.partition == p { orphaned.insert(token) }
+        ledger.orphan(partition: p)
         committed.removeValue(forKey: p)
         // librdkafka keeps an application pause across unassign and a later assign of the
         // same partition: undo ours while the partition is still assigned.
@@ -776,8 +704,7 @@ extension Pipeline {
     /// Not retried: librdkafka already retries for `message.timeout.ms`, and the caller
     /// has a deadline; a failure is answered `.unavailable`.
     private func produceRequest(_ id: String, key: [UInt8], value: [UInt8], headers: [(String, [UInt8]?)], topic: String) {
-        let token = nextToken
-        nextToken += 1
+        let token = ledger.reserveToken()
         do {
             try producer.produce(topic: topic, key: key, value: value, headers: headers, token: token)
             requestProduces[token] = id

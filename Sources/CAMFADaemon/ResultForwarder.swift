@@ -26,19 +26,11 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
     private var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
     private var trackers: [Int32: OffsetTracker] = [:]
-    private var inFlight: [UInt64: Output] = [:]
-    private var nextToken: UInt64 = 1
+    private var ledger: DeliveryLedger!
     private var committed: [Int32: Int64] = [:]
     private var lastCommit = Date.distantPast
 
-    struct Output {
-        var topic: String
-        var key: [UInt8]?
-        var value: [UInt8]
-        var headers: [(String, [UInt8]?)]
-        var partition: Int32
-        var offset: Int64
-    }
+    typealias Output = DeliveryLedger.Output
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -54,8 +46,14 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
         var props = c.kafka.properties
         // As the pipeline: a new group reads from the beginning rather than skip results.
         if props["auto.offset.reset"] == nil { props["auto.offset.reset"] = "earliest" }
+        // Stateless, so eager rebalancing costs nothing here; and librdkafka 2.0.2's sticky
+        // assignor aborts at destroy (`rd_kafka_sticky_assignor_state_destroy: Assertion
+        // 'assignor_state' failed`, seen in the rebalance test) for a group whose topic
+        // has no partitions yet, which a results topic nobody produced to often is.
+        if props["partition.assignment.strategy"] == nil { props["partition.assignment.strategy"] = "range" }
         let config = KafkaConfig(bootstrapServers: c.kafka.bootstrap, props.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         producer = try KafkaProducer(config: config, logger: logger)
+        ledger = DeliveryLedger(producer: producer, logger: logger)
         consumer = try KafkaConsumer(config: config, groupID: c.kafka.groupId + ".results", delegate: self, logger: logger)
         try consumer.subscribe([c.topics.results])
         logger.info("camfa result forwarder started", metadata: ["results": "\(c.topics.results)", "input": "\(c.topics.input)"])
@@ -72,7 +70,7 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
         }
         batch.release()
         let deadline = Date().addingTimeInterval(5)
-        while !inFlight.isEmpty, Date() < deadline { serve(producer.poll(timeoutMs: 50)) }
+        while !ledger.isEmpty, Date() < deadline { serve(producer.poll(timeoutMs: 50)) }
         commit(async: false)
         consumer.close(timeoutSeconds: 5)
         _ = try? producer.flush(timeoutMs: 1000)
@@ -112,55 +110,16 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
         logger.notice("dead letter (MFA result)", metadata: [
             "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
         ])
-        var headers: [(String, [UInt8]?)] = [
-            ("camfa.reason", Array(reason.utf8)), ("camfa.source.topic", Array(record.topic.utf8)),
-            ("camfa.source.partition", Array(String(record.partition).utf8)),
-            ("camfa.source.offset", Array(String(record.offset).utf8)),
-        ]
-        var value = record.value.map { [UInt8]($0) } ?? []
-        if value.count > Pipeline.deadLetterMaxBytes {
-            headers.append(("camfa.original.size", Array(String(value.count).utf8)))
-            headers.append(("camfa.truncated", Array("true".utf8)))
-            value = Array(value.prefix(Pipeline.deadLetterKeptBytes))
-        }
-        produce(Output(topic: configuration.topics.deadLetter, key: record.key.map { [UInt8]($0) }, value: value,
-                       headers: headers, partition: record.partition, offset: record.offset))
+        produce(Pipeline.deadLetter(record, reason: reason, topic: configuration.topics.deadLetter))
     }
 
     private func produce(_ o: Output) {
-        let token = nextToken
-        nextToken += 1
-        inFlight[token] = o
         trackers[o.partition]?.processed(offset: o.offset, outputs: 1)
-        send(o, token: token)
+        ledger.produce(o)
     }
-
-    private func send(_ o: Output, token: UInt64) {
-        do {
-            try producer.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
-        } catch {
-            // Kept in flight: the offset is not committed, and the next serve retries it.
-            logger.error("produce to \(o.topic) failed: \(error); will retry")
-            failedSends.append(token)
-        }
-    }
-
-    private var failedSends: [UInt64] = []
 
     private func serve(_ reports: [DeliveryReport]) {
-        for r in reports {
-            guard let o = inFlight[r.token] else { continue }
-            if let error = r.error {
-                logger.warning("delivery to \(o.topic) failed: \(error); retrying")
-                send(o, token: r.token)
-                continue
-            }
-            inFlight.removeValue(forKey: r.token)
-            trackers[o.partition]?.acknowledged(offset: o.offset)
-        }
-        let retry = failedSends
-        failedSends.removeAll()
-        for t in retry { if let o = inFlight[t] { send(o, token: t) } }
+        ledger.serve(reports, other: { _ in }, acknowledged: { o in trackers[o.partition]?.acknowledged(offset: o.offset) })
     }
 
     private func commit(async: Bool, only: Set<Int32>? = nil) {
@@ -191,7 +150,7 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
     public func revoked(_ list: [TopicPartition]) {
         let mine = Set(list.map(\.partition))
         let deadline = Date().addingTimeInterval(5)
-        while inFlight.values.contains(where: { mine.contains($0.partition) }), Date() < deadline {
+        while ledger.hasInFlight(of: mine), Date() < deadline {
             serve(producer.poll(timeoutMs: 50))
         }
         commit(async: false, only: mine)
@@ -206,7 +165,7 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
             committed.removeValue(forKey: p)
         }
         // Their unacknowledged outputs no longer gate a commit here; they may still land.
-        inFlight = inFlight.filter { !partitions.contains($0.value.partition) }
+        for p in partitions { ledger.orphan(partition: p) }
     }
 }
 

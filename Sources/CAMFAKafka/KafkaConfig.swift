@@ -24,6 +24,28 @@ public struct KafkaConfig: Sendable {
         }
     }
 
+    /// The same configuration without the properties librdkafka applies to consumers only.
+    /// The daemon's one `kafka.properties` map serves both clients; handing a producer
+    /// `session.timeout.ms` or `auto.offset.reset` only earns a warning per property and
+    /// client at every start (librdkafka's CONFWARN), which would bury real ones.
+    public var forProducer: KafkaConfig {
+        KafkaConfig(properties.filter { (key, _) in
+            !(Self.consumerOnly.contains(key) || Self.consumerOnlyPrefixes.contains { key.hasPrefix($0) })
+        })
+    }
+
+    /// librdkafka 2.0's CONFIGURATION.md, properties marked "C" (consumer) only.
+    static let consumerOnly: Set<String> = [
+        "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms",
+        "heartbeat.interval.ms", "group.protocol.type", "coordinator.query.interval.ms",
+        "max.poll.interval.ms", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
+        "queued.min.messages", "queued.max.messages.kbytes", "fetch.wait.max.ms", "fetch.message.max.bytes",
+        "max.partition.fetch.bytes", "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms",
+        "isolation.level", "enable.partition.eof", "check.crcs", "allow.auto.create.topics",
+        "auto.offset.reset", "offset.store.method", "consume.callback.max.messages", "client.rack",
+    ]
+    static let consumerOnlyPrefixes = ["consume_cb", "rebalance_cb", "offset_commit_cb"]
+
     /// Builds an `rd_kafka_conf_t`: `defaults` first (the caller may override them), then
     /// the caller's properties, then `enforced` (the wrapper's semantics depend on them, so
     /// a caller asking for a different value is an error rather than silently ignored).

@@ -31,7 +31,7 @@ public final class KafkaProducer: @unchecked Sendable {
     /// - Parameter lingerMs: how long librdkafka waits to fill a batch; small keeps the
     ///   decision-to-publish latency low.
     public init(config: KafkaConfig, lingerMs: Int = 5, logger: Logger = Logger(label: "camfa.kafka.producer")) throws(KafkaError) {
-        let conf = try config.makeConf(
+        let conf = try config.forProducer.makeConf(
             defaults: [("linger.ms", String(lingerMs))],
             enforced: [("enable.idempotence", "true"), ("acks", "all")])
         context = ProducerContext(logger: logger)

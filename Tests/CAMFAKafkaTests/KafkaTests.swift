@@ -29,6 +29,16 @@ struct KafkaTests {
         }
     }
 
+    @Test func theProducerLeavesConsumerPropertiesOut() {
+        let shared = KafkaConfig(bootstrapServers: "b:9092", [
+            ("session.timeout.ms", "6000"), ("auto.offset.reset", "earliest"), ("fetch.wait.max.ms", "10"),
+            ("security.protocol", "SASL_SSL"), ("linger.ms", "1"),
+        ])
+        let producer = shared.forProducer
+        #expect(producer.properties.map(\.0) == ["bootstrap.servers", "security.protocol", "linger.ms"])
+        #expect(producer["security.protocol"] == "SASL_SSL")
+    }
+
     @Test func produceThenConsumeEverythingInOrderWithHeadersAndTimestamps() throws {
         let topic = unique("roundtrip")
         try cluster.createTopic(topic, partitions: 4)

@@ -144,7 +144,10 @@ import Testing
         }
         #expect(messages.count == total)
         let chunks = stride(from: 0, to: total, by: 500).map { Array(messages[$0..<min(total, $0 + 500)]) }
-        let first = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "sigterm", group: "bb-sigterm")
+        // A restart keeps its state directory: the checkpoint, not the group offset, says where
+        // to resume (the group offset is for lag monitoring).
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-sigterm-\(UUID().uuidString)").path
+        let first = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "sigterm", group: "bb-sigterm", stateDir: state)
         // Let it join and start, then stop it while events are still arriving.
         try BlackBox.produce(broker.bootstrap, topic: "in.sigterm", chunks[0])
         _ = try BlackBox.consume(broker.bootstrap, topic: "out.sigterm", atLeast: 1, settle: 0)
@@ -164,7 +167,7 @@ import Testing
         // Every event processed before the stop is committed, and nothing more.
         #expect(committed1 == processed1)
 
-        let second = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "sigterm", group: "bb-sigterm")
+        let second = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "sigterm", group: "bb-sigterm", stateDir: state)
         let deadline = Date().addingTimeInterval(40)
         while Date() < deadline, !second.log.contains("partitions assigned") { Thread.sleep(forTimeInterval: 0.5) }
         Thread.sleep(forTimeInterval: 4)
