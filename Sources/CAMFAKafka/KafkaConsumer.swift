@@ -377,6 +377,49 @@ public final class KafkaConsumer: @unchecked Sendable {
         for b in batches { b.value?.release() }
         batches.removeAll()
         let deadline = Date().addingTimeInterval(timeoutSeconds)
+        // The close protocol runs on a thread of its own: librdkafka 2.0.2 can block for good
+        // inside the (un)assign call a close-time rebalance needs (seen with the mock broker
+        // after a cooperative rebalance), and a daemon must still stop within its bound.
+        let finished = DispatchSemaphore(value: 0)
+        let outcome = UncheckedSendable(CloseOutcome())
+        // Unretained: close also runs from deinit, where a reference outliving it would trap.
+        // Only an abandoned close (below) can outlive self, and it is stuck in librdkafka.
+        let me = UncheckedSendable(Unmanaged.passUnretained(self))
+        Thread.detachNewThread {
+            outcome.value.clean = me.value.takeUnretainedValue().runCloseProtocol(deadline: deadline, timeoutSeconds: timeoutSeconds)
+            finished.signal()
+        }
+        if finished.wait(timeout: .now() + max(deadline.timeIntervalSinceNow, 0) + 1) == .timedOut {
+            // Still inside librdkafka: destroying the handle now could crash; leak it.
+            logger.warning("kafka consumer close is stuck in librdkafka; abandoning the handle")
+            return false
+        }
+        var clean = outcome.value.clean
+        context.owner = nil
+
+        let done = DispatchSemaphore(value: 0)
+        let handle = UncheckedSendable(rk)
+        let context = Unmanaged.passRetained(self.context)
+        let retained = UncheckedSendable(context)
+        Thread.detachNewThread {
+            rd_kafka_destroy_flags(handle.value, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
+            // Only now can no librdkafka thread reach the context any more.
+            retained.value.release()
+            done.signal()
+        }
+        let left = max(deadline.timeIntervalSinceNow, 0.5)
+        if done.wait(timeout: .now() + left) == .timedOut {
+            logger.warning("kafka consumer destroy did not finish within the close bound; leaking the handle")
+            clean = false
+        }
+        return clean
+    }
+
+    private final class CloseOutcome { var clean = true }
+
+    /// librdkafka's consumer close: revocations are delivered to (and answered from) a queue
+    /// of its own until the consumer reports closed or the deadline passes.
+    private func runCloseProtocol(deadline: Date, timeoutSeconds: Double) -> Bool {
         var clean = true
         let queue = rd_kafka_queue_new(rk)!
         if let error = rd_kafka_consumer_close_queue(rk, queue) {
@@ -398,23 +441,6 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
         }
         rd_kafka_queue_destroy(queue)
-        context.owner = nil
-
-        let done = DispatchSemaphore(value: 0)
-        let handle = UncheckedSendable(rk)
-        let context = Unmanaged.passRetained(self.context)
-        let retained = UncheckedSendable(context)
-        Thread.detachNewThread {
-            rd_kafka_destroy_flags(handle.value, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
-            // Only now can no librdkafka thread reach the context any more.
-            retained.value.release()
-            done.signal()
-        }
-        let left = max(deadline.timeIntervalSinceNow, 0.5)
-        if done.wait(timeout: .now() + left) == .timedOut {
-            logger.warning("kafka consumer destroy did not finish within the close bound; leaking the handle")
-            clean = false
-        }
         return clean
     }
 
