@@ -33,6 +33,7 @@ E2E_ARGS ?=
 bench: release
 	$(RELEASE_BIN) bench engine
 	$(RELEASE_BIN) bench enrich
+	$(RELEASE_BIN) bench checkpoint
 	$(RELEASE_BIN) bench e2e $(E2E_ARGS)
 
 clean:

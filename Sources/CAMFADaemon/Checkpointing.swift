@@ -33,6 +33,9 @@ public struct CheckpointSchedule: Sendable, Equatable {
 extension PartitionChanges {
     /// `self` followed by `newer`, as one write: what a retry after a failed write must
     /// store so the failed changes are not lost. Per key the newer operation wins.
+    ///
+    /// A failed full write stays full, its base kept and the newer rows applied on top
+    /// (their deletions kept as well: the key may be inside the base).
     public func merged(with newer: PartitionChanges) -> PartitionChanges {
         if newer.full { return newer }
         var entries: [EntryName: [UInt8]?] = [:]
@@ -54,13 +57,16 @@ extension PartitionChanges {
         for d in newer.userDeletes { putUser(d, nil) }
         for u in newer.userUpserts { putUser(u.user, u.value) }
         var out = PartitionChanges(full: full, metadata: newer.metadata)
+        out.segments = segments
+        // A full write without a base empties the partition: its deletions are moot.
+        let keepDeletes = !full || !segments.isEmpty
         for k in order {
             if let v = entries[k]!.flatMap({ $0 }) { out.upserts.append((k.keyspace, k.key, v)) }
-            else if !full { out.deletes.append((k.keyspace, k.key)) }
+            else if keepDeletes { out.deletes.append((k.keyspace, k.key)) }
         }
         for k in userOrder {
             if let v = users[k]!.flatMap({ $0 }) { out.userUpserts.append((k, v)) }
-            else if !full { out.userDeletes.append(k) }
+            else if keepDeletes { out.userDeletes.append(k) }
         }
         return out
     }
@@ -69,6 +75,11 @@ extension PartitionChanges {
         var keyspace: String
         var key: String
     }
+}
+
+extension PartitionState {
+    /// Encoding and decoding a partition's base one unit (keyspace, users) per core.
+    public static let onEveryCore: ParallelFor = { n, body in DispatchQueue.concurrentPerform(iterations: n, execute: body) }
 }
 
 /// One partition's checkpoint as the poll thread hands it over: changes taken but not yet
@@ -80,9 +91,9 @@ struct PendingCheckpoint: Sendable {
     var carry: PartitionChanges?
     var snapshot: PartitionChangeSnapshot
 
-    /// Encodes (the expensive part, on the writer's thread) and merges.
+    /// Encodes (the expensive part, on the writer's thread, a full one on every core) and merges.
     func changes() -> PartitionChanges {
-        let taken = snapshot.encoded()
+        let taken = snapshot.encoded(parallel: PartitionState.onEveryCore)
         return carry.map { $0.merged(with: taken) } ?? taken
     }
 }
@@ -99,6 +110,9 @@ final class CheckpointWriter: @unchecked Sendable {
         var seconds: Double
         /// On failure, the encoded changes: the next write of the partition must carry them.
         var failed: PartitionChanges?
+        /// A rebase after the write failed; the checkpoint itself stands (its rows stay).
+        var rebaseError: String?
+        var rebaseSeconds: Double?
     }
 
     let store: CheckpointStore
@@ -134,12 +148,24 @@ final class CheckpointWriter: @unchecked Sendable {
         let write = CheckpointWrite(
             partition: pending.partition, epoch: pending.epoch, nextOffset: pending.nextOffset, metadata: changes.metadata,
             upserts: changes.upserts, deletes: changes.deletes, userUpserts: changes.userUpserts,
-            userDeletes: changes.userDeletes, full: changes.full)
+            userDeletes: changes.userDeletes, full: changes.full, segments: changes.segments)
         var failure: StoreError?
         do throws(StoreError) { try perform(write) } catch { failure = error }
-        return Completion(partition: pending.partition.partition, epoch: pending.epoch, nextOffset: pending.nextOffset,
-                          error: failure, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                          failed: failure == nil ? nil : changes)
+        var completion = Completion(
+            partition: pending.partition.partition, epoch: pending.epoch, nextOffset: pending.nextOffset,
+            error: failure, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+            failed: failure == nil ? nil : changes)
+        if failure == nil && pending.snapshot.rebase {
+            let rebaseStart = DispatchTime.now().uptimeNanoseconds
+            do { try rebase(pending.partition, epoch: pending.epoch) } catch { completion.rebaseError = "\(error)" }
+            completion.rebaseSeconds = Double(DispatchTime.now().uptimeNanoseconds - rebaseStart) / 1e9
+        }
+        return completion
+    }
+
+    func rebase(_ p: PartitionID, epoch: Int64) throws {
+        try checkReadOnlyHook()
+        try store.rebase(p, epoch: epoch)
     }
 
     /// Waits until every submitted write has finished.
@@ -163,6 +189,20 @@ final class CheckpointWriter: @unchecked Sendable {
         if let flag = readOnlyFlag, FileManager.default.fileExists(atPath: flag) {
             throw StoreError(code: .readOnly, message: "\(store.path) is read-only (test hook \(flag) exists)")
         }
+    }
+}
+
+extension CheckpointStore {
+    /// Folds the rows stored on top of the partition's base into a new base: the stored
+    /// checkpoint is read back and rewritten whole, same offset, same state, so a failure
+    /// anywhere leaves the previous (equally valid) checkpoint in place. The epoch fences it
+    /// like any write.
+    public func rebase(_ p: PartitionID, epoch: Int64) throws {
+        guard let stored = try load(p) else { return }
+        let segments = try PartitionState.rebasedSegments(
+            metadata: stored.metadata, segments: stored.segments, entries: stored.entries, users: stored.users)
+        try write(CheckpointWrite(
+            partition: p, epoch: epoch, nextOffset: stored.nextOffset, metadata: stored.metadata, full: true, segments: segments))
     }
 }
 

@@ -242,6 +242,13 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             }
             return
         }
+        if let rebaseError = c.rebaseError {
+            logger.warning("rewriting the partition's checkpoint base failed; its rows stay on top of the old base", metadata: [
+                "partition": "\(c.partition)", "error": "\(rebaseError)",
+            ])
+        } else if let seconds = c.rebaseSeconds {
+            logger.debug("checkpoint base rewritten", metadata: ["partition": "\(c.partition)", "seconds": "\(seconds)"])
+        }
         guard let error = c.error else {
             partitions[c.partition]!.outstanding = false
             partitions[c.partition]!.checkpointed = c.nextOffset
@@ -535,8 +542,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             rt.epoch = epoch
             if let checkpoint {
                 do {
-                    rt.state = try PartitionState(restoringMetadata: checkpoint.metadata, entries: checkpoint.entries,
-                                                  users: checkpoint.users, policySet: options.policySet)
+                    rt.state = try PartitionState(
+                        restoringMetadata: checkpoint.metadata, segments: checkpoint.segments, entries: checkpoint.entries,
+                        users: checkpoint.users, policySet: options.policySet, parallel: PartitionState.onEveryCore)
                 } catch {
                     throw StoreError(code: .corrupt, message: "\(writer.store.path): \(tp): undecodable checkpoint: \(error)")
                 }

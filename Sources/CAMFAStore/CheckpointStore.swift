@@ -1,4 +1,5 @@
 import CSQLite
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -32,6 +33,13 @@ public final class CheckpointStore: Sendable {
     private let busyTimeoutMilliseconds: Int32
     private let writer = Mutex(Slot())
     private let reader = Mutex(Slot())
+    /// Copies committed WAL frames into the database file on a thread of its own, so a write
+    /// returns once its transaction is durable in the WAL instead of also paying that copy
+    /// (as long again for a large base). SQLite's automatic merge is off on the writer.
+    private let merger = Mutex(Slot())
+    private let mergeQueue = DispatchQueue(label: "camfa-store-wal-merge")
+    private let mergeRequested = Atomic(false)
+    private static let onMergeQueue = DispatchSpecificKey<Bool>()
 
     private struct Slot: ~Copyable {
         var connection: Connection?
@@ -49,6 +57,7 @@ public final class CheckpointStore: Sendable {
         self.directory = directory
         self.path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        mergeQueue.setSpecific(key: Self.onMergeQueue, value: true)
         try makeDirectories(directory, path: path)
         try writer.withLock { (slot: inout Slot) throws(StoreError) in
             slot.connection = try openConnection(role: .writer, readOnly: false)
@@ -57,8 +66,15 @@ public final class CheckpointStore: Sendable {
 
     deinit { close() }
 
-    /// Closes both connections; waits for calls in progress. Later calls fail with `.open`.
+    /// Closes the connections; waits for calls in progress. Later calls fail with `.open`.
     public func close() {
+        // The last reference may be dropped by the merge itself (deinit on its queue).
+        waitForWALMerge()
+        merger.withLock { slot in
+            slot.connection?.close()
+            slot.connection = nil
+            slot.closed = true
+        }
         writer.withLock { slot in
             slot.connection?.close()
             slot.connection = nil
@@ -96,16 +112,42 @@ public final class CheckpointStore: Sendable {
             }
             try check(connection, rc, "writing the checkpoint header of \(c.partition)")
 
+            let hasBase: Bool
             if c.full {
+                try runWithPID(connection, "DELETE FROM segments WHERE pid = ?1", pid, "clearing segments of \(c.partition)")
                 try runWithPID(connection, "DELETE FROM entries WHERE pid = ?1", pid, "clearing entries of \(c.partition)")
                 try runWithPID(connection, "DELETE FROM users WHERE pid = ?1", pid, "clearing users of \(c.partition)")
+                try insertSegments(connection, pid, c)
+                hasBase = !c.segments.isEmpty
             } else {
-                try deleteEntries(connection, pid, c)
-                try deleteUsers(connection, pid, c)
+                hasBase = try self.hasBase(connection, pid, c.partition)
             }
+            try deleteEntries(connection, pid, c, tombstones: hasBase)
+            try deleteUsers(connection, pid, c, tombstones: hasBase)
             try upsertEntries(connection, pid, c)
             try upsertUsers(connection, pid, c)
             try connection.exec("COMMIT")
+        }
+        requestWALMerge()
+    }
+
+    /// Waits until the WAL merges requested so far have run: for measurements that must not
+    /// overlap with one.
+    public func waitForWALMerge() {
+        if DispatchQueue.getSpecific(key: Self.onMergeQueue) != true { mergeQueue.sync {} }
+    }
+
+    /// At most one merge queued: a merge copies every frame committed before it starts.
+    private func requestWALMerge() {
+        guard !mergeRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        mergeQueue.async { [self] in
+            mergeRequested.store(false, ordering: .releasing)
+            // PASSIVE never waits for readers or the writer; what it cannot copy now, the next
+            // merge (or the last close) does. A failure (read-only, disk full) is the writer's
+            // to report: its own transactions fail the same way.
+            _ = try? merger.withLock { (slot: inout Slot) throws(StoreError) in
+                try run(&slot, role: .merger) { connection throws(StoreError) in try connection.exec("PRAGMA wal_checkpoint(PASSIVE)") }
+            }
         }
     }
 
@@ -147,6 +189,7 @@ public final class CheckpointStore: Sendable {
                 try connection.exec("COMMIT")
                 return false
             }
+            try runWithPID(connection, "DELETE FROM segments WHERE pid = ?1", pid, "dropping segments of \(p)")
             try runWithPID(connection, "DELETE FROM entries WHERE pid = ?1", pid, "dropping entries of \(p)")
             try runWithPID(connection, "DELETE FROM users WHERE pid = ?1", pid, "dropping users of \(p)")
             try runWithPID(connection, "UPDATE partitions SET next_offset = NULL, metadata = NULL, sum = NULL WHERE pid = ?1",
@@ -202,28 +245,69 @@ public final class CheckpointStore: Sendable {
 
     // Key strings are never put in error messages: they are IP addresses and user ids.
 
-    private func deleteEntries(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
+    private func hasBase(_ connection: Connection, _ pid: Int64, _ p: PartitionID) throws(StoreError) -> Bool {
+        let statement = try connection.prepared("SELECT 1 FROM segments WHERE pid = ?1 LIMIT 1")
+        sqlite3_bind_int64(statement, 1, pid)
+        let rc = stepAndReset(statement)
+        if rc != SQLITE_ROW && rc != SQLITE_DONE { throw connection.error(rc, doing: "reading the base of \(p)") }
+        return rc == SQLITE_ROW
+    }
+
+    private func insertSegments(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
+        guard !c.segments.isEmpty else { return }
+        let statement = try connection.prepared("INSERT INTO segments(pid, seq, value, sum) VALUES(?1, ?2, ?3, ?4)")
+        defer { sqlite3_clear_bindings(statement) }
+        sqlite3_bind_int64(statement, 1, pid)
+        for (seq, segment) in c.segments.enumerated() {
+            let rc = segment.withUnsafeBufferPointer { value in
+                var rc = sqlite3_bind_int64(statement, 2, Int64(seq))
+                if rc == SQLITE_OK { rc = bindBlob(statement, 3, value) }
+                if rc == SQLITE_OK { rc = sqlite3_bind_int64(statement, 4, segmentChecksum(Int64(seq), value)) }
+                return rc == SQLITE_OK ? stepAndReset(statement) : rc
+            }
+            try check(connection, rc, "writing segment \(seq) of \(c.partition)")
+        }
+    }
+
+    /// Without a base a delete removes the row; with one it becomes a tombstone.
+    private func deleteEntries(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite, tombstones: Bool) throws(StoreError) {
         guard !c.deletes.isEmpty else { return }
-        let statement = try connection.prepared("DELETE FROM entries WHERE pid = ?1 AND keyspace = ?2 AND key = ?3")
+        let statement = try connection.prepared(tombstones
+            ? """
+            INSERT INTO entries(pid, keyspace, key, value, sum) VALUES(?1, ?2, ?3, x'', ?4)
+            ON CONFLICT(pid, keyspace, key) DO UPDATE SET value = excluded.value, sum = excluded.sum
+            """
+            : "DELETE FROM entries WHERE pid = ?1 AND keyspace = ?2 AND key = ?3")
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.deletes.count, group: { c.deletes[$0].keyspace }, key: { c.deletes[$0].key })
         let rc = keys.forEach({ keyspace, key, _, _ in
             var rc = bindText(statement, 2, keyspace)
             if rc == SQLITE_OK { rc = bindText(statement, 3, key) }
+            if rc == SQLITE_OK && tombstones {
+                rc = sqlite3_bind_int64(statement, 4, Checksum.of(keyspace, key, UnsafeBufferPointer(start: nil, count: 0)))
+            }
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
         }, done: SQLITE_DONE)
         try check(connection, rc, "deleting entries of \(c.partition)")
     }
 
-    private func deleteUsers(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite) throws(StoreError) {
+    private func deleteUsers(_ connection: Connection, _ pid: Int64, _ c: CheckpointWrite, tombstones: Bool) throws(StoreError) {
         guard !c.userDeletes.isEmpty else { return }
-        let statement = try connection.prepared("DELETE FROM users WHERE pid = ?1 AND user = ?2")
+        let statement = try connection.prepared(tombstones
+            ? """
+            INSERT INTO users(pid, user, value, sum) VALUES(?1, ?2, x'', ?3)
+            ON CONFLICT(pid, user) DO UPDATE SET value = excluded.value, sum = excluded.sum
+            """
+            : "DELETE FROM users WHERE pid = ?1 AND user = ?2")
         defer { sqlite3_clear_bindings(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         let keys = SortedKeys(count: c.userDeletes.count, group: { _ in nil }, key: { c.userDeletes[$0] })
         let rc = keys.forEach({ _, user, _, _ in
-            let rc = bindText(statement, 2, user)
+            var rc = bindText(statement, 2, user)
+            if rc == SQLITE_OK && tombstones {
+                rc = sqlite3_bind_int64(statement, 3, Checksum.of(user, UnsafeBufferPointer(start: nil, count: 0)))
+            }
             return rc == SQLITE_OK ? stepAndReset(statement) : rc
         }, done: SQLITE_DONE)
         try check(connection, rc, "deleting users of \(c.partition)")
@@ -327,13 +411,35 @@ public final class CheckpointStore: Sendable {
                 throw corrupt("the checkpoint header of \(p) does not match its checksum")
             }
 
+            let segments = try loadSegments(connection, pid, p)
             let entries = try loadEntries(connection, pid, p)
             let users = try loadUsers(connection, pid, p)
             try connection.exec("COMMIT")
             return PartitionCheckpoint(
                 partition: p, epoch: epoch, nextOffset: nextOffset, metadata: metadata,
-                entries: entries, users: users)
+                entries: entries, users: users, segments: segments)
         }
+    }
+
+    private func loadSegments(_ connection: Connection, _ pid: Int64, _ p: PartitionID) throws(StoreError) -> [[UInt8]] {
+        let statement = try connection.prepared("SELECT seq, value, sum FROM segments WHERE pid = ?1 ORDER BY seq")
+        defer { sqlite3_reset(statement) }
+        sqlite3_bind_int64(statement, 1, pid)
+        var segments: [[UInt8]] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw connection.error(rc, doing: "reading segments of \(p)") }
+            guard sqlite3_column_type(statement, 0) == SQLITE_INTEGER, sqlite3_column_type(statement, 1) == SQLITE_BLOB,
+                  sqlite3_column_int64(statement, 0) == Int64(segments.count)
+            else { throw corrupt("segment \(segments.count) of \(p) is missing or has columns of unexpected types") }
+            let raw = columnBytes(statement, 1, text: false)
+            guard sqlite3_column_int64(statement, 2) == segmentChecksum(Int64(segments.count), raw) else {
+                throw corrupt("segment \(segments.count) of \(p) does not match its checksum")
+            }
+            segments.append(Array(raw))
+        }
+        return segments
     }
 
     private func loadEntries(
@@ -419,7 +525,7 @@ public final class CheckpointStore: Sendable {
 
     // MARK: - Connections
 
-    private enum Role { case writer, reader }
+    private enum Role { case writer, reader, merger }
 
     private func withWriter<R: Sendable>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
         try writer.withLock { (slot: inout Slot) throws(StoreError) -> R in
@@ -496,9 +602,12 @@ public final class CheckpointStore: Sendable {
         }
         try connection.exec(Schema.connectionPragmas)
         if role == .reader { try connection.exec("PRAGMA query_only = ON") }
+        if role == .writer { try connection.exec("PRAGMA wal_autocheckpoint = 0") }
 
         if applicationID == 0 && version == 0 {
             guard role == .writer else { return }
+            try createSchema(connection)
+        } else if applicationID == Schema.applicationID && version == 1 && role == .writer {
             try createSchema(connection)
         } else {
             try checkSchema(applicationID: applicationID, version: version)
@@ -528,6 +637,8 @@ public final class CheckpointStore: Sendable {
                     throw StoreError(code: .schema, message: "\(path): not a camfa state database (it has other tables)")
                 }
                 try connection.exec(Schema.create)
+            } else if applicationID == Schema.applicationID && version == 1 {
+                try connection.exec(Schema.upgradeFrom1)
             } else {
                 try checkSchema(applicationID: applicationID, version: version)
             }
@@ -585,6 +696,14 @@ private func headerChecksum(_ nextOffset: Int64, _ metadata: UnsafeBufferPointer
     var sum = Checksum()
     sum.add(nextOffset)
     sum.add(metadata)
+    return sum.value
+}
+
+/// The sequence number is covered so that swapped segments are caught too.
+private func segmentChecksum(_ seq: Int64, _ value: UnsafeBufferPointer<UInt8>) -> Int64 {
+    var sum = Checksum()
+    sum.add(seq)
+    sum.add(value)
     return sum.value
 }
 

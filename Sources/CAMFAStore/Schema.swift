@@ -1,17 +1,23 @@
 import CSQLite
 
-/// Layout of camfa-state.sqlite3 (user_version 1).
+/// Layout of camfa-state.sqlite3 (user_version 2).
 ///
 /// - `partitions` has a small integer `pid` so the per-key tables do not repeat the topic name in
 ///   every row; `next_offset` is NULL for a partition that has been claimed but never checkpointed.
 /// - `entries` and `users` are WITHOUT ROWID tables clustered on (pid, …): a partition's rows are
 ///   contiguous in the B-tree, so loading is one sequential range scan already in the order the
 ///   API promises, and an upsert touches one B-tree instead of a rowid table plus an index.
+/// - `segments` holds a partition's base: the blobs of its last full checkpoint, in order.
+///   A full checkpoint of a million keys as a few hundred large rows costs a fraction of a
+///   million small ones to write and to read back. `entries` and `users` then hold the
+///   changes since that base; an empty `value` there is a tombstone (the key was deleted
+///   after the base was written). Version 1 files have no `segments` and are upgraded in
+///   place (an empty base, so their rows need no tombstones).
 /// - `sum` columns hold a `Checksum` of the row's payload (see there for why).
 enum Schema {
     /// "CAMF": lets us refuse to write into some other application's SQLite file.
     static let applicationID: Int64 = 0x4341_4D46
-    static let version: Int64 = 1
+    static let version: Int64 = 2
 
     static let create = """
         CREATE TABLE partitions(
@@ -39,7 +45,25 @@ enum Schema {
             sum INTEGER NOT NULL,
             PRIMARY KEY(pid, user)
         ) WITHOUT ROWID;
+        \(createSegments)
         PRAGMA application_id = \(applicationID);
+        PRAGMA user_version = \(version);
+        """
+
+    /// Large blobs: a rowid table (WITHOUT ROWID suits small rows only).
+    static let createSegments = """
+        CREATE TABLE segments(
+            pid INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            value BLOB NOT NULL,
+            sum INTEGER NOT NULL,
+            UNIQUE(pid, seq)
+        );
+        """
+
+    /// From version 1: the same tables plus an empty `segments`.
+    static let upgradeFrom1 = """
+        \(createSegments)
         PRAGMA user_version = \(version);
         """
 

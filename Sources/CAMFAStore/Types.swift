@@ -51,9 +51,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
 /// One checkpoint of one partition, written in a single transaction.
 ///
-/// Order of application: with `full`, the partition's entries and users are first emptied;
-/// then `deletes`/`userDeletes` are applied, then `upserts`/`userUpserts`. A key present in both
-/// a delete list and an upsert list therefore ends up with the upserted value.
+/// Order of application: with `full`, the partition's segments, entries and users are first
+/// emptied and `segments` become its base; then `deletes`/`userDeletes` are applied, then
+/// `upserts`/`userUpserts`. A key present in both a delete list and an upsert list therefore
+/// ends up with the upserted value. While the partition has a base, a delete is stored as a
+/// tombstone row (empty value): the key may be inside a segment, which the store cannot edit.
 public struct CheckpointWrite: Sendable {
     public var partition: PartitionID
     /// Fencing token (consumer group generation or per-assignment epoch). The write is refused
@@ -69,9 +71,12 @@ public struct CheckpointWrite: Sendable {
     public var deletes: [(keyspace: String, key: String)]
     public var userUpserts: [(user: String, value: [UInt8])]
     public var userDeletes: [String]
-    /// true: replace the partition's whole state (everything not in the upserts is removed);
-    /// used for the first checkpoint after restoring from nothing or after a policy change.
+    /// true: replace the partition's whole state (everything not in the segments and upserts
+    /// is removed); used for the first checkpoint of a partition, after a policy change, and
+    /// when the changes stored since the last base have grown as large as the state.
     public var full: Bool
+    /// With `full`: the new base, as opaque blobs kept in this order (the engine's format).
+    public var segments: [[UInt8]]
 
     public init(
         partition: PartitionID,
@@ -82,7 +87,8 @@ public struct CheckpointWrite: Sendable {
         deletes: [(keyspace: String, key: String)] = [],
         userUpserts: [(user: String, value: [UInt8])] = [],
         userDeletes: [String] = [],
-        full: Bool = false
+        full: Bool = false,
+        segments: [[UInt8]] = []
     ) {
         self.partition = partition
         self.epoch = epoch
@@ -93,10 +99,12 @@ public struct CheckpointWrite: Sendable {
         self.userUpserts = userUpserts
         self.userDeletes = userDeletes
         self.full = full
+        self.segments = segments
     }
 }
 
-/// A partition's full stored state, read from one consistent snapshot.
+/// A partition's full stored state, read from one consistent snapshot: the base `segments`
+/// and the rows changed since, where an empty value is a tombstone (deleted since the base).
 public struct PartitionCheckpoint: Sendable {
     public var partition: PartitionID
     public var epoch: Int64
@@ -106,11 +114,13 @@ public struct PartitionCheckpoint: Sendable {
     public var entries: [(keyspace: String, key: String, value: [UInt8])]
     /// Ordered by user id, comparing UTF-8 bytes.
     public var users: [(user: String, value: [UInt8])]
+    /// The base written by the last full checkpoint, in write order (empty if it had none).
+    public var segments: [[UInt8]]
 
     public init(
         partition: PartitionID, epoch: Int64, nextOffset: Int64, metadata: [UInt8],
         entries: [(keyspace: String, key: String, value: [UInt8])],
-        users: [(user: String, value: [UInt8])]
+        users: [(user: String, value: [UInt8])], segments: [[UInt8]] = []
     ) {
         self.partition = partition
         self.epoch = epoch
@@ -118,5 +128,6 @@ public struct PartitionCheckpoint: Sendable {
         self.metadata = metadata
         self.entries = entries
         self.users = users
+        self.segments = segments
     }
 }

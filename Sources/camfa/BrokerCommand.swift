@@ -62,13 +62,20 @@ struct BrokerCommand: ParsableCommand {
         }
         print("bootstrap=\(cluster.bootstrapServers)")
         fflush(nil)  // all streams: stdout is a pipe in scripts, so block-buffered
-        if faultsOnStdin {
+        // When stdin is a pipe, whatever started the broker holds its other end (a test run,
+        // a script): end of input means it is gone, and the broker stops as on SIGTERM
+        // rather than outlive it. A terminal or /dev/null never ends this way.
+        var input = stat()
+        if faultsOnStdin || (fstat(0, &input) == 0 && (input.st_mode & S_IFMT) == S_IFIFO) {
             let c = UncheckedCluster(cluster: cluster)
+            let inject = faultsOnStdin
             Thread.detachNewThread {
                 while let line = readLine() {
+                    guard inject else { continue }
                     print(Self.inject(line, into: c.cluster))
                     fflush(nil)
                 }
+                stop.signal()
             }
         }
 

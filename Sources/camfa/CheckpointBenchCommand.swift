@@ -1,5 +1,6 @@
 import ArgumentParser
 import CAMFACore
+import CAMFADaemon
 import CAMFAPolicyFiles
 import CAMFASimulator
 import CAMFAStore
@@ -18,12 +19,21 @@ struct CheckpointBenchCommand: ParsableCommand {
     @Option(help: "Share of users changed before the incremental checkpoint.") var changed: Double = 0.01
     @Option(help: "State directory (default: a new temporary one, removed afterwards).") var stateDir: String?
     @Option(help: "Simulator seed.") var seed: UInt64 = 42
+    @Flag(help: "Only time restoring partition 0 of topic 'bench' from --state-dir (kept from an earlier run with --state-dir).")
+    var restoreOnly = false
 
     func run() throws {
         let set: PolicySet
         do { set = try PolicyLoader.loadPolicySet(at: policies) } catch {
             for e in error.errors { printError(e.description) }
             throw ExitCode(1)
+        }
+        if restoreOnly {
+            guard let stateDir else { throw ValidationError("--restore-only needs --state-dir") }
+            let r = try Self.restore(try CheckpointStore(directory: stateDir), PartitionID(topic: "bench", partition: 0), set)
+            print(String(format: "restore: %.0f ms (load %.0f ms, decode %.0f ms); %d live keys from %d segments and %d rows",
+                         (r.load + r.decode) * 1000, r.load * 1000, r.decode * 1000, r.state.liveKeyCount, r.segments, r.rows))
+            return
         }
         let engine = Engine(policySet: set)
         let dir = stateDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bench-\(UUID().uuidString)").path
@@ -50,11 +60,14 @@ struct CheckpointBenchCommand: ParsableCommand {
         let fullSnapshot = state.takeChangeSnapshot()
         let fullTake = Self.now() - t
         t = Self.now()
-        let full = fullSnapshot.encoded()
+        let full = fullSnapshot.encoded(parallel: PartitionState.onEveryCore)
         let fullEncode = Self.now() - t
         t = Self.now()
         try store.write(Self.write(full, id: id, offset: offset))
         let fullWrite = Self.now() - t
+        t = Self.now()
+        store.waitForWALMerge()
+        let fullMerge = Self.now() - t
         // The poll thread's first change after a full snapshot copies the map it touches
         // while the writer still holds the snapshot (kept alive here, as the writer does).
         t = Self.now()
@@ -83,31 +96,94 @@ struct CheckpointBenchCommand: ParsableCommand {
         try store.write(Self.write(incremental, id: id, offset: offset))
         let incrementalWrite = Self.now() - t
 
+        // The worst restore: rows on top of the base just short of the rebase threshold.
+        let rowsBeforeRebase = state.liveKeyCount / 16
+        var rowSim = Simulator(SimulatorConfiguration(seed: seed &+ 2, users: users, startTime: 1_767_225_600_000 + Int64(users * eventsPerUser) / 50 + 1_000,
+                                                      eventsPerSecond: 50_000))
+        var rowsWritten = incremental.upserts.count + incremental.userUpserts.count + incremental.deletes.count + incremental.userDeletes.count
+        var rowWrites = 0.0
+        while rowsWritten + state.pendingChangeCount < rowsBeforeRebase - 30_000 {
+            for _ in 0..<changes {
+                _ = engine.process(rowSim.next().event, coordinates: "bench/0/\(offset)", state: &state)
+                offset += 1
+            }
+            let s = state.takeChangeSnapshot()
+            if s.rebase { break }
+            let c = s.encoded()
+            rowsWritten += c.upserts.count + c.userUpserts.count + c.deletes.count + c.userDeletes.count
+            t = Self.now()
+            try store.write(Self.write(c, id: id, offset: offset))
+            rowWrites += Self.now() - t
+        }
+        store.waitForWALMerge()
+        let worstFresh = try freshRestore(dir)
+        let worst = try Self.restore(store, id, set)
+
+        // The writer's rebase: the rows folded into a new base.
         t = Self.now()
-        guard let loaded = try store.load(id) else { throw ValidationError("nothing stored") }
-        let load = Self.now() - t
-        t = Self.now()
-        let restored = try PartitionState(restoringMetadata: loaded.metadata, entries: loaded.entries, users: loaded.users, policySet: set)
-        let decode = Self.now() - t
+        try store.rebase(id, epoch: 1)
+        let rebase = Self.now() - t
+
+        store.waitForWALMerge()
+        let baseFresh = try freshRestore(dir)
+        let base = try Self.restore(store, id, set)
         store.close()
         let size = (try? FileManager.default.attributesOfItem(atPath: dir + "/" + CheckpointStore.fileName)[.size] as? Int) ?? 0
 
         func ms(_ s: Double) -> String { String(format: "%.0f ms", s * 1000) }
-        print("checkpoint benchmark: \(users) users, \(state.liveKeyCount) live keys (\(full.upserts.count) entries, \(full.userUpserts.count) users), built in \(String(format: "%.1f", buildSeconds)) s")
-        print("full checkpoint:        \(ms(fullTake + fullEncode + fullWrite)) (take \(ms(fullTake)) on the poll thread; encode \(ms(fullEncode)), write \(ms(fullWrite)) on the writer thread); database \(size >> 20) MB")
+        print("checkpoint benchmark: \(users) users, \(state.liveKeyCount) live keys (\(fullSnapshot.count) keys and users written as \(full.segments.count) segments), built in \(String(format: "%.1f", buildSeconds)) s")
+        print("full checkpoint:        \(ms(fullTake + fullEncode + fullWrite)) (take \(ms(fullTake)) on the poll thread; encode \(ms(fullEncode)), write \(ms(fullWrite)) on the writer thread), then \(ms(fullMerge)) more to merge the WAL into the database file on the store's merge thread; database \(size >> 20) MB")
         print("incremental (\(changes) events, \(pending) keys+users changed, \(incremental.upserts.count + incremental.userUpserts.count) rows): \(ms(incrementalTake + incrementalEncode + incrementalWrite)) (take \(ms(incrementalTake)); encode \(ms(incrementalEncode)), write \(ms(incrementalWrite)))")
-        print("restore:                \(ms(load + decode)) (load \(ms(load)), decode \(ms(decode))); restored \(restored.liveKeyCount) live keys")
+        print("restore in a new process (as at daemon start), from the base alone: \(baseFresh)")
+        print("restore in a new process, before a rebase (\(worst.rows) rows on top of the base; the rebase threshold is \(rowsBeforeRebase)): \(worstFresh)")
+        print("restore in this process (it still holds the built state, so allocation is slower): \(ms(base.load + base.decode)) from the base (load \(ms(base.load)), decode \(ms(base.decode))), \(ms(worst.load + worst.decode)) before a rebase (load \(ms(worst.load)), decode \(ms(worst.decode))); restored \(base.state.liveKeyCount) live keys")
+        print("rows on top of the base: \(worst.rows), written by incremental checkpoints in \(ms(rowWrites))")
+        print("rebase (writer thread): \(ms(rebase)): the rows folded into a new base")
         print("poll-thread stall:      \(ms(incrementalTake)) per incremental checkpoint (the daemon's steady state); \(ms(fullTake)) for a full one (first checkpoint after a policy change) plus \(ms(firstChangeAfterFull)) for the first event after it (copy-on-write of the maps it touches)")
-        if restored.liveKeyCount != state.liveKeyCount {
-            printError("restored \(restored.liveKeyCount) live keys, expected \(state.liveKeyCount)")
+        if base.state.serialized() != worst.state.serialized() || base.state.liveKeyCount != state.liveKeyCount {
+            printError("restored \(base.state.liveKeyCount) live keys, expected \(state.liveKeyCount)")
             throw ExitCode(1)
         }
+    }
+
+    /// Times a restore in a child process (`--restore-only`): a daemon restores at start-up,
+    /// into an empty heap, not next to a benchmark's millions of keys.
+    func freshRestore(_ dir: String) throws -> String {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        child.arguments = ["bench", "checkpoint", "--restore-only", "--state-dir", dir, "--policies", policies]
+        let out = Pipe()
+        child.standardOutput = out
+        try child.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        guard child.terminationStatus == 0 else { throw ValidationError("the restore child failed: \(text)") }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "restore: ", with: "")
+    }
+
+    struct TimedRestore {
+        var state: PartitionState
+        var load: Double
+        var decode: Double
+        var segments: Int
+        var rows: Int
+    }
+
+    static func restore(_ store: CheckpointStore, _ id: PartitionID, _ set: PolicySet) throws -> TimedRestore {
+        var t = now()
+        guard let loaded = try store.load(id) else { throw ValidationError("nothing stored for \(id) in \(store.directory)") }
+        let load = now() - t
+        t = now()
+        let state = try PartitionState(restoringMetadata: loaded.metadata, segments: loaded.segments, entries: loaded.entries,
+                                       users: loaded.users, policySet: set, parallel: PartitionState.onEveryCore)
+        return TimedRestore(state: state, load: load, decode: now() - t, segments: loaded.segments.count,
+                            rows: loaded.entries.count + loaded.users.count)
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     static func write(_ c: PartitionChanges, id: PartitionID, offset: Int) -> CheckpointWrite {
         CheckpointWrite(partition: id, epoch: 1, nextOffset: Int64(offset), metadata: c.metadata, upserts: c.upserts, deletes: c.deletes,
-                        userUpserts: c.userUpserts, userDeletes: c.userDeletes, full: c.full)
+                        userUpserts: c.userUpserts, userDeletes: c.userDeletes, full: c.full, segments: c.segments)
     }
 }

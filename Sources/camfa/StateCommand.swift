@@ -42,7 +42,8 @@ struct StateDumpCommand: ParsableCommand {
                 w.field("nextOffset", nextOffset)
                 if !omitEpoch { w.field("epoch", epoch) }
                 do {
-                    try PartitionState.writeDump(metadata: c.metadata, entries: c.entries, users: c.users, onlyKey: key, to: &w)
+                    let rows = try PartitionState.mergedRows(metadata: c.metadata, segments: c.segments, entries: c.entries, users: c.users)
+                    try PartitionState.writeDump(metadata: c.metadata, entries: rows.entries, users: rows.users, onlyKey: key, to: &w)
                 } catch {
                     printError("camfa state dump: \(id): undecodable checkpoint: \(error)")
                     throw ExitCode(1)

@@ -185,7 +185,9 @@ import Testing
             pipeline.requestStop()
             done.wait()
         }
-        try await h.waitFor("the partitions split between the members") {
+        // A join into a group with a member takes the mock broker several rebalance rounds,
+        // which stretch when the whole suite shares two cores.
+        try await h.waitFor("the partitions split between the members", seconds: 45) {
             let held = other.held
             return !held.isEmpty && held.count < 4 && pipeline.health.snapshot.ready
         }
@@ -342,8 +344,8 @@ final class Harness: @unchecked Sendable {
         return try consumer.committed([tp], timeoutMs: 2000)[tp]
     }
 
-    func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(15)
+    func waitFor(_ what: String, seconds: Double = 15, _ condition: () async -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
         while !(await condition()) {
             guard Date() < deadline else {
                 Issue.record("timed out waiting for: \(what)")

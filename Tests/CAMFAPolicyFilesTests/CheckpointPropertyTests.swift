@@ -117,3 +117,127 @@ import Testing
         #expect(summary(Engine(policySet: set2).process(event("u", at: 2), coordinates: "c/1", state: &b)) == ["f:allow"])
     }
 }
+
+/// The checkpoint as the store keeps it (a base of segments, rows on top with tombstones),
+/// modelled in memory: checkpoints taken at random points, each restore equals the live state.
+@Suite struct SegmentedCheckpointTests {
+    /// What CheckpointStore does with a write, without SQLite.
+    struct StoredModel {
+        var metadata: [UInt8] = []
+        var segments: [[UInt8]] = []
+        var entries: [String: [String: [UInt8]]] = [:]
+        var users: [String: [UInt8]] = [:]
+        var fullWrites = 0
+        var rebases = 0
+
+        mutating func apply(_ c: PartitionChanges) {
+            metadata = c.metadata
+            if c.full {
+                segments = c.segments
+                entries = [:]
+                users = [:]
+                fullWrites += 1
+            }
+            let hasBase = !segments.isEmpty
+            for d in c.deletes { entries[d.keyspace, default: [:]][d.key] = hasBase ? [] : nil }
+            for d in c.userDeletes { users[d] = hasBase ? [] : nil }
+            for u in c.upserts { entries[u.keyspace, default: [:]][u.key] = u.value }
+            for u in c.userUpserts { users[u.user] = u.value }
+        }
+
+        /// What the checkpoint writer does after a write whose take asked for it.
+        mutating func rebase() throws {
+            segments = try PartitionState.rebasedSegments(metadata: metadata, segments: segments, entries: rows, users: userRows)
+            entries = [:]
+            users = [:]
+            rebases += 1
+        }
+
+        var rows: [(keyspace: String, key: String, value: [UInt8])] {
+            entries.keys.sorted().flatMap { ks in entries[ks]!.keys.sorted().map { (ks, $0, entries[ks]![$0]!) } }
+        }
+        var userRows: [(user: String, value: [UInt8])] { users.keys.sorted().map { ($0, users[$0]!) } }
+        var tombstones: Int { entries.values.reduce(0) { $0 + $1.values.filter(\.isEmpty).count } + users.values.filter(\.isEmpty).count }
+    }
+
+    @Test(arguments: 0..<12)
+    func restoreFromBaseAndRowsEqualsTheLiveState(seed: Int) throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        state.rebaseMinimumRows = 8
+        var stored = StoredModel()
+        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed) &+ 77)
+        var restores = 0
+        for (i, e) in CheckpointPropertyTests.stream(seed: UInt64(seed), count: 400).enumerated() {
+            _ = engine.process(e, coordinates: "t/0/\(i)", state: &state)
+            guard rng.int(15) == 0 else { continue }
+            let snapshot = state.takeChangeSnapshot()
+            let changes = snapshot.encoded(parallel: { n, body in
+                // Units in reverse order: the result must not depend on the schedule.
+                for u in (0..<n).reversed() { body(u) }
+            })
+            stored.apply(changes)
+            if snapshot.rebase {
+                #expect(!stored.entries.isEmpty || !stored.users.isEmpty)
+                try stored.rebase()
+            }
+            let restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.rows,
+                                              users: stored.userRows, policySet: set)
+            #expect(restored.serialized() == state.serialized(), "checkpoint after event \(i)")
+            let merged = try PartitionState.mergedRows(metadata: stored.metadata, segments: stored.segments,
+                                                       entries: stored.rows, users: stored.userRows)
+            #expect(merged.entries.allSatisfy { !$0.value.isEmpty } && merged.users.allSatisfy { !$0.value.isEmpty })
+            #expect(merged.entries.count + merged.users.count == state.liveKeyCount)
+            restores += 1
+        }
+        #expect(restores > 10)
+        // The base was rewritten as the rows on top of it grew, by the writer, while the
+        // engine wrote a full snapshot only the first time.
+        #expect(stored.rebases > 0)
+        #expect(stored.fullWrites == 1)
+    }
+
+    @Test func deletionsOnTopOfABaseAreTombstonesAndRestoreWithoutTheKey() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        var stored = StoredModel()
+        let events = CheckpointPropertyTests.stream(seed: 3, count: 60)
+        for (i, e) in events.enumerated() { _ = engine.process(e, coordinates: "t/0/\(i)", state: &state) }
+        stored.apply(state.takeChanges())
+        #expect(!stored.segments.isEmpty)
+        // Two days later every window has expired: the sweep deletes the keys in the base.
+        var late = events.last!
+        late.requestDate += 2 * 86_400_000
+        _ = engine.process(late, coordinates: "t/0/60", state: &state)
+        let changes = state.takeChanges()
+        #expect(!changes.full)
+        #expect(!changes.deletes.isEmpty)
+        stored.apply(changes)
+        #expect(stored.tombstones >= changes.deletes.count)
+        let restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.rows,
+                                          users: stored.userRows, policySet: set)
+        #expect(restored.serialized() == state.serialized())
+        #expect(restored.liveKeyCount == state.liveKeyCount)
+    }
+
+    @Test func aDamagedSegmentIsRefused() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        for (i, e) in CheckpointPropertyTests.stream(seed: 5, count: 80).enumerated() { _ = engine.process(e, coordinates: "t/0/\(i)", state: &state) }
+        let changes = state.takeChanges()
+        var segments = changes.segments
+        let longest = segments.indices.max { segments[$0].count < segments[$1].count }!
+        segments[longest] = Array(segments[longest].dropLast(3))
+        #expect(throws: BinaryDecodingError.self) {
+            try PartitionState(restoringMetadata: changes.metadata, segments: segments, entries: [], users: [], policySet: set)
+        }
+        segments = changes.segments
+        segments[longest][0] = 99
+        #expect(throws: BinaryDecodingError.self) {
+            try PartitionState(restoringMetadata: changes.metadata, segments: segments, entries: [], users: [], policySet: set)
+        }
+    }
+}

@@ -374,10 +374,7 @@ private let logins = PartitionID(topic: "logins", partition: 3)
             store.close()
         }
         // SQLite's page structure stays valid: only the payload changes, which SQLite cannot see.
-        var file = Array(try Data(contentsOf: URL(fileURLWithPath: dir.database)))
-        let found = try #require(file.indices.first { file[$0...].starts(with: marker) })
-        file[found + 20] ^= 0x01
-        try Data(file).write(to: URL(fileURLWithPath: dir.database))
+        try flipBit(in: dir.database, at: 20, into: marker)
 
         let store = try CheckpointStore(directory: dir.path)
         let error = #expect(throws: StoreError.self) { _ = try store.load(logins) }

@@ -80,3 +80,12 @@ func bytes(_ seed: Int, count: Int) -> [UInt8] {
 }
 
 var runningAsRoot: Bool { geteuid() == 0 }
+
+/// Flips one bit `offset` bytes into the first copy of `marker` in the database file: damage
+/// inside a row's payload that SQLite's page structure does not show.
+func flipBit(in database: String, at offset: Int, into marker: [UInt8]) throws {
+    var file = Array(try Data(contentsOf: URL(fileURLWithPath: database)))
+    let found = try #require(file.indices.first { file[$0...].starts(with: marker) })
+    file[found + offset] ^= 0x01
+    try Data(file).write(to: URL(fileURLWithPath: database))
+}

@@ -67,12 +67,16 @@ import Testing
         #expect(T.waitCheckpointed(state, total: 4_000, timeout: 120), "\(first.log.suffix(2000))")
         #expect(first.stop() == 0)
 
-        // One flipped checksum in partition 2's entries: SQLite sees a valid B-tree, only
-        // camfa's row checksum catches it.
+        // One flipped checksum in partition 2's stored state (its base's first segment, or its
+        // first row when it has no base): SQLite sees a valid B-tree, only camfa's checksum
+        // catches it.
         let stored = try #require(Self.nextOffset(state, 2))
         let database = state + "/camfa-state.sqlite3"
         let pid = "(SELECT pid FROM partitions WHERE part = 2)"
-        _ = try Self.sqlite(database, "UPDATE entries SET sum = sum + 1 WHERE pid = \(pid) AND key = (SELECT min(key) FROM entries WHERE pid = \(pid))")
+        let hasBase = try Self.sqlite(database, "SELECT count(*) FROM segments WHERE pid = \(pid)") != "0"
+        _ = try Self.sqlite(database, hasBase
+            ? "UPDATE segments SET sum = sum + 1 WHERE pid = \(pid) AND seq = 0"
+            : "UPDATE entries SET sum = sum + 1 WHERE pid = \(pid) AND key = (SELECT min(key) FROM entries WHERE pid = \(pid))")
         #expect(Self.nextOffset(state, 2) == nil, "the corrupt partition must not load")
 
         try T.produceInChunks(broker.bootstrap, topic: "in.corrupt", Array(messages[4_000...]))

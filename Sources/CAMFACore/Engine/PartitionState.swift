@@ -22,6 +22,11 @@ public struct PartitionState: Sendable {
     /// The next change set must replace the stored state whole (new partition, or a
     /// restore that dropped statistics because the policies changed).
     var needsFullCheckpoint = true
+    /// Rows (changed keys and users, deletions included) written by incremental checkpoints
+    /// since the last full one: they sit on top of the stored base (see `decideRebase`).
+    var rowsSinceBase = 0
+    /// Tests lower it to see rebases in small states.
+    public var rebaseMinimumRows = PartitionState.minimumRowsBeforeRebase
 
     public init(policySet: PolicySet) {
         keyspaces = Array(repeating: [:], count: policySet.keyspaces.count)

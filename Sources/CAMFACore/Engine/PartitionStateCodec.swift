@@ -153,7 +153,8 @@ extension PartitionState {
         clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
     }
 
-    /// Restores from the incremental store's rows.
+    /// Restores from rows alone (a checkpoint without a base: written before bases existed,
+    /// or only ever incremental).
     public init(
         restoringMetadata metadata: [UInt8], entries: [(keyspace: String, key: String, value: [UInt8])],
         users: [(user: String, value: [UInt8])], policySet: PolicySet
@@ -187,6 +188,7 @@ extension PartitionState {
             try r.expectEnd()
         }
         clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+        rowsSinceBase = entries.count + users.count
     }
 
     /// What changed since the last call, as a checkpoint writes it; clears the record.
@@ -198,7 +200,9 @@ extension PartitionState {
     /// A full snapshot shares the maps themselves (copy-on-write), so the owning thread's
     /// next change to a map copies that map once.
     public mutating func takeChangeSnapshot() -> PartitionChangeSnapshot {
+        let rebase = takeRebaseDecision()
         var snapshot = PartitionChangeSnapshot(full: needsFullCheckpoint, metadata: metadataBlob())
+        snapshot.rebase = rebase
         if needsFullCheckpoint {
             snapshot.maps = keyspaces.enumerated().map { (layout[$0.offset].keyText, $0.element) }
             snapshot.allUsers = users
@@ -232,7 +236,7 @@ extension PartitionState {
     /// Per stored keyspace: the current keyspace and, per stored slot, the current slot.
     typealias SlotMapping = [(keyspace: Int, slots: [Int?])?]
 
-    private mutating func restoreMetadata(_ metadata: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) -> SlotMapping {
+    mutating func restoreMetadata(_ metadata: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) -> SlotMapping {
         let stored = try Self.readLayout(metadata)
         watermark = stored.watermark
         nextSweep = stored.nextSweep
@@ -353,6 +357,9 @@ extension PartitionState {
 public struct PartitionChangeSnapshot: Sendable {
     public let full: Bool
     public let metadata: [UInt8]
+    /// Incremental, and the stored rows have grown enough that the writer should fold them
+    /// into a new base after writing these (see `takeRebaseDecision`).
+    public internal(set) var rebase = false
     /// Incremental: changed keys with their record, nil for a key swept since.
     var records: [(keyspace: String, key: String, record: KeyRecord?)] = []
     var users: [(id: String, user: UserState?)] = []
@@ -368,35 +375,29 @@ public struct PartitionChangeSnapshot: Sendable {
     /// Keys and users in it.
     public var count: Int { full ? maps.reduce(allUsers.count) { $0 + $1.map.count } : records.count + users.count }
 
-    /// The per-key blobs a checkpoint writes. Incremental rows come sorted (so equal
-    /// changes give equal writes); a full one stays in map order: the store orders rows
-    /// itself, and sorting millions of Strings here would only repeat that work.
-    public func encoded() -> PartitionChanges {
+    /// What a checkpoint writes: a full snapshot as a new base of segments, an incremental
+    /// one as per-key rows, sorted (so equal changes give equal writes).
+    public func encoded() -> PartitionChanges { encoded(parallel: PartitionState.serial) }
+
+    func encodedRows() -> PartitionChanges {
         var changes = PartitionChanges(full: full, metadata: metadata)
-        func blob(_ record: KeyRecord) -> [UInt8] {
-            var w = BinaryWriter()
-            PartitionState.write(record, to: &w)
-            return w.bytes
-        }
-        func blob(_ user: UserState) -> [UInt8] {
-            var w = BinaryWriter()
-            PartitionState.write(user, to: &w)
-            return w.bytes
-        }
-        if full {
-            changes.upserts.reserveCapacity(maps.reduce(0) { $0 + $1.map.count })
-            for (text, map) in maps {
-                for (key, record) in map { changes.upserts.append((text, key, blob(record))) }
-            }
-            changes.userUpserts.reserveCapacity(allUsers.count)
-            for (id, u) in allUsers { changes.userUpserts.append((id, blob(u))) }
-            return changes
-        }
         for r in records.sorted(by: { ($0.keyspace, $0.key) < ($1.keyspace, $1.key) }) {
-            if let record = r.record { changes.upserts.append((r.keyspace, r.key, blob(record))) } else { changes.deletes.append((r.keyspace, r.key)) }
+            if let record = r.record {
+                var w = BinaryWriter()
+                PartitionState.write(record, to: &w)
+                changes.upserts.append((r.keyspace, r.key, w.bytes))
+            } else {
+                changes.deletes.append((r.keyspace, r.key))
+            }
         }
         for u in users.sorted(by: { $0.id < $1.id }) {
-            if let user = u.user { changes.userUpserts.append((u.id, blob(user))) } else { changes.userDeletes.append(u.id) }
+            if let user = u.user {
+                var w = BinaryWriter()
+                PartitionState.write(user, to: &w)
+                changes.userUpserts.append((u.id, w.bytes))
+            } else {
+                changes.userDeletes.append(u.id)
+            }
         }
         return changes
     }
@@ -410,6 +411,8 @@ public struct PartitionChanges: Sendable {
     public var deletes: [(keyspace: String, key: String)] = []
     public var userUpserts: [(user: String, value: [UInt8])] = []
     public var userDeletes: [String] = []
+    /// Full: the new base (see PartitionStateSegments.swift); the rows above apply on top.
+    public var segments: [[UInt8]] = []
 
     public init(full: Bool, metadata: [UInt8]) {
         self.full = full

@@ -1,0 +1,426 @@
+import Synchronization
+
+/// The base of a partition's checkpoint: its whole state as a few large blobs (segments),
+/// written by a full checkpoint; incremental checkpoints store only the rows changed since.
+///
+/// A million keys as a million rows cost seconds in SQLite alone; as a few hundred segments
+/// they cost little more than the bytes. Each segment holds one unit (one keyspace, or the
+/// users), so units are encoded and decoded independently, in parallel when the caller
+/// provides threads (the engine itself never starts any):
+///
+///     byte     format (1)
+///     byte     unit kind: 0 = keyspace entries, 1 = users
+///     varuint  stored keyspace index (entries only; the metadata's layout order)
+///     varuint  record count
+///     count ×  (string key, length-prefixed record)
+///
+/// The length prefix lets `camfa state dump` lift records out without decoding them and
+/// lets every record be checked to end where it says.
+extension PartitionState {
+    static let segmentFormat: UInt8 = 1
+    /// Big enough that a million keys make a few hundred rows, small enough that one unit
+    /// never needs one huge allocation.
+    static let segmentTargetBytes = 1 << 20
+    /// Below this many rows written since the base, a new base is not worth the copy the
+    /// full snapshot makes the owning thread pay (`rebaseMinimumRows`' default).
+    public static let minimumRowsBeforeRebase = 4_096
+
+    /// Runs `body(0..<n)`, possibly concurrently. The daemon passes
+    /// `DispatchQueue.concurrentPerform`; the default runs them in order.
+    public typealias ParallelFor = @Sendable (_ count: Int, _ body: @Sendable (Int) -> Void) -> Void
+    public static let serial: ParallelFor = { n, body in for i in 0..<n { body(i) } }
+
+    /// Whether this take's rows should be folded into a new base. Rows on top of the base
+    /// cost a restore far more per key than the base does, so once the rows written since it
+    /// pass a sixteenth of the live keys, the writer rewrites the base from the stored
+    /// checkpoint (`rebasedSegments`) on its own thread. A full snapshot would do the same
+    /// but makes the owning thread copy every map it touches next (seconds for millions of keys).
+    mutating func takeRebaseDecision() -> Bool {
+        if needsFullCheckpoint {
+            rowsSinceBase = 0
+            return false
+        }
+        rowsSinceBase += pendingChangeCount
+        guard rowsSinceBase > max(rebaseMinimumRows, liveKeyCount / 16) else { return false }
+        rowsSinceBase = 0
+        return true
+    }
+}
+
+/// Builds one unit's segments: sealed when the body reaches the target size.
+struct SegmentBuilder {
+    /// nil: the users unit.
+    let storedKeyspace: Int?
+    private(set) var segments: [[UInt8]] = []
+    private var body = BinaryWriter(reservingCapacity: PartitionState.segmentTargetBytes + (64 << 10))
+    private var count = 0
+
+    init(storedKeyspace: Int?) { self.storedKeyspace = storedKeyspace }
+
+    /// Appends one record already framed as (string key, length-prefixed value).
+    mutating func addFramed<C: Collection<UInt8>>(_ bytes: C) {
+        body.writeRaw(bytes)
+        recordAdded()
+    }
+
+    mutating func add(key: String, value: [UInt8]) {
+        body.writeString(key)
+        body.writeBytes(value)
+        recordAdded()
+    }
+
+    private mutating func recordAdded() {
+        count += 1
+        if body.count >= PartitionState.segmentTargetBytes { seal() }
+    }
+
+    mutating func seal() {
+        guard count > 0 else { return }
+        var w = BinaryWriter(reservingCapacity: body.count + 16)
+        w.writeByte(PartitionState.segmentFormat)
+        if let k = storedKeyspace {
+            w.writeByte(0)
+            w.writeVarUInt(UInt64(k))
+        } else {
+            w.writeByte(1)
+        }
+        w.writeVarUInt(UInt64(count))
+        w.writeRaw(body.bytes)
+        segments.append(w.bytes)
+        body.removeAll()
+        count = 0
+    }
+}
+
+extension PartitionChangeSnapshot {
+    /// Keys per encoding task: a unit larger than this is split, so one big keyspace does
+    /// not leave the other cores idle.
+    static let encodeTaskKeys = 131_072
+
+    /// One encoding task: a range of one unit's map (keyspace maps in layout order, then users).
+    struct EncodeTask {
+        var unit: Int
+        var keys: Range<Dictionary<String, KeyRecord>.Index>?
+        var users: Range<Dictionary<String, UserState>.Index>?
+    }
+
+    func encodeTasks() -> [EncodeTask] {
+        func split<V>(_ map: [String: V]) -> [Range<Dictionary<String, V>.Index>] {
+            var ranges: [Range<Dictionary<String, V>.Index>] = []
+            var lower = map.startIndex
+            // Walking indices reads the occupancy bitmap only, not the entries.
+            while lower != map.endIndex {
+                let upper = map.index(lower, offsetBy: Self.encodeTaskKeys, limitedBy: map.endIndex) ?? map.endIndex
+                ranges.append(lower..<upper)
+                lower = upper
+            }
+            return ranges
+        }
+        var tasks: [EncodeTask] = []
+        for (unit, m) in maps.enumerated() { tasks += split(m.map).map { EncodeTask(unit: unit, keys: $0) } }
+        tasks += split(allUsers).map { EncodeTask(unit: maps.count, users: $0) }
+        return tasks
+    }
+
+    func encode(_ task: EncodeTask) -> [[UInt8]] {
+        var builder = SegmentBuilder(storedKeyspace: task.unit < maps.count ? task.unit : nil)
+        var record = BinaryWriter(reservingCapacity: 256)
+        if let range = task.keys {
+            for (key, r) in maps[task.unit].map[range] {
+                record.removeAll()
+                PartitionState.write(r, to: &record)
+                builder.add(key: key, value: record.bytes)
+            }
+        } else if let range = task.users {
+            for (id, u) in allUsers[range] {
+                record.removeAll()
+                PartitionState.write(u, to: &record)
+                builder.add(key: id, value: record.bytes)
+            }
+        }
+        builder.seal()
+        return builder.segments
+    }
+
+    /// `encoded()` with the full snapshot's encoding spread over `parallel`.
+    public func encoded(parallel: PartitionState.ParallelFor) -> PartitionChanges {
+        guard full else { return encodedRows() }
+        var changes = PartitionChanges(full: true, metadata: metadata)
+        let tasks = encodeTasks()
+        let results = UnitResults<[[UInt8]]>(count: tasks.count)
+        let snapshot = self
+        parallel(tasks.count) { results.set($0, snapshot.encode(tasks[$0])) }
+        for i in tasks.indices { changes.segments += results.take(i) ?? [] }
+        return changes
+    }
+}
+
+/// One result slot per unit, each written by exactly one task before `parallel` returns.
+final class UnitResults<T: Sendable>: Sendable {
+    private let slots: Mutex<[T?]>
+
+    init(count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
+
+    func set(_ i: Int, _ value: T) { slots.withLock { $0[i] = value } }
+    func take(_ i: Int) -> T? { slots.withLock { s in defer { s[i] = nil }; return s[i] } }
+}
+
+extension PartitionState {
+    /// One segment's header, read without touching its records.
+    struct SegmentHeader {
+        /// nil: the users unit.
+        var storedKeyspace: Int?
+        var count: Int
+        var recordsStart: Int
+    }
+
+    static func readSegmentHeader(_ segment: [UInt8], index: Int) throws(BinaryDecodingError) -> SegmentHeader {
+        var r = BinaryReader(segment)
+        let format = try r.readByte()
+        guard format == segmentFormat else {
+            throw BinaryDecodingError(.unsupportedVersion, "segment \(index): format \(format); this camfa reads \(segmentFormat)", offset: 0)
+        }
+        let kind = try r.readByte()
+        let storedKeyspace: Int?
+        switch kind {
+        case 0: storedKeyspace = Int(try r.readVarUInt(maximum: UInt64(Int32.max), "keyspace index"))
+        case 1: storedKeyspace = nil
+        default: throw r.error(.invalidTag, "segment \(index): unknown unit kind \(kind)")
+        }
+        let count = try r.readCount(minimumItemSize: 2, "segment record count")
+        return SegmentHeader(storedKeyspace: storedKeyspace, count: count, recordsStart: r.offset)
+    }
+
+    /// One segment's records, decoded, before they go into the unit's map.
+    enum ParsedSegment: Sendable {
+        case keys(ContiguousArray<(String, KeyRecord)>)
+        case users(ContiguousArray<(String, UserState)>)
+
+        var count: Int {
+            switch self {
+            case .keys(let k): k.count
+            case .users(let u): u.count
+            }
+        }
+    }
+
+    /// Reads one length-prefixed record with `read`, which must consume exactly its bytes.
+    static func readFramed<T>(
+        _ r: inout BinaryReader, _ read: (inout BinaryReader) throws(BinaryDecodingError) -> T
+    ) throws(BinaryDecodingError) -> T {
+        let length = try r.readCount(minimumItemSize: 1, "record length")
+        let end = r.offset + length
+        let value = try read(&r)
+        guard r.offset == end else { throw r.error(.invalidValue, "a record does not end where its length says") }
+        return value
+    }
+
+    /// Restores from a checkpoint: the base `segments` (decoded per unit through `parallel`),
+    /// then the rows stored since, where an empty value is a tombstone.
+    public init(
+        restoringMetadata metadata: [UInt8], segments: [[UInt8]],
+        entries: [(keyspace: String, key: String, value: [UInt8])],
+        users: [(user: String, value: [UInt8])], policySet: PolicySet, parallel: ParallelFor = PartitionState.serial
+    ) throws(BinaryDecodingError) {
+        guard !segments.isEmpty else {
+            try self.init(restoringMetadata: metadata, entries: entries, users: users, policySet: policySet)
+            return
+        }
+        self.init(policySet: policySet)
+        let mapping = try restoreMetadata(metadata, policySet: policySet)
+        let stored = try Self.readLayout(metadata)
+
+        // Each segment's unit: a stored keyspace, or (the last one) the users.
+        let usersUnit = stored.keyspaces.count
+        var headers: [SegmentHeader] = []
+        var unitOf: [Int] = []
+        for (i, s) in segments.enumerated() {
+            let h = try Self.readSegmentHeader(s, index: i)
+            if let k = h.storedKeyspace, k >= usersUnit {
+                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(k) is not in the metadata", offset: 0)
+            }
+            headers.append(h)
+            unitOf.append(h.storedKeyspace ?? usersUnit)
+        }
+        // Two passes, each spread over `parallel`: every segment parsed on its own (most of
+        // the work), then every unit's map filled from its parsed segments.
+        let parsed = UnitResults<Result<ParsedSegment, BinaryDecodingError>>(count: segments.count)
+        let layout = self.layout
+        let (segmentHeaders, segmentUnits) = (headers, unitOf)
+        parallel(segments.count) { i in
+            let h = segmentHeaders[i]
+            parsed.set(i, Result { () throws(BinaryDecodingError) in
+                var r = BinaryReader(segments[i], offset: h.recordsStart)
+                if h.storedKeyspace == nil {
+                    var users = ContiguousArray<(String, UserState)>()
+                    users.reserveCapacity(h.count)
+                    for _ in 0..<h.count {
+                        let id = try r.readString()
+                        users.append((id, try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in try Self.readUser(&r) }))
+                    }
+                    try r.expectEnd()
+                    return .users(users)
+                }
+                guard let m = mapping[segmentUnits[i]] else { return .keys([]) }
+                let slotCount = layout[m.keyspace].specs.count
+                var keys = ContiguousArray<(String, KeyRecord)>()
+                keys.reserveCapacity(h.count)
+                for _ in 0..<h.count {
+                    let key = try r.readString()
+                    let record = try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in try Self.readRecord(&r) }
+                    if let placed = Self.remap(record, slots: m.slots, slotCount: slotCount) { keys.append((key, placed)) }
+                }
+                try r.expectEnd()
+                return .keys(keys)
+            })
+        }
+        var parts = Array(repeating: [ParsedSegment](), count: usersUnit + 1)
+        for i in segments.indices { parts[unitOf[i]].append(try parsed.take(i)!.get()) }
+        let units = parts
+        let keyspaceMaps = UnitResults<[String: KeyRecord]>(count: usersUnit)
+        let userMap = UnitResults<[String: UserState]>(count: 1)
+        parallel(units.count) { unit in
+            if unit == usersUnit {
+                var map: [String: UserState] = [:]
+                map.reserveCapacity(units[unit].reduce(0) { $0 + $1.count })
+                for case .users(let list) in units[unit] { for (id, u) in list { map[id] = u } }
+                userMap.set(0, map)
+            } else if mapping[unit] != nil {
+                var map: [String: KeyRecord] = [:]
+                map.reserveCapacity(units[unit].reduce(0) { $0 + $1.count })
+                for case .keys(let list) in units[unit] { for (key, record) in list { map[key] = record } }
+                keyspaceMaps.set(unit, map)
+            }
+        }
+        for (unit, m) in mapping.enumerated() {
+            guard let m, let map = keyspaceMaps.take(unit) else { continue }
+            keyspaces[m.keyspace] = map
+        }
+        if let map = userMap.take(0) { self.users = map }
+
+        var storedIndex: [String: Int] = [:]
+        for (i, ks) in stored.keyspaces.enumerated() { storedIndex[ks.text] = i }
+        for e in entries {
+            guard let s = storedIndex[e.keyspace], let m = mapping[s] else { continue }
+            if e.value.isEmpty {
+                keyspaces[m.keyspace].removeValue(forKey: e.key)
+                continue
+            }
+            var r = BinaryReader(e.value)
+            let record = try Self.readRecord(&r)
+            try r.expectEnd()
+            keyspaces[m.keyspace][e.key] = Self.remap(record, slots: m.slots, slotCount: layout[m.keyspace].specs.count)
+        }
+        for u in users {
+            if u.value.isEmpty {
+                self.users.removeValue(forKey: u.user)
+                continue
+            }
+            var r = BinaryReader(u.value)
+            self.users[u.user] = try Self.readUser(&r)
+            try r.expectEnd()
+        }
+        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+        rowsSinceBase = entries.count + users.count
+    }
+
+    /// A stored record in the current slot layout; nil when none of its slots survive.
+    static func remap(_ stored: KeyRecord, slots: [Int?], slotCount: Int) -> KeyRecord? {
+        if slots.count == slotCount, slots.enumerated().allSatisfy({ $0.element == $0.offset }) { return stored }
+        var record = KeyRecord(windows: ContiguousArray(repeating: nil, count: slotCount))
+        var any = false
+        for (i, w) in stored.windows.enumerated() {
+            guard let w, i < slots.count, let target = slots[i] else { continue }
+            record.windows[target] = w
+            any = true
+        }
+        return any ? record : nil
+    }
+
+    /// A new base equal to `segments` with `entries` and `users` (rows, tombstones as empty
+    /// values) applied: what the checkpoint writer stores when a take asked for a rebase.
+    /// Works on the stored bytes alone: records are copied, never decoded.
+    public static func rebasedSegments(
+        metadata: [UInt8], segments: [[UInt8]], entries: [(keyspace: String, key: String, value: [UInt8])],
+        users: [(user: String, value: [UInt8])]
+    ) throws(BinaryDecodingError) -> [[UInt8]] {
+        let stored = try readLayout(metadata)
+        var index: [String: Int] = [:]
+        for (i, ks) in stored.keyspaces.enumerated() { index[ks.text] = i }
+        // Per unit (keyspaces, then users): the keys the rows replace or delete.
+        var replaced = Array(repeating: Set<String>(), count: stored.keyspaces.count + 1)
+        for e in entries { if let k = index[e.keyspace] { replaced[k].insert(e.key) } }
+        for u in users { replaced[stored.keyspaces.count].insert(u.user) }
+
+        var builders = (0...stored.keyspaces.count).map { SegmentBuilder(storedKeyspace: $0 < stored.keyspaces.count ? $0 : nil) }
+        for (i, s) in segments.enumerated() {
+            let h = try readSegmentHeader(s, index: i)
+            let unit = h.storedKeyspace ?? stored.keyspaces.count
+            guard unit < builders.count else {
+                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(unit) is not in the metadata", offset: 0)
+            }
+            var r = BinaryReader(s, offset: h.recordsStart)
+            for _ in 0..<h.count {
+                let start = r.offset
+                let key = try r.readString()
+                let length = try r.readCount(minimumItemSize: 1, "record length")
+                _ = try r.readRaw(count: length)
+                if !replaced[unit].contains(key) { builders[unit].addFramed(s[start..<r.offset]) }
+            }
+            try r.expectEnd()
+        }
+        for e in entries where !e.value.isEmpty {
+            if let k = index[e.keyspace] { builders[k].add(key: e.key, value: e.value) }
+        }
+        for u in users where !u.value.isEmpty { builders[stored.keyspaces.count].add(key: u.user, value: u.value) }
+        var out: [[UInt8]] = []
+        for i in builders.indices {
+            builders[i].seal()
+            out += builders[i].segments
+        }
+        return out
+    }
+
+    /// The stored rows a checkpoint amounts to once its base and later rows are merged,
+    /// sorted (keyspace in stored layout order, then key and user in UTF-8 byte order), with
+    /// values as stored: what `camfa state dump` prints from, so equal state dumps equally
+    /// whether it was last written as a base or as rows.
+    public static func mergedRows(
+        metadata: [UInt8], segments: [[UInt8]], entries: [(keyspace: String, key: String, value: [UInt8])],
+        users: [(user: String, value: [UInt8])]
+    ) throws(BinaryDecodingError) -> (entries: [(keyspace: String, key: String, value: [UInt8])], users: [(user: String, value: [UInt8])]) {
+        let stored = try readLayout(metadata)
+        var keyed = Array(repeating: [String: [UInt8]](), count: stored.keyspaces.count)
+        var userRows: [String: [UInt8]] = [:]
+        for (i, s) in segments.enumerated() {
+            let h = try readSegmentHeader(s, index: i)
+            if let k = h.storedKeyspace, k >= stored.keyspaces.count {
+                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(k) is not in the metadata", offset: 0)
+            }
+            var r = BinaryReader(s, offset: h.recordsStart)
+            for _ in 0..<h.count {
+                let key = try r.readString()
+                let length = try r.readCount(minimumItemSize: 1, "record length")
+                let value = Array(try r.readRaw(count: length))
+                if let k = h.storedKeyspace { keyed[k][key] = value } else { userRows[key] = value }
+            }
+            try r.expectEnd()
+        }
+        var index: [String: Int] = [:]
+        for (i, ks) in stored.keyspaces.enumerated() { index[ks.text] = i }
+        for e in entries {
+            guard let k = index[e.keyspace] else { continue }
+            if e.value.isEmpty { keyed[k].removeValue(forKey: e.key) } else { keyed[k][e.key] = e.value }
+        }
+        for u in users {
+            if u.value.isEmpty { userRows.removeValue(forKey: u.user) } else { userRows[u.user] = u.value }
+        }
+        func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+        var mergedEntries: [(keyspace: String, key: String, value: [UInt8])] = []
+        for (k, rows) in keyed.enumerated() {
+            for key in rows.keys.sorted(by: byteOrder) { mergedEntries.append((stored.keyspaces[k].text, key, rows[key]!)) }
+        }
+        let mergedUsers = userRows.keys.sorted(by: byteOrder).map { (user: $0, value: userRows[$0]!) }
+        return (mergedEntries, mergedUsers)
+    }
+}

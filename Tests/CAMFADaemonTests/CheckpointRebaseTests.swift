@@ -1,0 +1,59 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import CAMFAStore
+import Foundation
+import Testing
+
+@testable import CAMFADaemon
+
+/// The checkpoint writer folds the rows stored since the base into a new base when a take
+/// asks for it, through the real store, and the stored checkpoint still restores the state.
+@Suite struct CheckpointRebaseTests {
+    @Test func aRebaseLeavesNoRowsAndTheSameState() throws {
+        let set = try PolicyLoader.loadPolicySet(at: PolicyReloadTests.examples)
+        let engine = Engine(policySet: set)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-rebase-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let writer = CheckpointWriter(store: try CheckpointStore(directory: dir))
+        let id = PartitionID(topic: "logins", partition: 0)
+        try writer.store.claim(id, epoch: 1)
+
+        var state = PartitionState(policySet: set)
+        state.rebaseMinimumRows = 16
+        var offset: Int64 = 0
+        func feed(_ n: Int, users: Int) {
+            for _ in 0..<n {
+                let e = UEBAEvent(appId: "app\(offset % 5)", requestDate: 1_767_225_600_000 + offset * 1_000,
+                                  ip: "198.51.100.\(offset % 200)", originalIdentity: "user-\(offset % Int64(users))",
+                                  behaviorType: "login", behaviorResult: offset % 3 == 0 ? "failure" : "success")
+                _ = engine.process(e, coordinates: "logins/0/\(offset)", state: &state)
+                offset += 1
+            }
+        }
+        func checkpoint() -> (CheckpointWriter.Completion, rebase: Bool) {
+            let snapshot = state.takeChangeSnapshot()
+            let pending = PendingCheckpoint(partition: id, epoch: 1, nextOffset: offset, carry: nil, snapshot: snapshot)
+            return (writer.writeNow(pending), snapshot.rebase)
+        }
+
+        feed(300, users: 100)
+        let first = checkpoint()
+        #expect(first.0.error == nil)
+        #expect(try writer.store.load(id)?.segments.isEmpty == false)
+        var rebased = false
+        for _ in 0..<20 where !rebased {
+            feed(40, users: 100)
+            let (completion, rebase) = checkpoint()
+            #expect(completion.error == nil)
+            #expect(completion.rebaseError == nil)
+            rebased = rebase
+        }
+        #expect(rebased, "the rows on top of the base grew past the threshold")
+        let stored = try #require(try writer.store.load(id))
+        #expect(stored.entries.isEmpty && stored.users.isEmpty, "the rows were folded into the base")
+        #expect(stored.nextOffset == offset)
+        let restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.entries,
+                                          users: stored.users, policySet: set, parallel: PartitionState.onEveryCore)
+        #expect(restored.serialized() == state.serialized())
+    }
+}
