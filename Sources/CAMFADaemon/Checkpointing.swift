@@ -138,11 +138,14 @@ final class CheckpointWriter: @unchecked Sendable {
 
     /// Encodes and writes on the caller's thread after everything submitted before
     /// (revoke, shutdown).
+    /// No rebase here, even when the take asked for one: it would rewrite the whole
+    /// partition inside a revoke or a shutdown, holding SQLite's write lock the next owner's
+    /// claim waits for. The next owner counts the rows it restores and rebases itself.
     func writeNow(_ pending: PendingCheckpoint) -> Completion {
-        queue.sync { run(pending) }
+        queue.sync { run(pending, rebaseAllowed: false) }
     }
 
-    private func run(_ pending: PendingCheckpoint) -> Completion {
+    private func run(_ pending: PendingCheckpoint, rebaseAllowed: Bool = true) -> Completion {
         let start = DispatchTime.now().uptimeNanoseconds
         let changes = pending.changes()
         let write = CheckpointWrite(
@@ -155,7 +158,7 @@ final class CheckpointWriter: @unchecked Sendable {
             partition: pending.partition.partition, epoch: pending.epoch, nextOffset: pending.nextOffset,
             error: failure, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
             failed: failure == nil ? nil : changes)
-        if failure == nil && pending.snapshot.rebase {
+        if failure == nil && pending.snapshot.rebase && rebaseAllowed {
             let rebaseStart = DispatchTime.now().uptimeNanoseconds
             do { try rebase(pending.partition, epoch: pending.epoch) } catch { completion.rebaseError = "\(error)" }
             completion.rebaseSeconds = Double(DispatchTime.now().uptimeNanoseconds - rebaseStart) / 1e9

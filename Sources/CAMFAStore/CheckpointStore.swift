@@ -262,7 +262,7 @@ public final class CheckpointStore: Sendable {
             let rc = segment.withUnsafeBufferPointer { value in
                 var rc = sqlite3_bind_int64(statement, 2, Int64(seq))
                 if rc == SQLITE_OK { rc = bindBlob(statement, 3, value) }
-                if rc == SQLITE_OK { rc = sqlite3_bind_int64(statement, 4, segmentChecksum(Int64(seq), value)) }
+                if rc == SQLITE_OK { rc = sqlite3_bind_int64(statement, 4, segmentChecksum(Int64(seq), of: Int64(c.segments.count), value)) }
                 return rc == SQLITE_OK ? stepAndReset(statement) : rc
             }
             try check(connection, rc, "writing segment \(seq) of \(c.partition)")
@@ -426,6 +426,7 @@ public final class CheckpointStore: Sendable {
         defer { sqlite3_reset(statement) }
         sqlite3_bind_int64(statement, 1, pid)
         var segments: [[UInt8]] = []
+        var sums: [Int64] = []
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
@@ -433,11 +434,15 @@ public final class CheckpointStore: Sendable {
             guard sqlite3_column_type(statement, 0) == SQLITE_INTEGER, sqlite3_column_type(statement, 1) == SQLITE_BLOB,
                   sqlite3_column_int64(statement, 0) == Int64(segments.count)
             else { throw corrupt("segment \(segments.count) of \(p) is missing or has columns of unexpected types") }
-            let raw = columnBytes(statement, 1, text: false)
-            guard sqlite3_column_int64(statement, 2) == segmentChecksum(Int64(segments.count), raw) else {
-                throw corrupt("segment \(segments.count) of \(p) does not match its checksum")
+            segments.append(Array(columnBytes(statement, 1, text: false)))
+            sums.append(sqlite3_column_int64(statement, 2))
+        }
+        // Each checksum covers the number of segments too, so a lost tail is caught.
+        for (seq, segment) in segments.enumerated() {
+            let expected = segment.withUnsafeBufferPointer { segmentChecksum(Int64(seq), of: Int64(segments.count), $0) }
+            guard sums[seq] == expected else {
+                throw corrupt("segment \(seq) of \(p) does not match its checksum (or segments are missing)")
             }
-            segments.append(Array(raw))
         }
         return segments
     }
@@ -699,10 +704,12 @@ private func headerChecksum(_ nextOffset: Int64, _ metadata: UnsafeBufferPointer
     return sum.value
 }
 
-/// The sequence number is covered so that swapped segments are caught too.
-private func segmentChecksum(_ seq: Int64, _ value: UnsafeBufferPointer<UInt8>) -> Int64 {
+/// The sequence number is covered so that swapped segments are caught, and the count so
+/// that missing last ones are.
+private func segmentChecksum(_ seq: Int64, of count: Int64, _ value: UnsafeBufferPointer<UInt8>) -> Int64 {
     var sum = Checksum()
     sum.add(seq)
+    sum.add(count)
     sum.add(value)
     return sum.value
 }

@@ -32,6 +32,8 @@ struct E2EBenchCommand: ParsableCommand {
     @Option(help: "Users in the memory run (0 skips it and the in-process memory figure).") var memoryUsers: Int = 1_000_000
     @Option(help: "Seconds of the RSS stability run at half the measured capacity (0: none; the issue's goal is 600).")
     var soak: Double = 0
+    @Option(help: "Event time in the soak runs this many times faster than the wall clock, so the longest windows (30 days in the examples) fill and expire within the run; 1 = real time.")
+    var soakTimeScale: Double = 1
     @Option(help: "Simulator seed.") var seed: UInt64 = 42
     @Option(help: "Policy directory.") var policies: String = "policies/examples"
     @Option(help: "Directory with GeoLite2-City.mmdb and regexes.yaml (`make demo` fetches them); used when present.")
@@ -43,8 +45,8 @@ struct E2EBenchCommand: ParsableCommand {
     func validate() throws {
         guard events >= 1000 else { throw ValidationError("--events must be at least 1000") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
-        guard users >= 1, rate > 0, latencySeconds > 0, soak >= 0, memoryUsers >= 0 else {
-            throw ValidationError("--users, --rate and --latency-seconds must be positive; --soak and --memory-users not negative")
+        guard users >= 1, rate > 0, latencySeconds > 0, soak >= 0, memoryUsers >= 0, soakTimeScale >= 1 else {
+            throw ValidationError("--users, --rate and --latency-seconds must be positive; --soak and --memory-users not negative; --soak-time-scale at least 1")
         }
     }
 
@@ -170,10 +172,12 @@ struct E2EBenchCommand: ParsableCommand {
     }
 
     private func runSoak(bootstrap: String, daemon: BenchDaemon, rate soakRate: Double) throws -> SoakResult {
-        // The same users, with event time moving at wall-clock speed from now, so windows
-        // fill, slide and expire during the run as they do in production.
+        // The same users, with event time moving from now at wall-clock speed times
+        // --soak-time-scale, so windows fill, slide and expire during the run as they do in
+        // production; with a scale, even the longest ones do, and what RSS does after that
+        // is what stays.
         var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: Int64(Date().timeIntervalSince1970 * 1000),
-                                                   eventsPerSecond: soakRate))
+                                                   eventsPerSecond: soakRate / soakTimeScale))
         let sampler = RSSSampler(pid: daemon.child.pid, interval: max(1, min(10, soak / 60)))
         // Idle first if the overloaded latency run left a backlog.
         var previous = -1
@@ -184,7 +188,8 @@ struct E2EBenchCommand: ParsableCommand {
         let before = daemon.latest?.consumed ?? 0
         let load = try BenchProducer.run(bootstrap: bootstrap, topic: "camfa.ueba", simulator: &sim, rate: soakRate, duration: soak, lingerMs: 5)
         let caughtUp = daemon.wait(timeout: 30, until: { $0.consumed >= before + load.produced }) != nil
-        return SoakResult(rate: soakRate, seconds: soak, produced: load.produced, samples: sampler.finish(), caughtUp: caughtUp)
+        return SoakResult(rate: soakRate, seconds: soak, produced: load.produced, samples: sampler.finish(), caughtUp: caughtUp,
+                          timeScale: soakTimeScale)
     }
 
     private func measureMemory(binary: String, work: String, bootstrap: String, enrichment: BenchDaemon.Enrichment,
@@ -237,7 +242,7 @@ struct E2EBenchCommand: ParsableCommand {
     private func parameters(enrichment: BenchDaemon.Enrichment, binary: String) -> [String: Any] {
         [
             "events": events, "partitions": Int(partitions), "users": users, "rate": rate, "latencySeconds": latencySeconds,
-            "memoryUsers": memoryUsers, "memoryEvents": memoryUsers * 2, "soakSeconds": soak, "seed": Int(seed), "policies": policies,
+            "memoryUsers": memoryUsers, "memoryEvents": memoryUsers * 2, "soakSeconds": soak, "soakTimeScale": soakTimeScale, "seed": Int(seed), "policies": policies,
             "brokers": 1, "camfaBinary": binary, "checkpoint": "daemon default (interval 5s, 50000 events)",
             "daemonKafkaProperties": ["fetch.wait.max.ms": "\(BenchDaemon.fetchWaitMaxMs) (the mock broker holds empty fetches for the whole wait)"],
             "enrichment": ["source": enrichment.source, "cityDatabase": Self.orNull(enrichment.city), "asnDatabase": Self.orNull(enrichment.asn),

@@ -76,9 +76,14 @@ struct SoakResult {
     var produced: Int
     var samples: [(seconds: Double, rss: Int)]
     var caughtUp: Bool
+    /// Event time per wall-clock time (--soak-time-scale).
+    var timeScale: Double
 
     /// RSS after the first 10 % of the run (allocator and caches warm) and at the end.
     var settled: Int { samples.first(where: { $0.seconds >= seconds / 10 })?.rss ?? samples.first?.rss ?? 0 }
+    /// RSS at half time: with a time scale that covers the longest window in the first half,
+    /// the second half is the steady state, and its growth the figure that matters.
+    var halfway: Int { samples.first(where: { $0.seconds >= seconds / 2 })?.rss ?? 0 }
     var final: Int { samples.last?.rss ?? 0 }
     var maximum: Int { samples.map(\.rss).max() ?? 0 }
 }
@@ -156,7 +161,7 @@ struct E2EReport {
             rows.append(("bytes per tracked user", "\(f(m.bytesPerUser)) (daemon RSS growth, the example flows); \(m.engineBytesPerUser.map(String.init) ?? "n/a") (in-process engine, bench/memory-policies) (goal ≤ 600)"))
         }
         if let s = soak {
-            rows.append(("soak", "\(f(s.rate)) events/s for \(f(s.seconds)) s: RSS \(mb(s.settled)) after 10 % → \(mb(s.final)) at end, max \(mb(s.maximum))\(s.caughtUp ? "" : " (daemon did NOT keep up)")"))
+            rows.append(("soak", "\(f(s.rate)) events/s for \(f(s.seconds)) s, event time ×\(f(s.timeScale)): RSS \(mb(s.settled)) after 10 % → \(mb(s.halfway)) at half time → \(mb(s.final)) at end, max \(mb(s.maximum))\(s.caughtUp ? "" : " (daemon did NOT keep up)")"))
         }
         let width = rows.map(\.0.count).max() ?? 0
         return "camfa bench e2e\n" + rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
@@ -215,7 +220,8 @@ struct E2EReport {
         }
         if let s = soak {
             object["soak"] = ["eventsPerSecond": s.rate, "seconds": s.seconds, "produced": s.produced, "daemonKeptUp": s.caughtUp,
-                              "rssSettledBytes": s.settled, "rssFinalBytes": s.final, "rssMaxBytes": s.maximum,
+                              "eventTimeScale": s.timeScale, "rssSettledBytes": s.settled, "rssHalfwayBytes": s.halfway,
+                              "rssFinalBytes": s.final, "rssMaxBytes": s.maximum,
                               "rssSamples": s.samples.map { ["seconds": $0.seconds, "rssBytes": $0.rss] as [String: Any] }] as [String: Any]
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])

@@ -33,7 +33,9 @@ import Testing
         func checkpoint() -> (CheckpointWriter.Completion, rebase: Bool) {
             let snapshot = state.takeChangeSnapshot()
             let pending = PendingCheckpoint(partition: id, epoch: 1, nextOffset: offset, carry: nil, snapshot: snapshot)
-            return (writer.writeNow(pending), snapshot.rebase)
+            writer.submit(pending)
+            writer.barrier()
+            return (writer.takeCompletions().last!, snapshot.rebase)
         }
 
         feed(300, users: 100)
@@ -54,6 +56,38 @@ import Testing
         #expect(stored.nextOffset == offset)
         let restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.entries,
                                           users: stored.users, policySet: set, parallel: PartitionState.onEveryCore)
+        #expect(restored.serialized() == state.serialized())
+    }
+
+    /// A revoke or a shutdown writes its checkpoint at once and leaves the rebase to the
+    /// next owner, so the next owner's claim never waits for a whole rewrite.
+    @Test func aFinalCheckpointDoesNotRebase() throws {
+        let set = try PolicyLoader.loadPolicySet(at: PolicyReloadTests.examples)
+        let engine = Engine(policySet: set)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-rebase-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let writer = CheckpointWriter(store: try CheckpointStore(directory: dir))
+        let id = PartitionID(topic: "logins", partition: 0)
+        var state = PartitionState(policySet: set)
+        state.rebaseMinimumRows = 1
+        for i in 0..<200 {
+            let e = UEBAEvent(appId: "app", requestDate: 1_767_225_600_000 + Int64(i) * 1_000, ip: "198.51.100.\(i % 50)",
+                              originalIdentity: "user-\(i % 50)", behaviorType: "login", behaviorResult: "success")
+            _ = engine.process(e, coordinates: "logins/0/\(i)", state: &state)
+            if i == 99 {
+                let full = writer.writeNow(PendingCheckpoint(partition: id, epoch: 1, nextOffset: 100, carry: nil, snapshot: state.takeChangeSnapshot()))
+                #expect(full.error == nil)
+            }
+        }
+        let snapshot = state.takeChangeSnapshot()
+        #expect(snapshot.rebase)
+        let completion = writer.writeNow(PendingCheckpoint(partition: id, epoch: 1, nextOffset: 200, carry: nil, snapshot: snapshot))
+        #expect(completion.error == nil)
+        #expect(completion.rebaseSeconds == nil)
+        let stored = try #require(try writer.store.load(id))
+        #expect(!stored.entries.isEmpty, "the rows stay on top of the base")
+        let restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.entries,
+                                          users: stored.users, policySet: set)
         #expect(restored.serialized() == state.serialized())
     }
 }

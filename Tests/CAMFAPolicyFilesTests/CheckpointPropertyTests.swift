@@ -222,6 +222,34 @@ import Testing
         #expect(restored.liveKeyCount == state.liveKeyCount)
     }
 
+    /// The base names keyspaces by position and holds records in the stored slot order: a
+    /// restore under a set whose layout differs in any way must write a new base before
+    /// rows of the new layout go on top (else the next restore misreads the base).
+    @Test(arguments: [false, true])
+    func aRestoreUnderAnotherLayoutWritesAFullCheckpointNext(addStatistic: Bool) throws {
+        let old = try loadSet(PartitionStateMigrationTests.policies(window: "10m"))
+        let new = try loadSet(PartitionStateMigrationTests.policies(window: addStatistic ? "10m" : "20m", extraStatistic: addStatistic))
+        var state = PartitionState(policySet: old)
+        var stored = StoredModel()
+        _ = Engine(policySet: old).process(event("u", at: 1_000), coordinates: "c/0", state: &state)
+        stored.apply(state.takeChanges())
+        _ = Engine(policySet: old).process(event("v", at: 2_000, ip: "198.51.100.9"), coordinates: "c/1", state: &state)
+        stored.apply(state.takeChanges())
+        #expect(!stored.segments.isEmpty && !stored.entries.isEmpty)
+
+        var restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.rows,
+                                          users: stored.userRows, policySet: new)
+        _ = Engine(policySet: new).process(event("u", at: 3_000), coordinates: "c/2", state: &restored)
+        let next = restored.takeChanges()
+        #expect(next.full, "rows of the new layout on top of a base of the old one")
+        stored.apply(next)
+        var again = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.rows,
+                                       users: stored.userRows, policySet: new)
+        #expect(again.serialized() == restored.serialized())
+        // Every slot of the new layout is usable after the second restore.
+        #expect(summary(Engine(policySet: new).process(event("u", at: 4_000), coordinates: "c/3", state: &again)) != [])
+    }
+
     @Test func aDamagedSegmentIsRefused() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
         let engine = Engine(policySet: set)

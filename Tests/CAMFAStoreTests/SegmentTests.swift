@@ -73,11 +73,13 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         #expect(error?.code == .corrupt)
         #expect(error?.message.contains("segment 1") == true)
 
-        // A gap in the sequence (a segment row deleted by hand) is damage too.
-        try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 2, metadata: [1], full: true, segments: [[1], [2], [3]]))
-        _ = try store.writerIntegerForTesting("DELETE FROM segments WHERE seq = 1 RETURNING 0")
-        let gap = #expect(throws: StoreError.self) { _ = try store.load(logins) }
-        #expect(gap?.code == .corrupt)
+        // A gap in the sequence, or missing last segments (rows deleted by hand), are damage too.
+        for seq in [1, 2] {
+            try store.write(CheckpointWrite(partition: logins, epoch: 1, nextOffset: 2, metadata: [1], full: true, segments: [[1], [2], [3]]))
+            _ = try store.writerIntegerForTesting("DELETE FROM segments WHERE seq = \(seq) RETURNING 0")
+            let lost = #expect(throws: StoreError.self, "segment \(seq) deleted") { _ = try store.load(logins) }
+            #expect(lost?.code == .corrupt)
+        }
     }
 
     @Test func aVersion1FileIsUpgradedInPlaceAndKeepsItsRows() throws {

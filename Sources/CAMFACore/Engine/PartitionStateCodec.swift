@@ -150,7 +150,7 @@ extension PartitionState {
             self.users[id] = try Self.readUser(&r)
         }
         try r.expectEnd()
-        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+        clearChanges(fullNeeded: !isIdentity(mapping))
     }
 
     /// Restores from rows alone (a checkpoint without a base: written before bases existed,
@@ -187,7 +187,7 @@ extension PartitionState {
             self.users[u.user] = try Self.readUser(&r)
             try r.expectEnd()
         }
-        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+        clearChanges(fullNeeded: !isIdentity(mapping))
         rowsSinceBase = entries.count + users.count
     }
 
@@ -235,6 +235,20 @@ extension PartitionState {
 
     /// Per stored keyspace: the current keyspace and, per stored slot, the current slot.
     typealias SlotMapping = [(keyspace: Int, slots: [Int?])?]
+
+    /// Whether the stored layout is the current one exactly: same keyspaces in the same
+    /// positions, same slots in the same order. Anything else (a dropped, added or moved
+    /// statistic or keyspace) needs a full checkpoint next: the stored base names keyspaces
+    /// by position and holds records in the stored slot order, so rows and metadata of the
+    /// new layout must not be written on top of it.
+    func isIdentity(_ mapping: SlotMapping) -> Bool {
+        guard mapping.count == layout.count else { return false }
+        for (i, m) in mapping.enumerated() {
+            guard let m, m.keyspace == i, m.slots.count == layout[i].specs.count else { return false }
+            for (j, slot) in m.slots.enumerated() where slot != j { return false }
+        }
+        return true
+    }
 
     mutating func restoreMetadata(_ metadata: [UInt8], policySet: PolicySet) throws(BinaryDecodingError) -> SlotMapping {
         let stored = try Self.readLayout(metadata)

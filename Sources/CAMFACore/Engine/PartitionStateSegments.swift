@@ -320,13 +320,15 @@ extension PartitionState {
             self.users[u.user] = try Self.readUser(&r)
             try r.expectEnd()
         }
-        clearChanges(fullNeeded: mapping.contains { $0 == nil || $0!.slots.contains(nil) } || mapping.count != layout.count)
+        clearChanges(fullNeeded: !isIdentity(mapping))
         rowsSinceBase = entries.count + users.count
     }
 
     /// A stored record in the current slot layout; nil when none of its slots survive.
     static func remap(_ stored: KeyRecord, slots: [Int?], slotCount: Int) -> KeyRecord? {
-        if slots.count == slotCount, slots.enumerated().allSatisfy({ $0.element == $0.offset }) { return stored }
+        if slots.count == slotCount, stored.windows.count == slotCount, slots.enumerated().allSatisfy({ $0.element == $0.offset }) {
+            return stored
+        }
         var record = KeyRecord(windows: ContiguousArray(repeating: nil, count: slotCount))
         var any = false
         for (i, w) in stored.windows.enumerated() {
