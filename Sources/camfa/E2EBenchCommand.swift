@@ -189,7 +189,7 @@ struct E2EBenchCommand: ParsableCommand {
         let load = try BenchProducer.run(bootstrap: bootstrap, topic: "camfa.ueba", simulator: &sim, rate: soakRate, duration: soak, lingerMs: 5)
         let caughtUp = daemon.wait(timeout: 30, until: { $0.consumed >= before + load.produced }) != nil
         return SoakResult(rate: soakRate, seconds: soak, produced: load.produced, samples: sampler.finish(), caughtUp: caughtUp,
-                          timeScale: soakTimeScale)
+                          timeScale: soakTimeScale, consumed: (daemon.latest?.consumed ?? before) - before)
     }
 
     private func measureMemory(binary: String, work: String, bootstrap: String, enrichment: BenchDaemon.Enrichment,

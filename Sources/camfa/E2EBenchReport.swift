@@ -78,6 +78,8 @@ struct SoakResult {
     var caughtUp: Bool
     /// Event time per wall-clock time (--soak-time-scale).
     var timeScale: Double
+    /// Events the daemon consumed from the start of the soak until 30 s after its end.
+    var consumed: Int
 
     /// RSS after the first 10 % of the run (allocator and caches warm) and at the end.
     var settled: Int { samples.first(where: { $0.seconds >= seconds / 10 })?.rss ?? samples.first?.rss ?? 0 }
@@ -161,7 +163,7 @@ struct E2EReport {
             rows.append(("bytes per tracked user", "\(f(m.bytesPerUser)) (daemon RSS growth, the example flows); \(m.engineBytesPerUser.map(String.init) ?? "n/a") (in-process engine, bench/memory-policies) (goal ≤ 600)"))
         }
         if let s = soak {
-            rows.append(("soak", "\(f(s.rate)) events/s for \(f(s.seconds)) s, event time ×\(f(s.timeScale)): RSS \(mb(s.settled)) after 10 % → \(mb(s.halfway)) at half time → \(mb(s.final)) at end, max \(mb(s.maximum))\(s.caughtUp ? "" : " (daemon did NOT keep up)")"))
+            rows.append(("soak", "\(f(s.rate)) events/s for \(f(s.seconds)) s, event time ×\(f(s.timeScale)): RSS \(mb(s.settled)) after 10 % → \(mb(s.halfway)) at half time → \(mb(s.final)) at end, max \(mb(s.maximum)); consumed \(s.consumed) of \(s.produced)\(s.caughtUp ? "" : " (daemon did NOT keep up)")"))
         }
         let width = rows.map(\.0.count).max() ?? 0
         return "camfa bench e2e\n" + rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
@@ -220,7 +222,7 @@ struct E2EReport {
         }
         if let s = soak {
             object["soak"] = ["eventsPerSecond": s.rate, "seconds": s.seconds, "produced": s.produced, "daemonKeptUp": s.caughtUp,
-                              "eventTimeScale": s.timeScale, "rssSettledBytes": s.settled, "rssHalfwayBytes": s.halfway,
+                              "eventTimeScale": s.timeScale, "consumed": s.consumed, "rssSettledBytes": s.settled, "rssHalfwayBytes": s.halfway,
                               "rssFinalBytes": s.final, "rssMaxBytes": s.maximum,
                               "rssSamples": s.samples.map { ["seconds": $0.seconds, "rssBytes": $0.rss] as [String: Any] }] as [String: Any]
         }
