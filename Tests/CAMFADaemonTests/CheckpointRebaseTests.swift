@@ -9,13 +9,16 @@ import Testing
 /// The checkpoint writer folds the rows stored since the base into a new base when a take
 /// asks for it, through the real store, and the stored checkpoint still restores the state.
 @Suite struct CheckpointRebaseTests {
-    @Test func aRebaseLeavesNoRowsAndTheSameState() throws {
+    /// The example policies, their engine, and a writer on a new temporary store.
+    static func fixture() throws -> (PolicySet, Engine, CheckpointWriter, PartitionID) {
         let set = try PolicyLoader.loadPolicySet(at: PolicyReloadTests.examples)
-        let engine = Engine(policySet: set)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-rebase-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let writer = CheckpointWriter(store: try CheckpointStore(directory: dir))
-        let id = PartitionID(topic: "logins", partition: 0)
+        return (set, Engine(policySet: set), CheckpointWriter(store: try CheckpointStore(directory: dir)), PartitionID(topic: "logins", partition: 0))
+    }
+
+    @Test func aRebaseLeavesNoRowsAndTheSameState() throws {
+        let (set, engine, writer, id) = try Self.fixture()
+        defer { try? FileManager.default.removeItem(atPath: writer.store.directory) }
         try writer.store.claim(id, epoch: 1)
 
         var state = PartitionState(policySet: set)
@@ -62,12 +65,8 @@ import Testing
     /// A revoke or a shutdown writes its checkpoint at once and leaves the rebase to the
     /// next owner, so the next owner's claim never waits for a whole rewrite.
     @Test func aFinalCheckpointDoesNotRebase() throws {
-        let set = try PolicyLoader.loadPolicySet(at: PolicyReloadTests.examples)
-        let engine = Engine(policySet: set)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-rebase-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let writer = CheckpointWriter(store: try CheckpointStore(directory: dir))
-        let id = PartitionID(topic: "logins", partition: 0)
+        let (set, engine, writer, id) = try Self.fixture()
+        defer { try? FileManager.default.removeItem(atPath: writer.store.directory) }
         var state = PartitionState(policySet: set)
         state.rebaseMinimumRows = 1
         for i in 0..<200 {

@@ -174,7 +174,8 @@ extension PartitionState {
         var recordsStart: Int
     }
 
-    static func readSegmentHeader(_ segment: [UInt8], index: Int) throws(BinaryDecodingError) -> SegmentHeader {
+    /// `keyspaceCount`: the stored layout's; a segment naming a keyspace beyond it is refused.
+    static func readSegmentHeader(_ segment: [UInt8], index: Int, keyspaceCount: Int) throws(BinaryDecodingError) -> SegmentHeader {
         var r = BinaryReader(segment)
         let format = try r.readByte()
         guard format == segmentFormat else {
@@ -183,7 +184,10 @@ extension PartitionState {
         let kind = try r.readByte()
         let storedKeyspace: Int?
         switch kind {
-        case 0: storedKeyspace = Int(try r.readVarUInt(maximum: UInt64(Int32.max), "keyspace index"))
+        case 0:
+            let k = Int(try r.readVarUInt(maximum: UInt64(Int32.max), "keyspace index"))
+            guard k < keyspaceCount else { throw r.error(.invalidValue, "segment \(index): keyspace index \(k) is not in the metadata") }
+            storedKeyspace = k
         case 1: storedKeyspace = nil
         default: throw r.error(.invalidTag, "segment \(index): unknown unit kind \(kind)")
         }
@@ -235,10 +239,7 @@ extension PartitionState {
         var headers: [SegmentHeader] = []
         var unitOf: [Int] = []
         for (i, s) in segments.enumerated() {
-            let h = try Self.readSegmentHeader(s, index: i)
-            if let k = h.storedKeyspace, k >= usersUnit {
-                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(k) is not in the metadata", offset: 0)
-            }
+            let h = try Self.readSegmentHeader(s, index: i, keyspaceCount: usersUnit)
             headers.append(h)
             unitOf.append(h.storedKeyspace ?? usersUnit)
         }
@@ -339,6 +340,26 @@ extension PartitionState {
         return any ? record : nil
     }
 
+    /// Every record of `segments`, undecoded: its unit (a stored keyspace index, or
+    /// `keyspaceCount` for the users), its key, the whole framed record and its value bytes.
+    static func forEachStoredRecord(
+        _ segments: [[UInt8]], keyspaceCount: Int,
+        _ body: (_ unit: Int, _ key: String, _ framed: ArraySlice<UInt8>, _ value: ArraySlice<UInt8>) -> Void
+    ) throws(BinaryDecodingError) {
+        for (i, s) in segments.enumerated() {
+            let h = try readSegmentHeader(s, index: i, keyspaceCount: keyspaceCount)
+            var r = BinaryReader(s, offset: h.recordsStart)
+            for _ in 0..<h.count {
+                let start = r.offset
+                let key = try r.readString()
+                let length = try r.readCount(minimumItemSize: 1, "record length")
+                let value = try r.readRaw(count: length)
+                body(h.storedKeyspace ?? keyspaceCount, key, s[start..<r.offset], value)
+            }
+            try r.expectEnd()
+        }
+    }
+
     /// A new base equal to `segments` with `entries` and `users` (rows, tombstones as empty
     /// values) applied: what the checkpoint writer stores when a take asked for a rebase.
     /// Works on the stored bytes alone: records are copied, never decoded.
@@ -355,21 +376,8 @@ extension PartitionState {
         for u in users { replaced[stored.keyspaces.count].insert(u.user) }
 
         var builders = (0...stored.keyspaces.count).map { SegmentBuilder(storedKeyspace: $0 < stored.keyspaces.count ? $0 : nil) }
-        for (i, s) in segments.enumerated() {
-            let h = try readSegmentHeader(s, index: i)
-            let unit = h.storedKeyspace ?? stored.keyspaces.count
-            guard unit < builders.count else {
-                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(unit) is not in the metadata", offset: 0)
-            }
-            var r = BinaryReader(s, offset: h.recordsStart)
-            for _ in 0..<h.count {
-                let start = r.offset
-                let key = try r.readString()
-                let length = try r.readCount(minimumItemSize: 1, "record length")
-                _ = try r.readRaw(count: length)
-                if !replaced[unit].contains(key) { builders[unit].addFramed(s[start..<r.offset]) }
-            }
-            try r.expectEnd()
+        try forEachStoredRecord(segments, keyspaceCount: stored.keyspaces.count) { unit, key, framed, _ in
+            if !replaced[unit].contains(key) { builders[unit].addFramed(framed) }
         }
         for e in entries where !e.value.isEmpty {
             if let k = index[e.keyspace] { builders[k].add(key: e.key, value: e.value) }
@@ -394,19 +402,8 @@ extension PartitionState {
         let stored = try readLayout(metadata)
         var keyed = Array(repeating: [String: [UInt8]](), count: stored.keyspaces.count)
         var userRows: [String: [UInt8]] = [:]
-        for (i, s) in segments.enumerated() {
-            let h = try readSegmentHeader(s, index: i)
-            if let k = h.storedKeyspace, k >= stored.keyspaces.count {
-                throw BinaryDecodingError(.invalidValue, "segment \(i): keyspace index \(k) is not in the metadata", offset: 0)
-            }
-            var r = BinaryReader(s, offset: h.recordsStart)
-            for _ in 0..<h.count {
-                let key = try r.readString()
-                let length = try r.readCount(minimumItemSize: 1, "record length")
-                let value = Array(try r.readRaw(count: length))
-                if let k = h.storedKeyspace { keyed[k][key] = value } else { userRows[key] = value }
-            }
-            try r.expectEnd()
+        try forEachStoredRecord(segments, keyspaceCount: stored.keyspaces.count) { unit, key, _, value in
+            if unit < keyed.count { keyed[unit][key] = Array(value) } else { userRows[key] = Array(value) }
         }
         var index: [String: Int] = [:]
         for (i, ks) in stored.keyspaces.enumerated() { index[ks.text] = i }
