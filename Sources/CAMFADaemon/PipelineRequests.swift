@@ -35,7 +35,7 @@ final class PipelineMailbox: @unchecked Sendable {
 
     private let lock = NSLock()
     private var queue: [Request] = []
-    private var waiters: [String: CheckedContinuation<Answer, Never>] = [:]
+    private var waiters: [String: (continuation: CheckedContinuation<Answer, Never>, deadline: DispatchTime)] = [:]
     private var accepting = false
     private var wake: (@Sendable () -> Void)?
 
@@ -54,7 +54,7 @@ final class PipelineMailbox: @unchecked Sendable {
             wake = nil
             queue.removeAll()
             defer { waiters.removeAll() }
-            return Array(waiters.values)
+            return waiters.values.map(\.continuation)
         }
         for c in pending { c.resume(returning: .failure(PipelineRequestError(code: .unavailable, message: reason))) }
     }
@@ -62,9 +62,10 @@ final class PipelineMailbox: @unchecked Sendable {
     /// Enqueues `request` and waits for its answer, at most `timeout` seconds.
     func submit(_ request: Request, id: String, timeout: Double) async -> Answer {
         await withCheckedContinuation { (c: CheckedContinuation<Answer, Never>) in
+            let deadline = DispatchTime.now() + max(0, timeout)
             let wake: (@Sendable () -> Void)? = lock.withLock {
                 guard accepting else { return nil }
-                waiters[id] = c
+                waiters[id] = (c, deadline)
                 queue.append(request)
                 return self.wake
             }
@@ -75,7 +76,7 @@ final class PipelineMailbox: @unchecked Sendable {
             wake()
             // A dispatch timer, not a task: the deadline holds even when the cooperative
             // pool is busy.
-            DispatchQueue.global().asyncAfter(deadline: .now() + max(0, timeout)) { [weak self] in
+            DispatchQueue.global().asyncAfter(deadline: deadline) { [weak self] in
                 self?.answer(id, .failure(PipelineRequestError(code: .timeout, message: "no answer within \(timeout) s")))
             }
         }
@@ -90,10 +91,16 @@ final class PipelineMailbox: @unchecked Sendable {
         }
     }
 
-    /// Answers the waiter of `id`, if it still waits (any thread).
+    /// Answers the waiter of `id`, if it still waits (any thread). An answer after the
+    /// deadline is a timeout even when the timer has not run yet (a busy machine can delay
+    /// it past the answer): the caller's deadline is the contract.
     func answer(_ id: String, _ answer: Answer) {
-        guard let c = lock.withLock({ waiters.removeValue(forKey: id) }) else { return }
-        c.resume(returning: answer)
+        guard let w = lock.withLock({ waiters.removeValue(forKey: id) }) else { return }
+        if case .success = answer, DispatchTime.now() > w.deadline {
+            w.continuation.resume(returning: .failure(PipelineRequestError(code: .timeout, message: "no answer within the deadline")))
+            return
+        }
+        w.continuation.resume(returning: answer)
     }
 
     func isWaiting(_ id: String) -> Bool { lock.withLock { waiters[id] != nil } }

@@ -97,7 +97,12 @@ public struct Engine: Sendable {
             decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
-        if let userIndex { swap(&user, &state.users.values[userIndex]) } else { state.users[event.originalIdentity] = user }
+        if let userIndex {
+            swap(&user, &state.users.values[userIndex])
+        } else {
+            state.users[event.originalIdentity] = user
+            schedule(event.originalIdentity, space: state.keyspaces.count, due: userDue(user), in: &state)
+        }
         state.dirtyUsers.insert(event.originalIdentity)
         return .decided(decisions)
     }
@@ -198,6 +203,9 @@ public struct Engine: Sendable {
                     let slots = policySet.keyspaces[stat.keyspace].specs.count
                     state.keyspaces[stat.keyspace][key] = KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))
                     record = state.keyspaces[stat.keyspace].index(forKey: key)
+                    // The window about to be filled ends at `t` at least: no earlier than
+                    // this is the key due, and a later due is found when this one comes.
+                    schedule(key, space: stat.keyspace, due: Self.windowDue(end: t, spec: spec), in: &state)
                 }
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
                 if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: record!, key: key) }
@@ -334,35 +342,113 @@ public struct Engine: Sendable {
         return decision
     }
 
-    /// Drops keys whose every window is empty as of the watermark, and users idle past
-    /// their retention: idle keys cost nothing after their longest window.
+    // MARK: - Sweep (a punctuation on event time)
+    //
+    // Every `sweepInterval` of event time the sweep drops keys whose windows can no longer
+    // hold anything and users idle past their retention. It looks only at the keys due by
+    // then, through `PartitionState.sweepQueue`: sweeping every key each time stalled the
+    // poll thread for the whole state (seconds at a million users) and, with event time
+    // running fast (a replay), did nothing else. Whether a key goes depends only on its
+    // records and the sweep's watermark, never on where the queue holds it, so a queue
+    // rebuilt after a restore sweeps exactly as the uninterrupted one does.
+
+    /// Event time is cut in sweep buckets of one interval; a sweep at watermark `w` takes
+    /// every bucket before `w`'s, so everything due in them is due before `w`.
+    @inline(__always)
+    private func sweepBucket(_ t: Int64) -> Int64 {
+        let i = policySet.options.sweepInterval
+        let q = t / i
+        return t % i < 0 ? q - 1 : q
+    }
+
+    /// The last bucket the previous sweep took (it ran at `nextSweep - sweepInterval`).
+    private func sweptThrough(_ state: PartitionState) -> Int64 {
+        state.nextSweep == .min ? .min : sweepBucket(state.nextSweep) - 2
+    }
+
+    /// When a window last advanced to `end` is certainly empty: its newest bucket has left.
+    @inline(__always)
+    static func windowDue(end: Int64, spec: WindowSpec) -> Int64 {
+        let (b, o1) = spec.bucket(end).addingReportingOverflow(spec.bucketSpan)
+        let (due, o2) = b.multipliedReportingOverflow(by: spec.resolution)
+        return o1 || o2 ? .max : due
+    }
+
+    /// When every window of the record is empty. Windows only move forward, so this
+    /// only ever grows.
+    private func recordDue(_ record: KeyRecord, specs: [WindowSpec]) -> Int64 {
+        var due = Int64.min
+        for slot in record.windows.indices {
+            guard let w = record.windows[slot], w.end != .min else { continue }
+            due = max(due, Self.windowDue(end: w.end, spec: specs[slot]))
+        }
+        return due
+    }
+
+    /// When the user has been idle past the retention (pending challenges are checked at
+    /// the sweep: they can be cleared, so they do not schedule).
+    private func userDue(_ user: UserState) -> Int64 {
+        let (due, o) = user.lastSeen.addingReportingOverflow(policySet.options.userRetention + 1)
+        return o ? .max : due
+    }
+
+    /// Queues `key` of `space` (users: `keyspaces.count`) for the sweep of the bucket its
+    /// `due` falls in, or the next sweep's when that bucket has been swept already.
+    private func schedule(_ key: String, space: Int, due: Int64, in state: inout PartitionState) {
+        guard state.sweepQueue != nil else { return }  // the next sweep rebuilds it
+        let bucket = max(sweepBucket(due), sweptThrough(state) &+ 1)
+        state.sweepQueue![space][bucket, default: []].append(key)
+    }
+
     private func sweep(_ state: inout PartitionState) {
         let w = state.watermark
-        for ks in state.keyspaces.indices {
-            let specs = policySet.keyspaces[ks].specs
-            var dead: [String] = []
-            for (key, record) in state.keyspaces[ks] {
-                var empty = true
-                for (slot, window) in record.windows.enumerated() {
-                    guard var window else { continue }
-                    window.advance(to: w, spec: specs[slot])
-                    if !window.isEmpty(spec: specs[slot]) { empty = false; break }
+        if state.sweepQueue == nil {
+            state.sweepQueue = Array(repeating: [:], count: state.keyspaces.count + 1)
+            for ks in state.keyspaces.indices {
+                let specs = policySet.keyspaces[ks].specs
+                for (key, record) in state.keyspaces[ks] { schedule(key, space: ks, due: recordDue(record, specs: specs), in: &state) }
+            }
+            for (id, user) in state.users { schedule(id, space: state.keyspaces.count, due: userDue(user), in: &state) }
+        }
+        let previous = sweptThrough(state)
+        let through = sweepBucket(w) - 1
+        let next = through + 1
+        for space in 0...state.keyspaces.count {
+            var buckets: [Int64] = []
+            if previous != .min, through - previous <= Int64(state.sweepQueue![space].count) {
+                for b in (previous + 1)...through where state.sweepQueue![space][b] != nil { buckets.append(b) }
+            } else {
+                buckets = state.sweepQueue![space].keys.filter { $0 <= through }
+            }
+            for b in buckets {
+                guard let keys = state.sweepQueue![space].removeValue(forKey: b) else { continue }
+                if space == state.keyspaces.count {
+                    for id in keys {
+                        guard let u = state.users[id] else { continue }
+                        if sweepBucket(userDue(u)) > through {
+                            schedule(id, space: space, due: userDue(u), in: &state)
+                        } else if u.pending.allSatisfy({ $0.expiresAt <= w }) {
+                            state.users.removeValue(forKey: id)
+                            state.dirtyUsers.insert(id)
+                        } else {
+                            // Idle but holding a live challenge: looked at every sweep until it expires or clears.
+                            state.sweepQueue![space][next, default: []].append(id)
+                        }
+                    }
+                } else {
+                    let specs = policySet.keyspaces[space].specs
+                    for key in keys {
+                        guard let r = state.keyspaces[space].index(forKey: key) else { continue }
+                        let due = recordDue(state.keyspaces[space].values[r], specs: specs)
+                        if sweepBucket(due) > through {
+                            state.sweepQueue![space][sweepBucket(due), default: []].append(key)
+                        } else {
+                            state.keyspaces[space].remove(at: r)
+                            state.dirtyKeys[space].insert(key)
+                        }
+                    }
                 }
-                if empty { dead.append(key) }
             }
-            for k in dead {
-                state.keyspaces[ks].removeValue(forKey: k)
-                state.dirtyKeys[ks].insert(k)
-            }
-        }
-        let horizon = w - policySet.options.userRetention
-        var idle: [String] = []
-        for (id, u) in state.users where u.lastSeen < horizon && u.pending.allSatisfy({ $0.expiresAt <= w }) {
-            idle.append(id)
-        }
-        for id in idle {
-            state.users.removeValue(forKey: id)
-            state.dirtyUsers.insert(id)
         }
     }
 

@@ -27,6 +27,12 @@ public struct PartitionState: Sendable {
     var rowsSinceBase = 0
     /// Tests lower it to see rebases in small states.
     public var rebaseMinimumRows = PartitionState.minimumRowsBeforeRebase
+    /// The sweep's schedule (`Engine.sweep`): per keyspace, then users as the last entry,
+    /// sweep bucket → the keys to look at when that bucket is swept. Every live key is in
+    /// exactly one bucket, no later than the one its records fall due in. Derived from the
+    /// records alone, so it is never checkpointed: nil after a restore or a reload, and the
+    /// next sweep rebuilds it.
+    var sweepQueue: [[Int64: [String]]]?
 
     public init(policySet: PolicySet) {
         keyspaces = Array(repeating: [:], count: policySet.keyspaces.count)

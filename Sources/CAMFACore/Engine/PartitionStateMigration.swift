@@ -8,7 +8,10 @@ extension PartitionState {
     public func migrated(to policySet: PolicySet) throws(BinaryDecodingError) -> PartitionState {
         if layout.map(\.keyText) == policySet.keyspaces.map(\.keyText),
            layout.map(\.slotDescriptors) == policySet.keyspaces.map(\.slotDescriptors) {
-            return self
+            // The sweep interval or retention may have changed: the next sweep reschedules.
+            var state = self
+            state.sweepQueue = nil
+            return state
         }
         var state = try PartitionState(restoring: serialized(), policySet: policySet)
         state.needsFullCheckpoint = true

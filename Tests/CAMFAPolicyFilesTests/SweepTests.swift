@@ -1,0 +1,93 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import Foundation
+import Testing
+
+/// The sweep looks only at keys that are due (`PartitionState.sweepQueue`); these check
+/// that it still drops what it should, never anything a later event could read, and that
+/// a queue rebuilt after a restore sweeps exactly like the uninterrupted one.
+@Suite struct SweepTests {
+    static func examples(_ options: EngineOptions = EngineOptions()) throws -> PolicySet {
+        try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path, options: options)
+    }
+
+    @Test(arguments: 0..<12)
+    func sweepingChangesNoDecision(seed: Int) throws {
+        var never = EngineOptions()
+        never.sweepInterval = 1 << 50  // one sweep at the first event, then none
+        let swept = Engine(policySet: try Self.examples())
+        let kept = Engine(policySet: try Self.examples(never))
+        var a = PartitionState(policySet: swept.policySet)
+        var b = PartitionState(policySet: kept.policySet)
+        var keysFewer = false
+        for (i, e) in CheckpointPropertyTests.stream(seed: UInt64(seed), count: 400).enumerated() {
+            let x = swept.process(e, coordinates: "t/0/\(i)", state: &a)
+            let y = kept.process(e, coordinates: "t/0/\(i)", state: &b)
+            #expect(x == y, "event \(i)")
+            if a.liveKeyCount < b.liveKeyCount { keysFewer = true }
+            #expect(a.liveKeyCount <= b.liveKeyCount)
+        }
+        // The streams have gaps of up to an hour: the 2- and 10-minute windows' keys go.
+        #expect(keysFewer)
+    }
+
+    @Test(arguments: 0..<12)
+    func restoringAtManyPointsSweepsLikeTheUninterruptedRun(seed: Int) throws {
+        var options = EngineOptions()
+        options.userRetention = 2 * 3_600_000  // users are swept within the stream too
+        let set = try Self.examples(options)
+        let engine = Engine(policySet: set)
+        let events = CheckpointPropertyTests.stream(seed: UInt64(seed) &+ 500, count: 400)
+        var straight = PartitionState(policySet: set)
+        var restarted = PartitionState(policySet: set)
+        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed))
+        var usersSwept = false
+        var restores = 0
+        for (i, e) in events.enumerated() {
+            let usersBefore = straight.userCount
+            let x = engine.process(e, coordinates: "t/0/\(i)", state: &straight)
+            if straight.userCount < usersBefore { usersSwept = true }
+            if rng.int(15) == 0 {
+                restarted = try PartitionState(restoring: restarted.serialized(), policySet: set)
+                restores += 1
+            }
+            let y = engine.process(e, coordinates: "t/0/\(i)", state: &restarted)
+            #expect(x == y, "event \(i)")
+            #expect(restarted.liveKeyCount == straight.liveKeyCount, "event \(i)")
+        }
+        #expect(restarted.serialized() == straight.serialized())
+        #expect(restores > 10)
+        #expect(usersSwept)
+    }
+
+    @Test func anIdleUserStaysWhileAChallengeIsPendingAndGoesWhenItExpires() throws {
+        let policy = """
+        policy: always
+        statistics:
+          - name: logins
+            key: event.originalIdentity
+            window: 2m
+            aggregation: count
+        judgment: stats.logins >= 1
+        """
+        let flow = "flow: f\npolicies: [always]\nexpiry: 3h\nbranches:\n  - when: policies.always.hit\n    mfa: [otp]\n"
+        var options = EngineOptions()
+        options.userRetention = 3_600_000
+        let set = try PolicyLoader.loadPolicySet(at: try policyDirectory(["p.yaml": policy, "f.yaml": flow]), options: options)
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t0: Int64 = 1_767_225_600_000
+        guard case .decided(let d) = engine.process(event("idle", at: t0), coordinates: "c/0", state: &state) else {
+            Issue.record("not decided"); return
+        }
+        #expect(d.first?.action == .mfa)
+        // Two hours on, past the retention, but the challenge is live until t0 + 3 h.
+        _ = engine.process(event("other", at: t0 + 2 * 3_600_000), coordinates: "c/1", state: &state)
+        #expect(state.pendingChallenges(user: "idle", at: t0 + 2 * 3_600_000).count == 1)
+        #expect(state.userCount == 2)
+        // Once it expired, the next sweep drops the user (and the 2-minute window's keys).
+        _ = engine.process(event("other", at: t0 + 3 * 3_600_000 + 120_000), coordinates: "c/2", state: &state)
+        #expect(state.userCount == 1)
+        #expect(state.liveKeyCount == 2, "the other user and its logins key")
+    }
+}
