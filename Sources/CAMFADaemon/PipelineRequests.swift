@@ -35,7 +35,7 @@ final class PipelineMailbox: @unchecked Sendable {
 
     private let lock = NSLock()
     private var queue: [Request] = []
-    private var waiters: [String: (continuation: CheckedContinuation<Answer, Never>, deadline: DispatchTime)] = [:]
+    private var waiters: [String: (continuation: CheckedContinuation<Answer, Never>, deadline: DispatchTime, timeout: Double)] = [:]
     private var accepting = false
     private var wake: (@Sendable () -> Void)?
 
@@ -65,7 +65,7 @@ final class PipelineMailbox: @unchecked Sendable {
             let deadline = DispatchTime.now() + max(0, timeout)
             let wake: (@Sendable () -> Void)? = lock.withLock {
                 guard accepting else { return nil }
-                waiters[id] = (c, deadline)
+                waiters[id] = (c, deadline, timeout)
                 queue.append(request)
                 return self.wake
             }
@@ -77,7 +77,7 @@ final class PipelineMailbox: @unchecked Sendable {
             // A dispatch timer, not a task: the deadline holds even when the cooperative
             // pool is busy.
             DispatchQueue.global().asyncAfter(deadline: deadline) { [weak self] in
-                self?.answer(id, .failure(PipelineRequestError(code: .timeout, message: "no answer within \(timeout) s")))
+                self?.answer(id, .failure(Self.timedOut(timeout)))
             }
         }
     }
@@ -96,11 +96,11 @@ final class PipelineMailbox: @unchecked Sendable {
     /// it past the answer): the caller's deadline is the contract.
     func answer(_ id: String, _ answer: Answer) {
         guard let w = lock.withLock({ waiters.removeValue(forKey: id) }) else { return }
-        if case .success = answer, DispatchTime.now() > w.deadline {
-            w.continuation.resume(returning: .failure(PipelineRequestError(code: .timeout, message: "no answer within the deadline")))
-            return
-        }
-        w.continuation.resume(returning: answer)
+        w.continuation.resume(returning: DispatchTime.now() > w.deadline ? .failure(Self.timedOut(w.timeout)) : answer)
+    }
+
+    private static func timedOut(_ timeout: Double) -> PipelineRequestError {
+        PipelineRequestError(code: .timeout, message: "no answer within \(timeout) s")
     }
 
     func isWaiting(_ id: String) -> Bool { lock.withLock { waiters[id] != nil } }

@@ -92,9 +92,14 @@ final class MFAObserver: @unchecked Sendable {
     private var failure: String?
     private var ready = false
 
-    init(bootstrap: String, topic: String, partitions: Int32, group: String) {
+    /// What gives a sample: an MFA event (its trigger's coordinates name the input event),
+    /// or every record, keyed by its own coordinates (the latency floor: input events read
+    /// straight back).
+    enum Sampling { case mfaEvents, everyRecord }
+
+    init(bootstrap: String, topic: String, partitions: Int32, group: String, sampling: Sampling = .mfaEvents) {
         Thread.detachNewThread { [self] in
-            do { try loop(bootstrap: bootstrap, topic: topic, partitions: partitions, group: group) } catch {
+            do { try loop(bootstrap: bootstrap, topic: topic, partitions: partitions, group: group, sampling: sampling) } catch {
                 lock.withLock { failure = "\(error)"; ready = true }
             }
             done.signal()
@@ -117,7 +122,7 @@ final class MFAObserver: @unchecked Sendable {
         return lock.withLock { (samples, failure) }
     }
 
-    private func loop(bootstrap: String, topic: String, partitions: Int32, group: String) throws {
+    private func loop(bootstrap: String, topic: String, partitions: Int32, group: String, sampling: Sampling) throws {
         // Fetch responses as soon as there is anything, so the subscriber adds little.
         let consumer = try KafkaConsumer(
             config: KafkaConfig(bootstrapServers: bootstrap, [("fetch.wait.max.ms", "5"), ("fetch.error.backoff.ms", "10")]),
@@ -136,6 +141,12 @@ final class MFAObserver: @unchecked Sendable {
             let now = benchWallMicros()
             var got: [Sample] = []
             for r in batch.records {
+                if sampling == .everyRecord {
+                    if let ts = r.timestamp {
+                        got.append(Sample(triggerKey: BenchProducer.key(r.partition, r.offset), publishedMs: ts, consumedMicros: now))
+                    }
+                    continue
+                }
                 guard let v = r.value, let ts = r.timestamp,
                       case .map(let envelope) = (try? JSONParser.parse(v)) ?? .null,
                       case .map(let data)? = envelope[string: "data"], case .map(let trigger)? = data[string: "trigger"],

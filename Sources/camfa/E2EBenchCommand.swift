@@ -67,7 +67,7 @@ struct E2EBenchCommand: ParsableCommand {
         if enrichment.city == nil && enrichment.rules == nil { note("enrichment data absent (\(data), \(testdata)): camfa runs with enrichment off") }
 
         // 1. The broker, every topic with --partitions partitions.
-        let topics = ["bench.memory.ueba", "bench.memory.mfa", "bench.memory.ueba.dlq"]
+        let topics = ["bench.memory.ueba", "bench.memory.mfa", "bench.memory.ueba.dlq", Self.floorTopic]
         let bootstrapBox = LineBox()
         let broker = try BenchChild(name: "broker", executable: binary,
                                     arguments: ["broker", "--brokers", "1", "--partitions", "\(partitions)"] + topics.flatMap { ["--topic", $0] },
@@ -99,7 +99,8 @@ struct E2EBenchCommand: ParsableCommand {
         note("camfa run over the same backlog")
         let spawned = benchNow()
         let daemon = try BenchDaemon(binary: binary, directory: work, name: "camfa", bootstrap: bootstrap, input: "camfa.ueba",
-                                     output: "authing.security.mfa", group: "camfa-bench", policies: policies, enrichment: enrichment)
+                                     output: "authing.security.mfa", group: "camfa-bench", policies: policies, enrichment: enrichment,
+                                     maxFutureSkewHours: futureSkewHours)
         defer { daemon.child.stop() }
         guard daemon.wait(timeout: 60 + Double(events) / 1_000, until: { $0.consumed >= events }) != nil else {
             throw BenchFailure("camfa consumed \(daemon.latest?.consumed ?? 0) of \(events) events in time; errors: \(daemon.errors); log \(work)/camfa.log")
@@ -151,8 +152,37 @@ struct E2EBenchCommand: ParsableCommand {
 
     // MARK: - Phases
 
+    /// With event time running faster than the wall clock (the soak's --soak-time-scale),
+    /// events get ahead of their broker timestamps by up to the soak's scaled length: the
+    /// daemon must accept them (engine.maxFutureSkew) or it dead-letters them as `future`.
+    private var futureSkewHours: Int? {
+        soak > 0 && soakTimeScale > 1 ? Int((soak * soakTimeScale / 3600).rounded(.up)) + 24 : nil
+    }
+
+    /// A topic no daemon reads: the latency floor's events go there.
+    static let floorTopic = "bench.floor.ueba"
+
+    /// The latency floor at `rate`: the same producer and the same kind of subscriber as the
+    /// latency run (fetch wait 5 ms, as the daemon's), but the subscriber reads the input
+    /// events themselves, so the figure is the broker and client path with no camfa in it.
+    private func measureFloor(bootstrap: String, simulator sim: inout Simulator, rate: Double) throws -> LatencyResult {
+        let observer = MFAObserver(bootstrap: bootstrap, topic: Self.floorTopic, partitions: partitions,
+                                   group: "bench-floor-\(Int(rate))", sampling: .everyRecord)
+        guard observer.waitReady(timeout: 20) else { throw BenchFailure("floor observer: \(observer.finish().error ?? "not ready in 20 s")") }
+        let startMicros = benchWallMicros()
+        let load = try BenchProducer.run(bootstrap: bootstrap, topic: Self.floorTopic, simulator: &sim, rate: rate,
+                                         duration: latencySeconds, record: true, lingerMs: 1)
+        usleep(500_000)
+        let (samples, error) = observer.finish()
+        if let error { throw BenchFailure("floor observer: \(error)") }
+        let warmup = min(2, latencySeconds / 5)
+        return LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
+                             offered: rate, warmupSeconds: warmup, caughtUp: true)
+    }
+
     private func measureLatency(bootstrap: String, daemon: BenchDaemon, simulator sim: inout Simulator, rate: Double,
                                 capacity: Double) throws -> LatencyResult {
+        let floor = try measureFloor(bootstrap: bootstrap, simulator: &sim, rate: rate)
         let observer = MFAObserver(bootstrap: bootstrap, topic: "authing.security.mfa", partitions: partitions, group: "bench-mfa-observer-\(Int(rate))")
         guard observer.waitReady(timeout: 20) else { throw BenchFailure("MFA observer: \(observer.finish().error ?? "not ready in 20 s")") }
         let before = daemon.latest?.consumed ?? 0
@@ -167,8 +197,10 @@ struct E2EBenchCommand: ParsableCommand {
         let (samples, error) = observer.finish()
         if let error { throw BenchFailure("MFA observer: \(error)") }
         let warmup = min(2, latencySeconds / 5)
-        return LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
-                             offered: rate, warmupSeconds: warmup, caughtUp: caughtUp)
+        var result = LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
+                                   offered: rate, warmupSeconds: warmup, caughtUp: caughtUp)
+        result.floor = floor.delivered
+        return result
     }
 
     private func runSoak(bootstrap: String, daemon: BenchDaemon, rate soakRate: Double) throws -> SoakResult {

@@ -51,6 +51,9 @@ struct LatencyResult {
     var matched = 0
     var decision = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     var delivered = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    /// The same load read straight back by a bare subscriber, no camfa (`measureFloor`):
+    /// produce → receipt.
+    var floor: Histogram<UInt64>?
 
     init() {}
 
@@ -152,6 +155,9 @@ struct E2EReport {
             rows.append(("latency load\(label)", "\(f(l.offered)) events/s offered, \(f(l.achieved)) achieved, \(l.produced) events, \(l.matched) MFA samples after \(f(l.warmupSeconds, 1)) s warm-up\(l.caughtUp ? "" : " (daemon did NOT keep up: queueing)")"))
             rows.append(("  → MFA published", p(l.decision) + " (goal p99 ≤ 5 ms at 50k/s; 1 ms timestamp resolution)"))
             rows.append(("  → MFA consumed", p(l.delivered)))
+            if let floor = l.floor {
+                rows.append(("  floor: same load, no camfa", p(floor) + " (produce → a bare subscriber; camfa's p99 is \(f(Double(l.decision.valueAtPercentile(99)) / Double(max(1, floor.valueAtPercentile(99))), 1)) × this)"))
+            }
         }
         if let s = sustainedLatency { latencyRows(s, " (half capacity)") }
         latencyRows(latency, "")
@@ -178,7 +184,8 @@ struct E2EReport {
             ["offeredEventsPerSecond": l.offered, "achievedEventsPerSecond": l.achieved, "produced": l.produced,
              "samples": l.matched, "warmupSeconds": l.warmupSeconds, "daemonKeptUp": l.caughtUp,
              "published": percentiles(l.decision), "consumed": percentiles(l.delivered),
-             "definition": "published: input produce time → MFA event Kafka timestamp (camfa's publish, 1 ms resolution); consumed: → received by a subscriber"]
+             "floor": l.floor.map { percentiles($0) as Any } ?? NSNull(),
+             "definition": "published: input produce time → MFA event Kafka timestamp (camfa's publish, 1 ms resolution); consumed: → received by a subscriber; floor: the same load on a topic no daemon reads, produce → received by the same kind of subscriber (broker and client only)"]
         }
         var object: [String: Any] = [
             "benchmark": "camfa bench e2e",

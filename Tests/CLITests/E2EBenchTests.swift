@@ -49,6 +49,10 @@ struct E2EBenchTests {
             #expect(p50 <= p99 && p99 <= p999 && p999 <= max, "\(name): \(p)")
             #expect(p["count"] as? Int == latency["samples"] as? Int)
         }
+        // The floor samples every event of its load (not only those that trigger MFA).
+        let floor = try #require(latency["floor"] as? [String: Any])
+        #expect((floor["count"] as? Int ?? 0) > (latency["samples"] as? Int ?? .max))
+        #expect((floor["p50Micros"] as? Int ?? .max) <= (floor["p99Micros"] as? Int ?? 0))
 
         let memory = try #require(json["memory"] as? [String: Any])
         #expect((memory["peakRSSBytes"] as? Int ?? 0) > 0)

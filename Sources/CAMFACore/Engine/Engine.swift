@@ -205,7 +205,7 @@ public struct Engine: Sendable {
                     record = state.keyspaces[stat.keyspace].index(forKey: key)
                     // The window about to be filled ends at `t` at least: no earlier than
                     // this is the key due, and a later due is found when this one comes.
-                    schedule(key, space: stat.keyspace, due: Self.windowDue(end: t, spec: spec), in: &state)
+                    schedule(key, space: stat.keyspace, due: windowDue(end: t, spec: spec), in: &state)
                 }
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
                 if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: record!, key: key) }
@@ -356,40 +356,48 @@ public struct Engine: Sendable {
     /// every bucket before `w`'s, so everything due in them is due before `w`.
     @inline(__always)
     private func sweepBucket(_ t: Int64) -> Int64 {
-        let i = policySet.options.sweepInterval
+        let i = max(1, policySet.options.sweepInterval)
         let q = t / i
-        return t % i < 0 ? q - 1 : q
+        return t % i < 0 ? q &- 1 : q
     }
 
     /// The last bucket the previous sweep took (it ran at `nextSweep - sweepInterval`).
     private func sweptThrough(_ state: PartitionState) -> Int64 {
-        state.nextSweep == .min ? .min : sweepBucket(state.nextSweep) - 2
+        state.nextSweep == .min ? .min : sweepBucket(state.nextSweep) &- 2
     }
 
-    /// When a window last advanced to `end` is certainly empty: its newest bucket has left.
+    /// `t + d`, saturating: times near the ends of Int64 mean "never" and "always".
     @inline(__always)
-    static func windowDue(end: Int64, spec: WindowSpec) -> Int64 {
+    private static func later(_ t: Int64, by d: Int64) -> Int64 {
+        let (r, o) = t.addingReportingOverflow(d)
+        return o ? (d > 0 ? .max : .min) : r
+    }
+
+    /// When a window last advanced to `end` is certainly empty, and no event the engine
+    /// still accepts (within `allowedLateness` of the watermark) can land in it: its
+    /// newest bucket has left even the window of the latest late event.
+    @inline(__always)
+    private func windowDue(end: Int64, spec: WindowSpec) -> Int64 {
         let (b, o1) = spec.bucket(end).addingReportingOverflow(spec.bucketSpan)
         let (due, o2) = b.multipliedReportingOverflow(by: spec.resolution)
-        return o1 || o2 ? .max : due
+        return o1 || o2 ? .max : Self.later(due, by: policySet.options.allowedLateness)  // overflow: keep the key
     }
 
-    /// When every window of the record is empty. Windows only move forward, so this
-    /// only ever grows.
+    /// When every window of the record is due. Windows only move forward, so this only
+    /// ever grows.
     private func recordDue(_ record: KeyRecord, specs: [WindowSpec]) -> Int64 {
         var due = Int64.min
         for slot in record.windows.indices {
             guard let w = record.windows[slot], w.end != .min else { continue }
-            due = max(due, Self.windowDue(end: w.end, spec: specs[slot]))
+            due = max(due, windowDue(end: w.end, spec: specs[slot]))
         }
         return due
     }
 
-    /// When the user has been idle past the retention (pending challenges are checked at
-    /// the sweep: they can be cleared, so they do not schedule).
+    /// When the user has been idle past the retention, late events included (pending
+    /// challenges are checked at the sweep: they can be cleared, so they do not schedule).
     private func userDue(_ user: UserState) -> Int64 {
-        let (due, o) = user.lastSeen.addingReportingOverflow(policySet.options.userRetention + 1)
-        return o ? .max : due
+        Self.later(Self.later(user.lastSeen, by: policySet.options.userRetention), by: policySet.options.allowedLateness &+ 1)
     }
 
     /// Queues `key` of `space` (users: `keyspaces.count`) for the sweep of the bucket its
@@ -402,8 +410,9 @@ public struct Engine: Sendable {
 
     private func sweep(_ state: inout PartitionState) {
         let w = state.watermark
-        if state.sweepQueue == nil {
+        if state.sweepQueue == nil || state.sweepQueueOptions != policySet.options {
             state.sweepQueue = Array(repeating: [:], count: state.keyspaces.count + 1)
+            state.sweepQueueOptions = policySet.options
             for ks in state.keyspaces.indices {
                 let specs = policySet.keyspaces[ks].specs
                 for (key, record) in state.keyspaces[ks] { schedule(key, space: ks, due: recordDue(record, specs: specs), in: &state) }
@@ -415,7 +424,7 @@ public struct Engine: Sendable {
         let next = through + 1
         for space in 0...state.keyspaces.count {
             var buckets: [Int64] = []
-            if previous != .min, through - previous <= Int64(state.sweepQueue![space].count) {
+            if previous != .min, through &- previous <= Int64(state.sweepQueue![space].count) {
                 for b in (previous + 1)...through where state.sweepQueue![space][b] != nil { buckets.append(b) }
             } else {
                 buckets = state.sweepQueue![space].keys.filter { $0 <= through }
@@ -427,11 +436,12 @@ public struct Engine: Sendable {
                         guard let u = state.users[id] else { continue }
                         if sweepBucket(userDue(u)) > through {
                             schedule(id, space: space, due: userDue(u), in: &state)
-                        } else if u.pending.allSatisfy({ $0.expiresAt <= w }) {
+                        } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
                             state.users.removeValue(forKey: id)
                             state.dirtyUsers.insert(id)
                         } else {
-                            // Idle but holding a live challenge: looked at every sweep until it expires or clears.
+                            // Idle but holding a challenge a late event could still see: looked at
+                            // every sweep until it expires or clears.
                             state.sweepQueue![space][next, default: []].append(id)
                         }
                     }

@@ -30,9 +30,13 @@ public struct PartitionState: Sendable {
     /// The sweep's schedule (`Engine.sweep`): per keyspace, then users as the last entry,
     /// sweep bucket → the keys to look at when that bucket is swept. Every live key is in
     /// exactly one bucket, no later than the one its records fall due in. Derived from the
-    /// records alone, so it is never checkpointed: nil after a restore or a reload, and the
-    /// next sweep rebuilds it.
+    /// records alone, so it is never checkpointed: nil after a restore, and the next sweep
+    /// rebuilds it (also when a reload changed `sweepQueueOptions`).
     var sweepQueue: [[Int64: [String]]]?
+    /// The sweep interval, retention and lateness the queue's buckets were computed with.
+    var sweepQueueOptions: EngineOptions?
+    /// Keys and users in the sweep queue (nil while it is not built): every live key once.
+    var sweepQueueCount: Int? { sweepQueue?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } } }
 
     public init(policySet: PolicySet) {
         keyspaces = Array(repeating: [:], count: policySet.keyspaces.count)

@@ -8,10 +8,8 @@ extension PartitionState {
     public func migrated(to policySet: PolicySet) throws(BinaryDecodingError) -> PartitionState {
         if layout.map(\.keyText) == policySet.keyspaces.map(\.keyText),
            layout.map(\.slotDescriptors) == policySet.keyspaces.map(\.slotDescriptors) {
-            // The sweep interval or retention may have changed: the next sweep reschedules.
-            var state = self
-            state.sweepQueue = nil
-            return state
+            // The sweep queue stays; the next sweep rebuilds it only if the options changed.
+            return self
         }
         var state = try PartitionState(restoring: serialized(), policySet: policySet)
         state.needsFullCheckpoint = true
