@@ -9,7 +9,8 @@ import Darwin
 
 /// The full uap-core answer for one user agent, as the conformance suite checks it.
 public struct ParsedUserAgent: Sendable, Equatable {
-    public struct Browser: Sendable, Equatable {
+    /// uap-core gives browsers and operating systems the same fields.
+    public struct VersionedFamily: Sendable, Equatable {
         public var family: String
         public var major: String?
         public var minor: String?
@@ -24,22 +25,8 @@ public struct ParsedUserAgent: Sendable, Equatable {
             self.patchMinor = patchMinor
         }
     }
-
-    public struct OperatingSystem: Sendable, Equatable {
-        public var family: String
-        public var major: String?
-        public var minor: String?
-        public var patch: String?
-        public var patchMinor: String?
-
-        public init(family: String, major: String? = nil, minor: String? = nil, patch: String? = nil, patchMinor: String? = nil) {
-            self.family = family
-            self.major = major
-            self.minor = minor
-            self.patch = patch
-            self.patchMinor = patchMinor
-        }
-    }
+    public typealias Browser = VersionedFamily
+    public typealias OperatingSystem = VersionedFamily
 
     public struct Device: Sendable, Equatable {
         public var family: String

@@ -11,6 +11,15 @@ import Testing
         try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path, options: options)
     }
 
+    /// One policy `p` counting events per `key` in a 2-minute window, hit at `atLeast`, and
+    /// one flow `f` whose branch on that hit is `action` (YAML, e.g. `mfa: [otp]`).
+    static func countingSet(key: String, atLeast: Int, action: String, flowSettings: String = "",
+                            options: EngineOptions = EngineOptions()) throws -> PolicySet {
+        let policy = "policy: p\nstatistics:\n  - name: n\n    key: \(key)\n    window: 2m\n    aggregation: count\njudgment: stats.n >= \(atLeast)\n"
+        let flow = "flow: f\npolicies: [p]\n\(flowSettings)branches:\n  - when: policies.p.hit\n    \(action)\n"
+        return try PolicyLoader.loadPolicySet(at: try policyDirectory(["p.yaml": policy, "f.yaml": flow]), options: options)
+    }
+
     @Test(arguments: 0..<12)
     func sweepingChangesNoDecision(seed: Int) throws {
         var never = EngineOptions()
@@ -64,21 +73,10 @@ import Testing
     /// A key whose windows are empty at the watermark can still be read by a late event
     /// (within `allowedLateness`): it stays until no accepted event can reach its data.
     @Test func aLateEventStillFindsTheDataOfAnExpiredLookingKey() throws {
-        let policy = """
-        policy: p
-        statistics:
-          - name: n
-            key: event.ip
-            window: 2m
-            aggregation: count
-        judgment: stats.n >= 2
-        """
-        let flow = "flow: f\npolicies: [p]\nbranches:\n  - when: policies.p.hit\n    deny: true\n"
-        let dir = try policyDirectory(["p.yaml": policy, "f.yaml": flow])
         var never = EngineOptions()
         never.sweepInterval = 1 << 50
-        let swept = Engine(policySet: try PolicyLoader.loadPolicySet(at: dir))
-        let kept = Engine(policySet: try PolicyLoader.loadPolicySet(at: dir, options: never))
+        let swept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true"))
+        let kept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true", options: never))
         var a = PartitionState(policySet: swept.policySet), b = PartitionState(policySet: kept.policySet)
         let t0: Int64 = 1_767_225_600_000
         // X at t0; another IP 4 minutes on (X's window is empty by then, and a sweep runs);
@@ -94,19 +92,10 @@ import Testing
     }
 
     @Test func anIdleUserStaysWhileAChallengeIsPendingAndGoesWhenItExpires() throws {
-        let policy = """
-        policy: always
-        statistics:
-          - name: logins
-            key: event.originalIdentity
-            window: 2m
-            aggregation: count
-        judgment: stats.logins >= 1
-        """
-        let flow = "flow: f\npolicies: [always]\nexpiry: 3h\nbranches:\n  - when: policies.always.hit\n    mfa: [otp]\n"
         var options = EngineOptions()
         options.userRetention = 3_600_000
-        let set = try PolicyLoader.loadPolicySet(at: try policyDirectory(["p.yaml": policy, "f.yaml": flow]), options: options)
+        let set = try Self.countingSet(key: "event.originalIdentity", atLeast: 1, action: "mfa: [otp]",
+                                       flowSettings: "expiry: 3h\n", options: options)
         let engine = Engine(policySet: set)
         var state = PartitionState(policySet: set)
         let t0: Int64 = 1_767_225_600_000
