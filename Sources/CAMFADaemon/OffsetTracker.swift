@@ -35,6 +35,10 @@ public struct OffsetTracker: Sendable, Equatable {
     /// Events processed whose outputs are not all acknowledged yet.
     public var inFlight: Int { offsets.count - head }
 
+    /// The next offset after every processed event, acknowledged or not: what a state
+    /// snapshot taken now covers.
+    public var processedNext: Int64? { head < offsets.count ? offsets[offsets.count - 1] + 1 : committable }
+
     private mutating func advance() {
         while head < offsets.count, remaining[head] == 0 {
             committable = offsets[head] + 1

@@ -91,8 +91,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         var outstanding = false
         /// Changes of a failed write: merged in front of the next one, so none are lost.
         var carry: PartitionChanges?
-        /// Paused until in-flight outputs land, so a due checkpoint can take clean state.
-        var draining = false
+        /// A checkpoint taken while outputs of the events it covers were in flight: it goes
+        /// to the writer once they are all acknowledged (the stored state never runs ahead
+        /// of what the broker holds), and meanwhile consumption goes on.
+        var held: PendingCheckpoint?
         /// Set when the partition cannot be processed (corrupt checkpoint, fenced): its
         /// records are ignored (not processed, never checkpointed) and it stays paused.
         var blocked: String?
@@ -197,19 +199,21 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         for p in partitions.keys.sorted() {
             let rt = partitions[p]!
             guard rt.blocked == nil, !rt.outstanding else { continue }
-            guard retrying || rt.draining || rt.carry != nil || rt.schedule.isDue(now: now) else { continue }
-            guard let next = rt.tracker.committable else { continue }
-            if rt.tracker.inFlight > 0 {
-                partitions[p]!.draining = true
+            if let held = rt.held {
+                guard let done = rt.tracker.committable, done >= held.nextOffset else { continue }
+                if retrying { lastStorageAttempt = Date() }
+                submit(held)
                 continue
             }
-            partitions[p]!.draining = false
+            guard retrying || rt.carry != nil || rt.schedule.isDue(now: now) else { continue }
+            guard let next = rt.tracker.processedNext else { continue }
             if rt.carry == nil, rt.state.pendingChangeCount == 0, rt.checkpointed == next {
                 partitions[p]!.schedule.taken(now: now)
                 continue
             }
             if retrying { lastStorageAttempt = Date() }
-            writer.submit(takeCheckpoint(p, nextOffset: next, now: now))
+            let checkpoint = takeCheckpoint(p, nextOffset: next, now: now)
+            if rt.tracker.inFlight > 0 { partitions[p]!.held = checkpoint } else { submit(checkpoint) }
         }
     }
 
@@ -221,11 +225,18 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let carry = partitions[p]!.carry
         partitions[p]!.carry = nil
         slowestTake = max(slowestTake, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        partitions[p]!.outstanding = true
         partitions[p]!.schedule.taken(now: now)
         return PendingCheckpoint(
             partition: PartitionID(topic: options.configuration.topics.input, partition: p), epoch: partitions[p]!.epoch,
             nextOffset: nextOffset, carry: carry, snapshot: snapshot)
+    }
+
+    /// Hands a checkpoint whose outputs are all acknowledged to the writer.
+    private func submit(_ checkpoint: PendingCheckpoint) {
+        let p = checkpoint.partition.partition
+        partitions[p]!.held = nil
+        partitions[p]!.outstanding = true
+        writer.submit(checkpoint)
     }
 
     private func completeCheckpoints() {
@@ -277,6 +288,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         partitions[p]!.state = PartitionState(policySet: options.policySet)
         partitions[p]!.outstanding = false
         partitions[p]!.carry = nil
+        partitions[p]!.held = nil
         partitions[p]!.blocked = "fenced"
     }
 
@@ -295,7 +307,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func applyPauses() {
         let input = options.configuration.topics.input
         var want: Set<Int32> = []
-        for (p, rt) in partitions where storageFault != nil || rt.draining || rt.blocked != nil { want.insert(p) }
+        for (p, rt) in partitions where storageFault != nil || rt.blocked != nil { want.insert(p) }
         let pause = want.subtracting(paused), resume = paused.subtracting(want)
         if !pause.isEmpty {
             do {
@@ -324,7 +336,16 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                 logger.warning("partition still has unacknowledged outputs; its final checkpoint is skipped", metadata: ["partition": "\(p)"])
                 continue
             }
-            if rt.carry == nil, rt.state.pendingChangeCount == 0, rt.checkpointed == next { continue }
+            // Nothing is in flight, so a held checkpoint's outputs have landed: it goes first.
+            if let held = rt.held {
+                partitions[p]!.held = nil
+                partitions[p]!.outstanding = true
+                complete(writer.writeNow(held))
+                guard partitions[p]!.blocked == nil else { continue }
+            }
+            let current = partitions[p]!
+            if current.carry == nil, current.state.pendingChangeCount == 0, current.checkpointed == next { continue }
+            partitions[p]!.outstanding = true
             let completion = writer.writeNow(takeCheckpoint(p, nextOffset: next, now: now))
             complete(completion)
             if let error = completion.error, error.code != .fenced {

@@ -33,7 +33,8 @@ final class BenchDaemon: @unchecked Sendable {
     private var loaded = (flows: 0, policies: 0)
 
     init(binary: String, directory: String, name: String, bootstrap: String, input: String, output: String,
-         group: String, policies: String, enrichment: Enrichment, maxFutureSkewHours: Int? = nil) throws {
+         group: String, policies: String, enrichment: Enrichment, maxFutureSkewHours: Int? = nil,
+         checkpointIntervalSeconds: Int? = nil) throws {
         let state = "\(directory)/\(name)-state"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         func path(_ p: String?) -> String { p.map { "\"\($0)\"" } ?? "null" }
@@ -54,6 +55,7 @@ final class BenchDaemon: @unchecked Sendable {
             policies: "\(policies)"
             stateDir: "\(state)"
             \(maxFutureSkewHours.map { "engine:\n  maxFutureSkew: \($0)h" } ?? "")
+            \(checkpointIntervalSeconds.map { "checkpoint:\n  interval: \($0)s" } ?? "")
             enrichment:
               cityDatabase: \(path(enrichment.city))
               asnDatabase: \(path(enrichment.asn))

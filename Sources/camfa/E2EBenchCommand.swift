@@ -41,6 +41,8 @@ struct E2EBenchCommand: ParsableCommand {
     @Option(help: "Test data (maxmind/, uap-core/), used when --data has no databases.") var testdata: String = "../shared/testdata"
     @Option(help: "Directory for the JSON result (e2e-<UTC time>.json).") var results: String = "bench/results"
     @Option(help: "The camfa binary to run as daemon and broker (default: this one).") var camfa: String?
+    @Option(help: "The daemon's checkpoint.interval in seconds (default: the daemon's, 5 s); to see what checkpoints cost the latency.")
+    var checkpointInterval: Int?
 
     func validate() throws {
         guard events >= 1000 else { throw ValidationError("--events must be at least 1000") }
@@ -100,7 +102,7 @@ struct E2EBenchCommand: ParsableCommand {
         let spawned = benchNow()
         let daemon = try BenchDaemon(binary: binary, directory: work, name: "camfa", bootstrap: bootstrap, input: "camfa.ueba",
                                      output: "authing.security.mfa", group: "camfa-bench", policies: policies, enrichment: enrichment,
-                                     maxFutureSkewHours: futureSkewHours)
+                                     maxFutureSkewHours: futureSkewHours, checkpointIntervalSeconds: checkpointInterval)
         defer { daemon.child.stop() }
         guard daemon.wait(timeout: 60 + Double(events) / 1_000, until: { $0.consumed >= events }) != nil else {
             throw BenchFailure("camfa consumed \(daemon.latest?.consumed ?? 0) of \(events) events in time; errors: \(daemon.errors); log \(work)/camfa.log")
@@ -274,7 +276,7 @@ struct E2EBenchCommand: ParsableCommand {
     private func parameters(enrichment: BenchDaemon.Enrichment, binary: String) -> [String: Any] {
         [
             "events": events, "partitions": Int(partitions), "users": users, "rate": rate, "latencySeconds": latencySeconds,
-            "memoryUsers": memoryUsers, "memoryEvents": memoryUsers * 2, "soakSeconds": soak, "soakTimeScale": soakTimeScale, "seed": Int(seed), "policies": policies,
+            "memoryUsers": memoryUsers, "memoryEvents": memoryUsers * 2, "soakSeconds": soak, "soakTimeScale": soakTimeScale, "checkpointIntervalSeconds": checkpointInterval.map { $0 as Any } ?? "daemon default", "seed": Int(seed), "policies": policies,
             "brokers": 1, "camfaBinary": binary, "checkpoint": "daemon default (interval 5s, 50000 events)",
             "daemonKafkaProperties": ["fetch.wait.max.ms": "\(BenchDaemon.fetchWaitMaxMs) (the mock broker holds empty fetches for the whole wait)"],
             "enrichment": ["source": enrichment.source, "cityDatabase": Self.orNull(enrichment.city), "asnDatabase": Self.orNull(enrichment.asn),

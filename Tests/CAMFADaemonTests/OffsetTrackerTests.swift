@@ -54,4 +54,19 @@ import Testing
             #expect(t.committable == expected)
         }
     }
+
+    /// What a checkpoint taken now covers: every processed event, acknowledged or not; the
+    /// pipeline holds that checkpoint until `committable` reaches it.
+    @Test func processedNextCoversEventsStillInFlight() {
+        var t = OffsetTracker(startingAt: 5)
+        #expect(t.processedNext == 5)
+        t.processed(offset: 5, outputs: 1)
+        t.processed(offset: 6, outputs: 0)
+        t.processed(offset: 7, outputs: 1)
+        #expect(t.committable == 5 && t.processedNext == 8)
+        t.acknowledged(offset: 5)
+        #expect(t.committable == 7 && t.processedNext == 8)
+        t.acknowledged(offset: 7)
+        #expect(t.committable == 8 && t.processedNext == 8)
+    }
 }
