@@ -12,12 +12,14 @@ import Logging
 /// arrive on it from inside `poll`. Messages are processed synchronously in batches: no
 /// hop to another thread or task per message.
 ///
-/// Checkpoints (DESIGN.md, state and delivery): a partition's state is taken
-/// (`takeChangeSnapshot`, incremental) only when it is *clean*: no event of the partition has an
-/// output in flight, so the state is exactly the result of the events before
-/// `tracker.committable`, which becomes the stored next offset. When a checkpoint is due
-/// and outputs are in flight, the partition is paused until they land (milliseconds),
-/// rather than waiting for a clean moment that a busy partition may never have. The write
+/// Checkpoints (DESIGN.md, state and delivery): when a partition's checkpoint is due, its
+/// state is taken at once (`takeChangeSnapshot`, incremental) with the next offset after
+/// every processed event (`tracker.processedNext`). It goes to the writer only when every
+/// output of those events is acknowledged (`tracker.committable` has reached it), so the
+/// stored state never includes an event whose MFA event could still be lost; meanwhile
+/// the snapshot is *held* and consumption goes on. Only a snapshot held longer than a
+/// checkpoint interval (an output the broker keeps refusing) pauses the partition, so the
+/// stored state cannot fall behind without bound and the stall shows as lag. The write
 /// runs on the checkpoint writer's queue; the Kafka offset commit follows a successful
 /// checkpoint and only serves lag monitoring.
 public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
@@ -95,6 +97,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         /// to the writer once they are all acknowledged (the stored state never runs ahead
         /// of what the broker holds), and meanwhile consumption goes on.
         var held: PendingCheckpoint?
+        /// When `held` was taken (ms since the epoch).
+        var heldSince: Int64 = 0
         /// Set when the partition cannot be processed (corrupt checkpoint, fenced): its
         /// records are ignored (not processed, never checkpointed) and it stays paused.
         var blocked: String?
@@ -213,12 +217,17 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             }
             if retrying { lastStorageAttempt = Date() }
             let checkpoint = takeCheckpoint(p, nextOffset: next, now: now)
-            if rt.tracker.inFlight > 0 { partitions[p]!.held = checkpoint } else { submit(checkpoint) }
+            if rt.tracker.inFlight > 0 {
+                partitions[p]!.held = checkpoint
+                partitions[p]!.heldSince = now
+            } else {
+                submit(checkpoint)
+            }
         }
     }
 
-    /// Takes partition `p`'s changes (plus any failed ones) as one write; the partition must
-    /// be clean. Only the snapshot is taken here; encoding runs on the writer's thread.
+    /// Takes partition `p`'s changes (plus any failed ones) as one write, covering every
+    /// processed event. Only the snapshot is taken here; encoding runs on the writer's thread.
     private func takeCheckpoint(_ p: Int32, nextOffset: Int64, now: Int64) -> PendingCheckpoint {
         let start = DispatchTime.now().uptimeNanoseconds
         let snapshot = partitions[p]!.state.takeChangeSnapshot()
@@ -307,7 +316,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func applyPauses() {
         let input = options.configuration.topics.input
         var want: Set<Int32> = []
-        for (p, rt) in partitions where storageFault != nil || rt.blocked != nil { want.insert(p) }
+        let stalled = Self.nowMs() - options.configuration.checkpoint.interval
+        for (p, rt) in partitions where storageFault != nil || rt.blocked != nil || (rt.held != nil && rt.heldSince <= stalled) {
+            want.insert(p)
+        }
         let pause = want.subtracting(paused), resume = paused.subtracting(want)
         if !pause.isEmpty {
             do {
@@ -332,16 +344,17 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let now = Self.nowMs()
         for p in list.sorted() {
             guard let rt = partitions[p], rt.blocked == nil, let next = rt.tracker.committable else { continue }
-            if rt.tracker.inFlight > 0 {
-                logger.warning("partition still has unacknowledged outputs; its final checkpoint is skipped", metadata: ["partition": "\(p)"])
-                continue
-            }
-            // Nothing is in flight, so a held checkpoint's outputs have landed: it goes first.
-            if let held = rt.held {
+            // A held checkpoint whose outputs have landed goes first, even when later
+            // outputs are still in flight: the next owner then replays less.
+            if let held = rt.held, next >= held.nextOffset {
                 partitions[p]!.held = nil
                 partitions[p]!.outstanding = true
                 complete(writer.writeNow(held))
                 guard partitions[p]!.blocked == nil else { continue }
+            }
+            if rt.tracker.inFlight > 0 {
+                logger.warning("partition still has unacknowledged outputs; its final checkpoint is skipped", metadata: ["partition": "\(p)"])
+                continue
             }
             let current = partitions[p]!
             if current.carry == nil, current.state.pendingChangeCount == 0, current.checkpointed == next { continue }
