@@ -168,41 +168,43 @@ struct E2EBenchCommand: ParsableCommand {
     /// latency run (fetch wait 5 ms, as the daemon's), but the subscriber reads the input
     /// events themselves, so the figure is the broker and client path with no camfa in it.
     private func measureFloor(bootstrap: String, simulator sim: inout Simulator, rate: Double) throws -> LatencyResult {
-        let observer = MFAObserver(bootstrap: bootstrap, topic: Self.floorTopic, partitions: partitions,
-                                   group: "bench-floor-\(Int(rate))", sampling: .everyRecord)
-        guard observer.waitReady(timeout: 20) else { throw BenchFailure("floor observer: \(observer.finish().error ?? "not ready in 20 s")") }
-        let startMicros = benchWallMicros()
-        let load = try BenchProducer.run(bootstrap: bootstrap, topic: Self.floorTopic, simulator: &sim, rate: rate,
-                                         duration: latencySeconds, record: true, lingerMs: 1)
-        usleep(500_000)
-        let (samples, error) = observer.finish()
-        if let error { throw BenchFailure("floor observer: \(error)") }
-        let warmup = min(2, latencySeconds / 5)
-        return LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
-                             offered: rate, warmupSeconds: warmup, caughtUp: true)
+        try offerLoad(bootstrap: bootstrap, input: Self.floorTopic, observed: Self.floorTopic, sampling: .everyRecord,
+                      observer: "floor observer", group: "bench-floor-\(Int(rate))", simulator: &sim, rate: rate) { _ in true }
     }
 
     private func measureLatency(bootstrap: String, daemon: BenchDaemon, simulator sim: inout Simulator, rate: Double,
                                 capacity: Double) throws -> LatencyResult {
         let floor = try measureFloor(bootstrap: bootstrap, simulator: &sim, rate: rate)
-        let observer = MFAObserver(bootstrap: bootstrap, topic: "authing.security.mfa", partitions: partitions, group: "bench-mfa-observer-\(Int(rate))")
-        guard observer.waitReady(timeout: 20) else { throw BenchFailure("MFA observer: \(observer.finish().error ?? "not ready in 20 s")") }
         let before = daemon.latest?.consumed ?? 0
-        let startMicros = benchWallMicros()
-        let load = try BenchProducer.run(bootstrap: bootstrap, topic: "camfa.ueba", simulator: &sim, rate: rate,
-                                         duration: latencySeconds, record: true, lingerMs: 1)
-        // Bounded: an overloaded daemon's backlog would take long to drain; what it did not
-        // process by then gives no sample, and the report says it did not keep up.
-        let drain = min(180, max(30, Double(load.produced) / max(1, capacity) * 1.5))
-        let caughtUp = daemon.wait(timeout: drain, until: { $0.consumed >= before + load.produced }) != nil
-        usleep(500_000)  // the last MFA events' fetch
-        let (samples, error) = observer.finish()
-        if let error { throw BenchFailure("MFA observer: \(error)") }
-        let warmup = min(2, latencySeconds / 5)
-        var result = LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
-                                   offered: rate, warmupSeconds: warmup, caughtUp: caughtUp)
+        var result = try offerLoad(bootstrap: bootstrap, input: "camfa.ueba", observed: "authing.security.mfa", sampling: .mfaEvents,
+                                   observer: "MFA observer", group: "bench-mfa-observer-\(Int(rate))", simulator: &sim, rate: rate) { load in
+            // Bounded: an overloaded daemon's backlog would take long to drain; what it did not
+            // process by then gives no sample, and the report says it did not keep up.
+            let drain = min(180, max(30, Double(load.produced) / max(1, capacity) * 1.5))
+            return daemon.wait(timeout: drain, until: { $0.consumed >= before + load.produced }) != nil
+        }
         result.floor = floor.delivered
         return result
+    }
+
+    /// Offers `rate` events/s to `input` for --latency-seconds while an observer samples
+    /// `observed`. `settle` runs after the load (it waits for whoever processes it) and says
+    /// whether that kept up.
+    private func offerLoad(bootstrap: String, input: String, observed: String, sampling: MFAObserver.Sampling, observer name: String,
+                           group: String, simulator sim: inout Simulator, rate: Double,
+                           settle: (BenchProducer.Result) -> Bool) throws -> LatencyResult {
+        let observer = MFAObserver(bootstrap: bootstrap, topic: observed, partitions: partitions, group: group, sampling: sampling)
+        guard observer.waitReady(timeout: 20) else { throw BenchFailure("\(name): \(observer.finish().error ?? "not ready in 20 s")") }
+        let startMicros = benchWallMicros()
+        let load = try BenchProducer.run(bootstrap: bootstrap, topic: input, simulator: &sim, rate: rate,
+                                         duration: latencySeconds, record: true, lingerMs: 1)
+        let caughtUp = settle(load)
+        usleep(500_000)  // the last messages' fetch
+        let (samples, error) = observer.finish()
+        if let error { throw BenchFailure("\(name): \(error)") }
+        let warmup = min(2, latencySeconds / 5)
+        return LatencyResult(load: load, samples: samples, fromMicros: startMicros + Int64(warmup * 1e6),
+                             offered: rate, warmupSeconds: warmup, caughtUp: caughtUp)
     }
 
     private func runSoak(bootstrap: String, daemon: BenchDaemon, rate soakRate: Double) throws -> SoakResult {

@@ -421,45 +421,48 @@ public struct Engine: Sendable {
         }
         let previous = sweptThrough(state)
         let through = sweepBucket(w) - 1
-        let next = through + 1
-        for space in 0...state.keyspaces.count {
-            var buckets: [Int64] = []
-            if previous != .min, through &- previous <= Int64(state.sweepQueue![space].count) {
-                for b in (previous + 1)...through where state.sweepQueue![space][b] != nil { buckets.append(b) }
-            } else {
-                buckets = state.sweepQueue![space].keys.filter { $0 <= through }
-            }
-            for b in buckets {
-                guard let keys = state.sweepQueue![space].removeValue(forKey: b) else { continue }
-                if space == state.keyspaces.count {
-                    for id in keys {
-                        guard let u = state.users[id] else { continue }
-                        if sweepBucket(userDue(u)) > through {
-                            schedule(id, space: space, due: userDue(u), in: &state)
-                        } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
-                            state.users.removeValue(forKey: id)
-                            state.dirtyUsers.insert(id)
-                        } else {
-                            // Idle but holding a challenge a late event could still see: looked at
-                            // every sweep until it expires or clears.
-                            state.sweepQueue![space][next, default: []].append(id)
-                        }
-                    }
+        for space in state.keyspaces.indices {
+            let specs = policySet.keyspaces[space].specs
+            for key in takeDue(space: space, after: previous, through: through, from: &state) {
+                guard let r = state.keyspaces[space].index(forKey: key) else { continue }
+                let due = recordDue(state.keyspaces[space].values[r], specs: specs)
+                if sweepBucket(due) > through {
+                    schedule(key, space: space, due: due, in: &state)
                 } else {
-                    let specs = policySet.keyspaces[space].specs
-                    for key in keys {
-                        guard let r = state.keyspaces[space].index(forKey: key) else { continue }
-                        let due = recordDue(state.keyspaces[space].values[r], specs: specs)
-                        if sweepBucket(due) > through {
-                            state.sweepQueue![space][sweepBucket(due), default: []].append(key)
-                        } else {
-                            state.keyspaces[space].remove(at: r)
-                            state.dirtyKeys[space].insert(key)
-                        }
-                    }
+                    state.keyspaces[space].remove(at: r)
+                    state.dirtyKeys[space].insert(key)
                 }
             }
         }
+        let users = state.keyspaces.count
+        for id in takeDue(space: users, after: previous, through: through, from: &state) {
+            guard let u = state.users[id] else { continue }
+            let due = userDue(u)
+            if sweepBucket(due) > through {
+                schedule(id, space: users, due: due, in: &state)
+            } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
+                state.users.removeValue(forKey: id)
+                state.dirtyUsers.insert(id)
+            } else {
+                // Idle but holding a challenge a late event could still see: looked at every
+                // sweep until it expires or clears.
+                state.sweepQueue![users][through + 1, default: []].append(id)
+            }
+        }
+    }
+
+    /// Removes from the queue of `space` the buckets after `previous` through `through`,
+    /// and returns their keys.
+    private func takeDue(space: Int, after previous: Int64, through: Int64, from state: inout PartitionState) -> [String] {
+        var buckets: [Int64] = []
+        if previous != .min, through &- previous <= Int64(state.sweepQueue![space].count) {
+            for b in (previous + 1)...through where state.sweepQueue![space][b] != nil { buckets.append(b) }
+        } else {
+            buckets = state.sweepQueue![space].keys.filter { $0 <= through }
+        }
+        var keys: [String] = []
+        for b in buckets { keys += state.sweepQueue![space].removeValue(forKey: b) ?? [] }
+        return keys
     }
 
     /// Puts the key in `dirtyKeys` unless its record says it is already there.
