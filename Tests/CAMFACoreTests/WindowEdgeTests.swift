@@ -380,6 +380,33 @@ struct WindowEdgeTests {
         expectValue(d.current(spec: distinct), .int(9))
     }
 
+    @Test func lastKeepsOneEntryInlineWhilePreviousKeepsTwo() throws {
+        let last = exactSpec(.last, lateness: 10)
+        var s = WindowState()
+        for (t, v) in [(1, "a"), (3, "c"), (2, "b")] as [(Int64, String)] { feed(&s, last, t, .string(v)) }
+        guard case .last(let one) = s.core else { Issue.record("no last"); return }
+        #expect(one.older == nil)  // nothing a `last` window could ever read again
+        expectValue(s.current(spec: last), .string("c"))
+
+        // A pair stored for `previous` (or by a build that kept two for `last`) is read back
+        // whole; the next `last` event drops the older entry.
+        let previous = exactSpec(.previous)
+        var p = WindowState()
+        feed(&p, previous, 1, .string("x"))
+        feed(&p, previous, 2, .string("y"))
+        var w = BinaryWriter()
+        p.write(to: &w)
+        var r = BinaryReader(w.bytes)
+        var back = try WindowState(from: &r)
+        #expect(back == p)
+        expectValue(back.current(spec: previous), .string("x"))
+        feed(&back, last, 4, .string("z"))
+        guard case .last(let trimmed) = back.core else { Issue.record("no last"); return }
+        #expect(trimmed.older == nil)
+        expectValue(back.current(spec: last), .string("z"))
+        expectValue(back.current(spec: previous), .null)
+    }
+
     @Test func profileArrivalRanksAreRenumberedBeforeOverflowing() {
         let spec = exactSpec(.profile, top: 3)
         var s = WindowState()

@@ -320,30 +320,74 @@ struct WindowTimedValue: Sendable, Equatable {
     var value: WindowStoredValue
 }
 
-/// The two latest events by (time, arrival). Nothing older can ever matter again:
-/// eviction goes by time, so the older ones leave first.
+/// The latest events by (time, arrival): two for `previous`, one for `last`. Nothing older
+/// can ever matter again: eviction goes by time, so the older ones leave first.
+///
+/// One entry is kept inline: `last` is the common case (a session's device, IP, ...), and a
+/// heap array per key for it was the largest part of such a keyspace's memory.
 struct LastState: Sendable, Equatable {
-    /// Ascending; at most two.
-    var entries = ContiguousArray<WindowTimedValue>()
+    private enum Storage: Sendable, Equatable {
+        case empty
+        case one(WindowTimedValue)
+        /// Exactly two, ascending by time.
+        case two(ContiguousArray<WindowTimedValue>)
+    }
 
-    mutating func add(time t: Int64, _ v: Value) {
-        if entries.count == 2 && t < entries[0].time { return }
-        var i = entries.count
-        while i > 0 && entries[i - 1].time > t { i -= 1 }
-        entries.insert(WindowTimedValue(time: t, value: WindowStoredValue(v)), at: i)
-        if entries.count > 2 { entries.removeFirst() }
+    private var storage = Storage.empty
+
+    var isEmpty: Bool { storage == .empty }
+    var newest: WindowTimedValue? {
+        switch storage {
+        case .empty: nil
+        case .one(let e): e
+        case .two(let p): p[1]
+        }
+    }
+    var older: WindowTimedValue? {
+        if case .two(let p) = storage { return p[0] }
+        return nil
+    }
+
+    /// `keep`: 2 for `previous`, 1 for `last`. Among equal times the later arrival is newer.
+    mutating func add(time t: Int64, _ v: Value, keep: Int) {
+        let e = WindowTimedValue(time: t, value: WindowStoredValue(v))
+        var pair: (WindowTimedValue, WindowTimedValue)
+        switch storage {
+        case .empty:
+            storage = .one(e)
+            return
+        case .one(let a):
+            pair = t >= a.time ? (a, e) : (e, a)
+        case .two(let p):
+            if t < p[0].time { return }
+            pair = t >= p[1].time ? (p[1], e) : (e, p[1])
+        }
+        storage = keep >= 2 ? .two([pair.0, pair.1]) : .one(pair.1)
     }
 
     mutating func evict(through cutoff: Int64, spec: WindowSpec) {
-        while let f = entries.first, spec.bucket(f.time) <= cutoff { entries.removeFirst() }
-        if entries.isEmpty { entries = [] }
+        switch storage {
+        case .empty: return
+        case .one(let a):
+            if spec.bucket(a.time) <= cutoff { storage = .empty }
+        case .two(let p):
+            if spec.bucket(p[1].time) <= cutoff {
+                storage = .empty
+            } else if spec.bucket(p[0].time) <= cutoff {
+                storage = .one(p[1])
+            }
+        }
     }
 
     func write(to w: inout BinaryWriter) {
-        w.writeVarUInt(UInt64(entries.count))
-        for e in entries {
+        func put(_ e: WindowTimedValue) {
             w.writeVarInt(e.time)
             e.value.write(to: &w)
+        }
+        switch storage {
+        case .empty: w.writeVarUInt(0)
+        case .one(let e): w.writeVarUInt(1); put(e)
+        case .two(let p): w.writeVarUInt(2); put(p[0]); put(p[1])
         }
     }
 
@@ -351,10 +395,16 @@ struct LastState: Sendable, Equatable {
 
     init(from r: inout BinaryReader) throws(BinaryDecodingError) {
         let n = try r.readVarUInt(maximum: 2, "last entries")
+        var read: [WindowTimedValue] = []
         for _ in 0..<n {
             let t = try r.readVarInt()
-            if let p = entries.last, p.time > t { throw r.error(.invalidValue, "last entries out of order") }
-            entries.append(WindowTimedValue(time: t, value: try WindowStoredValue(from: &r)))
+            if let p = read.last, p.time > t { throw r.error(.invalidValue, "last entries out of order") }
+            read.append(WindowTimedValue(time: t, value: try WindowStoredValue(from: &r)))
+        }
+        switch read.count {
+        case 0: storage = .empty
+        case 1: storage = .one(read[0])
+        default: storage = .two(ContiguousArray(read))
         }
     }
 }

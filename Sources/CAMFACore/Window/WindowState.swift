@@ -59,7 +59,7 @@ public struct WindowState: Sendable, Equatable {
         case .first(var s):
             core = .none; s.ring.evict(through: c); core = s.ring.isEmpty ? .none : .first(s)
         case .last(var s):
-            core = .none; s.evict(through: c, spec: spec); core = s.entries.isEmpty ? .none : .last(s)
+            core = .none; s.evict(through: c, spec: spec); core = s.isEmpty ? .none : .last(s)
         case .distinct(var s):
             core = .none; s.evict(through: c); core = s.isEmpty ? .none : .distinct(s)
         case .profile(var s):
@@ -105,7 +105,7 @@ public struct WindowState: Sendable, Equatable {
         case .last, .previous:
             var s: LastState
             if case .last(let y) = core { s = y } else { s = LastState() }
-            core = .none; s.add(time: time, value); core = .last(s)
+            core = .none; s.add(time: time, value, keep: spec.aggregation == .previous ? 2 : 1); core = .last(s)
         case .distinctCount:
             guard let k = WindowKey(value) else { if !matches(spec) { core = .none }; return .added }
             var s: DistinctState
@@ -140,8 +140,8 @@ public struct WindowState: Sendable, Equatable {
         case (.sum(let s), .avg): return .double(s.sum / Double(s.count))
         case (.min(let s), .min), (.max(let s), .max): return .double(s.ring.first!.value)
         case (.first(let s), .first): return s.ring.first!.value.value
-        case (.last(let s), .last): return s.entries.last!.value.value
-        case (.last(let s), .previous): return s.entries.count == 2 ? s.entries[0].value.value : .null
+        case (.last(let s), .last): return s.newest!.value.value
+        case (.last(let s), .previous): return s.older?.value.value ?? .null
         case (.distinct(let s), .distinctCount): return .int(s.count)
         case (.profile(let s), .profile): return s.current(top: spec.profileTop)
         default: return Self.emptyValue(spec.aggregation)
@@ -219,7 +219,7 @@ public struct WindowState: Sendable, Equatable {
         case .sum(let s): empty = s.ring.isEmpty
         case .min(let s), .max(let s): empty = s.ring.isEmpty
         case .first(let s): empty = s.ring.isEmpty
-        case .last(let s): empty = s.entries.isEmpty
+        case .last(let s): empty = s.isEmpty
         case .distinct(let s): empty = s.isEmpty
         case .profile(let s): empty = s.isEmpty
         }
