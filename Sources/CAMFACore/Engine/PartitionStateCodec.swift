@@ -332,6 +332,13 @@ extension PartitionState {
     }
 
     static func readUser(_ r: inout BinaryReader) throws(BinaryDecodingError) -> UserState {
+        var methodSets = Set<[MFAMethod]>()
+        return try readUser(&r, methodSets: &methodSets)
+    }
+
+    /// `methodSets`: method lists read so far. Pending challenges of one flow share their
+    /// list, as the engine's do, instead of one allocation per user after a restore.
+    static func readUser(_ r: inout BinaryReader, methodSets: inout Set<[MFAMethod]>) throws(BinaryDecodingError) -> UserState {
         var u = UserState(lastSeen: try r.readVarInt())
         if try r.readBool() {
             let lat = try r.readDouble(), lon = try r.readDouble(), acc = try r.readDouble(), t = try r.readVarInt()
@@ -350,6 +357,7 @@ extension PartitionState {
                 guard let m = MFAMethod(rawValue: s) else { throw r.error(.invalidValue, "unknown MFA method '\(s)'") }
                 methods.append(m)
             }
+            methods = methodSets.insert(methods).memberAfterInsert
             u.pending.append(PendingChallenge(flow: flow, id: id, methods: methods, since: try r.readVarInt(), expiresAt: try r.readVarInt()))
         }
         switch try r.readValue() {

@@ -195,17 +195,10 @@ extension PartitionState {
         return SegmentHeader(storedKeyspace: storedKeyspace, count: count, recordsStart: r.offset)
     }
 
-    /// One segment's records, decoded, before they go into the unit's map.
-    enum ParsedSegment: Sendable {
-        case keys(ContiguousArray<(String, KeyRecord)>)
-        case users(ContiguousArray<(String, UserState)>)
-
-        var count: Int {
-            switch self {
-            case .keys(let k): k.count
-            case .users(let u): u.count
-            }
-        }
+    /// A unit's restore stopped at a damaged segment.
+    struct UnitFailure: Error {
+        var segment: Int
+        var error: BinaryDecodingError
     }
 
     /// Reads one length-prefixed record with `read`, which must consume exactly its bytes.
@@ -243,61 +236,84 @@ extension PartitionState {
             headers.append(h)
             unitOf.append(h.storedKeyspace ?? usersUnit)
         }
-        // Two passes, each spread over `parallel`: every segment parsed on its own (most of
-        // the work), then every unit's map filled from its parsed segments.
-        let parsed = UnitResults<Result<ParsedSegment, BinaryDecodingError>>(count: segments.count)
+        // One task per unit, spread over `parallel`, decoding its segments straight into
+        // its map: parsing every segment on its own first would balance cores better but
+        // allocates every record twice, and on a fresh heap the page faults of that copy
+        // cost more than the balance gains.
+        var segmentsOf = Array(repeating: [Int](), count: usersUnit + 1)
+        for i in segments.indices { segmentsOf[unitOf[i]].append(i) }
+        let unitSegments = segmentsOf
         let layout = self.layout
-        let (segmentHeaders, segmentUnits) = (headers, unitOf)
-        parallel(segments.count) { i in
-            let h = segmentHeaders[i]
-            parsed.set(i, Result { () throws(BinaryDecodingError) in
-                var r = BinaryReader(segments[i], offset: h.recordsStart)
-                if h.storedKeyspace == nil {
-                    var users = ContiguousArray<(String, UserState)>()
-                    users.reserveCapacity(h.count)
-                    for _ in 0..<h.count {
-                        let id = try r.readString()
-                        users.append((id, try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in try Self.readUser(&r) }))
+        let segmentHeaders = headers
+        let keyspaceMaps = UnitResults<Result<[String: KeyRecord], UnitFailure>>(count: usersUnit)
+        let userMap = UnitResults<Result<[String: UserState], UnitFailure>>(count: 1)
+        // Units by size, largest first, so the largest never starts last.
+        let order = (0...usersUnit).sorted { unitSegments[$0].count > unitSegments[$1].count }
+        parallel(order.count) { n in
+            let unit = order[n]
+            let list = unitSegments[unit]
+            let count = list.reduce(0) { $0 + segmentHeaders[$1].count }
+            var current = 0
+            do throws(BinaryDecodingError) {
+                if unit == usersUnit {
+                    var map: [String: UserState] = [:]
+                    map.reserveCapacity(count)
+                    var methodSets = Set<[MFAMethod]>()
+                    for i in list {
+                        current = i
+                        var r = BinaryReader(segments[i], offset: segmentHeaders[i].recordsStart)
+                        for _ in 0..<segmentHeaders[i].count {
+                            let id = try r.readString()
+                            map[id] = try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in
+                                try Self.readUser(&r, methodSets: &methodSets)
+                            }
+                        }
+                        try r.expectEnd()
                     }
-                    try r.expectEnd()
-                    return .users(users)
+                    userMap.set(0, .success(map))
+                } else if let m = mapping[unit] {
+                    let slotCount = layout[m.keyspace].specs.count
+                    var map: [String: KeyRecord] = [:]
+                    map.reserveCapacity(count)
+                    for i in list {
+                        current = i
+                        var r = BinaryReader(segments[i], offset: segmentHeaders[i].recordsStart)
+                        for _ in 0..<segmentHeaders[i].count {
+                            let key = try r.readString()
+                            let record = try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in try Self.readRecord(&r) }
+                            if let placed = Self.remap(record, slots: m.slots, slotCount: slotCount) { map[key] = placed }
+                        }
+                        try r.expectEnd()
+                    }
+                    keyspaceMaps.set(unit, .success(map))
                 }
-                guard let m = mapping[segmentUnits[i]] else { return .keys([]) }
-                let slotCount = layout[m.keyspace].specs.count
-                var keys = ContiguousArray<(String, KeyRecord)>()
-                keys.reserveCapacity(h.count)
-                for _ in 0..<h.count {
-                    let key = try r.readString()
-                    let record = try Self.readFramed(&r) { (r: inout BinaryReader) throws(BinaryDecodingError) in try Self.readRecord(&r) }
-                    if let placed = Self.remap(record, slots: m.slots, slotCount: slotCount) { keys.append((key, placed)) }
-                }
-                try r.expectEnd()
-                return .keys(keys)
-            })
-        }
-        var parts = Array(repeating: [ParsedSegment](), count: usersUnit + 1)
-        for i in segments.indices { parts[unitOf[i]].append(try parsed.take(i)!.get()) }
-        let units = parts
-        let keyspaceMaps = UnitResults<[String: KeyRecord]>(count: usersUnit)
-        let userMap = UnitResults<[String: UserState]>(count: 1)
-        parallel(units.count) { unit in
-            if unit == usersUnit {
-                var map: [String: UserState] = [:]
-                map.reserveCapacity(units[unit].reduce(0) { $0 + $1.count })
-                for case .users(let list) in units[unit] { for (id, u) in list { map[id] = u } }
-                userMap.set(0, map)
-            } else if mapping[unit] != nil {
-                var map: [String: KeyRecord] = [:]
-                map.reserveCapacity(units[unit].reduce(0) { $0 + $1.count })
-                for case .keys(let list) in units[unit] { for (key, record) in list { map[key] = record } }
-                keyspaceMaps.set(unit, map)
+            } catch {
+                let failure = UnitFailure(segment: current, error: error)
+                if unit == usersUnit { userMap.set(0, .failure(failure)) } else { keyspaceMaps.set(unit, .failure(failure)) }
             }
         }
+        // The first damaged segment in stored order is reported, whichever unit finished first.
+        var failures: [UnitFailure] = []
+        var maps: [Int: [String: KeyRecord]] = [:]
+        for unit in 0..<usersUnit {
+            switch keyspaceMaps.take(unit) {
+            case .success(let map): maps[unit] = map
+            case .failure(let f): failures.append(f)
+            case nil: break
+            }
+        }
+        var restoredUsers: [String: UserState]?
+        switch userMap.take(0) {
+        case .success(let map): restoredUsers = map
+        case .failure(let f): failures.append(f)
+        case nil: break
+        }
+        if let first = failures.min(by: { $0.segment < $1.segment }) { throw first.error }
         for (unit, m) in mapping.enumerated() {
-            guard let m, let map = keyspaceMaps.take(unit) else { continue }
+            guard let m, let map = maps.removeValue(forKey: unit) else { continue }
             keyspaces[m.keyspace] = map
         }
-        if let map = userMap.take(0) { self.users = map }
+        if let restoredUsers { self.users = restoredUsers }
 
         var storedIndex: [String: Int] = [:]
         for (i, ks) in stored.keyspaces.enumerated() { storedIndex[ks.text] = i }
