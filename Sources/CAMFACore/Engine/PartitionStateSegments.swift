@@ -243,6 +243,14 @@ extension PartitionState {
         var segmentsOf = Array(repeating: [Int](), count: usersUnit + 1)
         for i in segments.indices { segmentsOf[unitOf[i]].append(i) }
         let unitSegments = segmentsOf
+        // Room for the rows too: a map that outgrows its reservation while they are applied
+        // rehashes every key it holds.
+        var storedIndex: [String: Int] = [:]
+        for (i, ks) in stored.keyspaces.enumerated() { storedIndex[ks.text] = i }
+        var rowsOf = Array(repeating: 0, count: usersUnit + 1)
+        for e in entries where !e.value.isEmpty { if let k = storedIndex[e.keyspace] { rowsOf[k] += 1 } }
+        rowsOf[usersUnit] = users.count
+        let unitRows = rowsOf
         let layout = self.layout
         let segmentHeaders = headers
         let keyspaceMaps = UnitResults<Result<[String: KeyRecord], UnitFailure>>(count: usersUnit)
@@ -252,7 +260,7 @@ extension PartitionState {
         parallel(order.count) { n in
             let unit = order[n]
             let list = unitSegments[unit]
-            let count = list.reduce(0) { $0 + segmentHeaders[$1].count }
+            let count = list.reduce(unitRows[unit]) { $0 + segmentHeaders[$1].count }
             var current = 0
             do throws(BinaryDecodingError) {
                 if unit == usersUnit {
@@ -313,10 +321,9 @@ extension PartitionState {
             guard let m, let map = maps.removeValue(forKey: unit) else { continue }
             keyspaces[m.keyspace] = map
         }
-        if let restoredUsers { self.users = restoredUsers }
+        // Taken out, so the map stays uniquely referenced and the rows below change it in place.
+        if let map = restoredUsers.take() { self.users = map }
 
-        var storedIndex: [String: Int] = [:]
-        for (i, ks) in stored.keyspaces.enumerated() { storedIndex[ks.text] = i }
         for e in entries {
             guard let s = storedIndex[e.keyspace], let m = mapping[s] else { continue }
             if e.value.isEmpty {
