@@ -128,7 +128,7 @@ struct CheckpointBenchCommand: ParsableCommand {
         let worstFresh = try freshRestore(dir)
         var worst: TimedRestore? = try Self.restore(store, id, set)
         let worstTimes = (load: worst!.load, decode: worst!.decode, rows: worst!.rows)
-        let worstDump = worst!.state.serialized().hashValue
+        let worstDump = Self.digest(worst!.state)
         worst = nil
         Self.releaseFreedMemory()
 
@@ -138,6 +138,7 @@ struct CheckpointBenchCommand: ParsableCommand {
         let rebase = Self.now() - t
 
         store.waitForWALMerge()
+        Self.releaseFreedMemory()
         let baseFresh = try freshRestore(dir)
         let base = try Self.restore(store, id, set)
         store.close()
@@ -153,7 +154,7 @@ struct CheckpointBenchCommand: ParsableCommand {
         print("rows on top of the base: \(worstTimes.rows), written by incremental checkpoints in \(ms(rowWrites))")
         print("rebase (writer thread): \(ms(rebase)): the rows folded into a new base")
         print("poll-thread stall:      \(ms(incrementalTake)) per incremental checkpoint (the daemon's steady state); \(ms(fullTake)) for a full one (first checkpoint after a policy change) plus \(ms(firstChangeAfterFull)) for the first event after it (copy-on-write of the maps it touches)")
-        if base.state.serialized().hashValue != worstDump || base.state.liveKeyCount != liveKeys {
+        if Self.digest(base.state) != worstDump || base.state.liveKeyCount != liveKeys {
             printError("restored \(base.state.liveKeyCount) live keys, expected \(liveKeys), or the two restores differ")
             throw ExitCode(1)
         }
@@ -191,6 +192,12 @@ struct CheckpointBenchCommand: ParsableCommand {
                                        users: loaded.users, policySet: set, parallel: PartitionState.onEveryCore)
         return TimedRestore(state: state, load: load, decode: now() - t, segments: loaded.segments.count,
                             rows: loaded.entries.count + loaded.users.count)
+    }
+
+    /// The serialized state's length and trailing checksum (FNV-64 over all of it).
+    static func digest(_ state: PartitionState) -> [UInt8] {
+        let bytes = state.serialized()
+        return withUnsafeBytes(of: bytes.count) { Array($0) } + bytes.suffix(8)
     }
 
     /// Hands freed heap pages back to the kernel, as an exiting process would.
