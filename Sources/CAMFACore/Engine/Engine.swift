@@ -69,7 +69,8 @@ public struct Engine: Sendable {
                 user.lastLocation = LastLocation(point: here, city: event.city, country: event.country)
             }
         }
-        user.pending.removeAll { $0.expiresAt <= t }
+        // Checked first: `pending` is a copy of the stored array, which removal would copy again.
+        if user.pending.contains(where: { $0.expiresAt <= t }) { user.pending.removeAll { $0.expiresAt <= t } }
 
         let eventValue = Value.object(EventObject(event, velocity: velocity))
         let userValue = Value.object(UserObject(event, user))
