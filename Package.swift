@@ -37,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
         // SHA-256 of API keys from the system's OpenSSL, not a second crypto package.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // glibc's malloc.h, for the benchmarks' heap figures (part of libc: nothing to install).
+        .systemLibrary(name: "CGlibcMalloc"),
         .target(name: "CAMFACore"),
         .target(name: "CAMFAPolicyFiles", dependencies: ["CAMFACore", "Yams"]),
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
@@ -71,7 +73,7 @@ let package = Package(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
-                "CAMFAServer",
+                "CAMFAServer", "CGlibcMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -4,6 +4,7 @@ import CAMFADaemon
 import CAMFAPolicyFiles
 import CAMFASimulator
 import CAMFAStore
+import CGlibcMalloc
 import Foundation
 
 /// The daemon's checkpoint costs for a large partition: full and incremental writes,
@@ -201,13 +202,7 @@ struct CheckpointBenchCommand: ParsableCommand {
     }
 
     /// Hands freed heap pages back to the kernel, as an exiting process would.
-    /// (glibc's `malloc_trim`, looked up at run time: Swift's Glibc module does not export
-    /// malloc.h.)
-    static func releaseFreedMemory() {
-        typealias Trim = @convention(c) (Int) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-        _ = unsafeBitCast(symbol, to: Trim.self)(0)
-    }
+    static func releaseFreedMemory() { _ = malloc_trim(0) }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CAMFACore
 import CAMFAPolicyFiles
 import CAMFASimulator
+import CGlibcMalloc
 import Foundation
 
 #if canImport(Glibc)
@@ -84,7 +85,6 @@ struct EngineBenchCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             let engine = Engine(policySet: memSet)
-            let before = Self.heapBytes()
             var memState = PartitionState(policySet: memSet)
             var msim = Simulator(SimulatorConfiguration(seed: seed &+ 1, users: memoryUsers, startTime: 1_767_225_600_000,
                                                         eventsPerSecond: 50_000, warmupEventsPerUser: 1))
@@ -94,12 +94,16 @@ struct EngineBenchCommand: ParsableCommand {
                 if i % 50_000 == 49_999 { _ = memState.takeChanges() }
             }
             _ = memState.takeChanges()
-            let after = Self.heapBytes()
+            liveKeys = memState.liveKeyCount
+            let users = memState.userCount
+            // The state's own bytes: what the allocator gets back when it is dropped. (Heap
+            // growth over the run would also count the simulator's growing population.)
+            let withState = Self.heapInUse()
+            memState = PartitionState(policySet: memSet)
             // Per tracked key of the user keyspace (the user's windows) plus the engine's
             // per-user record (last location, MFA state).
-            bytesPerUser = Double(after - before) / Double(max(1, memState.userCount))
-            liveKeys = memState.liveKeyCount
-            withExtendedLifetime(memState) {}
+            bytesPerUser = Double(withState - Self.heapInUse()) / Double(max(1, users))
+            withExtendedLifetime(msim) {}
         }
 
         if json {
@@ -113,7 +117,7 @@ struct EngineBenchCommand: ParsableCommand {
                          cpuSeconds * 1e9 / Double(events), Double(events) / max(cpuSeconds, 1e-9)))
             print("  challenges issued \(mfa)")
             if memoryUsers > 0 {
-                print(String(format: "  state per user    %.0f bytes RSS growth per user (%d users simulated, %d live keys; %@)",
+                print(String(format: "  state per user    %.0f heap bytes per user (%d users simulated, %d live keys; %@)",
                              bytesPerUser, memoryUsers, liveKeys, memoryPolicies))
             }
         }
@@ -138,12 +142,10 @@ struct EngineBenchCommand: ParsableCommand {
         return ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     }
 
-    /// Resident set size from /proc: includes allocator slack, so the per-user figure is
-    /// an upper bound on the state itself.
-    static func heapBytes() -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// Bytes the allocator has handed out and not got back (glibc's arenas plus its
+    /// mmapped blocks): exact for what a data structure holds, slack between chunks aside.
+    static func heapInUse() -> Int {
+        let m = mallinfo2()
+        return Int(m.uordblks + m.hblkhd)
     }
 }
