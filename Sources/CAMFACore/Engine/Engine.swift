@@ -69,8 +69,7 @@ public struct Engine: Sendable {
                 user.lastLocation = LastLocation(point: here, city: event.city, country: event.country)
             }
         }
-        // Checked first: `pending` is a copy of the stored array, which removal would copy again.
-        if user.pending.contains(where: { $0.expiresAt <= t }) { user.pending.removeAll { $0.expiresAt <= t } }
+        user.dropChallenges(expiredAt: t)
 
         let eventValue = Value.object(EventObject(event, velocity: velocity))
         let userValue = Value.object(UserObject(event, user))

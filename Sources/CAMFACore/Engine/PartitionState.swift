@@ -90,6 +90,13 @@ struct UserState: Sendable, Equatable {
         set { if mfa != nil || newValue != nil { updateMFA { $0.lastVerifiedChallenge = newValue } } }
     }
 
+    /// Checked before removing: a removal through `pending` copies the stored array even
+    /// when nothing goes, and this runs on every event.
+    mutating func dropChallenges(expiredAt t: Int64) {
+        guard let mfa, mfa.pending.contains(where: { $0.expiresAt <= t }) else { return }
+        pending.removeAll { $0.expiresAt <= t }
+    }
+
     /// Copy-on-write: a checkpoint snapshot may share the record.
     private mutating func updateMFA(_ change: (MFARecord) -> Void) {
         if mfa == nil { mfa = MFARecord() } else if !isKnownUniquelyReferenced(&mfa!) { mfa = mfa!.copy() }
