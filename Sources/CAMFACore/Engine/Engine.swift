@@ -56,7 +56,7 @@ public struct Engine: Sendable {
         // and no second reference to make changes to its arrays copy them.
         var user = UserState(lastSeen: t)
         let userIndex = state.users.index(forKey: event.originalIdentity)
-        if let userIndex { swap(&user, &state.users.values[userIndex]) }
+        if let userIndex { swap(&user, &state.users[at: userIndex]) }
         user.lastSeen = max(user.lastSeen, t)
         var velocity: GeoVelocityValue?
         if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
@@ -98,12 +98,12 @@ public struct Engine: Sendable {
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
         if let userIndex {
-            swap(&user, &state.users.values[userIndex])
+            swap(&user, &state.users[at: userIndex])
         } else {
             state.users[event.originalIdentity] = user
             schedule(event.originalIdentity, space: state.keyspaces.count, due: userDue(user), in: &state)
         }
-        state.dirtyUsers.insert(event.originalIdentity)
+        state.recordChange(user: event.originalIdentity)
         return .decided(decisions)
     }
 
@@ -162,7 +162,7 @@ public struct Engine: Sendable {
         var markedDirty = false
         // Where the key's record sits in its keyspace, once found: statistics sharing the
         // key (`apps` and `failures` by IP) then reach it without hashing the key again.
-        var record: Dictionary<String, KeyRecord>.Index?
+        var record: ShardedMap<KeyRecord>.Index?
         for (i, stat) in policy.statistics.enumerated() {
             let sameKey = stat.keyspace == lastKeyspace
             if !sameKey {
@@ -207,14 +207,14 @@ public struct Engine: Sendable {
                     // this is the key due, and a later due is found when this one comes.
                     schedule(key, space: stat.keyspace, due: windowDue(end: t, spec: spec), in: &state)
                 }
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[record!], slot: slot, step)
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][at: record!], slot: slot, step)
                 if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: record!, key: key) }
                 markedDirty = true
             } else if !read {
                 b = .null
                 c = .null
-            } else if let r = record, state.keyspaces[stat.keyspace].values[r].windows[slot] != nil {
-                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace].values[r], slot: slot, step)
+            } else if let r = record, state.keyspaces[stat.keyspace][at: r].windows[slot] != nil {
+                (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][at: r], slot: slot, step)
                 if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: r, key: key) }
                 markedDirty = true
             } else {
@@ -425,12 +425,12 @@ public struct Engine: Sendable {
             let specs = policySet.keyspaces[space].specs
             for key in takeDue(space: space, after: previous, through: through, from: &state) {
                 guard let r = state.keyspaces[space].index(forKey: key) else { continue }
-                let due = recordDue(state.keyspaces[space].values[r], specs: specs)
+                let due = recordDue(state.keyspaces[space][at: r], specs: specs)
                 if sweepBucket(due) > through {
                     schedule(key, space: space, due: due, in: &state)
                 } else {
                     state.keyspaces[space].remove(at: r)
-                    state.dirtyKeys[space].insert(key)
+                    state.recordChange(keyspace: space, key: key)
                 }
             }
         }
@@ -442,7 +442,7 @@ public struct Engine: Sendable {
                 schedule(id, space: users, due: due, in: &state)
             } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
                 state.users.removeValue(forKey: id)
-                state.dirtyUsers.insert(id)
+                state.recordChange(user: id)
             } else {
                 // Idle but holding a challenge a late event could still see: looked at every
                 // sweep until it expires or clears.
@@ -467,10 +467,14 @@ public struct Engine: Sendable {
 
     /// Puts the key in `dirtyKeys` unless its record says it is already there.
     @inline(__always)
-    static func markDirty(_ state: inout PartitionState, keyspace: Int, record: Dictionary<String, KeyRecord>.Index, key: String) {
+    static func markDirty(_ state: inout PartitionState, keyspace: Int, record: ShardedMap<KeyRecord>.Index, key: String) {
+        if state.needsFullCheckpoint {
+            state.changesUntilFull += 1
+            return
+        }
         let epoch = state.changeEpoch
-        if state.keyspaces[keyspace].values[record].markedEpoch == epoch { return }
-        state.keyspaces[keyspace].values[record].markedEpoch = epoch
+        if state.keyspaces[keyspace][at: record].markedEpoch == epoch { return }
+        state.keyspaces[keyspace][at: record].markedEpoch = epoch
         state.dirtyKeys[keyspace].insert(key)
     }
 

@@ -61,7 +61,7 @@ extension Engine {
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
         state.users[user] = u
-        state.dirtyUsers.insert(user)
+        state.recordChange(user: user)
         return .success(MFAResultApplied(cleared: true, flow: challenge.flow))
     }
 

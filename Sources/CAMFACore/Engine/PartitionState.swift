@@ -6,15 +6,19 @@ public struct PartitionState: Sendable {
     /// The highest event time seen; lateness is measured against it.
     public internal(set) var watermark: Int64 = Int64.min
     var nextSweep: Int64 = Int64.min
-    /// Parallel to `PolicySet.keyspaces`.
-    var keyspaces: [[String: KeyRecord]]
-    var users: [String: UserState] = [:]
+    /// Parallel to `PolicySet.keyspaces`. Sharded: see `ShardedMap` for the stalls that avoids.
+    var keyspaces: [ShardedMap<KeyRecord>]
+    var users = ShardedMap<UserState>()
     /// What the checkpoint needs from the layout: keyspace texts and slot descriptors.
     let layout: [PolicySet.Keyspace]
     /// Keys and users changed since the last `takeChanges()`; a key in here that is no
     /// longer in the map was swept and must be deleted from the checkpoint.
     var dirtyKeys: [Set<String>]
     var dirtyUsers: Set<String> = []
+    /// While a full checkpoint is pending, changes are only counted, not collected: the full
+    /// snapshot writes every key anyway, and a set of every key of a partition being built
+    /// grows by rehashing all it holds, a poll-thread stall of its own.
+    var changesUntilFull = 0
     /// Advances whenever the engine finds every `dirtyKeys` set empty (after
     /// `takeChanges()`): a record whose `markedEpoch` equals it is already in `dirtyKeys`,
     /// so the engine skips hashing its key into the set again for every event.
@@ -38,8 +42,16 @@ public struct PartitionState: Sendable {
     /// Keys and users in the sweep queue (nil while it is not built): every live key once.
     var sweepQueueCount: Int? { sweepQueue?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } } }
 
+    mutating func recordChange(keyspace: Int, key: String) {
+        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyKeys[keyspace].insert(key) }
+    }
+
+    mutating func recordChange(user id: String) {
+        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyUsers.insert(id) }
+    }
+
     public init(policySet: PolicySet) {
-        keyspaces = Array(repeating: [:], count: policySet.keyspaces.count)
+        keyspaces = Array(repeating: ShardedMap(), count: policySet.keyspaces.count)
         dirtyKeys = Array(repeating: [], count: policySet.keyspaces.count)
         layout = policySet.keyspaces
     }

@@ -198,7 +198,7 @@ extension PartitionState {
     /// thread's part of a checkpoint. It copies records (reference-counted storage, no
     /// encoding); `encoded()` does the per-key serialization and may run on another thread.
     /// A full snapshot shares the maps themselves (copy-on-write), so the owning thread's
-    /// next change to a map copies that map once.
+    /// next change to a shard of a map copies that shard once.
     public mutating func takeChangeSnapshot() -> PartitionChangeSnapshot {
         let rebase = takeRebaseDecision()
         var snapshot = PartitionChangeSnapshot(full: needsFullCheckpoint, metadata: metadataBlob())
@@ -219,17 +219,19 @@ extension PartitionState {
         return snapshot
     }
 
-    /// Number of keys and users changed since the last checkpoint.
-    public var pendingChangeCount: Int { dirtyKeys.reduce(0) { $0 + $1.count } + dirtyUsers.count }
+    /// Number of keys and users changed since the last checkpoint (while a full one is
+    /// pending: number of changes, a key changed twice counting twice).
+    public var pendingChangeCount: Int { dirtyKeys.reduce(changesUntilFull) { $0 + $1.count } + dirtyUsers.count }
 
     mutating func clearChanges(fullNeeded: Bool) {
         // Sized by the last interval's change count, not kept at the largest capacity ever:
         // iterating and clearing a Set costs its capacity, and one burst (e.g. building the
         // state of a new partition) would otherwise make every later take pay for it. After
-        // a full take the sets held every key of the build-up: start them small.
+        // a full take the sets were empty (`changesUntilFull`): start them small.
         let wasFull = needsFullCheckpoint
         for i in dirtyKeys.indices { dirtyKeys[i] = Set(minimumCapacity: wasFull ? 0 : dirtyKeys[i].count) }
         dirtyUsers = Set(minimumCapacity: wasFull ? 0 : dirtyUsers.count)
+        changesUntilFull = 0
         needsFullCheckpoint = fullNeeded
     }
 
@@ -386,8 +388,8 @@ public struct PartitionChangeSnapshot: Sendable {
     var records: [(keyspace: String, key: String, record: KeyRecord?)] = []
     var users: [(id: String, user: UserState?)] = []
     /// Full: every keyspace's map and the user map.
-    var maps: [(keyspace: String, map: [String: KeyRecord])] = []
-    var allUsers: [String: UserState] = [:]
+    var maps: [(keyspace: String, map: ShardedMap<KeyRecord>)] = []
+    var allUsers = ShardedMap<UserState>()
 
     init(full: Bool, metadata: [UInt8]) {
         self.full = full

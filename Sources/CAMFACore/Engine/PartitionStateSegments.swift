@@ -97,45 +97,51 @@ extension PartitionChangeSnapshot {
     /// not leave the other cores idle.
     static let encodeTaskKeys = 131_072
 
-    /// One encoding task: a range of one unit's map (keyspace maps in layout order, then users).
+    /// One encoding task: a range of shards of one unit's map (keyspace maps in layout
+    /// order, then users).
     struct EncodeTask {
         var unit: Int
-        var keys: Range<Dictionary<String, KeyRecord>.Index>?
-        var users: Range<Dictionary<String, UserState>.Index>?
+        var shards: Range<Int>
     }
 
     func encodeTasks() -> [EncodeTask] {
-        func split<V>(_ map: [String: V]) -> [Range<Dictionary<String, V>.Index>] {
-            var ranges: [Range<Dictionary<String, V>.Index>] = []
-            var lower = map.startIndex
-            // Walking indices reads the occupancy bitmap only, not the entries.
-            while lower != map.endIndex {
-                let upper = map.index(lower, offsetBy: Self.encodeTaskKeys, limitedBy: map.endIndex) ?? map.endIndex
-                ranges.append(lower..<upper)
-                lower = upper
+        func split<V>(_ map: ShardedMap<V>, unit: Int) -> [EncodeTask] {
+            var tasks: [EncodeTask] = []
+            var lower = 0, keys = 0
+            for (s, shard) in map.shards.enumerated() {
+                keys += shard.count
+                if keys >= Self.encodeTaskKeys || s == map.shards.count - 1 {
+                    if keys > 0 { tasks.append(EncodeTask(unit: unit, shards: lower..<(s + 1))) }
+                    lower = s + 1
+                    keys = 0
+                }
             }
-            return ranges
+            return tasks
         }
         var tasks: [EncodeTask] = []
-        for (unit, m) in maps.enumerated() { tasks += split(m.map).map { EncodeTask(unit: unit, keys: $0) } }
-        tasks += split(allUsers).map { EncodeTask(unit: maps.count, users: $0) }
+        for (unit, m) in maps.enumerated() { tasks += split(m.map, unit: unit) }
+        tasks += split(allUsers, unit: maps.count)
         return tasks
     }
 
     func encode(_ task: EncodeTask) -> [[UInt8]] {
         var builder = SegmentBuilder(storedKeyspace: task.unit < maps.count ? task.unit : nil)
         var record = BinaryWriter(reservingCapacity: 256)
-        if let range = task.keys {
-            for (key, r) in maps[task.unit].map[range] {
-                record.removeAll()
-                PartitionState.write(r, to: &record)
-                builder.add(key: key, value: record.bytes)
+        if task.unit < maps.count {
+            for shard in maps[task.unit].map.shards[task.shards] {
+                for (key, r) in shard {
+                    record.removeAll()
+                    PartitionState.write(r, to: &record)
+                    builder.add(key: key, value: record.bytes)
+                }
             }
-        } else if let range = task.users {
-            for (id, u) in allUsers[range] {
-                record.removeAll()
-                PartitionState.write(u, to: &record)
-                builder.add(key: id, value: record.bytes)
+        } else {
+            for shard in allUsers.shards[task.shards] {
+                for (id, u) in shard {
+                    record.removeAll()
+                    PartitionState.write(u, to: &record)
+                    builder.add(key: id, value: record.bytes)
+                }
             }
         }
         builder.seal()
@@ -253,8 +259,8 @@ extension PartitionState {
         let unitRows = rowsOf
         let layout = self.layout
         let segmentHeaders = headers
-        let keyspaceMaps = UnitResults<Result<[String: KeyRecord], UnitFailure>>(count: usersUnit)
-        let userMap = UnitResults<Result<[String: UserState], UnitFailure>>(count: 1)
+        let keyspaceMaps = UnitResults<Result<ShardedMap<KeyRecord>, UnitFailure>>(count: usersUnit)
+        let userMap = UnitResults<Result<ShardedMap<UserState>, UnitFailure>>(count: 1)
         // Units by size, largest first, so the largest never starts last.
         let order = (0...usersUnit).sorted { unitSegments[$0].count > unitSegments[$1].count }
         parallel(order.count) { n in
@@ -264,7 +270,7 @@ extension PartitionState {
             var current = 0
             do throws(BinaryDecodingError) {
                 if unit == usersUnit {
-                    var map: [String: UserState] = [:]
+                    var map = ShardedMap<UserState>()
                     map.reserveCapacity(count)
                     var methodSets = Set<[MFAMethod]>()
                     for i in list {
@@ -281,7 +287,7 @@ extension PartitionState {
                     userMap.set(0, .success(map))
                 } else if let m = mapping[unit] {
                     let slotCount = layout[m.keyspace].specs.count
-                    var map: [String: KeyRecord] = [:]
+                    var map = ShardedMap<KeyRecord>()
                     map.reserveCapacity(count)
                     for i in list {
                         current = i
@@ -302,7 +308,7 @@ extension PartitionState {
         }
         // The first damaged segment in stored order is reported, whichever unit finished first.
         var failures: [UnitFailure] = []
-        var maps: [Int: [String: KeyRecord]] = [:]
+        var maps: [Int: ShardedMap<KeyRecord>] = [:]
         for unit in 0..<usersUnit {
             switch keyspaceMaps.take(unit) {
             case .success(let map): maps[unit] = map
@@ -310,7 +316,7 @@ extension PartitionState {
             case nil: break
             }
         }
-        var restoredUsers: [String: UserState]?
+        var restoredUsers: ShardedMap<UserState>?
         switch userMap.take(0) {
         case .success(let map): restoredUsers = map
         case .failure(let f): failures.append(f)

@@ -1,0 +1,90 @@
+/// A string-keyed map split by key hash into a fixed number of dictionaries (shards), so
+/// that no single operation on a large partition's state touches all of it.
+///
+/// Two costs of one big dictionary land on the poll thread as stalls: growing past its
+/// capacity rehashes every key it holds, and after a full checkpoint shares it with the
+/// writer (copy-on-write), the next change copies all of it, hundreds of milliseconds at a
+/// million keys. Split in shards, a change copies or rehashes one shard only; the copies a
+/// full checkpoint causes are spread over the events that follow it.
+///
+/// Which shard holds a key depends on the process's hash seed, so nothing may depend on the
+/// order of iteration, as with `Dictionary`.
+struct ShardedMap<Value> {
+    /// A million keys make shards of about four thousand: a few milliseconds to copy one.
+    static var shardCount: Int { 256 }
+
+    private(set) var shards: [[String: Value]]
+
+    init() { shards = Array(repeating: [:], count: Self.shardCount) }
+
+    @inline(__always)
+    static func shard(of key: String) -> Int { key.hashValue & (shardCount - 1) }
+
+    struct Index: Equatable {
+        var shard: Int
+        var index: Dictionary<String, Value>.Index
+    }
+
+    var count: Int { shards.reduce(0) { $0 + $1.count } }
+    var isEmpty: Bool { shards.allSatisfy(\.isEmpty) }
+
+    subscript(key: String) -> Value? {
+        get { shards[Self.shard(of: key)][key] }
+        set { shards[Self.shard(of: key)][key] = newValue }
+        _modify { yield &shards[Self.shard(of: key)][key] }
+    }
+
+    func index(forKey key: String) -> Index? {
+        let s = Self.shard(of: key)
+        return shards[s].index(forKey: key).map { Index(shard: s, index: $0) }
+    }
+
+    /// The value at an index from `index(forKey:)`, changed in place (one hash per event
+    /// instead of one per access).
+    subscript(at i: Index) -> Value {
+        get { shards[i.shard].values[i.index] }
+        _modify { yield &shards[i.shard].values[i.index] }
+    }
+
+    mutating func remove(at i: Index) { shards[i.shard].remove(at: i.index) }
+
+    @discardableResult
+    mutating func removeValue(forKey key: String) -> Value? { shards[Self.shard(of: key)].removeValue(forKey: key) }
+
+    /// Room for `n` keys in all: each shard gets its share and some slack, since keys do not
+    /// spread exactly evenly.
+    mutating func reserveCapacity(_ n: Int) {
+        let share = n / Self.shardCount
+        guard share > 0 else { return }
+        let perShard = share + share / 8 + 8
+        for s in shards.indices { shards[s].reserveCapacity(perShard) }
+    }
+
+    var keys: LazyMapSequence<ShardedMap, String> { lazy.map(\.key) }
+}
+
+extension ShardedMap: Sequence {
+    struct Iterator: IteratorProtocol {
+        var remaining: IndexingIterator<[[String: Value]]>
+        var current: Dictionary<String, Value>.Iterator?
+
+        mutating func next() -> (key: String, value: Value)? {
+            while true {
+                if let e = current?.next() { return e }
+                guard let shard = remaining.next() else { return nil }
+                current = shard.makeIterator()
+            }
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(remaining: shards.makeIterator(), current: nil) }
+
+    var underestimatedCount: Int { count }
+}
+
+extension ShardedMap: Sendable where Value: Sendable {}
+
+extension ShardedMap: Equatable where Value: Equatable {
+    // Equal maps hold each key in the same shard (one process, one seed).
+    static func == (a: ShardedMap, b: ShardedMap) -> Bool { a.shards == b.shards }
+}

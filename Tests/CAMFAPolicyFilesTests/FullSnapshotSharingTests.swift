@@ -1,0 +1,59 @@
+@testable import CAMFACore
+import CAMFAPolicyFiles
+import Testing
+
+/// What keeps a full checkpoint from stalling the poll thread: while the writer holds the
+/// snapshot, an event copies only the shards of the keys it changes (not whole maps), and
+/// while a full checkpoint is pending no set of every changed key is built up.
+@Suite struct FullSnapshotSharingTests {
+    static func sameStorage<V>(_ a: [String: V], _ b: [String: V]) -> Bool {
+        unsafeBitCast(a, to: UnsafeRawPointer.self) == unsafeBitCast(b, to: UnsafeRawPointer.self)
+    }
+
+    @Test func anEventAfterAFullSnapshotCopiesOnlyTheShardsOfItsKeys() throws {
+        let set = try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]")
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t: Int64 = 1_767_225_600_000
+        for i in 0..<5_000 { _ = engine.process(event("u\(i)", at: t + Int64(i)), coordinates: "t/0/\(i)", state: &state) }
+        let snapshot = state.takeChangeSnapshot()
+        #expect(snapshot.full)
+
+        _ = engine.process(event("u42", at: t + 5_000), coordinates: "t/0/5000", state: &state)
+
+        let touched = ShardedMap<UserState>.shard(of: "u42")
+        let keys = snapshot.maps[0].map
+        var sharedUsers = 0, sharedKeys = 0
+        for s in 0..<ShardedMap<UserState>.shardCount {
+            let users = Self.sameStorage(state.users.shards[s], snapshot.allUsers.shards[s])
+            let records = Self.sameStorage(state.keyspaces[0].shards[s], keys.shards[s])
+            #expect(users == (s != touched), "users shard \(s)")
+            #expect(records == (s != touched), "keyspace shard \(s)")
+            if users { sharedUsers += 1 }
+            if records { sharedKeys += 1 }
+        }
+        #expect(sharedUsers == ShardedMap<UserState>.shardCount - 1 && sharedKeys == sharedUsers)
+        #expect(snapshot.allUsers["u42"]?.lastSeen == t + 42, "the snapshot kept the state it was taken with")
+        #expect(state.users["u42"]?.lastSeen == t + 5_000)
+    }
+
+    @Test func whileAFullCheckpointIsPendingChangesAreCountedNotCollected() throws {
+        let set = try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]")
+        let engine = Engine(policySet: set)
+        var state = PartitionState(policySet: set)
+        let t: Int64 = 1_767_225_600_000
+        for i in 0..<300 { _ = engine.process(event("u\(i % 100)", at: t + Int64(i)), coordinates: "t/0/\(i)", state: &state) }
+        #expect(state.needsFullCheckpoint)
+        #expect(state.dirtyUsers.isEmpty && state.dirtyKeys.allSatisfy(\.isEmpty))
+        #expect(state.pendingChangeCount >= 300, "every event counted, so a checkpoint is due")
+        let full = state.takeChangeSnapshot()
+        #expect(full.full && full.count == 200, "100 users and their 100 keys")
+        #expect(state.pendingChangeCount == 0)
+
+        for i in 0..<30 { _ = engine.process(event("u\(i % 10)", at: t + 300 + Int64(i)), coordinates: "t/0/\(300 + i)", state: &state) }
+        #expect(state.dirtyUsers.count == 10 && state.dirtyKeys[0].count == 10)
+        #expect(state.pendingChangeCount == 20, "after the full one, each changed key once")
+        let incremental = state.takeChangeSnapshot()
+        #expect(!incremental.full && incremental.count == 20)
+    }
+}
