@@ -45,16 +45,18 @@ struct CheckpointBenchCommand: ParsableCommand {
         var state = PartitionState(policySet: set)
         let buildStart = Self.now()
         var offset = 0
+        /// The next simulated event through the engine, timed alone: the poll-thread stall it causes.
+        func timedEvent() -> Double {
+            let event = sim.next().event
+            let start = Self.now()
+            _ = engine.process(event, coordinates: "bench/0/\(offset)", state: &state)
+            offset += 1
+            return Self.now() - start
+        }
         // The longest single event while the state grows: a map that outgrows its capacity
         // rehashes everything it holds on the poll thread.
         var longestBuildEvent = 0.0
-        for _ in 0..<(users * eventsPerUser) {
-            let event = sim.next().event
-            let e = Self.now()
-            _ = engine.process(event, coordinates: "bench/0/\(offset)", state: &state)
-            longestBuildEvent = max(longestBuildEvent, Self.now() - e)
-            offset += 1
-        }
+        for _ in 0..<(users * eventsPerUser) { longestBuildEvent = max(longestBuildEvent, timedEvent()) }
         let buildSeconds = Self.now() - buildStart
 
         let store = try CheckpointStore(directory: dir)
@@ -85,13 +87,9 @@ struct CheckpointBenchCommand: ParsableCommand {
         let eventsAfterFull = 20_000
         withExtendedLifetime(fullSnapshot) {
             for _ in 0..<eventsAfterFull {
-                let event = sim.next().event
-                let e = Self.now()
-                _ = engine.process(event, coordinates: "bench/0/\(offset)", state: &state)
-                let took = Self.now() - e
+                let took = timedEvent()
                 longestAfterFull = max(longestAfterFull, took)
                 totalAfterFull += took
-                offset += 1
             }
         }
         let fullCount = fullSnapshot!.count

@@ -10,12 +10,23 @@ import Testing
         unsafeBitCast(a, to: UnsafeRawPointer.self) == unsafeBitCast(b, to: UnsafeRawPointer.self)
     }
 
+    static let start: Int64 = 1_767_225_600_000
+
+    /// One statistic keyed by user: each user has one key in keyspace 0.
+    static func engine() throws -> Engine {
+        Engine(policySet: try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]"))
+    }
+
+    /// `events` logins, one per millisecond from `start`, going round `users` users.
+    static func built(_ engine: Engine, users: Int, events: Int) -> PartitionState {
+        var state = PartitionState(policySet: engine.policySet)
+        for i in 0..<events { _ = engine.process(event("u\(i % users)", at: start + Int64(i)), coordinates: "t/0/\(i)", state: &state) }
+        return state
+    }
+
     @Test func anEventAfterAFullSnapshotCopiesOnlyTheShardsOfItsKeys() throws {
-        let set = try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]")
-        let engine = Engine(policySet: set)
-        var state = PartitionState(policySet: set)
-        let t: Int64 = 1_767_225_600_000
-        for i in 0..<5_000 { _ = engine.process(event("u\(i)", at: t + Int64(i)), coordinates: "t/0/\(i)", state: &state) }
+        let (engine, t) = (try Self.engine(), Self.start)
+        var state = Self.built(engine, users: 5_000, events: 5_000)
         let snapshot = state.takeChangeSnapshot()
         #expect(snapshot.full)
 
@@ -38,11 +49,8 @@ import Testing
     }
 
     @Test func whileAFullCheckpointIsPendingChangesAreCountedNotCollected() throws {
-        let set = try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]")
-        let engine = Engine(policySet: set)
-        var state = PartitionState(policySet: set)
-        let t: Int64 = 1_767_225_600_000
-        for i in 0..<300 { _ = engine.process(event("u\(i % 100)", at: t + Int64(i)), coordinates: "t/0/\(i)", state: &state) }
+        let (engine, t) = (try Self.engine(), Self.start)
+        var state = Self.built(engine, users: 100, events: 300)
         #expect(state.needsFullCheckpoint)
         #expect(state.dirtyUsers.isEmpty && state.dirtyKeys.allSatisfy(\.isEmpty))
         #expect(state.pendingChangeCount >= 300, "every event counted, so a checkpoint is due")

@@ -468,14 +468,13 @@ public struct Engine: Sendable {
     /// Puts the key in `dirtyKeys` unless its record says it is already there.
     @inline(__always)
     static func markDirty(_ state: inout PartitionState, keyspace: Int, record: ShardedMap<KeyRecord>.Index, key: String) {
-        if state.needsFullCheckpoint {
-            state.changesUntilFull += 1
-            return
+        // While a full checkpoint is pending nothing is collected, so there is no mark to keep.
+        if !state.needsFullCheckpoint {
+            let epoch = state.changeEpoch
+            if state.keyspaces[keyspace][at: record].markedEpoch == epoch { return }
+            state.keyspaces[keyspace][at: record].markedEpoch = epoch
         }
-        let epoch = state.changeEpoch
-        if state.keyspaces[keyspace][at: record].markedEpoch == epoch { return }
-        state.keyspaces[keyspace][at: record].markedEpoch = epoch
-        state.dirtyKeys[keyspace].insert(key)
+        state.recordChange(keyspace: keyspace, key: key)
     }
 
     static func withWindow(_ record: inout KeyRecord, slot: Int, _ body: (inout WindowState) -> (Value, Value)) -> (Value, Value) {

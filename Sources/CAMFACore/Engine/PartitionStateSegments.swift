@@ -127,22 +127,19 @@ extension PartitionChangeSnapshot {
     func encode(_ task: EncodeTask) -> [[UInt8]] {
         var builder = SegmentBuilder(storedKeyspace: task.unit < maps.count ? task.unit : nil)
         var record = BinaryWriter(reservingCapacity: 256)
-        if task.unit < maps.count {
-            for shard in maps[task.unit].map.shards[task.shards] {
-                for (key, r) in shard {
+        func add<V>(_ map: ShardedMap<V>, _ write: (V, inout BinaryWriter) -> Void) {
+            for shard in map.shards[task.shards] {
+                for (key, value) in shard {
                     record.removeAll()
-                    PartitionState.write(r, to: &record)
+                    write(value, &record)
                     builder.add(key: key, value: record.bytes)
                 }
             }
+        }
+        if task.unit < maps.count {
+            add(maps[task.unit].map) { (r: KeyRecord, w: inout BinaryWriter) in PartitionState.write(r, to: &w) }
         } else {
-            for shard in allUsers.shards[task.shards] {
-                for (id, u) in shard {
-                    record.removeAll()
-                    PartitionState.write(u, to: &record)
-                    builder.add(key: id, value: record.bytes)
-                }
-            }
+            add(allUsers) { (u: UserState, w: inout BinaryWriter) in PartitionState.write(u, to: &w) }
         }
         builder.seal()
         return builder.segments

@@ -20,13 +20,12 @@ struct ShardedMap<Value> {
     @inline(__always)
     static func shard(of key: String) -> Int { key.hashValue & (shardCount - 1) }
 
-    struct Index: Equatable {
+    struct Index {
         var shard: Int
         var index: Dictionary<String, Value>.Index
     }
 
     var count: Int { shards.reduce(0) { $0 + $1.count } }
-    var isEmpty: Bool { shards.allSatisfy(\.isEmpty) }
 
     subscript(key: String) -> Value? {
         get { shards[Self.shard(of: key)][key] }
