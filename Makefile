@@ -58,6 +58,8 @@ install-files:
 	sed -e 's|/usr/local/bin/camfa|$(PREFIX)/bin/camfa|' -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' \
 	    deploy/camfa.service > $(DESTDIR)$(UNITDIR)/camfa.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/camfa.service
+	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/secret || \
+	    (umask 077 && openssl rand -hex 32 > $(DESTDIR)$(SYSCONFDIR)/camfa/secret)
 	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml || \
 	    sed -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' deploy/camfa.yaml > $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml
 	@for f in policies/examples/*.yaml; do \

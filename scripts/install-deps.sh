@@ -27,6 +27,12 @@ if ! python3 -c 'import openapi_spec_validator, yaml' 2>/dev/null; then
   echo "installing python3 openapi-spec-validator"
   python3 -m pip install --quiet openapi-spec-validator pyyaml || python3 -m pip install --quiet --break-system-packages openapi-spec-validator pyyaml
 fi
+# The hostile-input tests produce with an independent client that can set a record's
+# CreateTime and headers (kcat cannot): confluent-kafka, which bundles its own librdkafka.
+if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+  echo "installing python3 confluent-kafka"
+  python3 -m pip install --quiet confluent-kafka || python3 -m pip install --quiet --break-system-packages confluent-kafka
+fi
 if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) and retry" >&2
   exit 1

@@ -13,6 +13,9 @@ public protocol CAMFABackend: AnyObject, Sendable {
     func mfaStatus(user: String, timeout: Double) async throws(PipelineRequestError) -> MFAStatus
     /// An MFA outcome reported by a subscriber (`authing.security.mfa.result` or HTTP).
     func submitMFAResult(json: [UInt8], timeout: Double) async throws(PipelineRequestError) -> MFAResultOutcome
+    /// An operator's explicit release of the user (admin scope): every challenge the user
+    /// holds, pending or expired, is dropped. Through the input topic, like a result.
+    func releaseUser(user: String, timeout: Double) async throws(PipelineRequestError) -> ReleaseOutcome
     /// Re-reads the configured policy directory and swaps the policy set atomically; an
     /// invalid set is refused and the running one stays.
     func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport
@@ -38,6 +41,8 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
         case unknownChallenge = "unknown-challenge"
         /// An MFA result arrived after its challenge expired.
         case expiredChallenge = "expired-challenge"
+        /// An MFA result names a method its challenge did not offer.
+        case methodNotOffered = "method-not-offered"
         /// The new policy set does not load; `message` has every file:line:col error.
         case reloadFailed = "reload-failed"
     }
@@ -71,18 +76,32 @@ public struct Evaluation: Sendable {
     }
 }
 
+/// What a release did.
+public struct ReleaseOutcome: Sendable {
+    public var user: String
+    /// Challenges dropped (pending and expired).
+    public var released: Int
+    public init(user: String, released: Int) {
+        self.user = user
+        self.released = released
+    }
+}
+
 /// A user's MFA state, as the status endpoint reports it.
 public struct MFAStatus: Sendable {
     public var user: String
     /// Unexpired challenges, oldest first; the user is locked while this is not empty.
     public var pending: [PendingChallenge]
+    /// Challenges that expired unanswered: expiry is not a release, so each keeps the user
+    /// locked until a verified result for a later challenge or an admin release.
+    public var expired: [PendingChallenge] = []
     /// Event time (epoch ms) of the last verified MFA result.
     public var lastVerified: Int64?
     /// What a client does when camfa does not answer in time: the strictest fail mode of
     /// the flows with a pending challenge, else the default (open, the seed's rule).
     public var failMode: FailMode
 
-    public var mfaVerified: Bool { pending.isEmpty }
+    public var mfaVerified: Bool { pending.isEmpty && expired.isEmpty }
 
     public init(user: String, pending: [PendingChallenge], lastVerified: Int64?, failMode: FailMode) {
         self.user = user

@@ -22,9 +22,15 @@ public struct Configuration: Sendable, Equatable {
 
     public struct Engine: Sendable, Equatable {
         public var allowedLateness: Int64 = 5 * 60_000
-        /// Events stamped further than this ahead of the broker's timestamp are rejected.
+        /// Events (and results) dated further than this ahead of camfa's clock are rejected.
         public var maxFutureSkew: Int64 = 5 * 60_000
         public var maxMessageBytes = 1 << 20
+        /// UTF-8 bytes of a user id (events, results); longer → dead letter `tooLong`.
+        public var maxIdentityBytes = 256
+        /// UTF-8 bytes of any other string field of an event.
+        public var maxFieldBytes = 2048
+
+        public var limits: EventLimits { EventLimits(maxIdentityBytes: maxIdentityBytes, maxFieldBytes: maxFieldBytes) }
     }
 
     public struct Enrichment: Sendable, Equatable {
@@ -91,8 +97,16 @@ public struct Configuration: Sendable, Equatable {
         public init() {}
     }
 
+    /// README "Security model".
+    public struct Security: Sendable, Equatable {
+        /// The secret that keys challenge ids and the MAC on camfa's own input records
+        /// (DaemonSecret.swift says where it is looked for when this is nil).
+        public var secretFile: String?
+    }
+
     public var kafka = Kafka()
     public var topics = Topics()
+    public var security = Security()
     public var policies = "/etc/camfa/policies"
     public var stateDir = "/var/lib/camfa"
     public var engine = Engine()
@@ -186,10 +200,12 @@ private struct ConfigReader {
             case "policies": if let s = string(v, key) { c.policies = s }
             case "stateDir": if let s = string(v, key) { c.stateDir = s }
             case "eventSource": if let s = string(v, key) { c.eventSource = s }
-            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes"]) { r, name, node in
+            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes"]) { r, name, node in
                 switch name {
                 case "allowedLateness": if let d = r.duration(node, "engine.allowedLateness") { c.engine.allowedLateness = d }
                 case "maxFutureSkew": if let d = r.duration(node, "engine.maxFutureSkew") { c.engine.maxFutureSkew = d }
+                case "maxIdentityBytes": if let n = r.int(node, "engine.maxIdentityBytes", min: 1) { c.engine.maxIdentityBytes = n }
+                case "maxFieldBytes": if let n = r.int(node, "engine.maxFieldBytes", min: 16) { c.engine.maxFieldBytes = n }
                 default: if let n = r.int(node, "engine.maxMessageBytes", min: 1024) { c.engine.maxMessageBytes = n }
                 }
             }
@@ -230,8 +246,11 @@ private struct ConfigReader {
                 }
             }
             case "http": readHTTP(v, into: &c.http)
+            case "security": section(v, key, ["secretFile"]) { r, _, node in
+                c.security.secretFile = r.optionalPath(node, "security.secretFile")
+            }
             default:
-                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, stateDir, topics)")
+                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, security, stateDir, topics)")
             }
         }
         return c

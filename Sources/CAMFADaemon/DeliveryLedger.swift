@@ -9,6 +9,12 @@ import Logging
 /// goes through); a success counts only with the offset the broker stored it at; and the
 /// outputs of an ownership period that ended are forgotten, because the partition's next
 /// owner produces them again from its checkpoint.
+///
+/// One exception: an error that sending again cannot clear (the message is too large or
+/// invalid for the broker) would stall the partition for good, and an input could cause it
+/// on purpose. Such an output is replaced by its dead letter (reason `undeliverable`,
+/// the coordinates of the input it came from and the first 256 bytes of it); a dead letter that is itself
+/// undeliverable is logged and counted (`undeliverable`), and the partition goes on.
 final class DeliveryLedger {
     /// A produced message kept until the broker acknowledges it.
     struct Output {
@@ -30,13 +36,25 @@ final class DeliveryLedger {
     private var orphaned: Set<UInt64> = []
     private(set) var retries = 0
     private(set) var produceErrors = 0
+    /// Dead letters dropped because even they could not be delivered.
+    private(set) var undeliverable = 0
+    /// Outputs the producer refused at once with a permanent error, handled in `serve`.
+    private var refused: [(UInt64, KafkaError)] = []
     let producer: KafkaProducer
     let logger: Logger
+    let deadLetterTopic: String
 
-    init(producer: KafkaProducer, logger: Logger) {
+    init(producer: KafkaProducer, deadLetterTopic: String, logger: Logger) {
         self.producer = producer
+        self.deadLetterTopic = deadLetterTopic
         self.logger = logger
     }
+
+    /// Errors no retry clears: the message itself is what the broker refuses.
+    static let permanent: Set<KafkaErrorCode> = [.messageSizeTooLarge, .invalidMessageSize, .invalidRecord]
+    /// Of the undeliverable output, the dead letter keeps only a prefix: the input record
+    /// it came from (at the coordinates) reproduces it whole.
+    static let keptBytes = 256
 
     /// A delivery token the ledger will not use, for messages the caller tracks itself.
     func reserveToken() -> UInt64 {
@@ -77,6 +95,11 @@ final class DeliveryLedger {
             // without ever having stored it (seen in the broker-fault test: offset -1001,
             // message absent from the topic). Publishing again is safe: outputs are
             // at-least-once and a duplicate carries the same id.
+            if let e = r.error, Self.permanent.contains(e.code) {
+                inFlight.removeValue(forKey: r.token)
+                replace(o, error: e, acknowledged: acknowledged)
+                continue
+            }
             let failure = r.error.map { "failed: \($0)" } ?? (r.offset < 0 ? "acknowledged without an offset" : nil)
             if let failure {
                 o.attempts += 1
@@ -88,6 +111,15 @@ final class DeliveryLedger {
             }
             inFlight.removeValue(forKey: r.token)
             acknowledged(o)
+        }
+        if !refused.isEmpty {
+            let now = refused
+            refused.removeAll()
+            for (t, e) in now {
+                guard let o = inFlight.removeValue(forKey: t) else { continue }
+                if orphaned.remove(t) != nil { continue }
+                replace(o, error: e, acknowledged: acknowledged)
+            }
         }
         guard !failedSends.isEmpty else { return }
         let retry = failedSends
@@ -101,9 +133,41 @@ final class DeliveryLedger {
         }
     }
 
+    /// `o` failed for good: its dead letter takes its place (same input coordinates, so the
+    /// input offset still waits for it), or, if `o` was a dead letter, it is given up.
+    private func replace(_ o: Output, error: KafkaError, acknowledged: (Output) -> Void) {
+        guard o.topic != deadLetterTopic else {
+            undeliverable += 1
+            logger.error("a dead letter is undeliverable and dropped", metadata: [
+                "error": "\(error.code.name)", "partition": "\(o.partition)", "offset": "\(o.offset)",
+            ])
+            acknowledged(o)
+            return
+        }
+        logger.warning("output undeliverable; dead-lettered instead", metadata: [
+            "topic": "\(o.topic)", "error": "\(error.code.name)", "bytes": "\(o.value.count)", "partition": "\(o.partition)", "offset": "\(o.offset)",
+        ])
+        var headers: [(String, [UInt8]?)] = [
+            ("camfa.reason", Array("undeliverable: \(error.code.name): \(o.topic) refused a message of \(o.value.count) bytes".utf8)),
+            ("camfa.output.topic", Array(o.topic.utf8)),
+            ("camfa.source.partition", Array(String(o.partition).utf8)),
+            ("camfa.source.offset", Array(String(o.offset).utf8)),
+        ]
+        var value = o.value
+        if value.count > Self.keptBytes {
+            headers.append(("camfa.original.size", Array(String(value.count).utf8)))
+            headers.append(("camfa.truncated", Array("true".utf8)))
+            value = Array(value.prefix(Self.keptBytes))
+        }
+        produce(Output(topic: deadLetterTopic, key: o.key.map { Array($0.prefix(Self.keptBytes)) }, value: value, headers: headers,
+                       partition: o.partition, offset: o.offset))
+    }
+
     private func send(_ o: Output, token: UInt64) {
         do {
             try producer.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
+        } catch where Self.permanent.contains(error.code) {
+            refused.append((token, error))
         } catch {
             // Not retried here in a loop: the next serve retries it, and the record's offset
             // is not committed meanwhile.

@@ -1,3 +1,4 @@
+import CAMFAKafka
 import CAMFACore
 import Foundation
 import Logging
@@ -44,5 +45,18 @@ public enum DaemonLogging {
             handler.logLevel = level
             return handler
         }
+    }
+}
+
+/// What a dead letter's log line says. The reason's code and the coordinates always; the
+/// record's key (the user id, for UEBA events and results) only with
+/// `logging.personalData: true`: personal data stays out of logs by default.
+enum DeadLetterLog {
+    static func metadata(_ record: KafkaRecord, reason: String, personalData: Bool) -> Logger.Metadata {
+        var m: Logger.Metadata = [
+            "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
+        ]
+        if personalData, let key = record.key { m["user"] = "\(String(decoding: key.prefix(256), as: UTF8.self))" }
+        return m
     }
 }

@@ -7,13 +7,17 @@ import CAMFACore
 ///      "method": "sms|email|otp|face", "result": "verified|failed", "time": <epoch ms>}
 ///
 /// `mfaEventId` is the `id` of the `authing.security.mfa` event (the challenge id), `user`
-/// its `subject`. `time` is optional: when absent, the receiver stamps it (the result
-/// topic's message timestamp, or the wall clock for HTTP) before the result enters the
-/// input topic, so a replay sees the same time. Other fields are ignored.
+/// its `subject`. `time` is optional and never believed (README "Security model"): a
+/// submitter who could date a result would answer a challenge after it expired. The
+/// receiver (the result forwarder, the HTTP server) stamps camfa's own clock as the
+/// result's time before it enters the input topic, in the record camfa authenticates, so
+/// a replay sees the same time. Other fields are ignored.
 extension MFAResult {
     public static let maxJSONBytes = 16 << 10
 
-    public static func decode(json: [UInt8], defaultTime: Int64?) throws(PipelineRequestError) -> MFAResult {
+    /// `receivedAt`: camfa's clock when a subscriber's result arrives, which becomes its
+    /// time; nil for the stored form in the input topic, whose time camfa wrote itself.
+    public static func decode(json: [UInt8], receivedAt: Int64?) throws(PipelineRequestError) -> MFAResult {
         guard json.count <= maxJSONBytes else {
             throw PipelineRequestError(code: .invalid, message: "an MFA result is at most \(maxJSONBytes) bytes, got \(json.count)")
         }
@@ -39,22 +43,31 @@ extension MFAResult {
         guard let outcome = Outcome(rawValue: resultText) else {
             throw PipelineRequestError(code: .invalid, message: "result must be verified or failed", field: "result")
         }
-        var time: Int64
+        var submitted: Int64?
         switch m[string: "time"] {
-        case .int(let t)?: time = t
-        case .uint(let t)? where t <= UInt64(Int64.max): time = Int64(t)
-        case nil, .null?:
-            guard let defaultTime else {
-                throw PipelineRequestError(code: .invalid, message: "time (epoch milliseconds) is required", field: "time")
-            }
-            time = defaultTime
+        case .int(let t)?: submitted = t
+        case .uint(let t)? where t <= UInt64(Int64.max): submitted = Int64(t)
+        case nil, .null?: submitted = nil
         default:
             throw PipelineRequestError(code: .invalid, message: "time must be an integer (epoch milliseconds)", field: "time")
+        }
+        guard let time = receivedAt ?? submitted else {
+            throw PipelineRequestError(code: .invalid, message: "time (epoch milliseconds) is required", field: "time")
         }
         guard time >= 0 else {
             throw PipelineRequestError(code: .invalid, message: "time must not be negative", field: "time")
         }
         return MFAResult(challengeId: id, user: user, method: method, outcome: outcome, time: time)
+    }
+
+    /// The intake's bounds (EventLimits): the user id is a key of the state like an event's.
+    public func check(_ limits: EventLimits) throws(PipelineRequestError) {
+        if user.utf8.count > limits.maxIdentityBytes {
+            throw PipelineRequestError(code: .invalid, message: "user: \(user.utf8.count) bytes exceeds engine.maxIdentityBytes \(limits.maxIdentityBytes)", field: "user")
+        }
+        if challengeId.utf8.count > limits.maxFieldBytes {
+            throw PipelineRequestError(code: .invalid, message: "mfaEventId: \(challengeId.utf8.count) bytes exceeds engine.maxFieldBytes \(limits.maxFieldBytes)", field: "mfaEventId")
+        }
     }
 
     /// The normalised form stored in the input topic (every field present).
@@ -71,6 +84,8 @@ enum InputHeaders {
     /// `mfa-result` for an MFA result; absent for UEBA events.
     static let kind = "camfa.kind"
     static let mfaResultKind = "mfa-result"
+    /// `release` for an admin release of a user (`{"user", "time"}`).
+    static let releaseKind = "release"
     /// `http` for an API-mode event: it runs the `http` flows.
     static let trigger = "camfa.trigger"
     /// API mode: only this flow.

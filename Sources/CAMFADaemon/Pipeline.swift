@@ -32,8 +32,14 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         /// Offsets are committed at most this often (they are for lag monitoring and restart).
         public var commitInterval: Double = 1
         public var maxBatch = 1_000
-        public init(configuration: Configuration, policySet: PolicySet, enrichment: EnrichmentResources?) {
+        /// Keys challenge ids and authenticates camfa's own input records.
+        public var secret: DaemonSecret
+        /// The daemon's clock (epoch ms). It alone bounds how far ahead an event may be:
+        /// a producer chooses both `requestDate` and the record's CreateTime.
+        public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        public init(configuration: Configuration, policySet: PolicySet, enrichment: EnrichmentResources?, secret: DaemonSecret) {
             self.configuration = configuration
+            self.secret = secret
             self.policySet = policySet
             self.enrichment = enrichment
         }
@@ -53,6 +59,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     public let health = PipelineHealth()
     let reloads = PolicyReloadSlot()
     let telemetry = PipelineMetrics()
+    let records: RecordAuthenticator
 
     var consumer: KafkaConsumer!
     private var producer: KafkaProducer!
@@ -112,7 +119,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     public init(options: Options, logger: Logger) {
         self.options = options
         self.logger = logger
-        self.engine = Engine(policySet: options.policySet)
+        self.engine = Engine(policySet: options.policySet, challengeKey: options.secret.challengeKey)
+        self.records = options.secret.records
         self.enricher = options.enrichment.map { Enricher(resources: $0) }
     }
 
@@ -135,7 +143,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let c = options.configuration
         writer = CheckpointWriter(store: try openStore(c.stateDir))
         producer = try KafkaProducer(config: kafkaConfig, logger: logger)
-        ledger = DeliveryLedger(producer: producer, logger: logger)
+        ledger = DeliveryLedger(producer: producer, deadLetterTopic: c.topics.deadLetter, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
         try consumer.subscribe([c.topics.input])
         logger.info("camfa pipeline started", metadata: [
@@ -414,9 +422,21 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             deadLetter(record, reason: "too-large: \(value.count) bytes exceeds engine.maxMessageBytes \(c.engine.maxMessageBytes)")
             return
         }
-        if let kind = record.header(InputHeaders.kind) {
-            handleKind(kind, record, value)
-            return
+        // Trust boundary (README "Security model"): the input topic is shared with every
+        // UEBA producer, so camfa's control headers count only under camfa's MAC. UEBA
+        // events carry no `camfa.` header and skip this.
+        if record.hasHeaders {
+            let headers = record.headers()
+            if RecordAuthenticator.hasControlHeaders(headers) {
+                guard records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else {
+                    deadLetter(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
+                    return
+                }
+                if let kind = record.header(InputHeaders.kind) {
+                    handleKind(kind, record, value)
+                    return
+                }
+            }
         }
         // API mode (POST /v1/evaluate): the http flows, or only the one named.
         let trigger: FlowTrigger = record.header(InputHeaders.trigger).map { String(decoding: $0, as: UTF8.self) } == "http" ? .http : .ueba
@@ -428,8 +448,12 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             deadLetter(record, reason: "invalid: \(error.code.rawValue): \(error.message)")
             return
         }
-        if let ts = record.timestamp, event.requestDate > ts + c.engine.maxFutureSkew {
-            deadLetter(record, reason: "future: requestDate is \(event.requestDate - ts) ms ahead of the broker timestamp (engine.maxFutureSkew \(c.engine.maxFutureSkew) ms)")
+        if let error = event.violation(of: c.engine.limits) {
+            deadLetter(record, reason: "invalid: \(error.code.rawValue): \(error.message)")
+            return
+        }
+        if let reason = Self.futureReason(field: "requestDate", time: event.requestDate, now: options.clock(), skew: c.engine.maxFutureSkew) {
+            deadLetter(record, reason: reason)
             return
         }
         enricher?.enrich(&event)
@@ -449,10 +473,11 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     /// Publishes the challenges of a processed record and marks the record processed.
-    private func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord) {
+    private func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord, extra: [Output] = []) {
         let c = options.configuration
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
-        var outputs = 0
+        for o in extra { produce(o) }
+        var outputs = extra.count
         for d in decisions where d.issuesChallenge {
             let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource)
             produce(Output(topic: c.topics.output, key: Array(event.originalIdentity.utf8), value: JSONWriter.encode(envelope),
@@ -470,21 +495,35 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// dropped silently and never stops the daemon. The log line carries no event content.
     /// A request's own record answers its waiter with the reason (`code`).
     private func deadLetter(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code = .invalid) {
+        produce(deadLetterOutput(record, reason: reason, code: code))
+        partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
+        partitions[record.partition]!.schedule.processed()
+    }
+
+    /// The dead letter of `record`, counted, logged and answered; the caller produces it.
+    private func deadLetterOutput(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code) -> Output {
         let c = options.configuration
         metrics.deadLettered += 1
         telemetry.deadLettered(reason: reason)
         if let request = record.header(InputHeaders.request) {
             answer(request, .failure(PipelineRequestError(code: code, message: reason)))
         }
-        logger.notice("dead letter", metadata: [
-            "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
-        ])
+        logger.notice("dead letter", metadata: DeadLetterLog.metadata(record, reason: reason, personalData: c.logging.personalData))
         // A forwarded MFA result also names where it was first read (ResultForwarder).
         let origin = record.header(InputHeaders.kind) != nil
             ? record.headers().filter { $0.0.hasPrefix(InputHeaders.originPrefix) } : []
-        produce(Self.deadLetter(record, reason: reason, topic: c.topics.deadLetter, extraHeaders: origin))
-        partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
-        partitions[record.partition]!.schedule.processed()
+        return Self.deadLetter(record, reason: reason, topic: c.topics.deadLetter, extraHeaders: origin)
+    }
+
+    /// Trust boundary (README "Security model"): event time is the producer's word, so the
+    /// daemon's own clock bounds it. Neither `requestDate` nor the record's CreateTime can
+    /// push the partition's watermark past `now + engine.maxFutureSkew`, and an event that
+    /// would is dead-lettered. Saturating: `now` and `skew` are operator values, `time` is
+    /// already bounded by the decoder, but no sum here may trap.
+    static func futureReason(field: String, time: Int64, now: Int64, skew: Int64) -> String? {
+        let (bound, overflow) = now.addingReportingOverflow(skew)
+        guard !overflow, time > bound else { return nil }
+        return "future: \(field) is \(time.subtractingReportingOverflow(now).partialValue) ms ahead of camfa's clock (engine.maxFutureSkew \(skew) ms)"
     }
 
     static let deadLetterMaxBytes = 512 << 10
@@ -739,6 +778,10 @@ extension Pipeline {
             case .mfaResult(let id, let result):
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.mfaResultKind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 produceRequest(id, key: Array(result.user.utf8), value: result.json, headers: headers, topic: c.topics.input)
+            case .release(let id, let user, let time):
+                let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.releaseKind.utf8)), (InputHeaders.request, Array(id.utf8))]
+                let json = JSONWriter.encode(.map(ValueMap([("user", .string(user)), ("time", .int(time))])))
+                produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
             }
         }
     }
@@ -748,7 +791,7 @@ extension Pipeline {
     private func produceRequest(_ id: String, key: [UInt8], value: [UInt8], headers: [(String, [UInt8]?)], topic: String) {
         let token = ledger.reserveToken()
         do {
-            try producer.produce(topic: topic, key: key, value: value, headers: headers, token: token)
+            try producer.produce(topic: topic, key: key, value: value, headers: records.sign(key: key, value: value, headers: headers), token: token)
             requestProduces[token] = id
         } catch {
             mailbox.answer(id, .failure(PipelineRequestError(code: .unavailable, message: "cannot write to the input topic: \(error)")))
@@ -783,49 +826,78 @@ extension Pipeline {
 
     /// A record camfa wrote into its input topic with a `camfa.kind` header.
     private func handleKind(_ kind: [UInt8], _ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
-        guard String(decoding: kind, as: UTF8.self) == InputHeaders.mfaResultKind else {
-            deadLetter(record, reason: "unknown-kind: camfa.kind '\(String(decoding: kind.prefix(64), as: UTF8.self))' is not mfa-result")
+        switch String(decoding: kind, as: UTF8.self) {
+        case InputHeaders.mfaResultKind: handleResult(record, value)
+        case InputHeaders.releaseKind: handleRelease(record, value)
+        default:
+            deadLetter(record, reason: "unknown-kind: camfa.kind '\(String(decoding: kind.prefix(64), as: UTF8.self))' is not mfa-result or release")
+        }
+    }
+
+    /// An admin release: `{"user", "time"}`, written by this daemon (serveRequests).
+    private func handleRelease(_ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
+        guard case .map(let m)? = try? JSONParser.parse([UInt8](value), maxDepth: 2), case .string(let user)? = m[string: "user"],
+              !user.isEmpty else {
+            deadLetter(record, reason: "invalid: a release is {\"user\": <id>, \"time\": <epoch ms>}")
             return
         }
+        let released = engine.releaseUser(user, state: &partitions[record.partition]!.state)
+        logger.notice("user released by an operator", metadata: ["partition": "\(record.partition)", "offset": "\(record.offset)",
+                                                                "challenges": "\(released)"])
+        publish([], of: UEBAEvent(requestDate: 0, originalIdentity: user), record)
+        if let request = record.header(InputHeaders.request) {
+            answer(request, .success(.release(ReleaseOutcome(user: user, released: released))))
+        }
+    }
+
+    private func handleResult(_ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
         let result: MFAResult
         do {
-            result = try MFAResult.decode(json: [UInt8](value), defaultTime: record.timestamp)
+            result = try MFAResult.decode(json: [UInt8](value), receivedAt: nil)
         } catch {
             deadLetter(record, reason: "invalid: \(error.field.map { "\($0): " } ?? "")\(error.message)")
             return
         }
         // As for events: a result from the future would move the watermark and make the
         // user's next events late.
-        let skew = options.configuration.engine.maxFutureSkew
-        if let ts = record.timestamp, result.time > ts + skew {
-            deadLetter(record, reason: "future: time is \(result.time - ts) ms ahead of the broker timestamp (engine.maxFutureSkew \(skew) ms)")
+        if let reason = Self.futureReason(field: "time", time: result.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) {
+            deadLetter(record, reason: reason)
             return
         }
         let p = record.partition
-        let applied = engine.applyMFAResult(challengeId: result.challengeId, user: result.user, verified: result.outcome == .verified,
-                                            time: result.time, state: &partitions[p]!.state)
-        let accepted: MFAResultApplied
+        let applied = engine.applyMFAResult(challengeId: result.challengeId, user: result.user, method: result.method,
+                                            verified: result.outcome == .verified, time: result.time, state: &partitions[p]!.state)
+        // Policies see every result as an event (MFA brute force, fatigue, guessed ids),
+        // rejected ones included. A result later than the allowed lateness still clears
+        // its challenge but is not counted.
+        let outcome: String
         switch applied {
-        case .failure(let rejection):
-            deadLetter(record, reason: "\(rejection.code.rawValue): \(rejection.message)",
-                       code: rejection.code == .expiredChallenge ? .expiredChallenge : .unknownChallenge)
-            return
-        case .success(let a): accepted = a
+        case .failure: outcome = "rejected"
+        case .success: outcome = result.outcome.rawValue
         }
-        // Policies see accepted results as events (MFA brute force, fatigue). A result
-        // later than the allowed lateness still clears its challenge but is not counted.
         let event = Engine.mfaResultEvent(challengeId: result.challengeId, user: result.user, method: result.method,
-                                          verified: result.outcome == .verified, time: result.time)
+                                          outcome: outcome, time: result.time)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: p, offset: record.offset)
         var decisions: [Decision] = []
         if case .decided(let d) = engine.process(event, coordinates: coordinates.key, state: &partitions[p]!.state) {
             decisions = d
         } else {
-            logger.notice("late MFA result applied but not counted by policies", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
+            logger.notice("late MFA result not counted by policies", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
         }
-        publish(decisions, of: event, record)
-        if let request = record.header(InputHeaders.request) {
-            answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
+        switch applied {
+        case .failure(let rejection):
+            let code: PipelineRequestError.Code = switch rejection.code {
+            case .expiredChallenge: .expiredChallenge
+            case .methodNotOffered: .methodNotOffered
+            case .unknownChallenge: .unknownChallenge
+            }
+            let dead = deadLetterOutput(record, reason: "\(rejection.code.rawValue): \(rejection.message)", code: code)
+            publish(decisions, of: event, record, extra: [dead])
+        case .success(let accepted):
+            publish(decisions, of: event, record)
+            if let request = record.header(InputHeaders.request) {
+                answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
+            }
         }
     }
 
@@ -849,12 +921,16 @@ extension Pipeline {
         if let blocked = rt.blocked {
             return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))
         }
-        let pending = rt.state.pendingChallenges(user: user, at: Self.nowMs()).sorted { $0.since < $1.since }
+        let now = options.clock()
+        let pending = rt.state.pendingChallenges(user: user, at: now).sorted { $0.since < $1.since }
+        let expired = rt.state.expiredChallenges(user: user, at: now).sorted { $0.since < $1.since }
         var failMode = FailMode.open
-        for challenge in pending where options.policySet.flows.first(where: { $0.name == challenge.flow })?.failMode == .closed {
+        for challenge in pending + expired where options.policySet.flows.first(where: { $0.name == challenge.flow })?.failMode == .closed {
             failMode = .closed
         }
-        return .success(.status(MFAStatus(user: user, pending: pending, lastVerified: rt.state.lastVerified(user: user), failMode: failMode)))
+        var status = MFAStatus(user: user, pending: pending, lastVerified: rt.state.lastVerified(user: user), failMode: failMode)
+        status.expired = expired
+        return .success(.status(status))
     }
 
     /// Where the producers' partitioner puts the user's events (key = user id).

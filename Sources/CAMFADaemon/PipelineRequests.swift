@@ -23,12 +23,15 @@ final class PipelineMailbox: @unchecked Sendable {
         case status(id: String, user: String)
         /// A validated MFA result to write to the input topic.
         case mfaResult(id: String, result: MFAResult)
+        /// An admin release of the user, to write to the input topic.
+        case release(id: String, user: String, time: Int64)
     }
 
     enum Reply {
         case evaluation(Evaluation)
         case status(MFAStatus)
         case mfaResult(MFAResultOutcome)
+        case release(ReleaseOutcome)
     }
 
     typealias Answer = Result<Reply, PipelineRequestError>
@@ -119,6 +122,9 @@ extension Pipeline: CAMFABackend {
         } catch {
             throw PipelineRequestError(code: .invalid, message: error.message, field: error.field.isEmpty ? nil : error.field)
         }
+        if let error = event.violation(of: options.configuration.engine.limits) {
+            throw PipelineRequestError(code: .invalid, message: error.message, field: error.field)
+        }
         if let flow {
             guard let f = policySet.flows.first(where: { $0.name == flow }), f.trigger == .http else {
                 throw PipelineRequestError(code: .unknownFlow, message: "no flow named '\(flow)' with trigger http")
@@ -145,11 +151,20 @@ extension Pipeline: CAMFABackend {
     }
 
     public func submitMFAResult(json: [UInt8], timeout: Double) async throws(PipelineRequestError) -> MFAResultOutcome {
-        let result = try MFAResult.decode(json: json, defaultTime: Int64(Date().timeIntervalSince1970 * 1000))
+        let result = try MFAResult.decode(json: json, receivedAt: Int64(Date().timeIntervalSince1970 * 1000))
+        try result.check(options.configuration.engine.limits)
         let id = UUID().uuidString
         guard case .mfaResult(let o) = try await mailbox.submit(.mfaResult(id: id, result: result), id: id, timeout: timeout).get() else {
             throw Self.mismatch
         }
+        return o
+    }
+
+    public func releaseUser(user: String, timeout: Double) async throws(PipelineRequestError) -> ReleaseOutcome {
+        guard !user.isEmpty else { throw PipelineRequestError(code: .invalid, message: "the user id is empty", field: "user") }
+        let id = UUID().uuidString
+        let request = PipelineMailbox.Request.release(id: id, user: user, time: Int64(Date().timeIntervalSince1970 * 1000))
+        guard case .release(let o) = try await mailbox.submit(request, id: id, timeout: timeout).get() else { throw Self.mismatch }
         return o
     }
 

@@ -64,7 +64,7 @@ extension Pipeline {
         for (p, state) in migrated { partitions[p]!.state = state }
         reloads.lock.withLock {
             options.policySet = set
-            engine = Engine(policySet: set)
+            engine = Engine(policySet: set, challengeKey: options.secret.challengeKey)
         }
         let report = ReloadReport(policies: set.policies.count, flows: set.flows.count)
         logger.notice("policies reloaded", metadata: [

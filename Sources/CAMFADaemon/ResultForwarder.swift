@@ -18,6 +18,7 @@ import ServiceLifecycle
 public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable {
     let configuration: Configuration
     let logger: Logger
+    let records: RecordAuthenticator
     let stop = StopSignal()
     /// Results forwarded and dead-lettered, for logs and tests (relaxed reads).
     public private(set) var forwarded = 0
@@ -32,8 +33,9 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
 
     typealias Output = DeliveryLedger.Output
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, secret: DaemonSecret, logger: Logger) {
         self.configuration = configuration
+        self.records = secret.records
         self.logger = logger
     }
 
@@ -53,7 +55,7 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
         if props["partition.assignment.strategy"] == nil { props["partition.assignment.strategy"] = "range" }
         let config = KafkaConfig(bootstrapServers: c.kafka.bootstrap, props.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         producer = try KafkaProducer(config: config, logger: logger)
-        ledger = DeliveryLedger(producer: producer, logger: logger)
+        ledger = DeliveryLedger(producer: producer, deadLetterTopic: c.topics.deadLetter, logger: logger)
         consumer = try KafkaConsumer(config: config, groupID: c.kafka.groupId + ".results", delegate: self, logger: logger)
         try consumer.subscribe([c.topics.results])
         logger.info("camfa result forwarder started", metadata: ["results": "\(c.topics.results)", "input": "\(c.topics.input)"])
@@ -86,9 +88,11 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
         }
         let result: MFAResult
         do {
-            // Without a time, the result's time is when the broker stored it: deterministic.
-            let defaultTime = record.timestamp ?? Int64(Date().timeIntervalSince1970 * 1000)
-            result = try MFAResult.decode(json: [UInt8](value), defaultTime: defaultTime)
+            // camfa's clock, not the subscriber's `time` nor the record's CreateTime (both
+            // chosen by whoever produced it), dates the result; the forwarded record keeps
+            // that time, so a replay of the input topic sees the same one.
+            result = try MFAResult.decode(json: [UInt8](value), receivedAt: Int64(Date().timeIntervalSince1970 * 1000))
+            try result.check(c.engine.limits)
         } catch {
             deadLetter(record, reason: "invalid: \(error.field.map { "\($0): " } ?? "")\(error.message)")
             return
@@ -100,16 +104,16 @@ public final class ResultForwarder: KafkaRebalanceDelegate, @unchecked Sendable 
             (InputHeaders.originPrefix + "offset", Array(String(record.offset).utf8)),
         ]
         forwarded += 1
-        produce(Output(topic: c.topics.input, key: Array(result.user.utf8), value: result.json, headers: headers,
+        let key = Array(result.user.utf8), json = result.json
+        produce(Output(topic: c.topics.input, key: key, value: json, headers: records.sign(key: key, value: json, headers: headers),
                        partition: record.partition, offset: record.offset))
     }
 
     /// Same topic and headers as the pipeline's dead letters (Pipeline.deadLetter).
     private func deadLetter(_ record: KafkaRecord, reason: String) {
         deadLettered += 1
-        logger.notice("dead letter (MFA result)", metadata: [
-            "reason": "\(reason.prefix { $0 != ":" })", "partition": "\(record.partition)", "offset": "\(record.offset)",
-        ])
+        logger.notice("dead letter (MFA result)",
+                      metadata: DeadLetterLog.metadata(record, reason: reason, personalData: configuration.logging.personalData))
         produce(Pipeline.deadLetter(record, reason: reason, topic: configuration.topics.deadLetter))
     }
 

@@ -54,6 +54,13 @@ public struct KafkaRecord {
         return [UInt8](UnsafeRawBufferPointer(start: value, count: size))
     }
 
+    /// Whether the record has any header; cheap for the (usual) record without.
+    public var hasHeaders: Bool {
+        var hdrs: OpaquePointer? = nil
+        guard rd_kafka_message_headers(message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return false }
+        return rd_kafka_header_cnt(hdrs) > 0
+    }
+
     /// Parsed on demand: most messages are processed without looking at headers.
     public func headers() -> [(String, [UInt8]?)] {
         var hdrs: OpaquePointer? = nil

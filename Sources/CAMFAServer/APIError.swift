@@ -43,6 +43,7 @@ struct APIError: Error, Sendable {
         case .timeout: status = .gatewayTimeout
         case .unknownChallenge: status = .notFound
         case .expiredChallenge: status = .gone
+        case .methodNotOffered: status = .unprocessableContent
         case .reloadFailed: status = .unprocessableContent
         }
     }

@@ -30,6 +30,13 @@ struct Access: Sendable {
     }
 }
 
+extension Access {
+    /// Whether the request's key (or the open list) grants `scope`, without refusing.
+    func allows(_ request: Request, scope: Configuration.HTTP.Scope) -> Bool {
+        (try? check(request, endpoint: "", scope: scope)) != nil
+    }
+}
+
 extension Substring {
     var trimmingSpaces: String {
         String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())

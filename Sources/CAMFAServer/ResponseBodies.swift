@@ -33,7 +33,7 @@ enum ResponseBodies {
         m[string: "mfaVerified"] = .bool(s.mfaVerified)
         m[string: "failMode"] = .string(s.failMode.rawValue)
         m[string: "lastVerified"] = time(s.lastVerified)
-        m[string: "pending"] = .list(s.pending.map { p in
+        func challenge(_ p: PendingChallenge) -> Value {
             var c = ValueMap()
             c[string: "flow"] = .string(p.flow)
             c[string: "mfaEventId"] = .string(p.id)
@@ -41,7 +41,14 @@ enum ResponseBodies {
             c[string: "since"] = time(p.since)
             c[string: "expiresAt"] = time(p.expiresAt)
             return .map(c)
-        })
+        }
+        m[string: "pending"] = .list(s.pending.map(challenge))
+        m[string: "expired"] = .list(s.expired.map(challenge))
+        if !s.mfaVerified {
+            m[string: "reason"] = .string(s.pending.isEmpty
+                ? "a challenge expired unanswered: the user stays locked until a verified result for a new challenge or an admin release"
+                : "a challenge is pending")
+        }
         return .map(m)
     }
 

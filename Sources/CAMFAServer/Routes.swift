@@ -62,10 +62,29 @@ struct Routes: Sendable {
         router.post("/v1/mfa-results") { request, _ in
             try access.check(request, endpoint: "/v1/mfa-results", scope: .results)
             let body = try await readBody(request)
+            // A caller who cannot read the status must not learn from the answer that an
+            // id it guessed is real (expired, or answered with another method).
+            let mayReadStatus = access.allows(request, scope: .status)
             let outcome = try await call { () async throws(PipelineRequestError) in
-                try await backend.submitMFAResult(json: body, timeout: timeout)
+                do throws(PipelineRequestError) { return try await backend.submitMFAResult(json: body, timeout: timeout) } catch {
+                    guard !mayReadStatus, error.code == .expiredChallenge || error.code == .methodNotOffered else { throw error }
+                    throw PipelineRequestError(code: .unknownChallenge, message: "no pending challenge with this id for the user")
+                }
             }
             return JSONResponse.make(.ok, ResponseBodies.result(outcome))
+        }
+        router.post("/v1/users/:id/release") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/users/{id}/release", scope: .admin)
+            let raw = context.parameters.get("id") ?? ""
+            let user = raw.removingPercentEncoding ?? raw
+            guard !user.isEmpty else {
+                throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
+            }
+            let outcome = try await call { () async throws(PipelineRequestError) in
+                try await backend.releaseUser(user: user, timeout: timeout)
+            }
+            logger.notice("user released over HTTP", metadata: ["key": "\(caller ?? "-")", "challenges": "\(outcome.released)"])
+            return JSONResponse.make(.ok, .map(ValueMap([("user", .string(outcome.user)), ("released", .int(Int64(outcome.released)))])))
         }
         router.post("/v1/admin/reload") { request, _ in
             let caller = try access.check(request, endpoint: "/v1/admin/reload", scope: .admin)

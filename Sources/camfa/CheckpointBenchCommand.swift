@@ -36,7 +36,7 @@ struct CheckpointBenchCommand: ParsableCommand {
                          (r.load + r.decode) * 1000, r.load * 1000, r.decode * 1000, r.state.liveKeyCount, r.segments, r.rows))
             return
         }
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: ChallengeKey(secret: Array("camfa-bench-secret".utf8)))
         let dir = stateDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bench-\(UUID().uuidString)").path
         defer { if stateDir == nil { try? FileManager.default.removeItem(atPath: dir) } }
 

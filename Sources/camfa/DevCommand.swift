@@ -45,7 +45,7 @@ struct DevCommand: AsyncParsableCommand {
         c.enrichment.anonymousIPDatabase = nil
         c.enrichment.userAgentRules = rules
         c.enrichment.zones = ["intranet": [Simulator.officeNetwork], "vpn": [Simulator.vpnNetwork]]
-        let pipeline = try DaemonSetup.pipeline(c, logger: logger)
+        let pipeline = try DaemonSetup.pipeline(c, secret: try DaemonSetup.secret(c, logger: logger), logger: logger)
 
         let colour = isatty(1) == 1
         print("camfa dev: broker \(cluster.bootstrapServers), \(Int(rate)) events/s from \(users) simulated users; Ctrl-C stops")

@@ -33,7 +33,7 @@ struct EngineBenchCommand: ParsableCommand {
             for e in error.errors { printError(e.description) }
             throw ExitCode(1)
         }
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: ChallengeKey(secret: Array("camfa-bench-secret".utf8)))
 
         // Throughput: encode first so the timed loop pays for decoding, as the daemon does.
         var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: 1_767_225_600_000, eventsPerSecond: 2_000))
@@ -84,7 +84,7 @@ struct EngineBenchCommand: ParsableCommand {
                 for e in error.errors { printError(e.description) }
                 throw ExitCode(1)
             }
-            let engine = Engine(policySet: memSet)
+            let engine = Engine(policySet: memSet, challengeKey: ChallengeKey(secret: Array("camfa-bench-secret".utf8)))
             var memState = PartitionState(policySet: memSet)
             var msim = Simulator(SimulatorConfiguration(seed: seed &+ 1, users: memoryUsers, startTime: 1_767_225_600_000,
                                                         eventsPerSecond: 50_000, warmupEventsPerUser: 1))

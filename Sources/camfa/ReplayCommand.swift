@@ -46,7 +46,10 @@ struct ReplayCommand: ParsableCommand {
             }
             data = d
         }
-        let engine = Engine(policySet: set)
+        // Challenge ids outside the daemon mean nothing to a subscriber: a key of this run
+        // only, so no replay output can be mistaken for (or used to guess) a daemon's ids.
+        var rng = SystemRandomNumberGenerator()
+        let engine = Engine(policySet: set, challengeKey: ChallengeKey(secret: (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }))
         var state = PartitionState(policySet: set)
         let bytes = [UInt8](data)
         let lineStarts = Self.lines(bytes)

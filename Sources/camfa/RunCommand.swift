@@ -24,14 +24,15 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "camfa")
         // Before the pipeline exists: its metric objects bind to the factory bootstrapped here.
         CAMFAMetrics.bootstrap()
-        let pipeline = try DaemonSetup.pipeline(configuration, logger: logger)
+        let secret = try DaemonSetup.secret(configuration, logger: logger)
+        let pipeline = try DaemonSetup.pipeline(configuration, secret: secret, logger: logger)
         pipeline.notifier = SystemdNotifier()
         let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
         defer { hangup.cancel() }
         // Shut down in reverse: the HTTP listener first, the poll loop (final checkpoint) last.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: PipelineService(pipeline: pipeline)),
-            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, logger: logger))),
+            .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, secret: secret, logger: logger))),
         ]
         if configuration.http.enabled {
             do {
@@ -62,7 +63,21 @@ enum DaemonSetup {
         return c
     }
 
-    static func pipeline(_ c: Configuration, logger: Logger) throws -> Pipeline {
+    static func secret(_ c: Configuration, logger: Logger) throws -> DaemonSecret {
+        do {
+            let s = try DaemonSecret.load(c)
+            logger.info("secret loaded", metadata: ["from": "\(s.origin)"])
+            if s.origin.hasSuffix("(created)") {
+                logger.notice("a new secret was created in the state directory; every instance of the group must share one (security.secretFile or the systemd credential camfa-secret)")
+            }
+            return s
+        } catch {
+            logger.error("cannot load the secret: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func pipeline(_ c: Configuration, secret: DaemonSecret, logger: Logger) throws -> Pipeline {
         var options = EngineOptions()
         options.allowedLateness = c.engine.allowedLateness
         let set: PolicySet
@@ -81,6 +96,6 @@ enum DaemonSetup {
             throw ExitCode(1)
         }
         for w in resources.warnings { logger.warning("\(w)") }
-        return Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: resources), logger: logger)
+        return Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: resources, secret: secret), logger: logger)
     }
 }

@@ -245,9 +245,26 @@ let minimalEventPrefix = #"{"originalIdentity":"u1","requestDate":1700000000000"
         expectError(minimalEventPrefix + #","custom":\#(nested)}"#, .tooDeep, "custom." + Array(repeating: "a", count: 63).joined(separator: "."))
     }
 
+    /// `tooLong` comes from the intake's limits (EventLimits), not from the decoder.
+    @Test func tooLong() throws {
+        let limits = EventLimits(maxIdentityBytes: 8, maxFieldBytes: 16)
+        func violation(_ json: String) throws -> EventDecodingError? { try decodeEvent(json).violation(of: limits) }
+        #expect(try violation(#"{"originalIdentity":"12345678","requestDate":1,"ip":"0123456789abcdef"}"#) == nil)
+        // Bytes, not characters: four 2-byte letters and one more is 10 bytes.
+        let e = try violation(#"{"originalIdentity":"ééééé","requestDate":1}"#)
+        #expect(e?.code == .tooLong)
+        #expect(e?.field == "originalIdentity")
+        #expect(e?.message == "originalIdentity: 10 bytes exceeds engine.maxIdentityBytes 8")
+        #expect(try violation(#"{"originalIdentity":"u","requestDate":1,"ua":"0123456789abcdefg"}"#)?.field == "ua")
+        #expect(try violation(#"{"originalIdentity":"u","requestDate":1,"deviceId":"0123456789abcdefg"}"#)?.field == "custom.deviceId")
+        #expect(try violation(#"{"originalIdentity":"u","requestDate":1,"roles":["a","0123456789abcdefg"]}"#)?.field == "custom.roles[1]")
+        // The message names the field and the size, never the value.
+        #expect(try violation(#"{"originalIdentity":"secretsecret","requestDate":1}"#)?.message.contains("secret") == false)
+    }
+
     @Test func everyCodeIsCovered() {
         // Guards this suite: a new code must come with a test above.
-        #expect(EventDecodingError.Code.allCases.count == 10)
+        #expect(EventDecodingError.Code.allCases.count == 11)
     }
 
     @Test func messagesNeverQuoteValues() {

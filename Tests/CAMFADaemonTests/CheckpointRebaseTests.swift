@@ -13,7 +13,7 @@ import Testing
     static func fixture() throws -> (PolicySet, Engine, CheckpointWriter, PartitionID) {
         let set = try PolicyLoader.loadPolicySet(at: PolicyReloadTests.examples)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-rebase-\(UUID().uuidString.prefix(8))").path
-        return (set, Engine(policySet: set), CheckpointWriter(store: try CheckpointStore(directory: dir)), PartitionID(topic: "logins", partition: 0))
+        return (set, Engine(policySet: set, challengeKey: testChallengeKey), CheckpointWriter(store: try CheckpointStore(directory: dir)), PartitionID(topic: "logins", partition: 0))
     }
 
     @Test func aRebaseLeavesNoRowsAndTheSameState() throws {
@@ -90,3 +90,6 @@ import Testing
         #expect(restored.serialized() == state.serialized())
     }
 }
+
+let testChallengeKey = ChallengeKey(secret: Array("camfa-test-secret".utf8))
+let testSecret = DaemonSecret(bytes: Array("camfa-test-secret-0123456789abcdef".utf8), origin: "tests")

@@ -134,16 +134,22 @@ import Testing
         #expect(dead.header("camfa.source.topic") == h.results)
     }
 
-    @Test func aResultFromTheFutureIsRejected() async throws {
+    /// Attack (issue 22): the submitter's `time` dated the result, so a result backdated to
+    /// before the expiry answered an expired challenge. camfa's clock dates it now: a time
+    /// an hour ahead is not "future" but simply ignored.
+    @Test func aSubmittersTimeIsNotBelieved() async throws {
         let user = "u-\(UUID().uuidString.prefix(8))", future = Harness.now() + 3_600_000
         let json = #"{"mfaEventId":"x","user":"\#(user)","method":"sms","result":"failed","time":\#(future)}"#
         do {
             _ = try await h.pipeline.submitMFAResult(json: Array(json.utf8), timeout: 10)
-            Issue.record("a result an hour ahead was accepted")
+            Issue.record("a result for an unknown challenge was accepted")
         } catch {
-            #expect(error.code == .invalid)
-            #expect(error.message.hasPrefix("future:"))
+            #expect(error.code == .unknownChallenge, "\(error)")
         }
+        let before = Harness.now()
+        let stamped = try MFAResult.decode(json: Array(#"{"mfaEventId":"x","user":"u","method":"sms","result":"verified","time":5}"#.utf8),
+                                           receivedAt: before)
+        #expect(stamped.time == before)
     }
 
     @Test func aRequestPastItsDeadlineTimesOutAndIsStillProcessed() async throws {
@@ -175,7 +181,7 @@ import Testing
         c.kafka.groupId = group
         c.stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-notowned-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: c.stateDir, withIntermediateDirectories: true)
-        let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: h.set, enrichment: nil), logger: .init(label: "test"))
+        let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: h.set, enrichment: nil, secret: testSecret), logger: .init(label: "test"))
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             try? pipeline.run()
@@ -285,8 +291,8 @@ final class Harness: @unchecked Sendable {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         c.stateDir = dir.path
         configuration = c
-        pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: nil), logger: .init(label: "test"))
-        forwarder = ResultForwarder(configuration: c, logger: .init(label: "test"))
+        pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: nil, secret: testSecret), logger: .init(label: "test"))
+        forwarder = ResultForwarder(configuration: c, secret: testSecret, logger: .init(label: "test"))
         producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: cluster.bootstrapServers, [("log_level", "3")]))
         let p = pipeline, f = forwarder
         Thread.detachNewThread { try? p.run() }

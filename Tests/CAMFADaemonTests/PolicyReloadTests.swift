@@ -22,7 +22,7 @@ import Testing
         var configuration = Configuration()
         configuration.policies = dir.path
         let running = try PolicyLoader.loadPolicySet(at: Self.examples)
-        let pipeline = Pipeline(options: .init(configuration: configuration, policySet: running, enrichment: nil),
+        let pipeline = Pipeline(options: .init(configuration: configuration, policySet: running, enrichment: nil, secret: testSecret),
                                 logger: Logger(label: "test"))
         do {
             _ = try await pipeline.reloadPolicies()

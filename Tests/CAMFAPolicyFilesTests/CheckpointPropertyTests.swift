@@ -49,7 +49,7 @@ import Testing
     @Test(arguments: 0..<40)
     func restoreThenContinueEqualsUninterrupted(seed: Int) throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         let events = Self.stream(seed: UInt64(seed), count: 300)
         var rng = SplitMix(s: UInt64(seed) &+ 1000)
         let cut = rng.int(events.count)
@@ -78,7 +78,7 @@ import Testing
 
     @Test func corruptCheckpointsAreRefusedWhole() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         for (i, e) in Self.stream(seed: 7, count: 100).enumerated() {
             _ = engine.process(e, coordinates: "t/0/\(i)", state: &state)
@@ -109,12 +109,12 @@ import Testing
         let set1 = try loadSet(["p.yaml": base, "f.yaml": flow])
         let set2 = try loadSet(["p.yaml": base.replacingOccurrences(of: "10m", with: "20m"), "f.yaml": flow])
         var s = PartitionState(policySet: set1)
-        _ = Engine(policySet: set1).process(event("u", at: 1), coordinates: "c/0", state: &s)
+        _ = Engine(policySet: set1, challengeKey: testChallengeKey).process(event("u", at: 1), coordinates: "c/0", state: &s)
         let same = try PartitionState(restoring: s.serialized(), policySet: set1)
         let changed = try PartitionState(restoring: s.serialized(), policySet: set2)
         var a = same, b = changed
-        #expect(summary(Engine(policySet: set1).process(event("u", at: 2), coordinates: "c/1", state: &a)) == ["f:deny"])
-        #expect(summary(Engine(policySet: set2).process(event("u", at: 2), coordinates: "c/1", state: &b)) == ["f:allow"])
+        #expect(summary(Engine(policySet: set1, challengeKey: testChallengeKey).process(event("u", at: 2), coordinates: "c/1", state: &a)) == ["f:deny"])
+        #expect(summary(Engine(policySet: set2, challengeKey: testChallengeKey).process(event("u", at: 2), coordinates: "c/1", state: &b)) == ["f:allow"])
     }
 }
 
@@ -163,7 +163,7 @@ import Testing
     @Test(arguments: 0..<12)
     func restoreFromBaseAndRowsEqualsTheLiveState(seed: Int) throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         state.rebaseMinimumRows = 8
         var stored = StoredModel()
@@ -200,7 +200,7 @@ import Testing
 
     @Test func deletionsOnTopOfABaseAreTombstonesAndRestoreWithoutTheKey() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         var stored = StoredModel()
         let events = CheckpointPropertyTests.stream(seed: 3, count: 60)
@@ -231,15 +231,15 @@ import Testing
         let new = try loadSet(PartitionStateMigrationTests.policies(window: addStatistic ? "10m" : "20m", extraStatistic: addStatistic))
         var state = PartitionState(policySet: old)
         var stored = StoredModel()
-        _ = Engine(policySet: old).process(event("u", at: 1_000), coordinates: "c/0", state: &state)
+        _ = Engine(policySet: old, challengeKey: testChallengeKey).process(event("u", at: 1_000), coordinates: "c/0", state: &state)
         stored.apply(state.takeChanges())
-        _ = Engine(policySet: old).process(event("v", at: 2_000, ip: "198.51.100.9"), coordinates: "c/1", state: &state)
+        _ = Engine(policySet: old, challengeKey: testChallengeKey).process(event("v", at: 2_000, ip: "198.51.100.9"), coordinates: "c/1", state: &state)
         stored.apply(state.takeChanges())
         #expect(!stored.segments.isEmpty && !stored.entries.isEmpty)
 
         var restored = try PartitionState(restoringMetadata: stored.metadata, segments: stored.segments, entries: stored.rows,
                                           users: stored.userRows, policySet: new)
-        _ = Engine(policySet: new).process(event("u", at: 3_000), coordinates: "c/2", state: &restored)
+        _ = Engine(policySet: new, challengeKey: testChallengeKey).process(event("u", at: 3_000), coordinates: "c/2", state: &restored)
         let next = restored.takeChanges()
         #expect(next.full, "rows of the new layout on top of a base of the old one")
         stored.apply(next)
@@ -247,12 +247,12 @@ import Testing
                                        users: stored.userRows, policySet: new)
         #expect(again.serialized() == restored.serialized())
         // Every slot of the new layout is usable after the second restore.
-        #expect(summary(Engine(policySet: new).process(event("u", at: 4_000), coordinates: "c/3", state: &again)) != [])
+        #expect(summary(Engine(policySet: new, challengeKey: testChallengeKey).process(event("u", at: 4_000), coordinates: "c/3", state: &again)) != [])
     }
 
     @Test func aDamagedSegmentIsRefused() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         for (i, e) in CheckpointPropertyTests.stream(seed: 5, count: 80).enumerated() { _ = engine.process(e, coordinates: "t/0/\(i)", state: &state) }
         let changes = state.takeChanges()

@@ -31,7 +31,7 @@ import Testing
 
     @Test func beforeExcludesAndStatsIncludesTheCurrentEvent() throws {
         let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         var last: [Decision] = []
         for i in 0..<3 {
@@ -47,7 +47,7 @@ import Testing
 
     @Test func eventsFilteredOutAreNotCounted() throws {
         let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         // Access events fail the policy filter; they must not feed the window.
         for i in 0..<5 {
@@ -60,7 +60,7 @@ import Testing
 
     @Test func windowSlidesOverEventTime() throws {
         let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         _ = engine.process(event("a", at: 0, result: "failure"), coordinates: "c/0", state: &state)
         _ = engine.process(event("a", at: 60_000, result: "failure"), coordinates: "c/1", state: &state)
@@ -73,7 +73,7 @@ import Testing
 
     @Test func cooldownSuppressesRepeatChallengesThenExpires() throws {
         let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         var outcomes: [[String]] = []
         for (i, t) in [0, 1, 2, 3, 60_000, 400_000].enumerated() {
@@ -89,17 +89,30 @@ import Testing
     }
 
     @Test func challengeIdsAreDeterministicInCoordinatesAndFlow() {
-        let a = ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk")
-        #expect(a == ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk"))
-        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1201", flow: "login_risk"))
-        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "other"))
+        let key = testChallengeKey
+        let a = ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk", key: key)
+        #expect(a == ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "login_risk", key: key))
+        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1201", flow: "login_risk", key: key))
+        #expect(a != ChallengeID.make(coordinates: "camfa.ueba/3/1200", flow: "other", key: key))
         #expect(a.count == 36)
         #expect(Array(a)[14] == "8")
     }
 
+    /// Attack (issue 22): ids were an unkeyed hash of topic/partition/offset/flow, which
+    /// anyone who can count offsets could compute. Keyed, the same coordinates give an
+    /// unrelated id under another secret.
+    @Test func challengeIdsDependOnTheSecret() {
+        let other = ChallengeKey(secret: Array("another-secret-of-the-operator!!".utf8))
+        let coordinates = (0..<200).map { "camfa.ueba/0/\($0)" }
+        let mine = Set(coordinates.map { ChallengeID.make(coordinates: $0, flow: "login_risk", key: testChallengeKey) })
+        let theirs = Set(coordinates.map { ChallengeID.make(coordinates: $0, flow: "login_risk", key: other) })
+        #expect(mine.count == 200)
+        #expect(mine.isDisjoint(with: theirs))
+    }
+
     @Test func lateEventsAreRejected() throws {
         let set = try loadSet(["p.yaml": Self.failures, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         _ = engine.process(event("u", at: 10_000_000), coordinates: "c/0", state: &state)
         let lateness = set.options.allowedLateness
@@ -117,7 +130,7 @@ import Testing
           - when: '"finance" in user.groups'
             mfa: [sms]
         """])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let fin = event("f", at: 1, app: "finance-app", custom: [("userGroups", .list([.string("finance")]))])
         #expect(summary(engine.process(fin, coordinates: "c/0", state: &state)) == ["finance:mfa:sms"])
@@ -135,7 +148,7 @@ import Testing
           - when: policies.dept.hit
             deny: true
         """])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let d = try #require(engine.process(event("u", at: 1), coordinates: "c/0", state: &state).decisions.first)
         #expect(d.action == .allow)
@@ -145,7 +158,7 @@ import Testing
 
     @Test func sameEventsSameDecisions() throws {
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         func run() -> [[Decision]] {
             var state = PartitionState(policySet: set)
             var out: [[Decision]] = []
@@ -192,7 +205,7 @@ import Testing
 
     @Test func parisToTokyoInAnHourIsImpossibleTravel() throws {
         let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let t0: Int64 = 1_767_225_600_000
         #expect(summary(engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)) == ["travel:allow"])
@@ -206,7 +219,7 @@ import Testing
 
     @Test func theSameCityTwiceIsNot() throws {
         let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let t0: Int64 = 1_767_225_600_000
         _ = engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)
@@ -217,7 +230,7 @@ import Testing
 
     @Test func velocitySurvivesACheckpoint() throws {
         let set = try loadSet(["p.yaml": Self.policy, "f.yaml": Self.flow])
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let t0: Int64 = 1_767_225_600_000
         _ = engine.process(located("u", at: t0, city: "Paris", lat: 48.8566, lon: 2.3522), coordinates: "c/0", state: &state)

@@ -14,7 +14,7 @@ import Testing
 
     /// One statistic keyed by user: each user has one key in keyspace 0.
     static func engine() throws -> Engine {
-        Engine(policySet: try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]"))
+        Engine(policySet: try SweepTests.countingSet(key: "event.originalIdentity", atLeast: 1_000, action: "mfa: [otp]"), challengeKey: testChallengeKey)
     }
 
     /// `events` logins, one per millisecond from `start`, going round `users` users.

@@ -13,7 +13,7 @@ import Testing
 
     init() throws {
         set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
-        engine = Engine(policySet: set)
+        engine = Engine(policySet: set, challengeKey: testChallengeKey)
     }
 
     /// Processes an extranet login of `user` and returns the challenge login_risk issued.
@@ -32,7 +32,7 @@ import Testing
         var state = PartitionState(policySet: set)
         let d = try challenge("alice", at: t0, state: &state)
         #expect(state.pendingChallenges(user: "alice", at: t0 + 1).map(\.id) == [d.challengeId!])
-        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "alice", verified: true, time: t0 + 30_000, state: &state)
+        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "alice", method: .sms, verified: true, time: t0 + 30_000, state: &state)
         #expect(r == .success(MFAResultApplied(cleared: true, flow: "login_risk")))
         #expect(state.pendingChallenges(user: "alice", at: t0 + 30_001).isEmpty)
         #expect(state.lastVerified(user: "alice") == t0 + 30_000)
@@ -42,7 +42,7 @@ import Testing
     @Test func failedKeepsItPending() throws {
         var state = PartitionState(policySet: set)
         let d = try challenge("bob", at: t0, state: &state)
-        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "bob", verified: false, time: t0 + 5_000, state: &state)
+        let r = engine.applyMFAResult(challengeId: d.challengeId!, user: "bob", method: .sms, verified: false, time: t0 + 5_000, state: &state)
         #expect(r == .success(MFAResultApplied(cleared: false, flow: "login_risk")))
         #expect(state.pendingChallenges(user: "bob", at: t0 + 5_001).map(\.id) == [d.challengeId!])
         #expect(state.lastVerified(user: "bob") == nil)
@@ -51,10 +51,10 @@ import Testing
     @Test func unknownIdsAndOtherUsersAreRejected() throws {
         var state = PartitionState(policySet: set)
         let d = try challenge("carol", at: t0, state: &state)
-        let unknown = engine.applyMFAResult(challengeId: "no-such-id", user: "carol", verified: true, time: t0 + 1_000, state: &state)
+        let unknown = engine.applyMFAResult(challengeId: "no-such-id", user: "carol", method: .sms, verified: true, time: t0 + 1_000, state: &state)
         #expect(unknown.rejectionCode == .unknownChallenge)
         // The id exists, but for another user.
-        let other = engine.applyMFAResult(challengeId: d.challengeId!, user: "mallory", verified: true, time: t0 + 1_000, state: &state)
+        let other = engine.applyMFAResult(challengeId: d.challengeId!, user: "mallory", method: .sms, verified: true, time: t0 + 1_000, state: &state)
         #expect(other.rejectionCode == .unknownChallenge)
         #expect(state.pendingChallenges(user: "carol", at: t0 + 1_001).count == 1)
     }
@@ -62,25 +62,75 @@ import Testing
     @Test func resultsAfterExpiryAreRejected() throws {
         var state = PartitionState(policySet: set)
         let d = try challenge("dave", at: t0, state: &state)
-        let late = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", verified: true, time: d.expiresAt!, state: &state)
+        let late = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", method: .sms, verified: true, time: d.expiresAt!, state: &state)
         #expect(late.rejectionCode == .expiredChallenge)
         #expect(state.lastVerified(user: "dave") == nil)
-        let inTime = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", verified: true, time: d.expiresAt! - 1, state: &state)
+        let inTime = engine.applyMFAResult(challengeId: d.challengeId!, user: "dave", method: .sms, verified: true, time: d.expiresAt! - 1, state: &state)
         #expect(inTime == .success(MFAResultApplied(cleared: true, flow: "login_risk")))
+    }
+
+    /// Attack (issue 22): ignoring the MFA prompt until it expired used to unlock the user:
+    /// the next event dropped the expired challenge and the sweep forgot the user.
+    @Test func anExpiredChallengeKeepsTheUserLockedUntilAVerifiedResultOrARelease() throws {
+        var state = PartitionState(policySet: set)
+        let first = try challenge("gina", at: t0, state: &state)
+        let afterExpiry = first.expiresAt! + 1
+        #expect(state.pendingChallenges(user: "gina", at: afterExpiry).isEmpty)
+        #expect(state.expiredChallenges(user: "gina", at: afterExpiry).map(\.id) == [first.challengeId!])
+        // An allowed intranet login later does not unlock her.
+        let intranet = UEBAEvent(appId: "portal", requestDate: afterExpiry, ip: "10.20.1.1", originalIdentity: "gina",
+                                 behaviorType: "login", behaviorResult: "success")
+        _ = engine.process(intranet, coordinates: "camfa.ueba/0/2", state: &state)
+        #expect(state.expiredChallenges(user: "gina", at: afterExpiry).map(\.id) == [first.challengeId!])
+        // Nor does idleness: the sweep keeps a locked user past the user retention.
+        let muchLater = afterExpiry + set.options.userRetention * 2
+        _ = engine.process(event("other", at: muchLater), coordinates: "camfa.ueba/0/3", state: &state)
+        _ = engine.process(event("other", at: muchLater + set.options.sweepInterval * 2), coordinates: "camfa.ueba/0/4", state: &state)
+        #expect(state.knows(user: "gina"))
+        #expect(state.expiredChallenges(user: "gina", at: muchLater).count == 1)
+        // The expired challenge cannot be answered.
+        let late = engine.applyMFAResult(challengeId: first.challengeId!, user: "gina", method: .sms, verified: true, time: muchLater, state: &state)
+        #expect(late.rejectionCode == .expiredChallenge)
+        // A verified result for a new challenge clears it and the expired one.
+        let second = try challenge("gina", at: muchLater + 200_000, state: &state, offset: 5)
+        #expect(second.challengeId != first.challengeId)
+        let ok = engine.applyMFAResult(challengeId: second.challengeId!, user: "gina", method: second.methods[0], verified: true,
+                                       time: muchLater + 201_000, state: &state)
+        #expect(ok.isCleared == true)
+        #expect(state.expiredChallenges(user: "gina", at: muchLater + 10_000_000).isEmpty)
+        #expect(state.pendingChallenges(user: "gina", at: muchLater + 201_001).isEmpty)
+        // An explicit release drops whatever the user holds.
+        let third = try challenge("gina", at: muchLater + 10_000_000, state: &state, offset: 6)
+        #expect(engine.releaseUser("gina", state: &state) == 1)
+        #expect(state.pendingChallenges(user: "gina", at: third.expiresAt! - 1).isEmpty)
+    }
+
+    /// Attack (issue 22): a result was accepted for any method, so an SMS-only challenge
+    /// could be closed by a result claiming a factor the flow never offered.
+    @Test func aResultMustNameAMethodTheChallengeOffered() throws {
+        var state = PartitionState(policySet: set)
+        let d = try challenge("hank", at: t0, state: &state)
+        let offered = Set(d.methods)
+        let other = try #require(MFAMethod.allCases.first { !offered.contains($0) })
+        let wrong = engine.applyMFAResult(challengeId: d.challengeId!, user: "hank", method: other, verified: true, time: t0 + 1_000, state: &state)
+        #expect(wrong.rejectionCode == .methodNotOffered)
+        #expect(state.pendingChallenges(user: "hank", at: t0 + 1_001).count == 1)
+        let right = engine.applyMFAResult(challengeId: d.challengeId!, user: "hank", method: d.methods[0], verified: true, time: t0 + 2_000, state: &state)
+        #expect(right.isCleared == true)
     }
 
     @Test func aRepeatedVerifiedResultIsAcceptedWithoutEffectAlsoAfterRestore() throws {
         var state = PartitionState(policySet: set)
         let d = try challenge("erin", at: t0, state: &state)
         let id = d.challengeId!
-        #expect(engine.applyMFAResult(challengeId: id, user: "erin", verified: true, time: t0 + 10_000, state: &state).isCleared == true)
+        #expect(engine.applyMFAResult(challengeId: id, user: "erin", method: .sms, verified: true, time: t0 + 10_000, state: &state).isCleared == true)
         // Redelivered after a checkpoint and restore: still recognised.
         var restored = try PartitionState(restoring: state.serialized(), policySet: set)
-        let again = engine.applyMFAResult(challengeId: id, user: "erin", verified: true, time: t0 + 20_000, state: &restored)
+        let again = engine.applyMFAResult(challengeId: id, user: "erin", method: .sms, verified: true, time: t0 + 20_000, state: &restored)
         #expect(again == .success(MFAResultApplied(cleared: false, flow: nil)))
         #expect(restored.lastVerified(user: "erin") == t0 + 10_000)
         // A failure for a cleared challenge is not a known pending one.
-        let failed = engine.applyMFAResult(challengeId: id, user: "erin", verified: false, time: t0 + 20_000, state: &restored)
+        let failed = engine.applyMFAResult(challengeId: id, user: "erin", method: .sms, verified: false, time: t0 + 20_000, state: &restored)
         #expect(failed.rejectionCode == .unknownChallenge)
     }
 
@@ -94,13 +144,13 @@ import Testing
         }
         for i in 1...4 {
             let t = t0 + Int64(i) * 1_000
-            #expect(engine.applyMFAResult(challengeId: d.challengeId!, user: "frank", verified: false, time: t, state: &state).isCleared == false)
-            let e = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, verified: false, time: t)
+            #expect(engine.applyMFAResult(challengeId: d.challengeId!, user: "frank", method: .sms, verified: false, time: t, state: &state).isCleared == false)
+            let e = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, outcome: "failed", time: t)
             _ = engine.process(e, coordinates: "camfa.ueba/0/\(100 + i)", state: &state)
         }
         // Four failures: the API login is judged by risk (extranet → MFA), not denied.
         #expect(login(at: t0 + 10_000, offset: 200)?.action == .mfa)
-        let fifth = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, verified: false, time: t0 + 11_000)
+        let fifth = Engine.mfaResultEvent(challengeId: d.challengeId!, user: "frank", method: .otp, outcome: "failed", time: t0 + 11_000)
         _ = engine.process(fifth, coordinates: "camfa.ueba/0/105", state: &state)
         let denied = login(at: t0 + 12_000, offset: 201)
         #expect(denied?.action == .deny)
@@ -108,7 +158,7 @@ import Testing
         // Verified results are not failures: they do not count.
         var other = PartitionState(policySet: set)
         for i in 1...6 {
-            let e = Engine.mfaResultEvent(challengeId: "x", user: "frank", method: .sms, verified: true, time: t0 + Int64(i) * 1_000)
+            let e = Engine.mfaResultEvent(challengeId: "x", user: "frank", method: .sms, outcome: "verified", time: t0 + Int64(i) * 1_000)
             _ = engine.process(e, coordinates: "camfa.ueba/0/\(i)", state: &other)
         }
         let outcome = engine.process(event("frank", at: t0 + 10_000), coordinates: "camfa.ueba/0/300", trigger: .http, state: &other)

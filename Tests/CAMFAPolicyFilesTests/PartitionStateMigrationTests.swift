@@ -31,9 +31,9 @@ import Testing
     /// One event judged, then checkpointed (clean), then a second one pending.
     static func state(_ set: PolicySet) -> PartitionState {
         var s = PartitionState(policySet: set)
-        _ = Engine(policySet: set).process(event("u", at: 1_000), coordinates: "c/0", state: &s)
+        _ = Engine(policySet: set, challengeKey: testChallengeKey).process(event("u", at: 1_000), coordinates: "c/0", state: &s)
         _ = s.takeChanges()
-        _ = Engine(policySet: set).process(event("v", at: 2_000, ip: "198.51.100.9"), coordinates: "c/1", state: &s)
+        _ = Engine(policySet: set, challengeKey: testChallengeKey).process(event("v", at: 2_000, ip: "198.51.100.9"), coordinates: "c/1", state: &s)
         return s
     }
 
@@ -47,7 +47,7 @@ import Testing
         #expect(!changes.full, "nothing was dropped: the incremental checkpoint stays valid")
         // Both statistics carried over: the second event from the first IP hits p first.
         var again = try s.migrated(to: set)
-        #expect(summary(Engine(policySet: set).process(event("u", at: 3_000), coordinates: "c/2", state: &again)) == ["f:deny"])
+        #expect(summary(Engine(policySet: set, challengeKey: testChallengeKey).process(event("u", at: 3_000), coordinates: "c/2", state: &again)) == ["f:deny"])
     }
 
     @Test func aChangedWindowIsDroppedTheOthersKeptAndTheNextCheckpointIsFull() throws {
@@ -57,7 +57,7 @@ import Testing
         var moved = try s.migrated(to: new)
         // p's n (window changed) starts empty: p misses; q's m kept its count: q hits.
         var judged = moved
-        #expect(summary(Engine(policySet: new).process(event("u", at: 3_000), coordinates: "c/2", state: &judged)) == ["f:mfa:otp"])
+        #expect(summary(Engine(policySet: new, challengeKey: testChallengeKey).process(event("u", at: 3_000), coordinates: "c/2", state: &judged)) == ["f:mfa:otp"])
         let changes = moved.takeChanges()
         #expect(changes.full)
         let rows = try PartitionState.mergedRows(metadata: changes.metadata, segments: changes.segments, entries: changes.upserts, users: changes.userUpserts)

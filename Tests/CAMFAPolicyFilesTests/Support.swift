@@ -56,3 +56,6 @@ func summary(_ outcome: EvaluationOutcome) -> [String] {
         }
     }
 }
+
+/// Challenge ids in these tests are keyed with a fixed secret: determinism is what they check.
+let testChallengeKey = ChallengeKey(secret: Array("camfa-test-secret".utf8))

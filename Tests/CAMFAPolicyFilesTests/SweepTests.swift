@@ -24,8 +24,8 @@ import Testing
     func sweepingChangesNoDecision(seed: Int) throws {
         var never = EngineOptions()
         never.sweepInterval = 1 << 50  // one sweep at the first event, then none
-        let swept = Engine(policySet: try Self.examples())
-        let kept = Engine(policySet: try Self.examples(never))
+        let swept = Engine(policySet: try Self.examples(), challengeKey: testChallengeKey)
+        let kept = Engine(policySet: try Self.examples(never), challengeKey: testChallengeKey)
         var a = PartitionState(policySet: swept.policySet)
         var b = PartitionState(policySet: kept.policySet)
         var keysFewer = false
@@ -44,7 +44,7 @@ import Testing
         var options = EngineOptions()
         options.userRetention = 2 * 3_600_000  // users are swept within the stream too
         let set = try Self.examples(options)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         let events = CheckpointPropertyTests.stream(seed: UInt64(seed) &+ 500, count: 400)
         var straight = PartitionState(policySet: set)
         var restarted = PartitionState(policySet: set)
@@ -61,6 +61,14 @@ import Testing
             }
             let y = engine.process(e, coordinates: "t/0/\(i)", state: &restarted)
             #expect(x == y, "event \(i)")
+            // Most challenges are answered: a user holding one is never swept (an
+            // expired challenge is a lock), the others go once idle.
+            for d in x.decisions where d.issuesChallenge && !d.suppressedByCooldown && i % 16 != 0 {
+                _ = engine.applyMFAResult(challengeId: d.challengeId!, user: e.originalIdentity, method: d.methods[0], verified: true,
+                                          time: e.requestDate, state: &straight)
+                _ = engine.applyMFAResult(challengeId: d.challengeId!, user: e.originalIdentity, method: d.methods[0], verified: true,
+                                          time: e.requestDate, state: &restarted)
+            }
             #expect(restarted.liveKeyCount == straight.liveKeyCount, "event \(i)")
             // Every live key and user is queued once: none is forgotten, none piles up.
             #expect(straight.sweepQueueCount == straight.liveKeyCount, "event \(i)")
@@ -75,8 +83,8 @@ import Testing
     @Test func aLateEventStillFindsTheDataOfAnExpiredLookingKey() throws {
         var never = EngineOptions()
         never.sweepInterval = 1 << 50
-        let swept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true"))
-        let kept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true", options: never))
+        let swept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true"), challengeKey: testChallengeKey)
+        let kept = Engine(policySet: try Self.countingSet(key: "event.ip", atLeast: 2, action: "deny: true", options: never), challengeKey: testChallengeKey)
         var a = PartitionState(policySet: swept.policySet), b = PartitionState(policySet: kept.policySet)
         let t0: Int64 = 1_767_225_600_000
         // X at t0; another IP 4 minutes on (X's window is empty by then, and a sweep runs);
@@ -91,12 +99,14 @@ import Testing
         #expect(last[0].decisions.first?.action == .deny)
     }
 
-    @Test func anIdleUserStaysWhileAChallengeIsPendingAndGoesWhenItExpires() throws {
+    /// Expiry is not a release (issue 22): an idle user whose challenge expired unanswered
+    /// stays, locked, past the user retention; released, the next sweep drops them.
+    @Test func anIdleUserStaysWhileAChallengeIsHeldAndGoesOnceReleased() throws {
         var options = EngineOptions()
         options.userRetention = 3_600_000
         let set = try Self.countingSet(key: "event.originalIdentity", atLeast: 1, action: "mfa: [otp]",
                                        flowSettings: "expiry: 3h\n", options: options)
-        let engine = Engine(policySet: set)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var state = PartitionState(policySet: set)
         let t0: Int64 = 1_767_225_600_000
         guard case .decided(let d) = engine.process(event("idle", at: t0), coordinates: "c/0", state: &state) else {
@@ -107,9 +117,15 @@ import Testing
         _ = engine.process(event("other", at: t0 + 2 * 3_600_000), coordinates: "c/1", state: &state)
         #expect(state.pendingChallenges(user: "idle", at: t0 + 2 * 3_600_000).count == 1)
         #expect(state.userCount == 2)
-        // Once it expired (and the 5 minutes a late event may trail the watermark passed),
-        // the next sweep drops the user (and the 2-minute window's keys).
-        _ = engine.process(event("other", at: t0 + 3 * 3_600_000 + 360_000), coordinates: "c/2", state: &state)
+        // Expired and far past the retention: still there, still locked.
+        _ = engine.process(event("other", at: t0 + 9 * 3_600_000), coordinates: "c/2", state: &state)
+        #expect(state.userCount == 2)
+        #expect(state.expiredChallenges(user: "idle", at: t0 + 9 * 3_600_000).count == 1)
+        // Released: the next sweep past the retention drops the user (and the 2-minute
+        // window's keys).
+        #expect(engine.releaseUser("idle", state: &state) == 1)
+        _ = engine.process(event("other", at: t0 + 20 * 3_600_000), coordinates: "c/3", state: &state)
+        _ = engine.process(event("other", at: t0 + 30 * 3_600_000), coordinates: "c/4", state: &state)
         #expect(state.userCount == 1)
         #expect(state.liveKeyCount == 2, "the other user and its logins key")
     }

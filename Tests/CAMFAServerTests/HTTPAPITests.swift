@@ -14,6 +14,7 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
     ("POST", "/v1/mfa-results", "/v1/mfa-results", .results,
      Data(#"{"mfaEventId":"c-1","user":"alice","method":"otp","outcome":"verified"}"#.utf8)),
     ("POST", "/v1/admin/reload", "/v1/admin/reload", .admin, nil),
+    ("POST", "/v1/users/alice/release", "/v1/users/{id}/release", .admin, nil),
     ("GET", "/readyz", "/readyz", .admin, nil),
     ("GET", "/metrics", "/metrics", .admin, nil),
 ]
@@ -134,10 +135,16 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
             }
             let viaStatus = try await client.send("GET", "/v1/users/fail-timeout/mfa-status", template: "/v1/users/{id}/mfa-status", key: TestKeys.status)
             #expect(viaStatus.status == 504)
-            for (id, status, code) in [("unknown-7", 404, "unknown-challenge"), ("expired-7", 410, "expired-challenge")] {
-                let r = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: TestKeys.results,
+            // A key without the status scope cannot tell an expired (real) id from an unknown one.
+            let cases: [(String, String, Int, String)] = [
+                ("unknown-7", TestKeys.results, 404, "unknown-challenge"), ("expired-7", TestKeys.results, 404, "unknown-challenge"),
+                ("unknown-7", TestKeys.resultsAndStatus, 404, "unknown-challenge"),
+                ("expired-7", TestKeys.resultsAndStatus, 410, "expired-challenge"),
+            ]
+            for (id, key, status, code) in cases {
+                let r = try await client.send("POST", "/v1/mfa-results", template: "/v1/mfa-results", key: key,
                                               body: Data(#"{"mfaEventId":"\#(id)","user":"u","method":"otp","outcome":"verified"}"#.utf8))
-                #expect(r.status == status && r.error["code"] as? String == code, "\(id)")
+                #expect(r.status == status && r.error["code"] as? String == code, "\(id) \(key == TestKeys.results ? "results" : "results+status")")
             }
             let missing = try await client.send("GET", "/v2/nothing", template: nil, key: TestKeys.admin)
             #expect(missing.status == 404 && missing.error["code"] as? String == "not-found")

@@ -33,7 +33,7 @@ import Testing
         c.stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-metrics-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: c.stateDir) }
         let policySet = try PolicyLoader.loadPolicySet(at: root.appendingPathComponent("policies/examples").path)
-        let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: policySet, enrichment: nil), logger: logger)
+        let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: policySet, enrichment: nil, secret: testSecret), logger: logger)
 
         let before = CAMFAMetrics.registry.emitToString()
         let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: cluster.bootstrapServers, []), logger: logger)
@@ -82,3 +82,4 @@ import Testing
         #expect(healthLag == 0)
     }
 }
+let testSecret = DaemonSecret(bytes: Array("camfa-test-secret-0123456789abcdef".utf8), origin: "tests")

@@ -76,6 +76,11 @@ final class TestBackend: CAMFABackend, @unchecked Sendable {
         return MFAResultOutcome(result: result, cleared: outcome == .verified, coordinates: Self.coordinates)
     }
 
+    func releaseUser(user: String, timeout: Double) async throws(PipelineRequestError) -> ReleaseOutcome {
+        if let f = Self.failure(user) { throw f }
+        return ReleaseOutcome(user: user, released: 1)
+    }
+
     func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport {
         if reloadFails {
             throw PipelineRequestError(code: .reloadFailed, message: "policies/a.yaml:3:7: unknown field 'judgement'")

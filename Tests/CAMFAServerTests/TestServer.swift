@@ -15,6 +15,7 @@ struct TestKeys {
     static let results = APIKeys.generate()!
     static let admin = APIKeys.generate()!
     static let unknown = APIKeys.generate()!
+    static let resultsAndStatus = APIKeys.generate()!
 
     static func key(for scope: Configuration.HTTP.Scope) -> String {
         switch scope {
@@ -28,7 +29,7 @@ struct TestKeys {
     static var configured: [Configuration.HTTP.APIKey] {
         Configuration.HTTP.Scope.allCases.map {
             Configuration.HTTP.APIKey(name: $0.rawValue, sha256: APIKeys.sha256(key(for: $0)), scopes: [$0])
-        }
+        } + [Configuration.HTTP.APIKey(name: "results-status", sha256: APIKeys.sha256(resultsAndStatus), scopes: [.results, .status])]
     }
 }
 

@@ -71,6 +71,7 @@ enum BlackBox {
             var topics: [String] = []
             for t in testTopics { topics += ["in.\(t)", "out.\(t)", "dlq.\(t)"] }
             for (t, n) in partitionedTopics { topics += ["in.\(t):\(n)", "out.\(t)", "out.\(t).ref", "dlq.\(t)"] }
+            topics += HostileInputBlackBoxTests.resultTopics
             let b = try Broker(topics: topics)
             sharedBroker = b
             return b
@@ -78,7 +79,7 @@ enum BlackBox {
     }
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
-                             "ip_velocity.again", "bad", "sigterm", "simulate", "http"]
+                             "ip_velocity.again", "bad", "sigterm", "simulate", "http"] + HostileInputBlackBoxTests.topics
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.
@@ -187,7 +188,8 @@ enum BlackBox {
         let dir: URL
 
         init(bootstrap: String, name: String, group: String, output: String? = nil, stateDir: String? = nil,
-             environment: [String: String] = [:], kafkaProperties: [String: String] = [:], extraConfig: String = "") throws {
+             environment: [String: String] = [:], kafkaProperties: [String: String] = [:], extraConfig: String = "",
+             policies: String? = nil, results: String? = nil) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-\(name)-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = """
@@ -202,7 +204,8 @@ enum BlackBox {
               input: in.\(name)
               output: \(output ?? "out.\(name)")
               deadLetter: dlq.\(name)
-            policies: \(packageRoot.appendingPathComponent("policies/examples").path)
+              results: \(results ?? "results.\(name)")
+            policies: \(policies ?? packageRoot.appendingPathComponent("policies/examples").path)
             stateDir: \(stateDir ?? dir.appendingPathComponent("state").path)
             enrichment:
               cityDatabase: null
@@ -216,6 +219,7 @@ enum BlackBox {
               level: info
               format: json
             \(extraConfig.contains("http:") ? "" : "http:\n  enabled: false")
+            \(extraConfig.contains("security:") ? "" : "security:\n  secretFile: \(try BlackBox.sharedSecretFile())")
             \(extraConfig)
             """
             let configURL = dir.appendingPathComponent("camfa.yaml")
@@ -259,6 +263,63 @@ enum BlackBox {
 
         deinit {
             if process.isRunning { _ = stop() }
+        }
+    }
+
+    /// Produces with confluent-kafka (scripts/kafka-produce.py), which can set what kcat
+    /// cannot: each record's CreateTime (ms) and headers.
+    struct RawRecord {
+        var key: String?
+        var value: String
+        var headers: [String: String] = [:]
+        var timestamp: Int64?
+    }
+
+    static func produceRaw(_ bootstrap: String, topic: String, _ records: [RawRecord]) throws {
+        var lines = ""
+        for r in records {
+            var o: [String: Any] = ["value": r.value, "headers": r.headers]
+            if let k = r.key { o["key"] = k }
+            if let t = r.timestamp { o["timestamp"] = t }
+            lines += String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self) + "\n"
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", packageRoot.appendingPathComponent("scripts/kafka-produce.py").path, bootstrap, topic]
+        let input = Pipe(), err = Pipe()
+        p.standardInput = input
+        p.standardError = err
+        try p.run()
+        input.fileHandleForWriting.write(Data(lines.utf8))
+        try input.fileHandleForWriting.close()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        if p.terminationStatus != 0 { throw CLIError(message: "kafka-produce.py exited \(p.terminationStatus): \(String(decoding: e, as: UTF8.self))") }
+    }
+
+    /// Skips (or fails under CI) when Python's confluent-kafka is missing.
+    static func requireConfluentKafka() -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import confluent_kafka"]
+        p.standardError = FileHandle.nullDevice
+        if (try? p.run()) != nil { p.waitUntilExit() }
+        if p.terminationStatus == 0 { return true }
+        if ProcessInfo.processInfo.environment["CI"] == "true" {
+            Issue.record("Python's confluent-kafka is not installed; `make test` installs it (scripts/install-deps.sh)")
+        }
+        return false
+    }
+
+    /// One secret for every daemon of the test process, as an operator gives every instance
+    /// of a group: independent runs then issue the same challenge ids.
+    static func sharedSecretFile() throws -> String {
+        try brokerLock.withLock {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-secret-\(getpid())")
+            if !FileManager.default.fileExists(atPath: url.path) {
+                try (UUID().uuidString + UUID().uuidString).write(to: url, atomically: true, encoding: .utf8)
+            }
+            return url.path
         }
     }
 

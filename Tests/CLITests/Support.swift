@@ -7,6 +7,8 @@ var packageRoot: URL {
 
 /// The `camfa` binary built beside this test bundle (`swift build` builds it with the tests).
 func camfaBinary() throws -> URL {
+    // To show an attack working on an older build: CAMFA_BINARY=/path/to/old/camfa.
+    if let path = ProcessInfo.processInfo.environment["CAMFA_BINARY"] { return URL(fileURLWithPath: path) }
     let candidates = [
         Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("camfa"),
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("camfa"),

@@ -6,9 +6,13 @@ public struct Engine: Sendable {
     /// Flows per trigger: app-specific ones by app id, and the global fallbacks.
     private let flowsByApp: [FlowTrigger: [String: [Int]]]
     private let globalFlows: [FlowTrigger: [Int]]
+    /// Keys challenge ids; the same key on every instance of a group, so a partition that
+    /// moves keeps issuing the ids a replay expects.
+    public let challengeKey: ChallengeKey
 
-    public init(policySet: PolicySet) {
+    public init(policySet: PolicySet, challengeKey: ChallengeKey) {
         self.policySet = policySet
+        self.challengeKey = challengeKey
         var byApp: [FlowTrigger: [String: [Int]]] = [:]
         var global: [FlowTrigger: [Int]] = [:]
         for (i, f) in policySet.flows.enumerated() {
@@ -69,7 +73,6 @@ public struct Engine: Sendable {
                 user.lastLocation = LastLocation(point: here, city: event.city, country: event.country)
             }
         }
-        user.dropChallenges(expiredAt: t)
 
         let eventValue = Value.object(EventObject(event, velocity: velocity))
         let userValue = Value.object(UserObject(event, user))
@@ -326,12 +329,16 @@ public struct Engine: Sendable {
         case .mfa(let methods):
             decision.action = .mfa
             decision.methods = methods
-            if let pending = user.pending.first(where: { $0.flow == flow.name && time - $0.since < flow.cooldown }) {
+            // An expired challenge never suppresses: it is a held lock, and the new one
+            // (which replaces it) is what the user can answer.
+            if let pending = user.pending.first(where: {
+                $0.flow == flow.name && $0.expiresAt > time && time.subtractingReportingOverflow($0.since).partialValue < flow.cooldown
+            }) {
                 decision.suppressedByCooldown = true
                 decision.challengeId = pending.id
                 decision.expiresAt = pending.expiresAt
             } else {
-                let id = ChallengeID.make(coordinates: coordinates, flow: flow.name)
+                let id = ChallengeID.make(coordinates: coordinates, flow: flow.name, key: challengeKey)
                 let challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: time + flow.expiry)
                 user.pending.removeAll { $0.flow == flow.name }
                 user.pending.append(challenge)
@@ -440,9 +447,14 @@ public struct Engine: Sendable {
             let due = userDue(u)
             if sweepBucket(due) > through {
                 schedule(id, space: users, due: due, in: &state)
-            } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
+            } else if u.pending.isEmpty {
                 state.users.removeValue(forKey: id)
                 state.recordChange(user: id)
+            } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
+                // Locked: an expired challenge holds until a verified result or a release
+                // (README "Security model"), so idleness never unlocks. Looked at again a
+                // retention later rather than every sweep.
+                state.sweepQueue![users][sweepBucket(Self.later(w, by: policySet.options.userRetention)), default: []].append(id)
             } else {
                 // Idle but holding a challenge a late event could still see: looked at every
                 // sweep until it expires or clears.
@@ -502,39 +514,32 @@ public struct Engine: Sendable {
     }
 }
 
-/// Deterministic challenge (MFA event) ids: the same event at the same coordinates for
-/// the same flow always gets the same id, so subscribers can drop duplicates after a
-/// replay. A 128-bit FNV-1a hash printed as a version-8 UUID.
-public enum ChallengeID {
-    public static func make(coordinates: String, flow: String) -> String {
-        var h = FNV128()
-        h.add(coordinates)
-        h.add("\u{0}")
-        h.add(flow)
-        var hi = h.hi, lo = h.lo
-        hi = (hi & ~0xF000) | 0x8000  // version 8
-        lo = (lo & ~(UInt64(0xC) << 60)) | (UInt64(0x8) << 60)  // RFC 4122 variant
-        func hex(_ v: UInt64, _ digits: Int) -> String {
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: max(0, digits - s.count)) + s
-        }
-        return "\(hex(hi >> 32, 8))-\(hex((hi >> 16) & 0xFFFF, 4))-\(hex(hi & 0xFFFF, 4))-\(hex(lo >> 48, 4))-\(hex(lo & 0xFFFF_FFFF_FFFF, 12))"
+/// The secret that keys challenge ids (`security.secretFile`, README "Security model").
+/// Ids stay deterministic, the same input at the same offset gives the same id so that
+/// subscribers can drop duplicates, but only with the key: an unkeyed hash of
+/// topic/partition/offset/flow let anyone who can count offsets guess a live challenge's id.
+public struct ChallengeKey: Sendable {
+    let mac: HMACSHA256
+
+    /// `secret`: the operator's secret; the id key is derived from it for this one purpose,
+    /// so the same secret can also key the record MAC without the two ever coinciding.
+    public init(secret: [UInt8]) {
+        mac = HMACSHA256(key: HMACSHA256(key: secret).authenticate(Array("camfa challenge id v1".utf8)))
     }
 }
 
-/// FNV-1a over 128 bits (offset basis and prime from the FNV specification).
-struct FNV128 {
-    var hi: UInt64 = 0x6C62_272E_07BB_0142
-    var lo: UInt64 = 0x62B8_2175_6295_C58D
-
-    mutating func add(_ s: String) {
-        for b in s.utf8 {
-            lo ^= UInt64(b)
-            // Multiply (hi, lo) by the prime 2^88 + 0x13B.
-            let (pLo, loLo) = lo.multipliedFullWidth(by: 0x13B)
-            let newHi = hi &* 0x13B &+ pLo &+ (lo << 24)
-            hi = newHi
-            lo = loLo
-        }
+public enum ChallengeID {
+    /// A UUIDv8 (RFC 9562) whose 122 free bits are HMAC-SHA256(key, coordinates NUL flow).
+    public static func make(coordinates: String, flow: String, key: ChallengeKey) -> String {
+        let d = key.mac.authenticate(Array(coordinates.utf8) + [0] + Array(flow.utf8))
+        var b = Array(d.prefix(16))
+        b[6] = (b[6] & 0x0F) | 0x80  // version 8
+        b[8] = (b[8] & 0x3F) | 0x80  // RFC 4122 variant
+        let hex = b.map { byte -> String in
+            let s = String(byte, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+        let c = Array(hex)
+        return "\(String(c[0..<8]))-\(String(c[8..<12]))-\(String(c[12..<16]))-\(String(c[16..<20]))-\(String(c[20..<32]))"
     }
 }

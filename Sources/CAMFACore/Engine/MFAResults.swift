@@ -1,21 +1,28 @@
 /// MFA results (`authing.security.mfa.result`, `POST /v1/mfa-results`) applied to a
-/// partition's state. Pure like the rest of the engine: the result's own time is the only
-/// clock, so replaying the input topic gives the same state.
+/// partition's state. Pure like the rest of the engine: the result's own time (stamped by
+/// camfa's clock when it was received) is the only clock, so replaying the input topic
+/// gives the same state.
 ///
 /// Rules:
-/// - verified, and the user has the challenge pending and unexpired at the result's time:
-///   the challenge is cleared and the user's last verification is set (`cleared: true`);
-/// - failed, and the challenge is pending and unexpired: it stays pending (`cleared: false`);
-///   the failure still counts for policies as an event (see `mfaResultEvent`);
+/// - verified, for a challenge the user has pending and unexpired at the result's time, with
+///   a method that challenge offered: the challenge is cleared, with every expired one the
+///   user still holds, and the user's last verification is set (`cleared: true`);
+/// - failed, for such a challenge: it stays pending (`cleared: false`); the failure still
+///   counts for policies as an event (see `mfaResultEvent`);
 /// - verified again for the challenge the user last verified: accepted without effect
 ///   (`cleared: false`), because result topics are delivered at least once;
-/// - a challenge still held but expired at the result's time: rejected `expired-challenge`;
-/// - anything else (never issued, another user's, already cleared and now failed, or expired
-///   and already pruned by a later event of the user): rejected `unknown-challenge`.
+/// - a challenge held but expired at the result's time: rejected `expired-challenge`, and
+///   the challenge stays: expiry is a lock, never a release (README "Security model");
+/// - a method the challenge did not offer: rejected `method-not-offered`;
+/// - anything else (never issued, another user's, already cleared and now failed):
+///   rejected `unknown-challenge`.
+/// A rejected result is counted for policies too (`behaviorResult` "rejected"): guessing
+/// challenge ids is a brute force like guessing codes.
 public struct MFAResultRejection: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case unknownChallenge = "unknown-challenge"
         case expiredChallenge = "expired-challenge"
+        case methodNotOffered = "method-not-offered"
     }
 
     public var code: Code
@@ -39,7 +46,7 @@ public struct MFAResultApplied: Sendable, Equatable {
 extension Engine {
     /// Applies one MFA result to the user's pending challenges; see the rules above.
     public func applyMFAResult(
-        challengeId: String, user: String, verified: Bool, time: Int64, state: inout PartitionState
+        challengeId: String, user: String, method: MFAMethod, verified: Bool, time: Int64, state: inout PartitionState
     ) -> Result<MFAResultApplied, MFAResultRejection> {
         guard var u = state.users[user] else {
             return .failure(MFAResultRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
@@ -54,10 +61,15 @@ extension Engine {
         guard challenge.expiresAt > time else {
             return .failure(MFAResultRejection(
                 code: .expiredChallenge,
-                message: "the challenge expired at \(challenge.expiresAt), the result is dated \(time)"))
+                message: "the challenge expired at \(challenge.expiresAt), the result is dated \(time); the user stays locked"))
+        }
+        guard challenge.methods.contains(method) else {
+            return .failure(MFAResultRejection(
+                code: .methodNotOffered,
+                message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
         }
         guard verified else { return .success(MFAResultApplied(cleared: false, flow: challenge.flow)) }
-        u.pending.remove(at: i)
+        u.pending.removeAll { $0.id == challengeId || $0.expiresAt <= time }
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
         state.users[user] = u
@@ -65,11 +77,22 @@ extension Engine {
         return .success(MFAResultApplied(cleared: true, flow: challenge.flow))
     }
 
+    /// An operator's explicit release (`POST /v1/users/{id}/release`, admin scope): every
+    /// challenge the user holds, pending or expired, is dropped. Returns how many.
+    public func releaseUser(_ user: String, state: inout PartitionState) -> Int {
+        guard var u = state.users[user], !u.pending.isEmpty else { return 0 }
+        let n = u.pending.count
+        u.pending = []
+        state.users[user] = u
+        state.recordChange(user: user)
+        return n
+    }
+
     /// The event an accepted result becomes for the policies, so they can count MFA
     /// failures (brute force, fatigue): `behaviorType` "mfa", `behaviorResult` "verified" or
-    /// "failed", `custom.mfaEventId` and `custom.mfaMethod`. No app: global flows judge it.
-    public static func mfaResultEvent(challengeId: String, user: String, method: MFAMethod, verified: Bool, time: Int64) -> UEBAEvent {
-        UEBAEvent(requestDate: time, originalIdentity: user, behaviorType: "mfa", behaviorResult: verified ? "verified" : "failed",
+    /// "failed" (or "rejected": unknown, expired or wrong method), `custom.mfaEventId` and `custom.mfaMethod`. No app: global flows judge it.
+    public static func mfaResultEvent(challengeId: String, user: String, method: MFAMethod, outcome: String, time: Int64) -> UEBAEvent {
+        UEBAEvent(requestDate: time, originalIdentity: user, behaviorType: "mfa", behaviorResult: outcome,
                   custom: ValueMap([("mfaEventId", .string(challengeId)), ("mfaMethod", .string(method.rawValue))]))
     }
 }

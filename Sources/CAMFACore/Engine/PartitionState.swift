@@ -102,13 +102,6 @@ struct UserState: Sendable, Equatable {
         set { if mfa != nil || newValue != nil { updateMFA { $0.lastVerifiedChallenge = newValue } } }
     }
 
-    /// Checked before removing: a removal through `pending` copies the stored array even
-    /// when nothing goes, and this runs on every event.
-    mutating func dropChallenges(expiredAt t: Int64) {
-        guard let mfa, mfa.pending.contains(where: { $0.expiresAt <= t }) else { return }
-        pending.removeAll { $0.expiresAt <= t }
-    }
-
     /// Copy-on-write: a checkpoint snapshot may share the record.
     private mutating func updateMFA(_ change: (MFARecord) -> Void) {
         if mfa == nil { mfa = MFARecord() } else if !isKnownUniquelyReferenced(&mfa!) { mfa = mfa!.copy() }
@@ -167,5 +160,11 @@ extension PartitionState {
     /// The user's unexpired pending challenges as of event time `time`.
     public func pendingChallenges(user: String, at time: Int64) -> [PendingChallenge] {
         users[user]?.pending.filter { $0.expiresAt > time } ?? []
+    }
+
+    /// Challenges that expired unanswered by `time`: each keeps the user locked until a
+    /// verified result for a later challenge or an explicit release.
+    public func expiredChallenges(user: String, at time: Int64) -> [PendingChallenge] {
+        users[user]?.pending.filter { $0.expiresAt <= time } ?? []
     }
 }

@@ -24,6 +24,9 @@ public struct EventDecodingError: Error, Sendable, Equatable, CustomStringConver
         case duplicateKey
         /// Nested deeper than the JSON parser's limit.
         case tooDeep
+        /// A string longer than the intake's limit (`EventLimits`): the identity, a seed
+        /// field or a custom value that would otherwise become a key of unbounded size.
+        case tooLong
     }
 
     public var code: Code
