@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN = .build/release/camfa
 
-.PHONY: deps build release test demo bench clean install install-files
+.PHONY: deps build release test demo bench fuzz clean install install-files
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,24 @@ bench: release
 	$(RELEASE_BIN) bench enrich
 	$(RELEASE_BIN) bench checkpoint
 	$(RELEASE_BIN) bench e2e $(E2E_ARGS)
+
+# libFuzzer over what producers, subscribers and policy authors control (issue 22), never
+# part of `make test` (which replays the committed corpus instead). FUZZ_RUNS per target;
+# new inputs go to .build-fuzz/corpus, crashes to .build-fuzz/crash-*.
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS = ueba mfa-result policy
+
+fuzz: deps
+	$(SWIFT) build -c release --product camfa-fuzz --scratch-path .build-fuzz \
+	    -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p .build-fuzz/corpus/$$t && cp -n fuzz/corpus/$$t/* .build-fuzz/corpus/$$t/ ; \
+	    echo "== $$t: $(FUZZ_RUNS) runs"; \
+	    CAMFA_FUZZ_TARGET=$$t .build-fuzz/release/camfa-fuzz -runs=$(FUZZ_RUNS) -max_len=65536 -timeout=10 \
+	        -artifact_prefix=.build-fuzz/crash-$$t- .build-fuzz/corpus/$$t > .build-fuzz/$$t.log 2>&1; rc=$$?; \
+	    grep -E 'DONE|^Done|ERROR|SUMMARY|crash-' .build-fuzz/$$t.log; \
+	    [ $$rc -eq 0 ] || { echo "$$t: libFuzzer exited $$rc (.build-fuzz/$$t.log)"; exit 1; }; \
+	done
 
 clean:
 	rm -rf .build

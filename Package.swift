@@ -28,6 +28,8 @@ let package = Package(
         // Already in the graph through hummingbird; named for the TLS listener's types.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // Already in the graph through hummingbird; named for the request-timeout handler's parts.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
@@ -67,6 +69,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
         .executableTarget(
@@ -78,6 +81,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
+        ),
+        // libFuzzer targets for what producers, subscribers and policy authors control
+        // (`make fuzz`); a plain build replays the committed corpus instead.
+        .executableTarget(
+            name: "camfa-fuzz",
+            dependencies: ["CAMFACore", "CAMFADaemon", "CAMFAPolicyFiles"]
         ),
         .testTarget(name: "CAMFACoreTests", dependencies: ["CAMFACore"]),
         .testTarget(name: "CAMFAPolicyFilesTests", dependencies: ["CAMFAPolicyFiles", "CAMFACore"]),

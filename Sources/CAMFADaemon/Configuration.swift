@@ -39,6 +39,10 @@ public struct Configuration: Sendable, Equatable {
         public var anonymousIPDatabase: String? = "/var/lib/GeoIP/GeoIP2-Anonymous-IP.mmdb"
         public var userAgentRules: String? = "/usr/share/camfa/regexes.yaml"
         public var overwrite = false
+        /// Whether a producer's own `geo`, `userAgent` and `networkZone` are believed. Off:
+        /// they are dropped before enrichment, so a producer cannot claim an office network
+        /// or a known device; camfa's databases and zones alone fill them.
+        public var trustProducer = false
         public var userAgentCacheSize = 10_000
         public var zones: [String: [String]] = [:]
     }
@@ -92,6 +96,19 @@ public struct Configuration: Sendable, Equatable {
         public var apiKeys: [APIKey] = []
         /// /readyz reports not ready while any owned partition lags more events than this.
         public var readinessMaxLag: Int64 = 10_000
+        /// A connection with no request in flight is closed after this long (ms).
+        public var idleTimeout: Int64 = 60_000
+        /// A request's headers must arrive within this long of the connection (or of the
+        /// previous response), and its body within `bodyTimeout` of its headers (ms):
+        /// a client that trickles bytes (slowloris) is disconnected.
+        public var headerTimeout: Int64 = 10_000
+        public var bodyTimeout: Int64 = 30_000
+        /// Connections beyond this wait in the listen backlog.
+        public var maxConnections = 1_024
+        /// Per API key: a token bucket of `rateLimitBurst` requests refilled at
+        /// `rateLimitPerSecond`; past it, 429 with Retry-After. 0 turns it off.
+        public var rateLimitPerSecond = 100
+        public var rateLimitBurst = 200
 
         public var tlsEnabled: Bool { tlsCertificate != nil }
         public init() {}
@@ -210,13 +227,14 @@ private struct ConfigReader {
                 }
             }
             case "enrichment":
-                section(v, key, ["cityDatabase", "asnDatabase", "anonymousIPDatabase", "userAgentRules", "overwrite", "userAgentCacheSize", "zones"]) { r, name, node in
+                section(v, key, ["cityDatabase", "asnDatabase", "anonymousIPDatabase", "userAgentRules", "overwrite", "trustProducer", "userAgentCacheSize", "zones"]) { r, name, node in
                     switch name {
                     case "cityDatabase": c.enrichment.cityDatabase = r.optionalPath(node, "enrichment.cityDatabase")
                     case "asnDatabase": c.enrichment.asnDatabase = r.optionalPath(node, "enrichment.asnDatabase")
                     case "anonymousIPDatabase": c.enrichment.anonymousIPDatabase = r.optionalPath(node, "enrichment.anonymousIPDatabase")
                     case "userAgentRules": c.enrichment.userAgentRules = r.optionalPath(node, "enrichment.userAgentRules")
                     case "overwrite": if let b = r.bool(node, "enrichment.overwrite") { c.enrichment.overwrite = b }
+                    case "trustProducer": if let b = r.bool(node, "enrichment.trustProducer") { c.enrichment.trustProducer = b }
                     case "userAgentCacheSize": if let n = r.int(node, "enrichment.userAgentCacheSize", min: 0) { c.enrichment.userAgentCacheSize = n }
                     default:
                         guard let zm = node.mapping else { r.fail(node, "enrichment.zones", "must map zone names to lists of CIDRs"); return }
@@ -257,7 +275,8 @@ private struct ConfigReader {
     }
 
     mutating func readHTTP(_ node: Node, into h: inout Configuration.HTTP) {
-        let keys: Set<String> = ["enabled", "address", "tls", "maxBodyBytes", "requestTimeout", "openEndpoints", "apiKeys", "readiness"]
+        let keys: Set<String> = ["enabled", "address", "tls", "maxBodyBytes", "requestTimeout", "openEndpoints", "apiKeys", "readiness",
+                                 "idleTimeout", "headerTimeout", "bodyTimeout", "maxConnections", "rateLimit"]
         var out = h
         section(node, "http", keys) { r, name, node in
             switch name {
@@ -278,6 +297,16 @@ private struct ConfigReader {
             case "requestTimeout":
                 if let d = r.duration(node, "http.requestTimeout") {
                     if d > 0 { out.requestTimeout = d } else { r.fail(node, "http.requestTimeout", "must be positive") }
+                }
+            case "idleTimeout", "headerTimeout", "bodyTimeout":
+                guard let d = r.duration(node, "http.\(name)") else { return }
+                guard d > 0 else { r.fail(node, "http.\(name)", "must be positive"); return }
+                if name == "idleTimeout" { out.idleTimeout = d } else if name == "headerTimeout" { out.headerTimeout = d } else { out.bodyTimeout = d }
+            case "maxConnections": if let n = r.int(node, "http.maxConnections", min: 1) { out.maxConnections = n }
+            case "rateLimit":
+                r.section(node, "http.rateLimit", ["perSecond", "burst"]) { r, name, node in
+                    if name == "perSecond" { if let n = r.int(node, "http.rateLimit.perSecond", min: 0) { out.rateLimitPerSecond = n } }
+                    else if let n = r.int(node, "http.rateLimit.burst", min: 1) { out.rateLimitBurst = n }
                 }
             case "openEndpoints":
                 guard let seq = node.sequence else { r.fail(node, "http.openEndpoints", "must be a list of paths"); return }

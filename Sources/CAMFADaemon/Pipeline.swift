@@ -456,6 +456,12 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             deadLetter(record, reason: reason)
             return
         }
+        // Trust boundary: enrichment is camfa's, unless the operator trusts producers with it.
+        if !c.enrichment.trustProducer {
+            event.geo = nil
+            event.userAgent = nil
+            event.networkZone = nil
+        }
         enricher?.enrich(&event)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
         let outcome = engine.process(event, coordinates: coordinates.key, trigger: trigger, onlyFlow: onlyFlow,
@@ -520,7 +526,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// push the partition's watermark past `now + engine.maxFutureSkew`, and an event that
     /// would is dead-lettered. Saturating: `now` and `skew` are operator values, `time` is
     /// already bounded by the decoder, but no sum here may trap.
-    static func futureReason(field: String, time: Int64, now: Int64, skew: Int64) -> String? {
+    public static func futureReason(field: String, time: Int64, now: Int64, skew: Int64) -> String? {
         let (bound, overflow) = now.addingReportingOverflow(skew)
         guard !overflow, time > bound else { return nil }
         return "future: \(field) is \(time.subtractingReportingOverflow(now).partialValue) ms ahead of camfa's clock (engine.maxFutureSkew \(skew) ms)"

@@ -20,6 +20,16 @@ public enum PolicyLoader {
                                      failedPolicies: failed, earlierErrors: errors)
     }
 
+    /// One file's text, compiled alone (the fuzzer's entry, and a check for a text that is
+    /// not on disk). `file` names it in the errors.
+    public static func loadPolicySet(text: String, file: String, options: EngineOptions = EngineOptions()) throws(PolicyErrors) -> PolicySet {
+        var result = Loaded(policies: [], flows: [], files: [file])
+        var parser = DocumentParser(file: file, text: text)
+        parser.parse(into: &result)
+        return try PolicySet.compile(policies: result.policies, flows: result.flows, options: options,
+                                     failedPolicies: parser.failedPolicies, earlierErrors: parser.errors)
+    }
+
     public static func load(at path: String) throws(PolicyErrors) -> Loaded {
         let (loaded, errors, _) = try parse(at: path)
         if !errors.isEmpty { throw PolicyErrors(errors) }

@@ -17,6 +17,16 @@ struct APIError: Error, Sendable {
                  headers: [.wwwAuthenticate: "Bearer realm=\"camfa\""])
     }
 
+    static func rateLimited(retryAfter seconds: Int) -> APIError {
+        APIError(status: .tooManyRequests, code: "rate-limited",
+                 message: "this API key is over http.rateLimit; retry after \(seconds) s", headers: [.retryAfter: String(seconds)])
+    }
+
+    static func methodNotAllowed(_ allowed: [String]) -> APIError {
+        APIError(status: .methodNotAllowed, code: "method-not-allowed",
+                 message: "this endpoint answers \(allowed.joined(separator: ", "))", headers: [.allow: allowed.joined(separator: ", ")])
+    }
+
     static func forbidden(scope: Configuration.HTTP.Scope) -> APIError {
         APIError(status: .forbidden, code: "forbidden", message: "the API key lacks the '\(scope.rawValue)' scope")
     }

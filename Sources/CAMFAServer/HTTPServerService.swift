@@ -27,20 +27,33 @@ public struct HTTPServerService: Service {
         let router = Router(context: BasicRequestContext.self)
         Routes(http: http, backend: backend, access: Access(http), registry: registry, logger: logger).register(on: router)
         let server: HTTPServerBuilder
+        // Slow or idle clients cannot hold connections (RequestTimeoutHandler), and past
+        // maxConnections new ones wait in the backlog instead of exhausting descriptors.
+        let header = TimeAmount.milliseconds(http.headerTimeout), body = TimeAmount.milliseconds(http.bodyTimeout)
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestTimeoutHandler(header: header, body: body)],
+            idleTimeout: .milliseconds(http.idleTimeout),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 << 10, maxHeaderListSize: 64 << 10, maxHeaderFieldCount: 100))
         if let cert = http.tlsCertificate, let key = http.tlsPrivateKey {
             do {
                 let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-                let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-                server = try .tls(.http1(), tlsConfiguration: tls)
+                var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+                tls.minimumTLSVersion = .tlsv12
+                server = try .tls(.http1(configuration: http1), tlsConfiguration: tls)
             } catch {
                 throw HTTPServerError(message: "http.tls: cannot load \(cert) / \(key): \(error)")
             }
         } else {
-            server = .http1()
+            server = .http1(configuration: http1)
+            if !Self.isLoopback(http.host) {
+                logger.warning("the HTTP API listens without TLS on a non-loopback address: API keys and user ids cross the network in clear; set http.tls", metadata: ["address": "\(http.host):\(http.port)"])
+            }
         }
         application = Application(
             router: router, server: server,
-            configuration: ApplicationConfiguration(address: .hostname(http.host, port: http.port), serverName: "camfa"),
+            configuration: ApplicationConfiguration(
+                address: .hostname(http.host, port: http.port), serverName: "camfa",
+                availableConnectionsDelegate: MaximumAvailableConnections(http.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 logger.info("HTTP API listening", metadata: [
                     "address": "\(channel.localAddress?.description ?? "?")", "tls": "\(http.tlsEnabled)",
@@ -58,6 +71,12 @@ public struct HTTPServerService: Service {
             logger.error("HTTP listener failed; the daemon stops", metadata: ["address": "\(address)", "error": "\(error)"])
             throw error
         }
+    }
+}
+
+extension HTTPServerService {
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 }
 

@@ -49,11 +49,7 @@ struct Routes: Sendable {
         }
         router.get("/v1/users/:id/mfa-status") { request, context in
             try access.check(request, endpoint: "/v1/users/{id}/mfa-status", scope: .status)
-            let raw = context.parameters.get("id") ?? ""
-            let user = raw.removingPercentEncoding ?? raw
-            guard !user.isEmpty else {
-                throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
-            }
+            let user = try userID(context)
             let status = try await call { () async throws(PipelineRequestError) in
                 try await backend.mfaStatus(user: user, timeout: timeout)
             }
@@ -75,11 +71,7 @@ struct Routes: Sendable {
         }
         router.post("/v1/users/:id/release") { request, context in
             let caller = try access.check(request, endpoint: "/v1/users/{id}/release", scope: .admin)
-            let raw = context.parameters.get("id") ?? ""
-            let user = raw.removingPercentEncoding ?? raw
-            guard !user.isEmpty else {
-                throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
-            }
+            let user = try userID(context)
             let outcome = try await call { () async throws(PipelineRequestError) in
                 try await backend.releaseUser(user: user, timeout: timeout)
             }
@@ -94,6 +86,32 @@ struct Routes: Sendable {
             ])
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
         }
+    }
+
+    /// The `{id}` path parameter, percent-decoded; 400 when empty.
+    func userID(_ context: BasicRequestContext) throws(APIError) -> String {
+        let raw = context.parameters.get("id") ?? ""
+        let user = raw.removingPercentEncoding ?? raw
+        guard !user.isEmpty else {
+            throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
+        }
+        return user
+    }
+
+    /// Every route, for 405 answers (ErrorMiddleware); `:` segments match any one segment.
+    static let templates: [(method: String, path: String)] = [
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/evaluate"),
+        ("GET", "/v1/users/:id/mfa-status"), ("POST", "/v1/mfa-results"), ("POST", "/v1/users/:id/release"),
+        ("POST", "/v1/admin/reload"),
+    ]
+
+    /// The methods the routes answer at `path`; empty for an unknown path.
+    static func methods(for path: String) -> [String] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return templates.filter { t in
+            let tp = t.path.split(separator: "/", omittingEmptySubsequences: false)
+            return tp.count == parts.count && zip(tp, parts).allSatisfy { $0.hasPrefix(":") ? !$1.isEmpty : $0 == $1 }
+        }.map(\.method)
     }
 
     /// Refuses by Content-Length before reading, and stops reading a chunked body at the

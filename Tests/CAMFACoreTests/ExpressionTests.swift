@@ -285,6 +285,17 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         #expect(e?.code == .invalidArgument)
         #expect(e?.position == SourcePosition(line: 1, column: 18))
     }
+
+    /// Attack (issue 22): a pattern taken from event data ran through a backtracking engine
+    /// per event, e.g. `event.ua.matches(event.ip)` with `(a+)+$` as the "IP".
+    @Test func aPatternFromEventDataIsACompileErrorAndSubjectsAreBounded() throws {
+        let e = compileError("'aaaa'.matches(event.ip)")
+        #expect(e?.code == .invalidArgument)
+        #expect(e?.message.contains("constant pattern") == true)
+        let long = String(repeating: "a", count: 5000)
+        #expect(throws: (any Error).self) { try value("'\(long)'.matches('b')") }
+        #expect(try value("'\(String(repeating: "a", count: 4096))'.matches('a$')") == .bool(true))
+    }
 }
 
 @Suite struct ExpressionMacroTests {

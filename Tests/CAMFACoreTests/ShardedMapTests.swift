@@ -6,7 +6,7 @@ import Testing
 @Suite struct ShardedMapTests {
     /// Whether two dictionaries share their storage. A native Swift dictionary is one
     /// reference to its storage; comparing those is the only way to see a copy without timing.
-    static func sameStorage(_ a: [String: Int], _ b: [String: Int]) -> Bool {
+    static func sameStorage<K>(_ a: [K: Int], _ b: [K: Int]) -> Bool {
         unsafeBitCast(a, to: UnsafeRawPointer.self) == unsafeBitCast(b, to: UnsafeRawPointer.self)
     }
 

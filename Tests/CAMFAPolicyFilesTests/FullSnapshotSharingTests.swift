@@ -6,7 +6,7 @@ import Testing
 /// snapshot, an event copies only the shards of the keys it changes (not whole maps), and
 /// while a full checkpoint is pending no set of every changed key is built up.
 @Suite struct FullSnapshotSharingTests {
-    static func sameStorage<V>(_ a: [String: V], _ b: [String: V]) -> Bool {
+    static func sameStorage<K, V>(_ a: [K: V], _ b: [K: V]) -> Bool {
         unsafeBitCast(a, to: UnsafeRawPointer.self) == unsafeBitCast(b, to: UnsafeRawPointer.self)
     }
 

@@ -177,3 +177,35 @@ extension Result where Success == MFAResultApplied, Failure == MFAResultRejectio
         return nil
     }
 }
+
+/// Attack (issue 22): user ids compared as Swift strings, so "é" (U+00E9) and "e" + U+0301,
+/// two ids a directory may well hold for two people, shared one user's state: verifying one
+/// unlocked the other.
+@Suite struct ExactUserIDTests {
+    @Test func canonicallyEquivalentIdsAreDifferentUsers() throws {
+        let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
+        let composed = "jos\u{E9}", decomposed = "jose\u{301}"
+        #expect(composed == decomposed)  // what Swift's String says
+        var state = PartitionState(policySet: set)
+        let t0: Int64 = 1_767_225_600_000
+        guard case .decided(let a) = engine.process(event(composed, at: t0), coordinates: "c/0/1", state: &state),
+              case .decided(let b) = engine.process(event(decomposed, at: t0 + 1), coordinates: "c/0/2", state: &state),
+              let ca = a.first(where: { $0.issuesChallenge }), let cb = b.first(where: { $0.issuesChallenge }) else {
+            Issue.record("no challenges"); return
+        }
+        // The second is a challenge of its own, not the first one's cooldown.
+        #expect(!cb.suppressedByCooldown)
+        #expect(state.userCount == 2)
+        let ok = engine.applyMFAResult(challengeId: ca.challengeId!, user: composed, method: ca.methods[0], verified: true,
+                                       time: t0 + 2, state: &state)
+        #expect(ok.isCleared == true)
+        #expect(state.pendingChallenges(user: composed, at: t0 + 3).isEmpty)
+        #expect(state.pendingChallenges(user: decomposed, at: t0 + 3).map(\.id) == [cb.challengeId!])
+        // And a checkpoint keeps them apart.
+        let restored = try PartitionState(restoring: state.serialized(), policySet: set)
+        #expect(restored.userCount == 2)
+        #expect(restored.pendingChallenges(user: decomposed, at: t0 + 3).count == 1)
+        #expect(restored.pendingChallenges(user: composed, at: t0 + 3).isEmpty)
+    }
+}

@@ -219,7 +219,7 @@ enum BlackBox {
               level: info
               format: json
             \(extraConfig.contains("http:") ? "" : "http:\n  enabled: false")
-            \(extraConfig.contains("security:") ? "" : "security:\n  secretFile: \(try BlackBox.sharedSecretFile())")
+            \(extraConfig.contains("security:") || BlackBox.otherBinary ? "" : "security:\n  secretFile: \(try BlackBox.sharedSecretFile())")
             \(extraConfig)
             """
             let configURL = dir.appendingPathComponent("camfa.yaml")
@@ -310,6 +310,10 @@ enum BlackBox {
         }
         return false
     }
+
+    /// CAMFA_BINARY names a build to test instead of this one (an older one, to show an
+    /// attack working there): it may not know the `security` section, so none is written.
+    static var otherBinary: Bool { ProcessInfo.processInfo.environment["CAMFA_BINARY"] != nil }
 
     /// One secret for every daemon of the test process, as an operator gives every instance
     /// of a group: independent runs then issue the same challenge ids.

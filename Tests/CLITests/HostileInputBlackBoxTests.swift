@@ -6,7 +6,7 @@ import Testing
 /// `camfa broker`, kcat and confluent-kafka. `CAMFA_BINARY=<older build>` runs them against
 /// a build from before the fixes, where each one fails.
 @Suite(.serialized) struct HostileInputBlackBoxTests {
-    static let topics = ["hostile.time", "hostile.trap", "hostile.expiry", "hostile.forged", "hostile.size"]
+    static let topics = ["hostile.time", "hostile.trap", "hostile.expiry", "hostile.forged", "hostile.size", "hostile.enrich"]
     static let resultTopics = ["results.hostile.forged"]
 
     static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -150,13 +150,17 @@ extension HostileInputBlackBoxTests {
         try BlackBox.produceRaw(broker.bootstrap, topic: "in.\(name)", [
             .init(key: "jack", value: result, headers: ["camfa.kind": "mfa-result"]),
             .init(key: "jack", value: result, headers: ["camfa.kind": "mfa-result", "camfa.mac": String(repeating: "0", count: 64)]),
-            // An API-mode event, to run the http flows with no API key.
+        ])
+        let forged = try BlackBox.consume(broker.bootstrap, topic: "dlq.\(name)", atLeast: 2, timeout: 30, settle: 1)
+        #expect(forged.count == 2)
+        #expect(try verified() == false, "the forged result cleared the challenge")
+        // An API-mode event, to run the http flows with no API key.
+        try BlackBox.produceRaw(broker.bootstrap, topic: "in.\(name)", [
             .init(key: "jack", value: Self.login("jack", at: now + 2000), headers: ["camfa.trigger": "http"]),
         ])
         let dead = try BlackBox.consume(broker.bootstrap, topic: "dlq.\(name)", atLeast: 3, timeout: 30, settle: 1)
         #expect(dead.count == 3)
         for d in dead { #expect(d.headers["camfa.reason"]?.hasPrefix("forged-control-record") == true, "\(d.headers)") }
-        #expect(try verified() == false, "the forged result cleared the challenge")
         // A genuine result, through the result topic (camfa signs what it forwards), clears it.
         try BlackBox.produce(broker.bootstrap, topic: "results.\(name)", [(key: "jack", value: Data(result.utf8))])
         var cleared = false
@@ -213,5 +217,26 @@ extension HostileInputBlackBoxTests {
         #expect(undeliverable.count >= 2, "dead letters: \(undeliverable.map(\.headers))")
         #expect(undeliverable.allSatisfy { $0.headers["camfa.output.topic"] == "out.\(name)" })
         #expect(undeliverable.allSatisfy { $0.headers["camfa.reason"]?.contains("MSG_SIZE_TOO_LARGE") == true })
+    }
+}
+
+extension HostileInputBlackBoxTests {
+    /// Attack: a producer could send its own enrichment (`networkZone`, `geo`, `userAgent`)
+    /// and have policies believe it: here it claims the VPN zone from an outside address.
+    /// Without `enrichment.trustProducer` camfa drops them and resolves the zone itself.
+    @Test func aProducerCannotSupplyItsOwnEnrichment() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let name = "hostile.enrich", now = Self.nowMs
+        let forged = #"{"appId":"portal","requestDate":\#(now),"ip":"203.0.113.9","originalIdentity":"kim","behaviorType":"login","behaviorResult":"success","networkZone":"vpn","geo":{"latitude":48.85,"longitude":2.35}}"#
+        try BlackBox.produce(broker.bootstrap, topic: "in.\(name)", [(key: "kim", value: Data(forged.utf8))])
+        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: name, group: "bb-\(name)")
+        let out = try BlackBox.consume(broker.bootstrap, topic: "out.\(name)", atLeast: 1, timeout: 30)
+        #expect(daemon.stop() == 0)
+        let event = try #require(try out.first.flatMap { try JSONSerialization.jsonObject(with: $0.value) as? [String: Any] })
+        let data = try #require(event["data"] as? [String: Any])
+        // The extranet policy returns the zone it saw: camfa's (none for this address).
+        let extranet = (data["explanation"] as? [[String: Any]])?.first { $0["policy"] as? String == "extranet" }
+        #expect((extranet?["returns"] as? [String: Any])?["zone"] as? String == "extranet", "\(data)")
     }
 }

@@ -13,8 +13,8 @@ public struct PartitionState: Sendable {
     let layout: [PolicySet.Keyspace]
     /// Keys and users changed since the last `takeChanges()`; a key in here that is no
     /// longer in the map was swept and must be deleted from the checkpoint.
-    var dirtyKeys: [Set<String>]
-    var dirtyUsers: Set<String> = []
+    var dirtyKeys: [Set<ExactKey>]
+    var dirtyUsers: Set<ExactKey> = []
     /// While a full checkpoint is pending, changes are only counted, not collected: the full
     /// snapshot writes every key anyway, and a set of every key of a partition being built
     /// grows by rehashing all it holds, a poll-thread stall of its own.
@@ -43,11 +43,11 @@ public struct PartitionState: Sendable {
     var sweepQueueCount: Int? { sweepQueue?.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } } }
 
     mutating func recordChange(keyspace: Int, key: String) {
-        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyKeys[keyspace].insert(key) }
+        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyKeys[keyspace].insert(ExactKey(key)) }
     }
 
     mutating func recordChange(user id: String) {
-        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyUsers.insert(id) }
+        if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyUsers.insert(ExactKey(id)) }
     }
 
     public init(policySet: PolicySet) {

@@ -210,10 +210,10 @@ extension PartitionState {
             snapshot.records.reserveCapacity(dirtyKeys.reduce(0) { $0 + $1.count })
             for (i, keys) in dirtyKeys.enumerated() {
                 let text = layout[i].keyText
-                for key in keys { snapshot.records.append((text, key, keyspaces[i][key])) }
+                for key in keys { snapshot.records.append((text, key.string, keyspaces[i][key.string])) }
             }
             snapshot.users.reserveCapacity(dirtyUsers.count)
-            for id in dirtyUsers { snapshot.users.append((id, users[id])) }
+            for id in dirtyUsers { snapshot.users.append((id.string, users[id.string])) }
         }
         clearChanges(fullNeeded: false)
         return snapshot

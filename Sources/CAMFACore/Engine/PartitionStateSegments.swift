@@ -132,7 +132,7 @@ extension PartitionChangeSnapshot {
                 for (key, value) in shard {
                     record.removeAll()
                     write(value, &record)
-                    builder.add(key: key, value: record.bytes)
+                    builder.add(key: key.string, value: record.bytes)
                 }
             }
         }
@@ -397,13 +397,13 @@ extension PartitionState {
         var index: [String: Int] = [:]
         for (i, ks) in stored.keyspaces.enumerated() { index[ks.text] = i }
         // Per unit (keyspaces, then users): the keys the rows replace or delete.
-        var replaced = Array(repeating: Set<String>(), count: stored.keyspaces.count + 1)
-        for e in entries { if let k = index[e.keyspace] { replaced[k].insert(e.key) } }
-        for u in users { replaced[stored.keyspaces.count].insert(u.user) }
+        var replaced = Array(repeating: Set<ExactKey>(), count: stored.keyspaces.count + 1)
+        for e in entries { if let k = index[e.keyspace] { replaced[k].insert(ExactKey(e.key)) } }
+        for u in users { replaced[stored.keyspaces.count].insert(ExactKey(u.user)) }
 
         var builders = (0...stored.keyspaces.count).map { SegmentBuilder(storedKeyspace: $0 < stored.keyspaces.count ? $0 : nil) }
         try forEachStoredRecord(segments, keyspaceCount: stored.keyspaces.count) { unit, key, framed, _ in
-            if !replaced[unit].contains(key) { builders[unit].addFramed(framed) }
+            if !replaced[unit].contains(ExactKey(key)) { builders[unit].addFramed(framed) }
         }
         for e in entries where !e.value.isEmpty {
             if let k = index[e.keyspace] { builders[k].add(key: e.key, value: e.value) }
@@ -426,26 +426,26 @@ extension PartitionState {
         users: [(user: String, value: [UInt8])]
     ) throws(BinaryDecodingError) -> (entries: [(keyspace: String, key: String, value: [UInt8])], users: [(user: String, value: [UInt8])]) {
         let stored = try readLayout(metadata)
-        var keyed = Array(repeating: [String: [UInt8]](), count: stored.keyspaces.count)
-        var userRows: [String: [UInt8]] = [:]
+        var keyed = Array(repeating: [ExactKey: [UInt8]](), count: stored.keyspaces.count)
+        var userRows: [ExactKey: [UInt8]] = [:]
         try forEachStoredRecord(segments, keyspaceCount: stored.keyspaces.count) { unit, key, _, value in
-            if unit < keyed.count { keyed[unit][key] = Array(value) } else { userRows[key] = Array(value) }
+            if unit < keyed.count { keyed[unit][ExactKey(key)] = Array(value) } else { userRows[ExactKey(key)] = Array(value) }
         }
         var index: [String: Int] = [:]
         for (i, ks) in stored.keyspaces.enumerated() { index[ks.text] = i }
         for e in entries {
             guard let k = index[e.keyspace] else { continue }
-            if e.value.isEmpty { keyed[k].removeValue(forKey: e.key) } else { keyed[k][e.key] = e.value }
+            if e.value.isEmpty { keyed[k].removeValue(forKey: ExactKey(e.key)) } else { keyed[k][ExactKey(e.key)] = e.value }
         }
         for u in users {
-            if u.value.isEmpty { userRows.removeValue(forKey: u.user) } else { userRows[u.user] = u.value }
+            if u.value.isEmpty { userRows.removeValue(forKey: ExactKey(u.user)) } else { userRows[ExactKey(u.user)] = u.value }
         }
-        func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+        func byteOrder(_ a: ExactKey, _ b: ExactKey) -> Bool { a.string.utf8.lexicographicallyPrecedes(b.string.utf8) }
         var mergedEntries: [(keyspace: String, key: String, value: [UInt8])] = []
         for (k, rows) in keyed.enumerated() {
-            for key in rows.keys.sorted(by: byteOrder) { mergedEntries.append((stored.keyspaces[k].text, key, rows[key]!)) }
+            for key in rows.keys.sorted(by: byteOrder) { mergedEntries.append((stored.keyspaces[k].text, key.string, rows[key]!)) }
         }
-        let mergedUsers = userRows.keys.sorted(by: byteOrder).map { (user: $0, value: userRows[$0]!) }
+        let mergedUsers = userRows.keys.sorted(by: byteOrder).map { (user: $0.string, value: userRows[$0]!) }
         return (mergedEntries, mergedUsers)
     }
 }

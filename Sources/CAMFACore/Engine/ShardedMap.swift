@@ -9,33 +9,37 @@
 ///
 /// Which shard holds a key depends on the process's hash seed, so nothing may depend on the
 /// order of iteration, as with `Dictionary`.
+///
+/// Keys compare as bytes (`ExactKey`), not as Swift strings: `String ==` is canonical
+/// equivalence, under which "é" and "e" + U+0301 are one key, so two distinct user ids a
+/// producer spells that way would share one user's state (and a lock).
 struct ShardedMap<Value> {
     /// A million keys make shards of about four thousand: a few milliseconds to copy one.
     static var shardCount: Int { 256 }
 
-    private(set) var shards: [[String: Value]]
+    private(set) var shards: [[ExactKey: Value]]
 
     init() { shards = Array(repeating: [:], count: Self.shardCount) }
 
     @inline(__always)
-    static func shard(of key: String) -> Int { key.hashValue & (shardCount - 1) }
+    static func shard(of key: String) -> Int { ExactKey(key).hashValue & (shardCount - 1) }
 
     struct Index {
         var shard: Int
-        var index: Dictionary<String, Value>.Index
+        var index: Dictionary<ExactKey, Value>.Index
     }
 
     var count: Int { shards.reduce(0) { $0 + $1.count } }
 
     subscript(key: String) -> Value? {
-        get { shards[Self.shard(of: key)][key] }
-        set { shards[Self.shard(of: key)][key] = newValue }
-        _modify { yield &shards[Self.shard(of: key)][key] }
+        get { shards[Self.shard(of: key)][ExactKey(key)] }
+        set { shards[Self.shard(of: key)][ExactKey(key)] = newValue }
+        _modify { yield &shards[Self.shard(of: key)][ExactKey(key)] }
     }
 
     func index(forKey key: String) -> Index? {
         let s = Self.shard(of: key)
-        return shards[s].index(forKey: key).map { Index(shard: s, index: $0) }
+        return shards[s].index(forKey: ExactKey(key)).map { Index(shard: s, index: $0) }
     }
 
     /// The value at an index from `index(forKey:)`, changed in place (one hash per event
@@ -48,7 +52,7 @@ struct ShardedMap<Value> {
     mutating func remove(at i: Index) { shards[i.shard].remove(at: i.index) }
 
     @discardableResult
-    mutating func removeValue(forKey key: String) -> Value? { shards[Self.shard(of: key)].removeValue(forKey: key) }
+    mutating func removeValue(forKey key: String) -> Value? { shards[Self.shard(of: key)].removeValue(forKey: ExactKey(key)) }
 
     /// Room for `n` keys in all: each shard gets its share and some slack, since keys do not
     /// spread exactly evenly.
@@ -64,12 +68,12 @@ struct ShardedMap<Value> {
 
 extension ShardedMap: Sequence {
     struct Iterator: IteratorProtocol {
-        var remaining: IndexingIterator<[[String: Value]]>
-        var current: Dictionary<String, Value>.Iterator?
+        var remaining: IndexingIterator<[[ExactKey: Value]]>
+        var current: Dictionary<ExactKey, Value>.Iterator?
 
         mutating func next() -> (key: String, value: Value)? {
             while true {
-                if let e = current?.next() { return e }
+                if let e = current?.next() { return (e.key.string, e.value) }
                 guard let shard = remaining.next() else { return nil }
                 current = shard.makeIterator()
             }
@@ -86,4 +90,20 @@ extension ShardedMap: Sendable where Value: Sendable {}
 extension ShardedMap: Equatable where Value: Equatable {
     // Equal maps hold each key in the same shard (one process, one seed).
     static func == (a: ShardedMap, b: ShardedMap) -> Bool { a.shards == b.shards }
+}
+
+/// A string compared and hashed by its UTF-8 bytes, never by canonical equivalence: the
+/// state's keys are what producers sent, byte for byte (SQLite stores them that way too).
+struct ExactKey: Hashable, Sendable {
+    let string: String
+
+    @inline(__always)
+    init(_ string: String) { self.string = string }
+
+    static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var s = string
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
 }

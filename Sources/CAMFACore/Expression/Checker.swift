@@ -614,26 +614,29 @@ struct Checker {
         }), args)
     }
 
+    /// `matches` runs Swift's Regex, a backtracking engine (CEL specifies RE2's linear one):
+    /// a pattern and a subject an attacker chose could take exponential time on the poll
+    /// thread. So the pattern must be a constant of the policy file, compiled once at load,
+    /// and the subject is at most `matchesMaxSubjectBytes` (longer is an evaluation error,
+    /// which the decision reports).
+    static let matchesMaxSubjectBytes = 4096
+
     private func matches(_ args: [Compiled], _ patternPos: SourcePosition) throws(ExpressionError) -> Compiled {
         let a = args[0].eval
-        if case .string(let pattern)? = args[1].constant {
-            let re: CompiledRegex
-            do { re = try CompiledRegex(pattern) } catch {
-                return try fail(.invalidArgument, "invalid regular expression '\(pattern)': \(error)", patternPos)
-            }
-            return fold(Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
-                let v = try a(&f)
-                guard case .string(let s) = v else { throw Ops.noOverload("matches", v) }
-                return .bool(re.matches(s))
-            }), [args[0]])
+        guard case .string(let pattern)? = args[1].constant else {
+            return try fail(.invalidArgument, "matches needs a constant pattern (a string literal): a pattern from event data could run for exponential time", patternPos)
         }
-        let b = args[1].eval
-        return Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
-            let v = try a(&f), p = try b(&f)
-            guard case .string(let s) = v, case .string(let pattern) = p else { throw Ops.noOverload("matches", v, p) }
-            guard let re = try? CompiledRegex(pattern) else { throw EvalError("invalid regular expression '\(pattern)'") }
+        let re: CompiledRegex
+        do { re = try CompiledRegex(pattern) } catch {
+            return try fail(.invalidArgument, "invalid regular expression '\(pattern)': \(error)", patternPos)
+        }
+        let limit = Self.matchesMaxSubjectBytes
+        return fold(Compiled(type: .bool, eval: { (f: inout Frame) throws(EvalError) -> Value in
+            let v = try a(&f)
+            guard case .string(let s) = v else { throw Ops.noOverload("matches", v) }
+            guard s.utf8.count <= limit else { throw EvalError("matches: a subject of \(s.utf8.count) bytes exceeds \(limit)") }
             return .bool(re.matches(s))
-        })
+        }), [args[0]])
     }
 
     private func inCidr(_ args: [Compiled], _ cidrPos: SourcePosition) throws(ExpressionError) -> Compiled {

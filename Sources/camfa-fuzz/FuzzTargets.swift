@@ -1,0 +1,89 @@
+import CAMFACore
+import CAMFADaemon
+import CAMFAPolicyFiles
+import Foundation
+
+/// The inputs a producer, a subscriber or a policy author controls, each run through the
+/// product's own decoder. A target passes when it returns (an error is an answer; a trap,
+/// an overflow or a hang is a finding).
+enum FuzzTarget: String, CaseIterable {
+    case ueba, mfaResult = "mfa-result", policy
+
+    static let limits = EventLimits()
+
+    func run(_ bytes: [UInt8]) {
+        switch self {
+        case .ueba:
+            // Decode, the intake's checks, and the engine's future bound as the daemon does.
+            guard let event = try? UEBAEvent.decode(json: bytes) else { return }
+            _ = event.violation(of: Self.limits)
+            _ = Pipeline.futureReason(field: "requestDate", time: event.requestDate, now: 1_767_225_600_000, skew: 300_000)
+            _ = event.jsonBytes()
+        case .mfaResult:
+            for receivedAt in [nil, Int64(1_767_225_600_000)] {
+                guard let r = try? MFAResult.decode(json: bytes, receivedAt: receivedAt) else { continue }
+                try? r.check(Self.limits)
+                _ = r.json
+            }
+        case .policy:
+            // Yams and the CEL checker over any text; a set that compiles also runs once.
+            guard let set = try? PolicyLoader.loadPolicySet(text: String(decoding: bytes, as: UTF8.self), file: "fuzz.yaml") else { return }
+            let engine = Engine(policySet: set, challengeKey: ChallengeKey(secret: Array("fuzz-secret-0123456789abcdef0123".utf8)))
+            var state = PartitionState(policySet: set)
+            let e = UEBAEvent(appId: "portal", requestDate: 1_767_225_600_000, ip: "203.0.113.7", city: "Paris", originalIdentity: "u",
+                              behaviorType: "login", behaviorResult: "success")
+            _ = engine.process(e, coordinates: "fuzz/0/0", state: &state)
+        }
+    }
+}
+
+#if FUZZING
+// libFuzzer's entry points (`swift build -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING`,
+// what `make fuzz` runs). CAMFA_FUZZ_TARGET picks the target: one binary, three corpora.
+nonisolated(unsafe) var selected: FuzzTarget = .ueba
+
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> Int32 {
+    let name = ProcessInfo.processInfo.environment["CAMFA_FUZZ_TARGET"] ?? "ueba"
+    guard let t = FuzzTarget(rawValue: name) else {
+        FileHandle.standardError.write(Data("CAMFA_FUZZ_TARGET must be one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
+        exit(2)
+    }
+    selected = t
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func testOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    selected.run(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
+#else
+/// Without libFuzzer: replays corpus files, `camfa-fuzz TARGET FILE|DIR...`, so the
+/// committed corpus (fuzz/corpus) is a regression test in `make test`.
+@main
+struct FuzzReplay {
+    static func main() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        guard let name = args.first, let target = FuzzTarget(rawValue: name) else {
+            FileHandle.standardError.write(Data("usage: camfa-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE|DIR...\n".utf8))
+            exit(2)
+        }
+        var files: [String] = []
+        for path in args.dropFirst() {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { continue }
+            if isDir.boolValue {
+                for f in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] { files.append(path + "/" + f) }
+            } else {
+                files.append(path)
+            }
+        }
+        for f in files.sorted() {
+            guard let data = FileManager.default.contents(atPath: f) else { continue }
+            target.run([UInt8](data))
+        }
+        print("\(target.rawValue): \(files.count) inputs replayed")
+    }
+}
+#endif
