@@ -33,6 +33,11 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   echo "installing python3 confluent-kafka"
   python3 -m pip install --quiet confluent-kafka || python3 -m pip install --quiet --break-system-packages confluent-kafka
 fi
+# The OpenAPI fuzzer run against the live daemon (SchemathesisBlackBoxTests).
+if ! command -v st >/dev/null 2>&1; then
+  echo "installing schemathesis"
+  python3 -m pip install --quiet schemathesis || python3 -m pip install --quiet --break-system-packages schemathesis
+fi
 if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) and retry" >&2
   exit 1

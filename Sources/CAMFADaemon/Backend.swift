@@ -43,6 +43,10 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
         case expiredChallenge = "expired-challenge"
         /// An MFA result names a method its challenge did not offer.
         case methodNotOffered = "method-not-offered"
+        /// A valid event dated outside the time bounds: more than engine.maxFutureSkew ahead
+        /// of camfa's clock, or more than engine.allowedLateness behind the partition's
+        /// watermark. The request is well-formed; the time it names conflicts with the state.
+        case outOfTime = "out-of-time"
         /// The new policy set does not load; `message` has every file:line:col error.
         case reloadFailed = "reload-failed"
     }

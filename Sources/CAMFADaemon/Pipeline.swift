@@ -453,7 +453,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             return
         }
         if let reason = Self.futureReason(field: "requestDate", time: event.requestDate, now: options.clock(), skew: c.engine.maxFutureSkew) {
-            deadLetter(record, reason: reason)
+            deadLetter(record, reason: reason, code: .outOfTime)
             return
         }
         // Trust boundary: enrichment is camfa's, unless the operator trusts producers with it.
@@ -468,7 +468,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                                      state: &partitions[record.partition]!.state)
         switch outcome {
         case .rejected(let reason):
-            deadLetter(record, reason: "\(reason.code.rawValue): \(reason.message)")
+            deadLetter(record, reason: "\(reason.code.rawValue): \(reason.message)", code: reason.code == .late ? .outOfTime : .invalid)
         case .decided(let decisions):
             telemetry.decided(decisions)
             publish(decisions, of: event, record)

@@ -54,6 +54,7 @@ struct APIError: Error, Sendable {
         case .unknownChallenge: status = .notFound
         case .expiredChallenge: status = .gone
         case .methodNotOffered: status = .unprocessableContent
+        case .outOfTime: status = .conflict
         case .reloadFailed: status = .unprocessableContent
         }
     }

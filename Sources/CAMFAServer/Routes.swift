@@ -3,6 +3,7 @@ import CAMFADaemon
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import Prometheus
 
@@ -56,13 +57,18 @@ struct Routes: Sendable {
             return JSONResponse.make(.ok, ResponseBodies.status(status))
         }
         router.post("/v1/mfa-results") { request, _ in
-            try access.check(request, endpoint: "/v1/mfa-results", scope: .results)
+            let caller = try access.check(request, endpoint: "/v1/mfa-results", scope: .results)
             let body = try await readBody(request)
             // A caller who cannot read the status must not learn from the answer that an
             // id it guessed is real (expired, or answered with another method).
             let mayReadStatus = access.allows(request, scope: .status)
             let outcome = try await call { () async throws(PipelineRequestError) in
                 do throws(PipelineRequestError) { return try await backend.submitMFAResult(json: body, timeout: timeout) } catch {
+                    // Per key: a client guessing challenge ids shows here (and, per user, to
+                    // the policies as rejected results).
+                    if [.unknownChallenge, .expiredChallenge, .methodNotOffered].contains(error.code) {
+                        Counter(label: "camfa_mfa_results_rejected_total", dimensions: [("key", caller ?? "-"), ("code", error.code.rawValue)]).increment()
+                    }
                     guard !mayReadStatus, error.code == .expiredChallenge || error.code == .methodNotOffered else { throw error }
                     throw PipelineRequestError(code: .unknownChallenge, message: "no pending challenge with this id for the user")
                 }

@@ -60,7 +60,10 @@ enum DaemonSetup {
         if let bootstrap { c.kafka.bootstrap = bootstrap }
         if let policies { c.policies = policies }
         if let stateDir { c.stateDir = stateDir }
-        return c
+        do { return try c.resolvingCredentials() } catch {
+            printError("\(file ?? "configuration"): \(error)")
+            throw ExitCode(1)
+        }
     }
 
     static func secret(_ c: Configuration, logger: Logger) throws -> DaemonSecret {

@@ -72,3 +72,29 @@ import Testing
         #expect(mac.verify(key: key, value: value, headers: signed + [("traceparent", Array("00-1".utf8))]))
     }
 }
+
+extension SecurityTests {
+    @Test func credentialReferencesResolveThroughTheCredentialsDirectory() throws {
+        let dir = try scratch()
+        try "s3cret\n".write(toFile: dir + "/kafka-password", atomically: true, encoding: .utf8)
+        try "KEY".write(toFile: dir + "/tls-key", atomically: true, encoding: .utf8)
+        var c = Configuration()
+        c.kafka.properties = ["sasl.password": "credential:kafka-password", "sasl.username": "camfa"]
+        c.http.tlsCertificate = "/etc/camfa/tls/server.crt"
+        c.http.tlsPrivateKey = "credential:tls-key"
+        let r = try c.resolvingCredentials(environment: ["CREDENTIALS_DIRECTORY": dir])
+        #expect(r.kafka.properties["sasl.password"] == "s3cret")
+        #expect(r.kafka.properties["sasl.username"] == "camfa")
+        #expect(r.http.tlsPrivateKey == dir + "/tls-key")
+        #expect(r.http.tlsCertificate == "/etc/camfa/tls/server.crt")
+        // Without systemd's directory, or with a credential it did not pass: a clear error.
+        do {
+            _ = try c.resolvingCredentials(environment: [:])
+            Issue.record("resolved without CREDENTIALS_DIRECTORY")
+        } catch {
+            #expect(error.description.contains("CREDENTIALS_DIRECTORY is unset"))
+        }
+        c.http.tlsPrivateKey = "credential:missing"
+        #expect(throws: SecretError.self) { try c.resolvingCredentials(environment: ["CREDENTIALS_DIRECTORY": dir]) }
+    }
+}

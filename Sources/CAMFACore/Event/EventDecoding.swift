@@ -2,10 +2,11 @@
 ///
 /// - the message is one JSON object, at most `maxBytes` long (default 1 MiB);
 /// - `originalIdentity`: required, a non-empty string;
-/// - `requestDate`: required, an integer literal of epoch milliseconds, from 0 to
+/// - `requestDate`: required, an integer number of epoch milliseconds, from 0 to
 ///   9223372036854 (the last millisecond whose nanosecond timestamp fits 64 bits).
-///   Only one form is accepted, so `1.7e12`, `"1700000000000"` and RFC 3339 strings
-///   are rejected rather than guessed at;
+///   As in JSON Schema, an integer may be written with a zero fraction or an exponent
+///   (`1.7e12`, `1700000000000.0`: JSON Schema validators accept them, so the decoder
+///   must); a fraction (`1.5`), a string or an RFC 3339 date is rejected, never guessed at;
 /// - the other seed fields (`appId`, `ip`, `city`, `province`, `country`, `ua`,
 ///   `deviceType`, `systemType`, `browserType`, `behaviorType`, `behaviorResult`,
 ///   `resourcesType`, `actionType`, `loginType`) and `networkZone`: string or null,
@@ -352,10 +353,16 @@ struct EventDecoder {
                 throw EventDecodingError(.invalidValue, name, "after 2262-04-11, the last representable instant", at: offset)
             }
             return ms
+        case .double(let d) where d.rounded(.towardZero) == d && d >= 0 && d <= Double(UEBAEvent.maxRequestDate):
+            // Below 2^53, so the double is the integer exactly.
+            return Int64(d)
         default:
             let literal = UnsafeBufferPointer(start: s.base + offset, count: s.pos - offset)
+            if case .double(let d) = number, d.rounded(.towardZero) == d {
+                throw EventDecodingError(.invalidValue, name, d < 0 ? "must not be negative (epoch milliseconds)" : "after 2262-04-11, the last representable instant", at: offset)
+            }
             if literal.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) {
-                throw EventDecodingError(.wrongType, name, "expected an integer (epoch milliseconds), got a number with a fraction or exponent", at: offset)
+                throw EventDecodingError(.wrongType, name, "expected an integer (epoch milliseconds), got a number with a fraction", at: offset)
             }
             throw EventDecodingError(.invalidValue, name, "integer out of the 64-bit range", at: offset)
         }
