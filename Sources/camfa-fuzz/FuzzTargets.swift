@@ -38,25 +38,33 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 #if FUZZING
-// libFuzzer's entry points (`swift build -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING`,
-// what `make fuzz` runs). CAMFA_FUZZ_TARGET picks the target: one binary, three corpora.
+// Built with `-sanitize=fuzzer -DFUZZING` (what `make fuzz` runs). SwiftPM links an
+// executable's main to this module's @main, so that main hands over to libFuzzer's driver.
+// CAMFA_FUZZ_TARGET picks the target: one binary, three corpora.
 nonisolated(unsafe) var selected: FuzzTarget = .ueba
 
-@_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> Int32 {
-    let name = ProcessInfo.processInfo.environment["CAMFA_FUZZ_TARGET"] ?? "ueba"
-    guard let t = FuzzTarget(rawValue: name) else {
-        FileHandle.standardError.write(Data("CAMFA_FUZZ_TARGET must be one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
-        exit(2)
-    }
-    selected = t
-    return 0
-}
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func testOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    selected.run(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
+@main
+struct FuzzDriver {
+    static func main() {
+        let name = ProcessInfo.processInfo.environment["CAMFA_FUZZ_TARGET"] ?? "ueba"
+        guard let t = FuzzTarget(rawValue: name) else {
+            FileHandle.standardError.write(Data("CAMFA_FUZZ_TARGET must be one of \(FuzzTarget.allCases.map(\.rawValue))\n".utf8))
+            exit(2)
+        }
+        selected = t
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+            selected.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+            return 0
+        })
+    }
 }
 #else
 /// Without libFuzzer: replays corpus files, `camfa-fuzz TARGET FILE|DIR...`, so the
