@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A string-keyed map split by key hash into a fixed number of dictionaries (shards), so
 /// that no single operation on a large partition's state touches all of it.
 ///
@@ -100,8 +106,19 @@ struct ExactKey: Hashable, Sendable {
     @inline(__always)
     init(_ string: String) { self.string = string }
 
-    static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    @inline(__always)
+    static func == (a: ExactKey, b: ExactKey) -> Bool {
+        // The contiguous UTF-8 of native strings: one length check and a memcmp, where
+        // `utf8.elementsEqual` walked byte by byte (a measurable share of an event).
+        var x = a.string, y = b.string
+        return x.withUTF8 { xb in
+            y.withUTF8 { yb in
+                xb.count == yb.count && (xb.count == 0 || memcmp(xb.baseAddress!, yb.baseAddress!, xb.count) == 0)
+            }
+        }
+    }
 
+    @inline(__always)
     func hash(into hasher: inout Hasher) {
         var s = string
         s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
