@@ -29,8 +29,21 @@ public struct Configuration: Sendable, Equatable {
         public var maxIdentityBytes = 256
         /// UTF-8 bytes of any other string field of an event.
         public var maxFieldBytes = 2048
+        /// Live keys per keyspace and users, each per partition: at the cap the earliest due
+        /// are evicted (README "Security model"); 1.5 GB per million users and their keys.
+        public var maxKeysPerKeyspace = EngineOptions().maxKeysPerKeyspace
+        public var maxUsers = EngineOptions().maxUsers
 
         public var limits: EventLimits { EventLimits(maxIdentityBytes: maxIdentityBytes, maxFieldBytes: maxFieldBytes) }
+
+        /// What the policy set is compiled with (start and every reload).
+        public var options: EngineOptions {
+            var o = EngineOptions()
+            o.allowedLateness = allowedLateness
+            o.maxKeysPerKeyspace = maxKeysPerKeyspace
+            o.maxUsers = maxUsers
+            return o
+        }
     }
 
     public struct Enrichment: Sendable, Equatable {
@@ -217,12 +230,14 @@ private struct ConfigReader {
             case "policies": if let s = string(v, key) { c.policies = s }
             case "stateDir": if let s = string(v, key) { c.stateDir = s }
             case "eventSource": if let s = string(v, key) { c.eventSource = s }
-            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes"]) { r, name, node in
+            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes", "maxKeysPerKeyspace", "maxUsers"]) { r, name, node in
                 switch name {
                 case "allowedLateness": if let d = r.duration(node, "engine.allowedLateness") { c.engine.allowedLateness = d }
                 case "maxFutureSkew": if let d = r.duration(node, "engine.maxFutureSkew") { c.engine.maxFutureSkew = d }
                 case "maxIdentityBytes": if let n = r.int(node, "engine.maxIdentityBytes", min: 1) { c.engine.maxIdentityBytes = n }
                 case "maxFieldBytes": if let n = r.int(node, "engine.maxFieldBytes", min: 16) { c.engine.maxFieldBytes = n }
+                case "maxKeysPerKeyspace": if let n = r.int(node, "engine.maxKeysPerKeyspace", min: 1) { c.engine.maxKeysPerKeyspace = n }
+                case "maxUsers": if let n = r.int(node, "engine.maxUsers", min: 1) { c.engine.maxUsers = n }
                 default: if let n = r.int(node, "engine.maxMessageBytes", min: 1024) { c.engine.maxMessageBytes = n }
                 }
             }

@@ -15,6 +15,8 @@ import Metrics
 /// - `camfa_consumer_lag{partition}`, `camfa_live_keys{partition}`,
 ///   `camfa_checkpoint_age_seconds{partition}` gauges, sampled once a second
 /// - `camfa_checkpoint_seconds` histogram: one checkpoint write
+/// - `camfa_keys_evicted_total{keyspace}`: keys evicted at the live-key cap
+///   (`engine.maxKeysPerKeyspace`; keyspace `users` for `engine.maxUsers`), all partitions
 ///
 /// Only the poll thread calls it. Metric objects are created once (per flow, reason or
 /// partition on first sight); per event there is one clock read pair, one histogram
@@ -37,6 +39,9 @@ public final class PipelineMetrics: @unchecked Sendable {
         var lastCheckpoint: UInt64
     }
     private var partitions: [Int32: PartitionGauges] = [:]
+    private var evictionCounters: [String: Counter] = [:]
+    /// Uptime (ns) before which no further eviction warning is logged.
+    private var nextEvictionWarning: UInt64 = 0
     private var nextSample: UInt64 = 0
     static let sampleInterval: UInt64 = 1_000_000_000
 
@@ -117,6 +122,23 @@ public final class PipelineMetrics: @unchecked Sendable {
     }
 }
 
+extension PipelineMetrics {
+    /// Counts evictions per keyspace; says whether a warning is due (at most one a minute,
+    /// since a partition at its cap evicts a batch every few thousand events).
+    func evicted(_ count: Int, keyspace: String) -> Bool {
+        let c: Counter
+        if let e = evictionCounters[keyspace] { c = e } else {
+            c = Counter(label: "camfa_keys_evicted_total", dimensions: [("keyspace", keyspace)])
+            evictionCounters[keyspace] = c
+        }
+        c.increment(by: count)
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now >= nextEvictionWarning else { return false }
+        nextEvictionWarning = now + 60 * Self.sampleInterval
+        return true
+    }
+}
+
 /// One flow's decision counters, one per action and method, made on first use.
 final class FlowDecisionCounters {
     let flow: String
@@ -159,7 +181,22 @@ extension Pipeline {
                 lag = max(0, high - position)
             }
             owned[tp.partition] = (lag, partitions[tp.partition]!.state.liveKeyCount)
+            reportEvictions(tp.partition)
         }
         telemetry.sample(owned, health: health)
+    }
+
+    private func reportEvictions(_ partition: Int32) {
+        let evictions = partitions[partition]!.state.takeEvictions()
+        let keyspaces = options.policySet.keyspaces
+        for (i, n) in evictions.enumerated() where n > 0 {
+            let (name, setting) = i == evictions.count - 1 ? ("users", "engine.maxUsers")
+                : (i < keyspaces.count ? keyspaces[i].keyText : "keyspace \(i)", "engine.maxKeysPerKeyspace")
+            if telemetry.evicted(n, keyspace: name) {
+                logger.warning("live-key cap reached: the least recently updated keys are evicted", metadata: [
+                    "partition": "\(partition)", "keyspace": "\(name)", "evicted": "\(n)", "setting": "\(setting)",
+                ])
+            }
+        }
     }
 }

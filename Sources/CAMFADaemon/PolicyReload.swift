@@ -16,10 +16,8 @@ extension Pipeline {
 
     public func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport {
         // `options` is written by the poll thread only under the slot's lock (the swap).
-        let (directory, engineOptions) = reloads.lock.withLock { () -> (String, EngineOptions) in
-            var o = EngineOptions()
-            o.allowedLateness = options.configuration.engine.allowedLateness
-            return (options.configuration.policies, o)
+        let (directory, engineOptions) = reloads.lock.withLock {
+            (options.configuration.policies, options.configuration.engine.options)
         }
         let set: PolicySet
         do {

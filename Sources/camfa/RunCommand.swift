@@ -81,10 +81,8 @@ enum DaemonSetup {
     }
 
     static func pipeline(_ c: Configuration, secret: DaemonSecret, logger: Logger) throws -> Pipeline {
-        var options = EngineOptions()
-        options.allowedLateness = c.engine.allowedLateness
         let set: PolicySet
-        do { set = try PolicyLoader.loadPolicySet(at: c.policies, options: options) } catch {
+        do { set = try PolicyLoader.loadPolicySet(at: c.policies, options: c.engine.options) } catch {
             for e in error.errors { logger.error("\(e.description)") }
             throw ExitCode(1)
         }

@@ -48,6 +48,21 @@ import Testing
         }
     }
 
+    /// The live-key caps reach the engine through the options the policy set is compiled
+    /// with, at start and on every reload; zero is refused (it would evict every key).
+    @Test func theLiveKeyCapsReachTheEngineOptions() throws {
+        let c = try Configuration.parse("engine:\n  maxKeysPerKeyspace: 5000\n  maxUsers: 7000\n  allowedLateness: 2m\n", file: "c.yaml")
+        #expect(c.engine.options.maxKeysPerKeyspace == 5000)
+        #expect(c.engine.options.maxUsers == 7000)
+        #expect(c.engine.options.allowedLateness == 120_000)
+        do {
+            _ = try Configuration.parse("engine:\n  maxUsers: 0\n", file: "c.yaml")
+            Issue.record("accepted maxUsers: 0")
+        } catch {
+            #expect(error.errors.map(\.key) == ["engine.maxUsers"])
+        }
+    }
+
     @Test func defaultsWhenEmpty() throws {
         let c = try Configuration.parse("", file: "c.yaml")
         #expect(c == Configuration())

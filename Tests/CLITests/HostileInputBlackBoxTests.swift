@@ -6,7 +6,7 @@ import Testing
 /// `camfa broker`, kcat and confluent-kafka. `CAMFA_BINARY=<older build>` runs them against
 /// a build from before the fixes, where each one fails.
 @Suite(.serialized) struct HostileInputBlackBoxTests {
-    static let topics = ["hostile.time", "hostile.trap", "hostile.expiry", "hostile.forged", "hostile.size", "hostile.enrich"]
+    static let topics = ["hostile.time", "hostile.trap", "hostile.expiry", "hostile.forged", "hostile.size", "hostile.enrich", "hostile.flood"]
     static let resultTopics = ["results.hostile.forged"]
 
     static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -238,5 +238,66 @@ extension HostileInputBlackBoxTests {
         // The extranet policy returns the zone it saw: camfa's (none for this address).
         let extranet = (data["explanation"] as? [[String: Any]])?.first { $0["policy"] as? String == "extranet" }
         #expect((extranet?["returns"] as? [String: Any])?["zone"] as? String == "extranet", "\(data)")
+    }
+}
+
+extension HostileInputBlackBoxTests {
+    /// Attack: every distinct user id or IP a producer sends became a key held for the
+    /// user retention (30 days), so a flood of made-up ones grew the state until the host
+    /// ran out of memory. Now each keyspace and the users of a partition are capped: the
+    /// least recently updated go, a user holding a challenge never does.
+    @Test func aFloodOfDistinctKeysIsCappedAndCannotEvictALock() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let name = "hostile.flood", port = HTTPBlackBoxTests.freePort(), now = Self.nowMs
+        let admin = "camfa-test-admin-0123456789abcdef"
+        var records = [(key: "victim", value: Data(Self.login("victim", at: now, app: "hr").utf8))]
+        for i in 0..<3_000 {
+            records.append((key: "flood-\(i)", value: Data(Self.login("flood-\(i)", at: now + Int64(i), ip: "10.20.\(i / 256).\(i % 256)").utf8)))
+        }
+        try BlackBox.produce(broker.bootstrap, topic: "in.\(name)", records)
+        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: name, group: "bb-\(name)-\(UUID().uuidString)", extraConfig: """
+            engine:
+              maxUsers: 64
+              maxKeysPerKeyspace: 64
+            http:
+              address: 127.0.0.1:\(port)
+              apiKeys:
+                - name: admin
+                  hash: "sha256:\(try HTTPBlackBoxTests.sha256(admin))"
+                  scopes: [status, admin]
+            """)
+        defer { _ = daemon.stop() }
+        let base = "http://127.0.0.1:\(port)"
+        // Until all 3001 records are processed (the counter is flushed per batch).
+        var metrics = ""
+        for _ in 0..<240 {
+            if let r = try? HTTPBlackBoxTests.request("GET", base + "/metrics", key: admin), r.status == 200 {
+                metrics = String(decoding: r.body, as: UTF8.self)
+                if Self.metric(metrics, "camfa_events_processed_total") == 3_001 { break }
+            }
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        #expect(Self.metric(metrics, "camfa_events_processed_total") == 3_001, "log:\n\(daemon.log.suffix(2000))")
+        // Sampled once a second: wait for the sample after the last batch.
+        Thread.sleep(forTimeInterval: 2.5)
+        metrics = String(decoding: try HTTPBlackBoxTests.request("GET", base + "/metrics", key: admin).body, as: UTF8.self)
+        let evictedUsers = Self.metric(metrics, #"camfa_keys_evicted_total{keyspace="users"}"#) ?? 0
+        #expect(evictedUsers > 2_000, "\(metrics)")
+        // Per partition: at most the cap per keyspace and for users.
+        let live = metrics.split(separator: "\n").filter { $0.hasPrefix("camfa_live_keys{") }
+        #expect(!live.isEmpty && live.allSatisfy { Double($0.split(separator: " ").last ?? "") ?? .infinity <= 64 * 8 }, "\(live)")
+        let status = try HTTPBlackBoxTests.request("GET", base + "/v1/users/victim/mfa-status", key: admin)
+        #expect(status.json["mfaVerified"] as? Bool == false, "the flood unlocked the victim: \(status.json)")
+        #expect(daemon.log.contains("live-key cap reached"))
+        #expect(daemon.process.isRunning)
+    }
+
+    /// A metric's value in a Prometheus scrape: the first line starting with `name` + " ".
+    static func metric(_ scrape: String, _ name: String) -> Double? {
+        for line in scrape.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1).split(separator: " ").first ?? "")
+        }
+        return nil
     }
 }

@@ -61,6 +61,7 @@ public struct Engine: Sendable {
         var user = UserState(lastSeen: t)
         let userIndex = state.users.index(forKey: event.originalIdentity)
         if let userIndex { swap(&user, &state.users[at: userIndex]) }
+        let wasLocked = !user.pending.isEmpty
         user.lastSeen = max(user.lastSeen, t)
         var velocity: GeoVelocityValue?
         if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
@@ -100,12 +101,16 @@ public struct Engine: Sendable {
             decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
+        let isLocked = !user.pending.isEmpty
         if let userIndex {
             swap(&user, &state.users[at: userIndex])
         } else {
+            makeRoom(space: state.keyspaces.count, cap: policySet.options.maxUsers, in: &state)
             state.users[event.originalIdentity] = user
             schedule(event.originalIdentity, space: state.keyspaces.count, due: userDue(user), in: &state)
         }
+        // After the insertion: counting the locked users (makeRoom) must see this one.
+        state.lockChanged(from: wasLocked, to: isLocked)
         state.recordChange(user: event.originalIdentity)
         return .decided(decisions)
     }
@@ -203,6 +208,7 @@ public struct Engine: Sendable {
             if passes || read, record == nil { record = state.keyspaces[stat.keyspace].index(forKey: key) }
             if passes {
                 if record == nil {
+                    makeRoom(space: stat.keyspace, cap: policySet.options.maxKeysPerKeyspace, in: &state)
                     let slots = policySet.keyspaces[stat.keyspace].specs.count
                     state.keyspaces[stat.keyspace][key] = KeyRecord(windows: ContiguousArray(repeating: nil, count: slots))
                     record = state.keyspaces[stat.keyspace].index(forKey: key)
@@ -411,21 +417,30 @@ public struct Engine: Sendable {
     /// `due` falls in, or the next sweep's when that bucket has been swept already.
     private func schedule(_ key: String, space: Int, due: Int64, in state: inout PartitionState) {
         guard state.sweepQueue != nil else { return }  // the next sweep rebuilds it
-        let bucket = max(sweepBucket(due), sweptThrough(state) &+ 1)
-        state.sweepQueue![space][bucket, default: []].append(key)
+        state.sweepQueue![space][queueBucket(due: due, state), default: []].append(key)
+    }
+
+    /// The bucket a key due at `due` is queued in: its own, or the next sweep's.
+    private func queueBucket(due: Int64, _ state: PartitionState) -> Int64 {
+        max(sweepBucket(due), sweptThrough(state) &+ 1)
+    }
+
+    /// Builds the sweep queue when there is none (after a restore) or it was computed with
+    /// other options (after a reload).
+    private func ensureSweepQueue(_ state: inout PartitionState) {
+        guard state.sweepQueue == nil || state.sweepQueueOptions != policySet.options else { return }
+        state.sweepQueue = Array(repeating: [:], count: state.keyspaces.count + 1)
+        state.sweepQueueOptions = policySet.options
+        for ks in state.keyspaces.indices {
+            let specs = policySet.keyspaces[ks].specs
+            for (key, record) in state.keyspaces[ks] { schedule(key, space: ks, due: recordDue(record, specs: specs), in: &state) }
+        }
+        for (id, user) in state.users { schedule(id, space: state.keyspaces.count, due: userDue(user), in: &state) }
     }
 
     private func sweep(_ state: inout PartitionState) {
         let w = state.watermark
-        if state.sweepQueue == nil || state.sweepQueueOptions != policySet.options {
-            state.sweepQueue = Array(repeating: [:], count: state.keyspaces.count + 1)
-            state.sweepQueueOptions = policySet.options
-            for ks in state.keyspaces.indices {
-                let specs = policySet.keyspaces[ks].specs
-                for (key, record) in state.keyspaces[ks] { schedule(key, space: ks, due: recordDue(record, specs: specs), in: &state) }
-            }
-            for (id, user) in state.users { schedule(id, space: state.keyspaces.count, due: userDue(user), in: &state) }
-        }
+        ensureSweepQueue(&state)
         let previous = sweptThrough(state)
         let through = sweepBucket(w) - 1
         for space in state.keyspaces.indices {
@@ -475,6 +490,86 @@ public struct Engine: Sendable {
         var keys: [String] = []
         for b in buckets { keys += state.sweepQueue![space].removeValue(forKey: b) ?? [] }
         return keys
+    }
+
+    // MARK: - Live-key caps
+    //
+    // A producer chooses the keys (user ids, IPs, apps), so without a cap a flood of
+    // distinct ones grows a partition's state until the host runs out of memory. At the
+    // cap (`EngineOptions.maxKeysPerKeyspace` per keyspace, `maxUsers` for users, both
+    // per partition) a new key first evicts the keys that would be swept first: the
+    // earliest due, i.e. whose windows empty soonest (least recently updated), ties broken
+    // by key bytes so that a restored state evicts exactly as the uninterrupted one. An
+    // attacker's own keys are the most recently updated, so a flood evicts them last.
+    // Users holding a challenge (pending or expired) are never evicted: that would unlock
+    // them. They may exceed the cap; the metric shows it. Eviction goes a batch at a time
+    // (`evictionBatch`) so that finding the earliest keys, a scan of the queue's first
+    // buckets, is paid once per batch and not per event.
+
+    /// Keys evicted per trip to the cap: a 64th of it, at least one.
+    static func evictionBatch(cap: Int) -> Int { max(1, cap / 64) }
+
+    /// Makes room for one new key in `space` (`keyspaces.count`: users) when it holds `cap`.
+    private func makeRoom(space: Int, cap: Int, in state: inout PartitionState) {
+        let users = state.keyspaces.count
+        let count = space == users ? state.users.count : state.keyspaces[space].count
+        guard count >= cap else { return }
+        var evictable = count
+        if space == users {
+            if state.lockedUsers == nil { state.lockedUsers = state.users.reduce(0) { $0 + ($1.value.pending.isEmpty ? 0 : 1) } }
+            evictable -= state.lockedUsers!
+        }
+        let wanted = min(evictable, count - cap + Self.evictionBatch(cap: cap))
+        guard wanted > 0 else { return }  // every user holds a challenge: over the cap
+        ensureSweepQueue(&state)
+        // Buckets in order, including those a stale entry is moved to on the way.
+        var order = state.sweepQueue![space].keys.sorted()
+        var next = 0
+        var candidates: [(due: Int64, key: String, bucket: Int64)] = []
+        while candidates.count < wanted, next < order.count {
+            let bucket = order[next]
+            next += 1
+            guard let keys = state.sweepQueue![space].removeValue(forKey: bucket) else { continue }
+            var kept: [String] = []
+            for key in keys {
+                let due: Int64
+                if space == users {
+                    guard let u = state.users[key] else { continue }  // already gone
+                    guard u.pending.isEmpty else { kept.append(key); continue }  // a lock stays
+                    due = userDue(u)
+                } else {
+                    guard let r = state.keyspaces[space][key] else { continue }
+                    due = recordDue(r, specs: policySet.keyspaces[space].specs)
+                }
+                guard sweepBucket(due) > bucket else { candidates.append((due, key, bucket)); continue }
+                // A stale entry: the key was updated since it was queued.
+                let later = queueBucket(due: due, state)
+                if state.sweepQueue![space][later] == nil {
+                    var lo = next, hi = order.count
+                    while lo < hi { let mid = (lo + hi) / 2; if order[mid] < later { lo = mid + 1 } else { hi = mid } }
+                    order.insert(later, at: lo)
+                }
+                state.sweepQueue![space][later, default: []].append(key)
+            }
+            if !kept.isEmpty { state.sweepQueue![space][bucket, default: []] += kept }
+        }
+        // Every key due no later than the last bucket taken is a candidate, and every key
+        // not taken is due later: the smallest candidates are the smallest of all.
+        candidates.sort { $0.due != $1.due ? $0.due < $1.due : ExactKey.less($0.key, $1.key) }
+        for (i, c) in candidates.enumerated() {
+            if i < wanted {
+                if space == users {
+                    state.users.removeValue(forKey: c.key)
+                    state.recordChange(user: c.key)
+                } else {
+                    state.keyspaces[space].removeValue(forKey: c.key)
+                    state.recordChange(keyspace: space, key: c.key)
+                }
+                state.evictions[space] += 1
+            } else {
+                state.sweepQueue![space][c.bucket, default: []].append(c.key)
+            }
+        }
     }
 
     /// Puts the key in `dirtyKeys` unless its record says it is already there.

@@ -73,6 +73,7 @@ extension Engine {
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
         state.users[user] = u
+        state.lockChanged(from: true, to: !u.pending.isEmpty)
         state.recordChange(user: user)
         return .success(MFAResultApplied(cleared: true, flow: challenge.flow))
     }
@@ -84,6 +85,7 @@ extension Engine {
         let n = u.pending.count
         u.pending = []
         state.users[user] = u
+        state.lockChanged(from: true, to: false)
         state.recordChange(user: user)
         return n
     }

@@ -46,14 +46,34 @@ public struct PartitionState: Sendable {
         if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyKeys[keyspace].insert(ExactKey(key)) }
     }
 
+    /// Keeps `lockedUsers` when a user's challenges change.
+    mutating func lockChanged(from wasLocked: Bool, to isLocked: Bool) {
+        if wasLocked != isLocked, let n = lockedUsers { lockedUsers = n + (isLocked ? 1 : -1) }
+    }
+
     mutating func recordChange(user id: String) {
         if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyUsers.insert(ExactKey(id)) }
     }
 
+    /// Keys evicted at the live-key cap since the last `takeEvictions()`, per keyspace and
+    /// users last. Telemetry, not state: never checkpointed.
+    var evictions: [Int]
+    /// Users holding a challenge (pending or expired), whom the cap never evicts; nil
+    /// until counted (after a restore), then kept by the engine. Derived, not checkpointed.
+    var lockedUsers: Int?
+
     public init(policySet: PolicySet) {
         keyspaces = Array(repeating: ShardedMap(), count: policySet.keyspaces.count)
+        evictions = Array(repeating: 0, count: policySet.keyspaces.count + 1)
         dirtyKeys = Array(repeating: [], count: policySet.keyspaces.count)
         layout = policySet.keyspaces
+    }
+
+    /// The evictions counted since the last call, per keyspace and users last, and resets
+    /// them.
+    public mutating func takeEvictions() -> [Int] {
+        defer { for i in evictions.indices { evictions[i] = 0 } }
+        return evictions
     }
 
     /// Live keys per keyspace plus users: what the memory figures are reported against.

@@ -29,6 +29,11 @@ public struct EngineOptions: Sendable, Hashable {
     public var sweepInterval: Int64 = 60_000
     /// How long a user's last location and MFA history are kept without events.
     public var userRetention: Int64 = 30 * 86_400_000
+    /// Live keys per keyspace of one partition; at the cap a new key evicts the earliest
+    /// due (Engine, "Live-key caps").
+    public var maxKeysPerKeyspace = 1_000_000
+    /// Users of one partition; users holding a challenge are never evicted.
+    public var maxUsers = 1_000_000
     public init() {}
 }
 

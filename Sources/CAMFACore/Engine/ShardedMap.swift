@@ -123,4 +123,17 @@ struct ExactKey: Hashable, Sendable {
         var s = string
         s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
+
+    /// Byte order of the UTF-8, shorter first on a common prefix: an order that does not
+    /// depend on the process (eviction ties).
+    static func less(_ a: String, _ b: String) -> Bool {
+        var x = a, y = b
+        return x.withUTF8 { xb in
+            y.withUTF8 { yb in
+                let n = min(xb.count, yb.count)
+                let c = n == 0 ? 0 : memcmp(xb.baseAddress!, yb.baseAddress!, n)
+                return c != 0 ? c < 0 : xb.count < yb.count
+            }
+        }
+    }
 }
