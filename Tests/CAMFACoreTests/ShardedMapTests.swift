@@ -16,10 +16,15 @@ import Testing
         var reference: [String: Int] = [:]
         for step in 0..<20_000 {
             let key = "k\(rng.next() % 3_000)"
-            switch rng.next() % 5 {
+            switch rng.next() % 7 {
             case 0, 1:
                 map[key] = step
                 reference[key] = step
+            case 5:
+                // In place (`_modify`): inserts when absent, removes when set to nil.
+                func flip(_ v: inout Int?) { v = v == nil ? step : nil }
+                flip(&map[key])
+                flip(&reference[key])
             case 2:
                 #expect(map.removeValue(forKey: key) == reference.removeValue(forKey: key))
             case 3:
@@ -36,6 +41,8 @@ import Testing
                 }
             }
             #expect(map[key] == reference[key])
+            // The kept count, against the truth.
+            #expect(map.count == reference.count && map.count == map.shards.reduce(0) { $0 + $1.count }, "step \(step)")
         }
         #expect(map.count == reference.count)
         #expect(Dictionary(uniqueKeysWithValues: map.map { ($0.key, $0.value) }) == reference)

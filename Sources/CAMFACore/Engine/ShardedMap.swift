@@ -35,12 +35,21 @@ struct ShardedMap<Value> {
         var index: Dictionary<ExactKey, Value>.Index
     }
 
-    var count: Int { shards.reduce(0) { $0 + $1.count } }
+    /// Kept, not summed over the shards: the live-key caps read it for every new key.
+    private(set) var count = 0
 
     subscript(key: String) -> Value? {
         get { shards[Self.shard(of: key)][ExactKey(key)] }
-        set { shards[Self.shard(of: key)][ExactKey(key)] = newValue }
-        _modify { yield &shards[Self.shard(of: key)][ExactKey(key)] }
+        set {
+            let s = Self.shard(of: key), before = shards[s].count
+            shards[s][ExactKey(key)] = newValue
+            count += shards[s].count - before
+        }
+        _modify {
+            let s = Self.shard(of: key), before = shards[s].count
+            defer { count += shards[s].count - before }
+            yield &shards[s][ExactKey(key)]
+        }
     }
 
     func index(forKey key: String) -> Index? {
@@ -55,10 +64,17 @@ struct ShardedMap<Value> {
         _modify { yield &shards[i.shard].values[i.index] }
     }
 
-    mutating func remove(at i: Index) { shards[i.shard].remove(at: i.index) }
+    mutating func remove(at i: Index) {
+        shards[i.shard].remove(at: i.index)
+        count -= 1
+    }
 
     @discardableResult
-    mutating func removeValue(forKey key: String) -> Value? { shards[Self.shard(of: key)].removeValue(forKey: ExactKey(key)) }
+    mutating func removeValue(forKey key: String) -> Value? {
+        let removed = shards[Self.shard(of: key)].removeValue(forKey: ExactKey(key))
+        if removed != nil { count -= 1 }
+        return removed
+    }
 
     /// Room for `n` keys in all: each shard gets its share and some slack, since keys do not
     /// spread exactly evenly.
