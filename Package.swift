@@ -88,23 +88,25 @@ let package = Package(
             name: "camfa-fuzz",
             dependencies: ["CAMFACore", "CAMFADaemon", "CAMFAPolicyFiles"]
         ),
-        .testTarget(name: "CAMFACoreTests", dependencies: ["CAMFACore"]),
-        .testTarget(name: "CAMFAPolicyFilesTests", dependencies: ["CAMFAPolicyFiles", "CAMFACore"]),
-        .testTarget(name: "CAMFAEnrichTests", dependencies: ["CAMFAEnrich", "CAMFACore", "Yams"]),
-        .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFAKafka"]),
-        .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFASimulator", "CAMFACore"]),
-        .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFADaemon", "CAMFACore"]),
-        .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFAStore"]),
+        // Scaffolding the test targets share (paths, the test secret, running tools).
+        .target(name: "CAMFATestSupport", dependencies: ["CAMFACore", "CAMFADaemon"], path: "Tests/CAMFATestSupport"),
+        .testTarget(name: "CAMFACoreTests", dependencies: ["CAMFATestSupport", "CAMFACore"]),
+        .testTarget(name: "CAMFAPolicyFilesTests", dependencies: ["CAMFATestSupport", "CAMFAPolicyFiles", "CAMFACore"]),
+        .testTarget(name: "CAMFAEnrichTests", dependencies: ["CAMFATestSupport", "CAMFAEnrich", "CAMFACore", "Yams"]),
+        .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFATestSupport", "CAMFAKafka"]),
+        .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore"]),
+        .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
+        .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [
-                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles",
+                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles", "CAMFATestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["CAMFACore"]),
+        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -432,8 +432,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                     deadLetter(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
                     return
                 }
-                if let kind = record.header(InputHeaders.kind) {
-                    handleKind(kind, record, value)
+                // The last header of a name wins, as `KafkaRecord.header` reads it.
+                if let kind = headers.last(where: { $0.0 == InputHeaders.kind }) {
+                    handleKind(kind.1 ?? [], record, value)
                     return
                 }
             }
@@ -493,6 +494,11 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             onChallenge?(d, event)
         }
         metrics.processed += 1
+        markProcessed(record, outputs: outputs)
+    }
+
+    /// The record's offset may be committed once its `outputs` are acknowledged.
+    private func markProcessed(_ record: KafkaRecord, outputs: Int) {
         partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: outputs)
         partitions[record.partition]!.schedule.processed()
     }
@@ -502,8 +508,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// A request's own record answers its waiter with the reason (`code`).
     private func deadLetter(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code = .invalid) {
         produce(deadLetterOutput(record, reason: reason, code: code))
-        partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: 1)
-        partitions[record.partition]!.schedule.processed()
+        markProcessed(record, outputs: 1)
     }
 
     /// The dead letter of `record`, counted, logged and answered; the caller produces it.
@@ -850,7 +855,8 @@ extension Pipeline {
         let released = engine.releaseUser(user, state: &partitions[record.partition]!.state)
         logger.notice("user released by an operator", metadata: ["partition": "\(record.partition)", "offset": "\(record.offset)",
                                                                 "challenges": "\(released)"])
-        publish([], of: UEBAEvent(requestDate: 0, originalIdentity: user), record)
+        metrics.processed += 1
+        markProcessed(record, outputs: 0)
         if let request = record.header(InputHeaders.request) {
             answer(request, .success(.release(ReleaseOutcome(user: user, released: released))))
         }

@@ -22,10 +22,9 @@ struct Access: Sendable {
         guard let header = request.headers[.authorization] else {
             throw .unauthorized("an API key is required: Authorization: Bearer <key>")
         }
-        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+        guard let presented = Self.bearer(header) else {
             throw .unauthorized("the Authorization header must be 'Bearer <key>'")
         }
-        let presented = header.dropFirst(7).trimmingSpaces
         guard let key = keys.match(presented) else { throw .unauthorized("unknown API key") }
         guard key.scopes.contains(scope) else { throw .forbidden(scope: scope) }
         if let wait = limiter.take(key.name) { throw .rateLimited(retryAfter: wait) }
@@ -36,8 +35,14 @@ struct Access: Sendable {
 extension Access {
     /// Whether the request's key (or the open list) grants `scope`, without refusing.
     func allows(_ request: Request, scope: Configuration.HTTP.Scope) -> Bool {
-        guard let header = request.headers[.authorization], header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
-        return keys.match(header.dropFirst(7).trimmingSpaces)?.scopes.contains(scope) ?? false
+        guard let header = request.headers[.authorization], let presented = Self.bearer(header) else { return false }
+        return keys.match(presented)?.scopes.contains(scope) ?? false
+    }
+
+    /// The key of an `Authorization: Bearer <key>` header (scheme case-insensitive).
+    static func bearer(_ header: String) -> String? {
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
+        return header.dropFirst(7).trimmingSpaces
     }
 }
 

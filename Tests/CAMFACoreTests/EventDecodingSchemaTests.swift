@@ -2,36 +2,21 @@ import Foundation
 import Testing
 
 @testable import CAMFACore
+import CAMFATestSupport
 
 /// schemas/ueba-event.schema.json is what producers validate against; the decoder is
 /// what the daemon enforces. This suite keeps them from drifting apart by running the
 /// same samples through both (the schema side with Python's jsonschema).
 enum SchemaCheck {
-    static let schemaPath = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("schemas/ueba-event.schema.json").path
+    static let schemaPath = packageRoot.appendingPathComponent("schemas/ueba-event.schema.json").path
 
     static func run(_ arguments: [String], stdin: Data? = nil) -> (status: Int32, out: String, err: String)? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        let input = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = input
-        do { try p.run() } catch { return nil }
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try? input.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        guard let r = try? runTool(arguments[0], Array(arguments.dropFirst()), stdin: stdin) else { return nil }
+        return (r.status, r.stdout, r.stderr)
     }
 
     static let available: Bool = run(["python3", "-c", "import jsonschema"])?.status == 0
-    static let required = ProcessInfo.processInfo.environment["CI"] == "true"
+    static let required = isCI
 
     /// Validates each sample (one JSON document per line) and returns true/false per line.
     static let validator = """

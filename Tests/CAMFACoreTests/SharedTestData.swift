@@ -1,24 +1,12 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Locates fixtures in the shared test-data folder beside the package
 /// (`<package>/../shared/testdata`). They are not part of the repository, so a fresh
 /// clone has none: tests then skip, except under CI where missing data is a failure.
 enum SharedTestData {
-    static var packageRoot: URL {
-        // This file is <root>/Tests/CAMFACoreTests/SharedTestData.swift.
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-    }
-
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
-
-    /// The URL of `relativePath` under the shared test-data folder, or nil when absent.
-    static func url(_ relativePath: String) -> URL? {
-        let u = packageRoot.appendingPathComponent("../shared/testdata").appendingPathComponent(relativePath)
-            .standardizedFileURL
-        return FileManager.default.fileExists(atPath: u.path) ? u : nil
-    }
+    static func url(_ relativePath: String) -> URL? { sharedTestData(relativePath) }
 
     /// True when a test needing `relativePath` should run: present, or missing under CI
     /// (where the test body records the failure).

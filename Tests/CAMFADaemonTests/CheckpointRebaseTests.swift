@@ -5,6 +5,7 @@ import Foundation
 import Testing
 
 @testable import CAMFADaemon
+import CAMFATestSupport
 
 /// The checkpoint writer folds the rows stored since the base into a new base when a take
 /// asks for it, through the real store, and the stored checkpoint still restores the state.
@@ -91,5 +92,3 @@ import Testing
     }
 }
 
-let testChallengeKey = ChallengeKey(secret: Array("camfa-test-secret".utf8))
-let testSecret = DaemonSecret(bytes: Array("camfa-test-secret-0123456789abcdef".utf8), origin: "tests")

@@ -1,12 +1,11 @@
 import CAMFADaemon
 import Foundation
 import Testing
+import CAMFATestSupport
 
 @Suite struct ConfigurationTests {
-    var root: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
-
     @Test func theExampleConfigurationIsValid() throws {
-        let c = try Configuration.load(file: root.appendingPathComponent("deploy/camfa.yaml").path)
+        let c = try Configuration.load(file: packageRoot.appendingPathComponent("deploy/camfa.yaml").path)
         #expect(c.topics.input == "camfa.ueba")
         #expect(c.enrichment.zones["intranet"] == ["10.20.0.0/16"])
         #expect(c.engine.allowedLateness == 300_000)

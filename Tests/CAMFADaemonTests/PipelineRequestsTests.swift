@@ -5,6 +5,7 @@ import Foundation
 import Testing
 
 @testable import CAMFADaemon
+import CAMFATestSupport
 
 /// API mode, the user status and MFA results against a real `Pipeline` and
 /// `ResultForwarder` on an in-process mock cluster, with the example policies. One cluster,
@@ -275,8 +276,7 @@ final class Harness: @unchecked Sendable {
         cluster = try MockCluster(brokers: 1)
         try cluster.createTopic(input, partitions: 3)
         for t in [output, deadLetter, results] { try cluster.createTopic(t, partitions: 1) }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        set = try PolicyLoader.loadPolicySet(at: root.appendingPathComponent("policies/examples").path)
+        set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
         var c = Configuration()
         c.kafka.bootstrap = cluster.bootstrapServers
         c.kafka.groupId = "camfa-test-\(UUID().uuidString.prefix(6))"

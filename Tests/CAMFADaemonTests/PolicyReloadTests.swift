@@ -4,13 +4,13 @@ import CAMFAPolicyFiles
 import Foundation
 import Logging
 import Testing
+import CAMFATestSupport
 
 /// reloadPolicies() refuses a set that does not load before it reaches the poll thread:
 /// no Kafka needed. The swap itself is covered black-box (ReloadBlackBoxTests).
 @Suite struct PolicyReloadTests {
     static var examples: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("policies/examples").path
+        packageRoot.appendingPathComponent("policies/examples").path
     }
 
     @Test func aBrokenSetIsRefusedWithEveryFileLineColumnError() async throws {

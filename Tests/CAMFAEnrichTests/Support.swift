@@ -1,17 +1,11 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// ../shared/testdata relative to the package root: fixtures that are never committed.
 /// Absent on a user's fresh clone (tests skip), required under CI=true (tests fail).
 enum TestData {
-    static let root: String? = {
-        let packageRoot = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let dir = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata").path
-        return FileManager.default.fileExists(atPath: dir + "/uap-core/regexes.yaml") ? dir : nil
-    }()
-
-    static let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+    static let root: String? = sharedTestData("uap-core/regexes.yaml") != nil ? sharedTestDataRoot.path : nil
 
     /// Run when the data is there, or under CI so that its absence is a failure.
     static let shouldRun = root != nil || isCI

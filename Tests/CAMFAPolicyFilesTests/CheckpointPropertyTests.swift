@@ -1,6 +1,7 @@
 import CAMFACore
 import CAMFAPolicyFiles
 import Testing
+import CAMFATestSupport
 
 /// For random event streams: checkpoint at a random point → restore → continue gives the
 /// same decisions and the same state as an uninterrupted run.

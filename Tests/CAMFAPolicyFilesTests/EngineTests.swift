@@ -1,6 +1,7 @@
 import CAMFACore
 import CAMFAPolicyFiles
 import Testing
+import CAMFATestSupport
 
 @Suite struct EngineTests {
     static let failures = """

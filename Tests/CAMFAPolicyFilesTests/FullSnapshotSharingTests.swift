@@ -1,6 +1,7 @@
 @testable import CAMFACore
 import CAMFAPolicyFiles
 import Testing
+import CAMFATestSupport
 
 /// What keeps a full checkpoint from stalling the poll thread: while the writer holds the
 /// snapshot, an event copies only the shards of the keys it changes (not whole maps), and

@@ -2,6 +2,7 @@
 import CAMFAPolicyFiles
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Issue 22: a producer chooses the keys, so a flood of distinct user ids or IPs must not
 /// grow a partition's state without bound, must not evict the keys an attack is counted

@@ -2,6 +2,7 @@ import CAMFACore
 import CAMFAPolicyFiles
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// MFA results applied to partition state (Engine.applyMFAResult) and counted by policies,
 /// with the example policies: a login from outside the office network gets an MFA

@@ -1,6 +1,7 @@
 import CAMFACore
 import CAMFAPolicyFiles
 import Testing
+import CAMFATestSupport
 
 /// A policy reload moves each partition's state to the new set (`migrated(to:)`).
 @Suite struct PartitionStateMigrationTests {

@@ -2,6 +2,7 @@ import CAMFACore
 import CAMFAPolicyFiles
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Writes YAML files into a fresh temporary directory and returns its path.
 func policyDirectory(_ files: [String: String]) throws -> String {
@@ -32,10 +33,6 @@ func loadErrors(_ files: [String: String]) throws -> [PolicyError] {
     }
 }
 
-var packageRoot: URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}
-
 func event(
     _ user: String, at t: Int64, app: String = "portal", type: String = "login", result: String = "success",
     ip: String? = "203.0.113.7", city: String? = "Paris", custom: [(String, Value)] = []
@@ -57,5 +54,3 @@ func summary(_ outcome: EvaluationOutcome) -> [String] {
     }
 }
 
-/// Challenge ids in these tests are keyed with a fixed secret: determinism is what they check.
-let testChallengeKey = ChallengeKey(secret: Array("camfa-test-secret".utf8))

@@ -2,6 +2,7 @@
 import CAMFAPolicyFiles
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// The sweep looks only at keys that are due (`PartitionState.sweepQueue`); these check
 /// that it still drops what it should, never anything a later event could read, and that

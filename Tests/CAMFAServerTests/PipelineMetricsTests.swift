@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Testing
+import CAMFATestSupport
 
 /// The metric hooks in the real pipeline: the mock broker, the example policies, a few
 /// events (one of them not JSON), and the Prometheus text that /metrics would serve.
@@ -19,7 +20,6 @@ import Testing
 
     @Test func thePipelineRecordsConsumedDeadLettersDecisionsLagAndLiveKeys() async throws {
         CAMFAMetrics.bootstrap()  // before the pipeline makes its metric objects
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         var logger = Logger(label: "camfa-metrics-test")
         logger.logLevel = .error
         let cluster = try MockCluster(brokers: 1, logger: logger)
@@ -32,7 +32,7 @@ import Testing
         c.kafka.bootstrap = cluster.bootstrapServers
         c.stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-metrics-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: c.stateDir) }
-        let policySet = try PolicyLoader.loadPolicySet(at: root.appendingPathComponent("policies/examples").path)
+        let policySet = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
         let pipeline = Pipeline(options: Pipeline.Options(configuration: c, policySet: policySet, enrichment: nil, secret: testSecret), logger: logger)
 
         let before = CAMFAMetrics.registry.emitToString()
@@ -82,4 +82,3 @@ import Testing
         #expect(healthLag == 0)
     }
 }
-let testSecret = DaemonSecret(bytes: Array("camfa-test-secret-0123456789abcdef".utf8), origin: "tests")

@@ -6,6 +6,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Testing
+import CAMFATestSupport
 
 @Suite struct TLSTests {
     /// A self-signed certificate for 127.0.0.1 from the openssl CLI; nil (skip) when the

@@ -7,6 +7,7 @@ import FoundationNetworking
 import Logging
 import ServiceLifecycle
 import Testing
+import CAMFATestSupport
 
 /// Keys for the tests: one per scope, plus one with every scope but the one under test.
 struct TestKeys {
@@ -70,8 +71,6 @@ final class ResponseRecorder: @unchecked Sendable {
     }
 }
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
 /// Runs the python3 first on PATH (the one scripts/install-deps.sh equips) in the
 /// repository root. nil (a skip, with a message) when python3 or its modules are missing,
 /// which fails under CI=true instead. Exit status 3 means missing modules.
@@ -82,31 +81,15 @@ func runPython(_ arguments: [String]) throws -> (Int32, String)? {
         print("skipping \(arguments[0]): python3 not found")
         return nil
     }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = arguments
-    p.currentDirectoryURL = repositoryRoot
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    let missingModule = p.terminationStatus == 3 || text.contains("No module named")
+    let r = try #require(try runTool(python, arguments))
+    let text = r.stdout + r.stderr
+    let missingModule = r.status == 3 || text.contains("No module named")
     if missingModule {
         try #require(!ci, "python3 modules are missing under CI: \(text)")
         print("skipping \(arguments[0]): \(text)")
         return nil
     }
-    return (p.terminationStatus, text)
-}
-
-func which(_ name: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-        let path = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return nil
+    return (r.status, text)
 }
 
 struct TestClient {

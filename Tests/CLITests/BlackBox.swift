@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Black-box helpers: the real `camfa` binary as separate processes, and kcat (Debian's
 /// independent Kafka client) as producer and consumer.

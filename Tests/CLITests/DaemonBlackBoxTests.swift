@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Issue 3's acceptance, black-box: `camfa broker`, `camfa run` and kcat as separate processes.
 @Suite(.serialized) struct DaemonBlackBoxTests {

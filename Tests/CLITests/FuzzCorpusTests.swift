@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// The fuzz corpus (fuzz/corpus, seeds and inputs `make fuzz` found worth keeping) replayed
 /// through each target on the plain build: a decoder change that traps on one of them fails

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Issue 6's acceptance over HTTP: the real `camfa run` with its HTTP listener, curl as the
 /// client, kcat as the Kafka side. API mode, user status and MFA results share the partition

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Issue 22's hostile-input suite: one test per attack class, each tried the way an attacker
 /// with ordinary access would (a UEBA producer, an API client), against the real binary,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Policy hot reload on SIGHUP, black-box: a broken policy set is refused with its
 /// file:line:col error and decisions keep following the old set; a valid change is taken

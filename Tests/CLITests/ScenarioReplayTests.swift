@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// The five DESIGN.md scenarios through `camfa replay`, each against its fixture of
 /// events and expected decisions in policies/examples/fixtures.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// Issue 22: an independent OpenAPI fuzzer (schemathesis, from PyPI) against the live
 /// daemon, with every check: every schema-valid request must be answered as

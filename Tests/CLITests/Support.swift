@@ -1,9 +1,6 @@
 import Foundation
 import Testing
-
-var packageRoot: URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}
+import CAMFATestSupport
 
 /// The `camfa` binary built beside this test bundle (`swift build` builds it with the tests).
 func camfaBinary() throws -> URL {
@@ -23,29 +20,9 @@ struct CLIError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-struct RunResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
 /// Runs camfa with arguments and optional stdin; returns its exit status and output.
-func runCamfa(_ arguments: [String], stdin: Data? = nil) throws -> RunResult {
-    let p = Process()
-    p.executableURL = try camfaBinary()
-    p.arguments = arguments
-    p.currentDirectoryURL = packageRoot
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    let input = Pipe()
-    p.standardInput = input
-    try p.run()
-    if let stdin { input.fileHandleForWriting.write(stdin) }
-    try input.fileHandleForWriting.close()
-    // Read before waiting so a full pipe cannot deadlock the child.
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+func runCamfa(_ arguments: [String], stdin: Data? = nil) throws -> ToolResult {
+    let binary = try camfaBinary()
+    guard let r = try runTool(binary.path, arguments, stdin: stdin) else { throw CLIError(message: "cannot run \(binary.path)") }
+    return r
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 #if canImport(Glibc)
 import Glibc
+import CAMFATestSupport
 #endif
 
 /// Issue 6's systemd acceptance: sd_notify seen through a NOTIFY_SOCKET this test binds,
@@ -90,29 +91,17 @@ import Glibc
     }
 
     /// Runs a tool; nil when it is not installed (the caller skips, or fails under CI).
-    static func run(_ tool: String, _ arguments: [String], in directory: URL? = nil) throws -> RunResult? {
-        let path = ["/usr/bin/", "/bin/", "/usr/local/bin/"].map { $0 + tool }.first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let path else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("\(tool) is not installed") }
+    static func run(_ tool: String, _ arguments: [String], in directory: URL? = nil) throws -> ToolResult? {
+        guard let r = try runTool(tool, arguments, in: directory) else {
+            if isCI { Issue.record("\(tool) is not installed") }
             return nil
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        p.currentDirectoryURL = directory ?? packageRoot
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        return r
     }
 
     /// Installs into a scratch prefix so the unit's ExecStart names a binary that exists,
     /// which is what `systemd-analyze verify` checks.
-    static func installTree() throws -> (root: URL, result: RunResult)? {
+    static func installTree() throws -> (root: URL, result: ToolResult)? {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-install-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: root.appendingPathComponent("dest/etc/camfa"), withIntermediateDirectories: true)
         // An operator's configuration that must survive the install.

@@ -1,0 +1,79 @@
+import CAMFACore
+import CAMFADaemon
+import Foundation
+
+// Scaffolding every test target shares, so that no suite carries its own copy. No test
+// framework here: helpers report absence as nil and the suites decide (skip, or fail
+// under CI=true).
+
+/// The package's root directory (the one holding Package.swift).
+public let packageRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// CI sets CI=true: there a missing tool or fixture is a failure, not a skip.
+public let isCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+/// Challenge ids in the tests are keyed with a fixed secret: determinism is what they check.
+public let testChallengeKey = ChallengeKey(secret: Array("camfa-test-secret".utf8))
+
+/// The daemon's secret in in-process pipelines.
+public let testSecret = DaemonSecret(bytes: Array("camfa-test-secret-0123456789abcdef".utf8), origin: "tests")
+
+/// A finished child process.
+public struct ToolResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// The first executable called `name` on PATH.
+public func which(_ name: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let path = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}
+
+/// Runs `tool` (a path, or a name looked up on PATH) to completion with optional stdin, in
+/// `directory` (default: the package root). nil when the tool is not there.
+public func runTool(_ tool: String, _ arguments: [String], stdin: Data? = nil, in directory: URL? = nil) throws -> ToolResult? {
+    guard let path = tool.contains("/") ? tool : which(tool), FileManager.default.isExecutableFile(atPath: path) else { return nil }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    p.currentDirectoryURL = directory ?? packageRoot
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = input
+    try p.run()
+    if let stdin { input.fileHandleForWriting.write(stdin) }
+    try? input.fileHandleForWriting.close()
+    // Both pipes drained before waiting, concurrently, so a full one cannot deadlock the child.
+    let collected = CollectedOutput()
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) { collected.setErr(err.fileHandleForReading.readDataToEndOfFile()) }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return ToolResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: collected.err, as: UTF8.self))
+}
+
+private final class CollectedOutput: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func setErr(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    var err: Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+/// `<package>/../shared/testdata`: fixtures that are never committed. Absent on a user's
+/// fresh clone (the tests skip), required under CI=true (they fail).
+public let sharedTestDataRoot = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata")
+
+/// The URL of `relativePath` under the shared test data, or nil when absent.
+public func sharedTestData(_ relativePath: String) -> URL? {
+    let u = sharedTestDataRoot.appendingPathComponent(relativePath).standardizedFileURL
+    return FileManager.default.fileExists(atPath: u.path) ? u : nil
+}
