@@ -109,8 +109,9 @@ public enum DurationText {
             default: return nil
             }
             let (v, o) = number.multipliedReportingOverflow(by: factor)
-            if o { return nil }
-            total += v
+            let (sum, o2) = total.addingReportingOverflow(v)
+            if o || o2 { return nil }
+            total = sum
             number = 0
             haveDigits = false
             i += 1
@@ -369,7 +370,7 @@ struct DocumentParser {
         let resolution = duration(map["resolution"], "resolution", default: -1)
         let lateness = map["lateness"] == nil ? 0 : (duration(map["lateness"], "lateness", default: 0) ?? 0)
         let top = positiveInt(map["top"], "top", default: 5)
-        let capacity = positiveInt(map["capacity"], "capacity", default: max(16, top * 2))
+        let capacity = positiveInt(map["capacity"], "capacity", default: max(16, min(top, 255) &* 2))
         let exact = positiveInt(map["exactUpTo"], "exactUpTo", default: 256)
         guard let sname, let key, let window, let aggregation else { return nil }
         if let r = resolution, r > 0, window % r != 0 {

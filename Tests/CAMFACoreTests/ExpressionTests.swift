@@ -106,6 +106,27 @@ func compileError(_ source: String, expecting: CELType? = nil) -> ExpressionErro
         if case .failure(let e) = try eval("n / 0") { #expect(e.message == "divide by zero") } else { Issue.record("expected error") }
     }
 
+    /// Issue 22 (found by the input-path audit): a duration whose whole part fits and whose
+    /// fraction tips it over Int64, and `int()` of the earliest timestamps, trapped the
+    /// process on overflow. From event data (a custom field), and as constants the checker
+    /// folds at load: an error each time, never a trap.
+    @Test func timeArithmeticAtTheEdgesIsAnErrorNotATrap() throws {
+        for text in ["9223372036.9s", "2562047.9h", "153722867.9m"] {
+            let event = TestObject.make(custom: ValueMap([("dept", .string(text))]))
+            guard case .failure(let e) = try eval("duration(event.custom.dept) > duration('1s')", event: event) else {
+                Issue.record("\(text) should be out of range"); continue
+            }
+            #expect(e.message.contains("out of range"), "\(e.message)")
+            let folded = Result { try eval("duration('\(text)') > duration('1s')") }
+            if case .success(.success) = folded { Issue.record("constant \(text) should not evaluate") }
+        }
+        let earliest = TestObject.make(custom: ValueMap([("dept", .string("1677-09-21T00:12:44Z"))]))
+        #expect(try value("int(timestamp(event.custom.dept))", event: earliest) == .int(-9_223_372_036))
+        #expect(try value("int(timestamp('1677-09-21T00:12:44.5Z'))") == .int(-9_223_372_036))
+        #expect(try value("int(timestamp('1969-12-31T23:59:59.5Z'))") == .int(-1))
+        #expect(try value("int(timestamp('1970-01-01T00:00:01.5Z'))") == .int(1))
+    }
+
     @Test func heterogeneousNumericComparison() throws {
         #expect(try value("1 == 1u") == .bool(true))
         #expect(try value("1 == 1.0") == .bool(true))

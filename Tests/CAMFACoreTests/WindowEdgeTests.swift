@@ -238,6 +238,17 @@ struct WindowEdgeTests {
         expectValue(s.current(spec: spec), .int(6))
     }
 
+    /// Issue 22: Swift's `String ==` is canonical equivalence, under which "é" and
+    /// "e" + U+0301 are one value; to the business system they are two user ids, so
+    /// "distinct users from one IP" must count two (an attacker spraying both spellings
+    /// would otherwise be counted once). The profile keeps them apart too.
+    @Test func canonicallyEquivalentStringsAreDistinct() {
+        let spec = exactSpec(.distinctCount)
+        var s = WindowState()
+        for v in ["\u{E9}", "e\u{301}", "\u{E9}"] { feed(&s, spec, 5, .string(v)) }
+        expectValue(s.current(spec: spec), .int(2))
+    }
+
     @Test func distinctSwitchesToTheSketchAboveTheLimitWithinItsErrorBound() {
         let spec = WindowSpec(length: 1_000, aggregation: .distinctCount, resolution: 1, distinctExactLimit: 100)
         var s = WindowState()

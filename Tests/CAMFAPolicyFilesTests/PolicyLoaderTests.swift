@@ -1,6 +1,7 @@
 import CAMFACore
 import CAMFAPolicyFiles
 import Testing
+import CAMFATestSupport
 
 @Suite struct PolicyLoaderTests {
     static let flow = """
@@ -44,6 +45,45 @@ import Testing
         let e = try #require(errors.first)
         #expect(e.location.line == 2)
         #expect(e.message.contains("citty"))
+    }
+
+    /// Issue 22 (input-path audit): numbers in policy files that overflowed Int64 trapped
+    /// the loader (a start, or a reload, died): a multi-part duration whose parts fit and
+    /// whose sum does not, and a huge `top`. Load errors now; and an expiry as long as
+    /// Int64 allows saturates instead of overflowing at the first challenge.
+    @Test func overflowingNumbersAreLoadErrorsAndAHugeExpirySaturates() throws {
+        let half = "5000000000000000000ms"
+        let errors = try loadErrors(["p.yaml": """
+        policy: p
+        statistics:
+          - name: n
+            key: event.originalIdentity
+            window: \(half)\(half)
+            aggregation: count
+          - name: c
+            key: event.originalIdentity
+            window: 1h
+            aggregation: profile
+            value: event.city
+            top: 9223372036854775807
+        judgment: stats.n > 0
+        """, "f.yaml": Self.flow])
+        #expect(errors.contains { $0.location.line == 5 }, "\(errors)")
+        #expect(errors.contains { $0.message.contains("top (9223372036854775807)") }, "\(errors)")
+
+        let set = try loadSet(["p.yaml": "policy: p\njudgment: true\n", "f.yaml": """
+        flow: f
+        policies: [p]
+        expiry: 9223372036854775807ms
+        branches:
+          - when: policies.p.hit
+            mfa: [otp]
+        """])
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
+        var state = PartitionState(policySet: set)
+        let d = engine.process(event("u", at: 1_767_225_600_000), coordinates: "t/0/0", state: &state).decisions
+        #expect(d.first?.action == .mfa)
+        #expect(d.first?.expiresAt == Int64.max)
     }
 
     @Test func judgmentMustBeBool() throws {

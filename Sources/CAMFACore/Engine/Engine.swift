@@ -345,7 +345,7 @@ public struct Engine: Sendable {
                 decision.expiresAt = pending.expiresAt
             } else {
                 let id = ChallengeID.make(coordinates: coordinates, flow: flow.name, key: challengeKey)
-                let challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: time + flow.expiry)
+                let challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: Self.later(time, by: flow.expiry))
                 user.pending.removeAll { $0.flow == flow.name }
                 user.pending.append(challenge)
                 decision.challengeId = id

@@ -289,7 +289,9 @@ enum Ops {
             guard let i = Int64(s) else { throw EvalError("cannot convert '\(s)' to int") }
             return .int(i)
         case .timestamp(let ns):
-            return .int(ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000)
+            // Seconds, floored; `ns - 999_999_999` would overflow for the earliest timestamps.
+            let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+            return .int(r < 0 ? q - 1 : q)
         case .duration(let ns): return .int(ns)
         default: throw noOverload("int", v)
         }

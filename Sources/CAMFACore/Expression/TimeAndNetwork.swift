@@ -48,7 +48,10 @@ func parseDuration(_ text: String) -> Result<Int64, EvalError> {
             }
             // Exact f/scale × unit in 128 bits: doubles would turn 2.3h into 2.29999…h.
             let q = scale.dividingFullWidth(f.multipliedFullWidth(by: unit)).quotient
-            part += q
+            // "9223372036.9s": the whole seconds fit, the fraction on top does not.
+            let (withFraction, o) = part.addingReportingOverflow(q)
+            if o { return .failure(EvalError("duration '\(text)' out of range")) }
+            part = withFraction
         }
         let (sum, o2) = total.addingReportingOverflow(part)
         if o2 { return .failure(EvalError("duration '\(text)' out of range")) }

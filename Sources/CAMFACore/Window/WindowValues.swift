@@ -71,7 +71,9 @@ enum WindowKey: Hashable, Sendable {
     case uintBig(UInt64)
     /// Only for doubles that are not integral within Int64/UInt64 range.
     case double(UInt64)
-    case string(String)
+    /// By bytes (`ExactKey`), as the state's keys: canonically equivalent spellings of a
+    /// user id are distinct users to the business system, so they count as two.
+    case string(ExactKey)
     case bytes([UInt8])
     case duration(Int64)
     case timestamp(Int64)
@@ -93,7 +95,7 @@ enum WindowKey: Hashable, Sendable {
             } else {
                 self = .double(d.bitPattern)
             }
-        case .string(let s): self = .string(s)
+        case .string(let s): self = .string(ExactKey(s))
         case .bytes(let b): self = .bytes(b)
         case .duration(let n): self = .duration(n)
         case .timestamp(let n): self = .timestamp(n)
@@ -116,7 +118,7 @@ enum WindowKey: Hashable, Sendable {
         case .int(let i): return .int(i)
         case .uintBig(let u): return .uint(u)
         case .double(let bits): return .double(Double(bitPattern: bits))
-        case .string(let s): return .string(s)
+        case .string(let s): return .string(s.string)
         case .bytes(let b): return .bytes(b)
         case .duration(let n): return .duration(n)
         case .timestamp(let n): return .timestamp(n)
@@ -135,7 +137,7 @@ enum WindowKey: Hashable, Sendable {
         case .double(let bits): h.combine(tag: 4); h.combine(bits)
         case .string(let s):
             h.combine(tag: 5)
-            var s = s
+            var s = s.string
             s.withUTF8 { h.combine(bytes: $0) }
         case .bytes(let b): h.combine(tag: 6); b.withUnsafeBufferPointer { h.combine(bytes: $0) }
         case .duration(let n): h.combine(tag: 7); h.combine(UInt64(bitPattern: n))
@@ -151,7 +153,7 @@ enum WindowKey: Hashable, Sendable {
         case .int(let i): w.writeByte(3); w.writeVarInt(i)
         case .uintBig(let u): w.writeByte(4); w.writeVarUInt(u)
         case .double(let bits): w.writeByte(5); w.writeFixedUInt64(bits)
-        case .string(let s): w.writeByte(6); w.writeString(s)
+        case .string(let s): w.writeByte(6); w.writeString(s.string)
         case .bytes(let b): w.writeByte(7); w.writeBytes(b)
         case .duration(let n): w.writeByte(8); w.writeVarInt(n)
         case .timestamp(let n): w.writeByte(9); w.writeVarInt(n)
@@ -177,7 +179,7 @@ enum WindowKey: Hashable, Sendable {
                 throw BinaryDecodingError(.invalidValue, "double key not in canonical form", offset: start)
             }
             self = .double(bits)
-        case 6: self = .string(try r.readString())
+        case 6: self = .string(ExactKey(try r.readString()))
         case 7: self = .bytes(try r.readBytes())
         case 8: self = .duration(try r.readVarInt())
         case 9: self = .timestamp(try r.readVarInt())
