@@ -53,7 +53,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     var options: Options
     let logger: Logger
     var engine: Engine
-    let enricher: Enricher?
+    /// Decoding, limits, the future bound and enrichment (shared with `camfa replay`).
+    let intake: Intake
     let stop = StopSignal()
     let metrics = PipelineCounters()
     public let health = PipelineHealth()
@@ -121,7 +122,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         self.logger = logger
         self.engine = Engine(policySet: options.policySet, challengeKey: options.secret.challengeKey)
         self.records = options.secret.records
-        self.enricher = options.enrichment.map { Enricher(resources: $0) }
+        let clock = options.clock
+        self.intake = Intake(configuration: options.configuration, enrichment: options.enrichment, clock: { clock() })
     }
 
     /// Asks the poll loop to finish its batch, flush, commit and return.
@@ -442,28 +444,13 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         // API mode (POST /v1/evaluate): the http flows, or only the one named.
         let trigger: FlowTrigger = record.header(InputHeaders.trigger).map { String(decoding: $0, as: UTF8.self) } == "http" ? .http : .ueba
         let onlyFlow = trigger == .http ? record.header(InputHeaders.flow).map { String(decoding: $0, as: UTF8.self) } : nil
-        var event: UEBAEvent
-        do {
-            event = try UEBAEvent.decode(json: value, maxBytes: c.engine.maxMessageBytes)
-        } catch {
-            deadLetter(record, reason: "invalid: \(error.code.rawValue): \(error.message)")
+        let event: UEBAEvent
+        switch intake.admit(value) {
+        case .success(let e): event = e
+        case .failure(let refused):
+            deadLetter(record, reason: refused.reason, code: refused.code)
             return
         }
-        if let error = event.violation(of: c.engine.limits) {
-            deadLetter(record, reason: "invalid: \(error.code.rawValue): \(error.message)")
-            return
-        }
-        if let reason = Self.futureReason(field: "requestDate", time: event.requestDate, now: options.clock(), skew: c.engine.maxFutureSkew) {
-            deadLetter(record, reason: reason, code: .outOfTime)
-            return
-        }
-        // Trust boundary: enrichment is camfa's, unless the operator trusts producers with it.
-        if !c.enrichment.trustProducer {
-            event.geo = nil
-            event.userAgent = nil
-            event.networkZone = nil
-        }
-        enricher?.enrich(&event)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
         let outcome = engine.process(event, coordinates: coordinates.key, trigger: trigger, onlyFlow: onlyFlow,
                                      state: &partitions[record.partition]!.state)
@@ -524,17 +511,6 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let origin = record.header(InputHeaders.kind) != nil
             ? record.headers().filter { $0.0.hasPrefix(InputHeaders.originPrefix) } : []
         return Self.deadLetter(record, reason: reason, topic: c.topics.deadLetter, extraHeaders: origin)
-    }
-
-    /// Trust boundary (README "Security model"): event time is the producer's word, so the
-    /// daemon's own clock bounds it. Neither `requestDate` nor the record's CreateTime can
-    /// push the partition's watermark past `now + engine.maxFutureSkew`, and an event that
-    /// would is dead-lettered. Saturating: `now` and `skew` are operator values, `time` is
-    /// already bounded by the decoder, but no sum here may trap.
-    public static func futureReason(field: String, time: Int64, now: Int64, skew: Int64) -> String? {
-        let (bound, overflow) = now.addingReportingOverflow(skew)
-        guard !overflow, time > bound else { return nil }
-        return "future: \(field) is \(time.subtractingReportingOverflow(now).partialValue) ms ahead of camfa's clock (engine.maxFutureSkew \(skew) ms)"
     }
 
     static let deadLetterMaxBytes = 512 << 10
@@ -872,7 +848,7 @@ extension Pipeline {
         }
         // As for events: a result from the future would move the watermark and make the
         // user's next events late.
-        if let reason = Self.futureReason(field: "time", time: result.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) {
+        if let reason = Intake.futureReason(field: "time", time: result.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) {
             deadLetter(record, reason: reason)
             return
         }

@@ -10,14 +10,14 @@ enum FuzzTarget: String, CaseIterable {
     case ueba, mfaResult = "mfa-result", policy
 
     static let limits = EventLimits()
+    /// Default configuration, a fixed clock: runs are reproducible.
+    nonisolated(unsafe) static let intake = Intake(configuration: Configuration(), enrichment: nil, clock: { 1_767_225_600_000 })
 
     func run(_ bytes: [UInt8]) {
         switch self {
         case .ueba:
-            // Decode, the intake's checks, and the engine's future bound as the daemon does.
-            guard let event = try? UEBAEvent.decode(json: bytes) else { return }
-            _ = event.violation(of: Self.limits)
-            _ = Pipeline.futureReason(field: "requestDate", time: event.requestDate, now: 1_767_225_600_000, skew: 300_000)
+            // The daemon's intake: decoding, the limits and the future bound (no enrichment).
+            guard case .success(let event) = bytes.withUnsafeBytes({ Self.intake.admit($0) }) else { return }
             _ = event.jsonBytes()
         case .mfaResult:
             for receivedAt in [nil, Int64(1_767_225_600_000)] {

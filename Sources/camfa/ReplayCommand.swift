@@ -1,17 +1,25 @@
 import ArgumentParser
 import CAMFACore
+import CAMFADaemon
+import CAMFAEnrich
 import CAMFAPolicyFiles
 import Foundation
 
 /// Runs the engine over a JSON-lines file of UEBA events and prints one JSON line of
 /// decisions per input line: the policy author's test bench, with no Kafka involved.
+/// With `--config` every line passes the daemon's own intake (`Intake`: limits, the time
+/// bound against this machine's clock, enrichment), so the offline figures are the
+/// daemon's; without it the events' own fields are taken as they are.
 struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Evaluate the policies over FILE.jsonl; one JSON line of decisions per event on stdout.")
 
-    @Option(help: "The policy directory.")
-    var policies: String
+    @Option(help: "The policy directory (default with --config: the configuration's).")
+    var policies: String?
+
+    @Option(help: "A daemon configuration (camfa.yaml): replay through its intake and engine settings.")
+    var config: String?
 
     @Option(help: "Which trigger's flows to run: ueba or http.")
     var trigger: String = "ueba"
@@ -31,11 +39,31 @@ struct ReplayCommand: ParsableCommand {
             printError("--trigger must be ueba or http")
             throw ExitCode(2)
         }
+        var c = Configuration()
+        var resources: EnrichmentResources?
+        if let config {
+            do { c = try Configuration.load(file: config) } catch {
+                for e in error.errors { printError(e.description) }
+                throw ExitCode(1)
+            }
+            do { resources = try EnrichmentResources(configuration: c.enrichment.resourcesConfiguration) } catch {
+                printError("\(config): \(error)")
+                throw ExitCode(1)
+            }
+            for w in resources?.warnings ?? [] { printError("warning: \(w)") }
+        } else {
+            c.enrichment.trustProducer = true
+        }
+        guard let directory = policies ?? config.map({ _ in c.policies }) else {
+            printError("--policies is required without --config")
+            throw ExitCode(2)
+        }
         let set: PolicySet
-        do { set = try PolicyLoader.loadPolicySet(at: policies) } catch {
+        do { set = try PolicyLoader.loadPolicySet(at: directory, options: c.engine.options) } catch {
             for e in error.errors { printError(e.description) }
             throw ExitCode(1)
         }
+        let intake = Intake(configuration: c, enrichment: resources, clock: { Int64(Date().timeIntervalSince1970 * 1000) })
         let data: Data
         if file == "-" {
             data = FileHandle.standardInput.readDataToEndOfFile()
@@ -63,8 +91,8 @@ struct ReplayCommand: ParsableCommand {
         for (done, (lineNumber, range)) in lineStarts.enumerated() {
             var result = ValueMap()
             result[string: "line"] = .int(Int64(lineNumber))
-            do throws(EventDecodingError) {
-                let event = try UEBAEvent.decode(json: Array(bytes[range]))
+            switch bytes[range].withUnsafeBytes({ intake.admit($0) }) {
+            case .success(let event):
                 result[string: "user"] = .string(event.originalIdentity)
                 result[string: "requestDate"] = .int(event.requestDate)
                 switch engine.process(event, coordinates: "\(file):\(lineNumber)", trigger: trig, state: &state) {
@@ -80,10 +108,11 @@ struct ReplayCommand: ParsableCommand {
                 case .rejected(let reason):
                     result[string: "rejected"] = .map(ValueMap([("code", .string(reason.code.rawValue)), ("message", .string(reason.message))]))
                 }
-            } catch {
-                result[string: "invalid"] = .map(ValueMap([
-                    ("code", .string(error.code.rawValue)), ("field", .string(error.field)), ("message", .string(error.message)),
-                ]))
+            case .failure(let refused):
+                // What the daemon dead-letters: malformed or over a limit, or outside the time bounds.
+                var why = ValueMap([("code", .string(refused.detail)), ("message", .string(refused.reason))])
+                if let f = refused.field { why[string: "field"] = .string(f) }
+                result[string: refused.code == .invalid ? "invalid" : "rejected"] = .map(why)
             }
             if !pretty {
                 out += JSONWriter.encode(.map(result))

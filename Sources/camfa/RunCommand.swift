@@ -89,9 +89,7 @@ enum DaemonSetup {
         let e = c.enrichment
         let resources: EnrichmentResources
         do {
-            resources = try EnrichmentResources(configuration: EnrichmentConfiguration(
-                cityDatabase: e.cityDatabase, asnDatabase: e.asnDatabase, anonymousIPDatabase: e.anonymousIPDatabase,
-                userAgentRules: e.userAgentRules, zones: e.zones, overwrite: e.overwrite, userAgentCacheSize: e.userAgentCacheSize))
+            resources = try EnrichmentResources(configuration: e.resourcesConfiguration)
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)

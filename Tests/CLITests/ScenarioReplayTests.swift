@@ -78,4 +78,48 @@ import CAMFATestSupport
         #expect(invalid?["field"] as? String == "requestDate")
         #expect(lines[2]?["decisions"] != nil)
     }
+
+    /// Issue 23 item 5 (and issue 22's intake): with `--config` a replay passes every line
+    /// through the daemon's intake, so an offline evaluation judges what the daemon would.
+    /// A producer's own zone is dropped for camfa's (without --config it is kept, as the
+    /// fixtures rely on), a user id over the configured limit is `invalid: tooLong`, and an
+    /// event from the far future is `rejected: future`.
+    @Test func replayWithAConfigurationRunsTheDaemonsIntake() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-replay-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("camfa.yaml")
+        try """
+        policies: \(packageRoot.appendingPathComponent("policies/examples").path)
+        engine:
+          maxIdentityBytes: 16
+        enrichment:
+          zones:
+            intranet: [10.20.0.0/16]
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let t: Int64 = 1_767_225_600_000
+        let input = [
+            #"{"appId":"portal","requestDate":\#(t),"ip":"203.0.113.9","originalIdentity":"kim","behaviorType":"login","behaviorResult":"success","networkZone":"vpn"}"#,
+            #"{"appId":"portal","requestDate":\#(t),"ip":"10.20.1.1","originalIdentity":"an-id-longer-than-sixteen","behaviorType":"login","behaviorResult":"success"}"#,
+            #"{"appId":"portal","requestDate":7258118400000,"ip":"10.20.1.1","originalIdentity":"lee","behaviorType":"login","behaviorResult":"success"}"#,
+        ].joined(separator: "\n")
+        func zone(_ line: [String: Any]?) -> String? {
+            let decisions = line?["decisions"] as? [[String: Any]] ?? []
+            let fired = decisions.flatMap { $0["firedPolicies"] as? [[String: Any]] ?? [] }
+            return (fired.first { $0["policy"] as? String == "extranet" }?["returns"] as? [String: Any])?["zone"] as? String
+        }
+        let daemon = try runCamfa(["replay", "--config", config.path, "-"], stdin: Data(input.utf8))
+        #expect(daemon.status == 0, "\(daemon.stderr)")
+        let lines = daemon.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        try #require(lines.count == 3, "\(daemon.stdout)")
+        #expect(zone(lines[0]) == "extranet", "\(lines[0] ?? [:])")
+        let invalid = lines[1]?["invalid"] as? [String: Any]
+        #expect(invalid?["code"] as? String == "tooLong" && invalid?["field"] as? String == "originalIdentity", "\(lines[1] ?? [:])")
+        #expect((lines[2]?["rejected"] as? [String: Any])?["code"] as? String == "future", "\(lines[2] ?? [:])")
+
+        let bench = try runCamfa(["replay", "--policies", "policies/examples", "-"], stdin: Data(input.utf8))
+        let plain = bench.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(zone(plain.first ?? nil) == "vpn", "without --config the event's own fields count")
+        #expect(plain.count == 3 && plain[1]?["decisions"] != nil, "the default limits (256 bytes) admit the id")
+    }
 }
