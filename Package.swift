@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "CAMFAPolicyFilesTests", dependencies: ["CAMFATestSupport", "CAMFAPolicyFiles", "CAMFACore"]),
         .testTarget(name: "CAMFAEnrichTests", dependencies: ["CAMFATestSupport", "CAMFAEnrich", "CAMFACore", "Yams"]),
         .testTarget(name: "CAMFAKafkaTests", dependencies: ["CAMFATestSupport", "CAMFAKafka"]),
-        .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore"]),
+        .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore", "CAMFAPolicyFiles"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
         .testTarget(

@@ -5,7 +5,7 @@ struct CAMFA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "camfa",
         abstract: "Continuous adaptive MFA: UEBA events in, authing.security.mfa events out.",
-        subcommands: [RunCommand.self, BrokerCommand.self, DevCommand.self, SimulateCommand.self, PolicyCommand.self, ReplayCommand.self, ConfigCommand.self, BenchCommand.self, StateCommand.self, ApiKeyCommand.self]
+        subcommands: [RunCommand.self, BrokerCommand.self, DevCommand.self, SimulateCommand.self, PolicyCommand.self, ReplayCommand.self, DetectionReportCommand.self, ConfigCommand.self, BenchCommand.self, StateCommand.self, ApiKeyCommand.self]
     )
 }
 
