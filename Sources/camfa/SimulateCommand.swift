@@ -23,6 +23,9 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "PRNG seed: the same seed gives the same events.") var seed: UInt64 = 1
     @Option(help: "Event time of the first event for stdout output, epoch ms (default: 2026-01-01T00:00:00Z).")
     var start: Int64 = 1_767_225_600_000
+    @Option(help: "Write a labelled month of logins instead (legitimate behaviours and account takeovers, issue 23): events to stdout, one label per login to this file, for camfa detection-report.")
+    var labelled: String?
+    @Option(help: "Days of the labelled stream.") var days: Int = 30
 
     func validate() throws {
         if events != nil && duration != nil { throw ValidationError("give --events or --duration, not both") }
@@ -30,9 +33,17 @@ struct SimulateCommand: ParsableCommand {
         guard rate > 0 else { throw ValidationError("--rate must be positive") }
         guard users >= 1 else { throw ValidationError("--users must be at least 1") }
         if let events, events < 0 { throw ValidationError("--events must not be negative") }
+        if labelled != nil, bootstrap != nil || events != nil || duration != nil {
+            throw ValidationError("--labelled writes a whole stream to stdout: no --bootstrap, --events or --duration")
+        }
+        guard days >= 7 else { throw ValidationError("--days must be at least 7") }
     }
 
     func run() throws {
+        if let labelled {
+            try writeLabelled(to: labelled)
+            return
+        }
         if let bootstrap {
             let limit = events ?? (duration == nil ? 10_000 : Int.max)
             let deadline = duration.map { Date().addingTimeInterval($0) }
@@ -64,6 +75,33 @@ struct SimulateCommand: ParsableCommand {
         stdout.write(Data(out))
         let summary = perScenario.keys.sorted().map { "\($0)=\(perScenario[$0]!)" }.joined(separator: " ")
         FileHandle.standardError.write(Data("simulated \(count) events by scenario: \(summary)\n".utf8))
+    }
+}
+
+extension SimulateCommand {
+    func writeLabelled(to path: String) throws {
+        var c = LabelledStream.Configuration(seed: seed, users: users, startTime: start)
+        c.days = days
+        let stream = LabelledStream(c)
+        var events = [UInt8](), labels = [UInt8]()
+        var perBehaviour: [String: Int] = [:]
+        for l in stream.logins {
+            events += l.event.jsonBytes()
+            events.append(0x0A)
+            labels += JSONWriter.encode(.map(ValueMap([
+                ("user", .string(l.label.user)), ("requestDate", .int(l.label.requestDate)), ("behaviour", .string(l.label.behaviour)),
+                ("attack", .bool(l.label.attack)), ("success", .bool(l.label.success)),
+            ])))
+            labels.append(0x0A)
+            perBehaviour[l.label.behaviour, default: 0] += 1
+        }
+        guard FileManager.default.createFile(atPath: path, contents: Data(labels)) else {
+            printError("\(path): cannot write")
+            throw ExitCode(1)
+        }
+        FileHandle.standardOutput.write(Data(events))
+        let summary = perBehaviour.keys.sorted().map { "\($0)=\(perBehaviour[$0]!)" }.joined(separator: " ")
+        FileHandle.standardError.write(Data("simulated \(stream.logins.count) labelled logins of \(users) users over \(days) days: \(summary)\n".utf8))
     }
 }
 

@@ -1,0 +1,50 @@
+import CAMFACore
+import Testing
+
+@testable import CAMFASimulator
+
+/// The labelled month (issue 23) is only worth scoring against if it is reproducible,
+/// every login carries one label, and the matching key of `DetectionReport` is unique.
+@Suite struct LabelledStreamTests {
+    static let small = LabelledStream.Configuration(seed: 7, users: 300, days: 14)
+
+    @Test func theSameSeedGivesTheSameStreamAndAnotherSeedAnother() {
+        let a = LabelledStream(Self.small).logins, b = LabelledStream(Self.small).logins
+        #expect(a.map { $0.event.jsonBytes() } == b.map { $0.event.jsonBytes() })
+        #expect(a.map(\.label) == b.map(\.label))
+        var other = Self.small
+        other.seed = 8
+        #expect(LabelledStream(other).logins.map { $0.event.jsonBytes() } != a.map { $0.event.jsonBytes() })
+    }
+
+    @Test func everyLoginHasOneLabelAndAUniqueMatchingKey() {
+        let logins = LabelledStream(Self.small).logins
+        #expect(zip(logins, logins.dropFirst()).allSatisfy { $0.event.requestDate <= $1.event.requestDate }, "event time order")
+        let keys = logins.map { DetectionReport.Login(user: $0.label.user, requestDate: $0.label.requestDate) }
+        #expect(Set(keys).count == logins.count)
+        for l in logins {
+            #expect(l.label.user == l.event.originalIdentity && l.label.requestDate == l.event.requestDate)
+            #expect(l.label.success == (l.event.behaviorResult == "success"))
+            #expect(l.label.attack == l.label.behaviour.hasPrefix("ato."))
+        }
+    }
+
+    /// The behaviours the issue lists all occur, in plausible proportions, and attacks
+    /// never come from a victim's own home or office address.
+    @Test func theMixHasEveryBehaviourAndAttacksComeFromElsewhere() {
+        let logins = LabelledStream(LabelledStream.Configuration(seed: 3, users: 1_500)).logins
+        var count: [String: Int] = [:]
+        for l in logins { count[l.label.behaviour, default: 0] += 1 }
+        for b in ["legit.home", "legit.office", "legit.mobile", "legit.travel", "legit.newDevice", "legit.browserUpgrade",
+                  "legit.typo", "ato.stuffing", "ato.spraying", "ato.targeted", "ato.vpn"] {
+            #expect(count[b, default: 0] > 0, "\(b) missing: \(count)")
+        }
+        let attacks = logins.filter(\.label.attack).count
+        #expect(attacks * 50 < logins.count, "attacks are rare: \(attacks) of \(logins.count)")
+        var usual: [String: Set<String>] = [:]
+        for l in logins where l.label.behaviour == "legit.home" || l.label.behaviour == "legit.office" {
+            usual[l.label.user, default: []].insert(l.event.ip!)
+        }
+        #expect(logins.filter(\.label.attack).allSatisfy { !(usual[$0.label.user]?.contains($0.event.ip!) ?? false) })
+    }
+}
