@@ -49,6 +49,28 @@ public struct LabelledStream: Sendable {
         }
     }
 
+    /// Population mixes, so that a policy set is not judged (or tuned) on one kind of
+    /// workforce: `office` (the default), `remote` (few office logins, more new devices)
+    /// and `travelling` (many trips and browser updates).
+    public static let mixes = ["office", "remote", "travelling"]
+
+    /// The configuration with the mix `name` applied; nil for an unknown name.
+    public static func configuration(seed: UInt64, users: Int, days: Int, startTime: Int64, mix name: String) -> Configuration? {
+        var c = Configuration(seed: seed, users: users, days: days, startTime: startTime)
+        switch name {
+        case "office": break
+        case "remote":
+            c.officeShare = 0.1
+            c.newDeviceShare = 0.15
+        case "travelling":
+            c.officeShare = 0.5
+            c.travelShare = 0.3
+            c.browserUpgradeShare = 0.3
+        default: return nil
+        }
+        return c
+    }
+
     public struct Login: Sendable {
         public var event: UEBAEvent
         public var label: DetectionReport.Label

@@ -26,6 +26,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Write a labelled month of logins instead (legitimate behaviours and account takeovers, issue 23): events to stdout, one label per login to this file, for camfa detection-report.")
     var labelled: String?
     @Option(help: "Days of the labelled stream.") var days: Int = 30
+    @Option(help: "Population mix of the labelled stream: office, remote or travelling.") var mix: String = "office"
 
     func validate() throws {
         if events != nil && duration != nil { throw ValidationError("give --events or --duration, not both") }
@@ -37,6 +38,7 @@ struct SimulateCommand: ParsableCommand {
             throw ValidationError("--labelled writes a whole stream to stdout: no --bootstrap, --events or --duration")
         }
         guard days >= 7 else { throw ValidationError("--days must be at least 7") }
+        guard LabelledStream.mixes.contains(mix) else { throw ValidationError("--mix must be one of \(LabelledStream.mixes.joined(separator: ", "))") }
     }
 
     func run() throws {
@@ -80,8 +82,7 @@ struct SimulateCommand: ParsableCommand {
 
 extension SimulateCommand {
     func writeLabelled(to path: String) throws {
-        var c = LabelledStream.Configuration(seed: seed, users: users, startTime: start)
-        c.days = days
+        let c = LabelledStream.configuration(seed: seed, users: users, days: days, startTime: start, mix: mix)!
         let stream = LabelledStream(c)
         var events = [UInt8](), labels = [UInt8]()
         var perBehaviour: [String: Int] = [:]
@@ -101,7 +102,7 @@ extension SimulateCommand {
         }
         FileHandle.standardOutput.write(Data(events))
         let summary = perBehaviour.keys.sorted().map { "\($0)=\(perBehaviour[$0]!)" }.joined(separator: " ")
-        FileHandle.standardError.write(Data("simulated \(stream.logins.count) labelled logins of \(users) users over \(days) days: \(summary)\n".utf8))
+        FileHandle.standardError.write(Data("simulated \(stream.logins.count) labelled logins of \(users) users over \(days) days (\(mix) mix): \(summary)\n".utf8))
     }
 }
 

@@ -47,4 +47,17 @@ import Testing
         }
         #expect(logins.filter(\.label.attack).allSatisfy { !(usual[$0.label.user]?.contains($0.event.ip!) ?? false) })
     }
+
+    /// The mixes change the workforce, not just the seed: a remote one logs in from the
+    /// office far less, a travelling one travels far more.
+    @Test func theMixesDiffer() throws {
+        func share(_ mix: String, _ behaviour: String) throws -> Double {
+            let c = try #require(LabelledStream.configuration(seed: 5, users: 400, days: 14, startTime: 1_767_225_600_000, mix: mix))
+            let logins = LabelledStream(c).logins
+            return Double(logins.filter { $0.label.behaviour == behaviour }.count) / Double(logins.count)
+        }
+        #expect(try share("remote", "legit.office") * 3 < share("office", "legit.office"))
+        #expect(try share("travelling", "legit.travel") > 2 * share("office", "legit.travel"))
+        #expect(LabelledStream.configuration(seed: 5, users: 400, days: 14, startTime: 0, mix: "hybrid") == nil)
+    }
 }
