@@ -593,29 +593,51 @@ public final class CheckpointStore: Sendable {
 
     private func configure(_ connection: Connection, role: Role) throws(StoreError) {
         // Reading any header field first turns a non-database file into .corrupt right here.
-        let applicationID = try connection.integer("PRAGMA application_id") ?? 0
-        let version = try connection.integer("PRAGMA user_version") ?? 0
+        var header = try readHeader(connection)
         if role == .writer {
             if (try connection.text("PRAGMA journal_mode"))?.lowercased() != "wal" {
-                // page_size only takes effect on a new file, and must be set before WAL is.
-                try connection.exec("PRAGMA page_size = \(Schema.pageSize)")
-                let mode = try connection.text("PRAGMA journal_mode = WAL")
-                guard mode?.lowercased() == "wal" else {
-                    throw StoreError(code: .io, message: "\(path): could not switch to WAL mode (got \(mode ?? "nothing"))")
-                }
+                try switchToWAL(connection)
             }
         }
         try connection.exec(Schema.connectionPragmas)
         if role == .reader { try connection.exec("PRAGMA query_only = ON") }
         if role == .writer { try connection.exec("PRAGMA wal_autocheckpoint = 0") }
 
-        if applicationID == 0 && version == 0 {
-            guard role == .writer else { return }
-            try createSchema(connection)
-        } else if applicationID == Schema.applicationID && version == 1 && role == .writer {
-            try createSchema(connection)
-        } else {
-            try checkSchema(applicationID: applicationID, version: version)
+        if role == .writer {
+            // Another daemon sharing the directory may have created the schema meanwhile:
+            // anything but the current header is decided again under the write lock.
+            header = try readHeader(connection)
+            if header != (Schema.applicationID, Schema.version) { try createSchema(connection) }
+        } else if header != (0, 0) {
+            try checkSchema(applicationID: header.applicationID, version: header.version)
+        }
+    }
+
+    /// Both header fields in one statement, so one snapshot: read separately, a concurrent
+    /// creator can commit in between and the pair looks like a foreign file (id 0, version 2).
+    private func readHeader(_ connection: Connection) throws(StoreError) -> (applicationID: Int64, version: Int64) {
+        let row = try connection.integers(
+            "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version)")
+        return (row.first ?? 0, row.dropFirst().first ?? 0)
+    }
+
+    /// Changing the journal mode needs an exclusive lock, and when two connections both hold a
+    /// shared lock SQLite answers BUSY at once instead of waiting (to avoid a deadlock), so the
+    /// busy timeout does not apply: wait here, within the same timeout.
+    private func switchToWAL(_ connection: Connection) throws(StoreError) {
+        let deadline = ContinuousClock.now + .milliseconds(Int(busyTimeoutMilliseconds))
+        while true {
+            do throws(StoreError) {
+                // page_size only takes effect on a new file, and must be set before WAL is.
+                try connection.exec("PRAGMA page_size = \(Schema.pageSize)")
+                let mode = try connection.text("PRAGMA journal_mode = WAL")
+                guard mode?.lowercased() == "wal" else {
+                    throw StoreError(code: .io, message: "\(path): could not switch to WAL mode (got \(mode ?? "nothing"))")
+                }
+                return
+            } catch let error where error.code == .busy && ContinuousClock.now < deadline {
+                usleep(10_000)
+            }
         }
     }
 

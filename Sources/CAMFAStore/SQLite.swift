@@ -65,6 +65,16 @@ final class Connection {
         throw error(rc, doing: "running \(sql.prefix(60))")
     }
 
+    /// Every column of the first row of `sql` as integers (empty when there is no row).
+    func integers(_ sql: String) throws(StoreError) -> [Int64] {
+        let statement = try prepared(sql)
+        defer { sqlite3_reset(statement) }
+        let rc = sqlite3_step(statement)
+        if rc == SQLITE_ROW { return (0..<sqlite3_column_count(statement)).map { sqlite3_column_int64(statement, $0) } }
+        if rc == SQLITE_DONE { return [] }
+        throw error(rc, doing: "running \(sql.prefix(60))")
+    }
+
     /// Returns the first column of the first row of `sql` as text (for pragmas).
     func text(_ sql: String) throws(StoreError) -> String? {
         let statement = try prepared(sql)

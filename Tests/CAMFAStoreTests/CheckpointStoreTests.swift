@@ -207,6 +207,31 @@ private let logins = PartitionID(topic: "logins", partition: 3)
 }
 
 @Suite struct ConcurrencyTests {
+    /// Two daemons sharing a state directory start at the same moment (CI caught it once):
+    /// one must not read the header half-way through the other creating the schema.
+    @Test func storesOpenedAtTheSameMomentOnANewDirectoryAllSucceed() async throws {
+        for _ in 0..<600 {
+            let dir = TempDirectory()
+            let path = dir.path
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        do throws(StoreError) {
+                            let store = try CheckpointStore(directory: path)
+                            store.close()
+                            return nil
+                        } catch { return error.message }
+                    }
+                }
+                var failures: [String] = []
+                for await failure in group { if let failure { failures.append(failure) } }
+                return failures
+            }
+            #expect(failures.isEmpty)
+            if !failures.isEmpty { break }
+        }
+    }
+
     @Test func loadsOnOneStoreSeeWholeCheckpointsWhileAnotherThreadWrites() async throws {
         let dir = TempDirectory()
         let store = try CheckpointStore(directory: dir.path)
