@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN = .build/release/camfa
 
-.PHONY: deps build release test demo bench fuzz clean install install-files
+.PHONY: deps build release test demo bench detection fuzz clean install install-files
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,10 @@ bench: release
 	$(RELEASE_BIN) bench enrich
 	$(RELEASE_BIN) bench checkpoint
 	$(RELEASE_BIN) bench e2e $(E2E_ARGS)
+
+# Detection figures of a policy set on the labelled streams (README "Detection figures").
+detection: release
+	CAMFA=$(RELEASE_BIN) scripts/detection-figures.sh $(DETECTION_SET)
 
 # libFuzzer over what producers, subscribers and policy authors control (issue 22), never
 # part of `make test` (which replays the committed corpus instead). FUZZ_RUNS per target;

@@ -268,6 +268,21 @@ struct DocumentParser {
         return v
     }
 
+    mutating func number(_ node: Node?, _ what: String, default def: Double) -> Double {
+        guard let node else { return def }
+        guard let s = node.scalar?.string, let v = Double(s), v.isFinite else {
+            fail(.invalidValue, node, "'\(what)' must be a number")
+            return def
+        }
+        return v
+    }
+
+    mutating func positiveNumber(_ node: Node?, _ what: String, default def: Double) -> Double {
+        let v = number(node, what, default: def)
+        if v <= 0, let node { fail(.invalidValue, node, "'\(what)' must be positive"); return def }
+        return v
+    }
+
     mutating func returnsList(_ node: Node?, what: String) -> [(name: String, expression: ExpressionSource)] {
         guard let node else { return [] }
         guard let map = node.mapping else { fail(.invalidValue, node, "'\(what)' must map names to expressions"); return [] }
@@ -348,12 +363,13 @@ struct DocumentParser {
 
     static let aggregations: [String: Aggregation] = [
         "count": .count, "sum": .sum, "min": .min, "max": .max, "avg": .avg, "distinctCount": .distinctCount,
-        "first": .first, "last": .last, "previous": .previous, "profile": .profile,
+        "first": .first, "last": .last, "previous": .previous, "profile": .profile, "risk": .risk,
     ]
 
     mutating func statistic(_ node: Node) -> StatisticDefinition? {
         guard let map = node.mapping else { fail(.invalidValue, node, "a statistic must be a mapping"); return nil }
-        checkKeys(map, allowed: ["name", "key", "value", "filter", "window", "aggregation", "resolution", "lateness", "top", "capacity", "exactUpTo"],
+        checkKeys(map, allowed: ["name", "key", "value", "filter", "window", "aggregation", "resolution", "lateness", "top", "capacity", "exactUpTo",
+                                 "features", "halfLife", "smoothing", "levels", "populationCapacity"],
                   what: "statistic")
         let sname = name(map["name"], "name", parent: node)
         let key = expression(map["key"], "key", required: node)
@@ -373,17 +389,48 @@ struct DocumentParser {
         let capacity = positiveInt(map["capacity"], "capacity", default: max(16, min(top, 255) &* 2))
         let exact = positiveInt(map["exactUpTo"], "exactUpTo", default: 256)
         guard let sname, let key, let window, let aggregation else { return nil }
+        var features: [(name: String, expression: ExpressionSource)] = []
+        var risk: RiskSpec?
+        if aggregation == .risk {
+            features = returnsList(map["features"], what: "features")
+            if map["features"] == nil { fail(.missingKey, node, "statistic '\(sname)': a risk statistic needs 'features' (name: expression)") }
+            var spec = RiskSpec(features: features.map(\.name))
+            spec.capacity = positiveInt(map["capacity"], "capacity", default: spec.capacity)
+            spec.populationCapacity = positiveInt(map["populationCapacity"], "populationCapacity", default: spec.populationCapacity)
+            spec.halfLife = duration(map["halfLife"], "halfLife", default: spec.halfLife) ?? spec.halfLife
+            spec.smoothing = positiveNumber(map["smoothing"], "smoothing", default: spec.smoothing)
+            if let levels = map["levels"] {
+                if let lm = levels.mapping {
+                    checkKeys(lm, allowed: ["medium", "high"], what: "levels")
+                    spec.medium = number(lm["medium"], "levels.medium", default: spec.medium)
+                    spec.high = number(lm["high"], "levels.high", default: spec.high)
+                } else {
+                    fail(.invalidValue, levels, "'levels' must map medium and high to scores (bits)")
+                }
+            }
+            if let problem = spec.problem {
+                fail(.invalidValue, map["features"] ?? node, "statistic '\(sname)': \(problem)")
+                return nil
+            }
+            risk = spec
+        } else {
+            for k in ["features", "halfLife", "smoothing", "levels", "populationCapacity"] where map[k] != nil {
+                fail(.invalidValue, map[k]!, "'\(k)' belongs to a risk statistic, not to \(aggregation)")
+            }
+        }
         if let r = resolution, r > 0, window % r != 0 {
             fail(.invalidValue, map["resolution"]!, "resolution must divide the window evenly")
             return nil
         }
-        if capacity < top {
+        if capacity < top && aggregation == .profile {
             fail(.invalidValue, map["capacity"] ?? node, "capacity (\(capacity)) must be at least top (\(top))")
         }
         do {
             let spec = try WindowSpec(validating: window, aggregation: aggregation, resolution: (resolution ?? -1) > 0 ? resolution : nil,
-                                      allowedLateness: lateness, distinctExactLimit: exact, profileTop: top, profileCapacity: capacity)
-            return StatisticDefinition(name: sname, location: loc(node), key: key, value: value, filter: filter, window: spec)
+                                      allowedLateness: lateness, distinctExactLimit: exact, profileTop: top,
+                                      profileCapacity: aggregation == .profile ? capacity : 16, risk: risk)
+            return StatisticDefinition(name: sname, location: loc(node), key: key, value: value, filter: filter, window: spec,
+                                       features: features)
         } catch {
             fail(.invalidValue, node, "statistic '\(sname)': \(error.message)")
             return nil

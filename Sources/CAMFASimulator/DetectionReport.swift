@@ -48,30 +48,77 @@ public struct DetectionReport: Sendable, Equatable {
     public var takeovers: Share
     /// Successful legitimate logins: the share camfa challenged (the goal is ≤ 2 %).
     public var legitimate: Share
+    /// Takeovers of users with at least one earlier legitimate successful login: what a
+    /// history can catch. The others are cold starts, which no history-based score sees.
+    public var takeoversWithHistory: Share
     /// Decisions that matched no label (another stream, or a label file out of step).
     public var unmatched: Int
+    /// The share of takeovers and of legitimate successful logins whose risk score reaches
+    /// each threshold; empty unless every successful login has a score (`camfa replay`
+    /// output does; the MFA topic carries challenged logins only).
+    public var curve: [CurvePoint]
 
-    /// `challenged`: the (user, requestDate) pairs camfa challenged or denied.
-    public init(labels: [Label], challenged: Set<Login>) {
+    public struct CurvePoint: Sendable, Equatable {
+        public var threshold: Double
+        public var takeovers: Share
+        public var legitimate: Share
+    }
+
+    /// Risk score thresholds of the curve, in bits.
+    public static let curveThresholds: [Double] = Array(stride(from: 0.0, through: 24, by: 2))
+
+    /// `challenged`: the (user, requestDate) pairs camfa challenged or denied; `scores`:
+    /// the risk score of each login, where the decisions carry one.
+    public init(labels: [Label], challenged: Set<Login>, scores: [Login: Double] = [:]) {
         var byBehaviour: [String: Row] = [:]
-        var takeovers = Share(), legitimate = Share()
-        for l in labels {
-            let hit = challenged.contains(Login(user: l.user, requestDate: l.requestDate))
+        var takeovers = Share(), legitimate = Share(), withHistory = Share()
+        var history: Set<String> = []
+        var scored: [(attack: Bool, score: Double)] = []
+        var unscored = 0
+        for l in labels.sorted(by: { $0.requestDate < $1.requestDate }) {
+            let login = Login(user: l.user, requestDate: l.requestDate)
+            let hit = challenged.contains(login)
             byBehaviour[l.behaviour, default: Row(behaviour: l.behaviour, attack: l.attack)].logins += 1
             if hit { byBehaviour[l.behaviour]!.challenged += 1 }
             guard l.success else { continue }
+            if let score = scores[login] { scored.append((l.attack, score)) } else { unscored += 1 }
             if l.attack {
                 takeovers.logins += 1
                 if hit { takeovers.challenged += 1 }
+                if history.contains(l.user) {
+                    withHistory.logins += 1
+                    if hit { withHistory.challenged += 1 }
+                }
             } else {
                 legitimate.logins += 1
                 if hit { legitimate.challenged += 1 }
+                history.insert(l.user)
             }
         }
         rows = byBehaviour.values.sorted { $0.behaviour < $1.behaviour }
         self.takeovers = takeovers
         self.legitimate = legitimate
+        takeoversWithHistory = withHistory
         unmatched = challenged.subtracting(labels.map { Login(user: $0.user, requestDate: $0.requestDate) }).count
+        curve = unscored > 0 || scored.isEmpty ? [] : Self.curveThresholds.map { t in
+            var point = CurvePoint(threshold: t, takeovers: Share(), legitimate: Share())
+            for x in scored {
+                if x.attack {
+                    point.takeovers.logins += 1
+                    if x.score >= t { point.takeovers.challenged += 1 }
+                } else {
+                    point.legitimate.logins += 1
+                    if x.score >= t { point.legitimate.challenged += 1 }
+                }
+            }
+            return point
+        }
+    }
+
+    /// What a file of decisions says: the logins held, and the risk scores it carries.
+    public struct Decisions: Sendable {
+        public var challenged = Set<Login>()
+        public var scores: [Login: Double] = [:]
     }
 
     public struct Login: Hashable, Sendable {
@@ -108,7 +155,27 @@ public struct DetectionReport: Sendable, Equatable {
     /// included: the user is held either way) in a file of MFA events (CloudEvents, one
     /// per line, as a consumer of the MFA topic writes them) or of `camfa replay` lines.
     public static func challenged(jsonLines bytes: [UInt8], file: String) throws(InputError) -> Set<Login> {
-        var out = Set<Login>()
+        try decisions(jsonLines: bytes, file: file).challenged
+    }
+
+    /// As `challenged`, plus each login's risk score: the numeric return `scoreField` of
+    /// the fired policy `scorePolicy`, in the explanation of an MFA event or of a replay
+    /// decision.
+    public static func decisions(jsonLines bytes: [UInt8], file: String, scorePolicy: String = "risk",
+                                 scoreField: String = "score") throws(InputError) -> Decisions {
+        var out = Decisions()
+        func score(_ explanations: Value?, _ login: Login) {
+            guard case .list(let items)? = explanations else { return }
+            for item in items {
+                guard case .map(let p) = item, p[string: "policy"] == .string(scorePolicy),
+                      case .map(let returns)? = p[string: "returns"] else { continue }
+                switch returns[string: scoreField] {
+                case .double(let d)?: out.scores[login] = d
+                case .int(let i)?: out.scores[login] = Double(i)
+                default: break
+                }
+            }
+        }
         for (number, line) in lines(bytes) {
             guard case .map(let m)? = try? JSONParser.parse(line) else {
                 throw InputError(file: file, line: number, message: "not a JSON object")
@@ -117,16 +184,20 @@ public struct DetectionReport: Sendable, Equatable {
                 guard case .map(let trigger)? = data[string: "trigger"], case .int(let t)? = trigger[string: "requestDate"] else {
                     throw InputError(file: file, line: number, message: "an MFA event without data.trigger.requestDate")
                 }
+                let login = Login(user: user, requestDate: t)
                 if case .string(let action)? = data[string: "action"], action == "mfa" || action == "deny" {
-                    out.insert(Login(user: user, requestDate: t))
+                    out.challenged.insert(login)
                 }
+                score(data[string: "explanation"], login)
             } else if case .string(let user)? = m[string: "user"], case .int(let t)? = m[string: "requestDate"] {
                 guard case .list(let decisions)? = m[string: "decisions"] else { continue }  // refused by the intake
+                let login = Login(user: user, requestDate: t)
                 let held = decisions.contains { d in
                     guard case .map(let dm) = d, case .string(let action)? = dm[string: "action"] else { return false }
                     return action == "mfa" || action == "deny"
                 }
-                if held { out.insert(Login(user: user, requestDate: t)) }
+                if held { out.challenged.insert(login) }
+                for d in decisions { if case .map(let dm) = d { score(dm[string: "firedPolicies"], login) } }
             } else {
                 throw InputError(file: file, line: number, message: "neither an MFA event (subject, data) nor a camfa replay line (user, requestDate)")
             }
@@ -155,7 +226,14 @@ public struct DetectionReport: Sendable, Equatable {
         }
         s += "account-takeover logins challenged:    \(format1(takeovers.percent)) % (\(takeovers.challenged) of \(takeovers.logins))\n"
         s += "legitimate successful logins challenged: \(format1(legitimate.percent)) % (\(legitimate.challenged) of \(legitimate.logins))\n"
+        s += "  of users with a history:             \(format1(takeoversWithHistory.percent)) % (\(takeoversWithHistory.challenged) of \(takeoversWithHistory.logins)); the rest are cold starts\n"
         if unmatched > 0 { s += "decisions matching no label: \(unmatched)\n" }
+        if !curve.isEmpty {
+            s += "risk score ≥   takeovers   legitimate\n"
+            for p in curve {
+                s += "\(format1(p.threshold).leftPad(8)) bits  \(format1(p.takeovers.percent).leftPad(7)) %  \(format1(p.legitimate.percent).leftPad(8)) %\n"
+            }
+        }
         return s
     }
 
@@ -168,7 +246,13 @@ public struct DetectionReport: Sendable, Equatable {
             })),
             ("takeoversChallengedPercent", .double(takeovers.percent)), ("takeoverLogins", .int(Int64(takeovers.logins))),
             ("legitimateChallengedPercent", .double(legitimate.percent)), ("legitimateLogins", .int(Int64(legitimate.logins))),
+            ("takeoversWithHistoryChallengedPercent", .double(takeoversWithHistory.percent)),
+            ("takeoverLoginsWithHistory", .int(Int64(takeoversWithHistory.logins))),
             ("unmatched", .int(Int64(unmatched))),
+            ("curve", .list(curve.map { p in
+                .map(ValueMap([("threshold", .double(p.threshold)), ("takeoversPercent", .double(p.takeovers.percent)),
+                               ("legitimatePercent", .double(p.legitimate.percent))]))
+            })),
         ]))
     }
 

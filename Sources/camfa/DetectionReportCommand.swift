@@ -13,6 +13,8 @@ struct DetectionReportCommand: ParsableCommand {
     @Option(name: .customLong("mfa-events"), help: "MFA events (one CloudEvent per line, as read from the MFA topic) or camfa replay output.")
     var mfaEvents: String
     @Option(help: "text or json.") var format: String = "text"
+    @Option(help: "Where each login's risk score is read for the curve: POLICY.RETURN of a fired policy's explanation.")
+    var score: String = "risk.score"
 
     func run() throws {
         guard format == "text" || format == "json" else {
@@ -22,8 +24,14 @@ struct DetectionReportCommand: ParsableCommand {
         let report: DetectionReport
         do {
             let l = try DetectionReport.labels(jsonLines: try Self.read(labels), file: labels)
-            let c = try DetectionReport.challenged(jsonLines: try Self.read(mfaEvents), file: mfaEvents)
-            report = DetectionReport(labels: l, challenged: c)
+            let parts = score.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                printError("--score must be POLICY.RETURN, e.g. risk.score")
+                throw ExitCode(2)
+            }
+            let d = try DetectionReport.decisions(jsonLines: try Self.read(mfaEvents), file: mfaEvents,
+                                                  scorePolicy: parts[0], scoreField: parts[1])
+            report = DetectionReport(labels: l, challenged: d.challenged, scores: d.scores)
         } catch let e as DetectionReport.InputError {
             printError(e.description)
             throw ExitCode(1)

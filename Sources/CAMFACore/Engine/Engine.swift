@@ -199,8 +199,24 @@ public struct Engine: Sendable {
             // Reading a statistic can cost more than updating it (a profile builds a map),
             // so it is read only when a judgment of this event can use it.
             let read = judge && applied
+            // Risk: the event's feature values and their standing in the population before
+            // this event; the score itself comes from the key's window in `step`.
+            var features: [ExactKey?] = []
+            var priors: [RiskScore.Prior?] = []
+            if let population = stat.population, let risk = spec.risk, passes || read {
+                features = stat.features.map { f in
+                    if case .success(let v) = f.evaluate(act), let k = Self.keyString(v) { return ExactKey(k) }
+                    return nil
+                }
+                if read { priors = Self.priors(features, population: population, at: t, risk: risk, in: &state) }
+            }
             func step(_ window: inout WindowState) -> (Value, Value) {
                 window.advance(to: t, spec: spec)
+                if let risk = spec.risk {
+                    let v = read ? RiskScore.value(RiskScore.assess(features, user: window.frequencies, priors: priors, at: t, spec: risk)) : .null
+                    if passes { _ = window.add(time: t, features: features, spec: spec) }
+                    return (v, v)
+                }
                 let before = read ? window.current(spec: spec) : .null
                 if passes { _ = window.add(time: t, value: observed, spec: spec) }
                 return (before, passes && read ? window.current(spec: spec) : before)
@@ -226,11 +242,15 @@ public struct Engine: Sendable {
                 (b, c) = Self.withWindow(&state.keyspaces[stat.keyspace][at: r], slot: slot, step)
                 if !(sameKey && markedDirty) { Self.markDirty(&state, keyspace: stat.keyspace, record: r, key: key) }
                 markedDirty = true
+            } else if let risk = spec.risk {
+                b = RiskScore.value(RiskScore.assess(features, user: nil, priors: priors, at: t, spec: risk))
+                c = b
             } else {
                 // Keys that only ever saw filtered-out events are not worth a map entry.
                 b = WindowState().current(spec: spec)
                 c = b
             }
+            if passes, let population = stat.population { addToPopulation(features, population: population, at: t, in: &state) }
             if judge {
                 beforeValues[i] = b
                 currentValues[i] = c
@@ -570,6 +590,37 @@ public struct Engine: Sendable {
                 state.sweepQueue![space][c.bucket, default: []].append(c.key)
             }
         }
+    }
+
+    // MARK: - Risk population
+    //
+    // The partition's population of a risk statistic lives under the key "" of a keyspace
+    // of its own (PolicySet.compile), so that checkpoints, dumps, restores and the sweep
+    // treat it as any other window. It is read and written in place: a copy alive while
+    // it is updated would make every event copy its hundreds of values.
+
+    private static func priors(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
+                               risk: RiskSpec, in state: inout PartitionState) -> [RiskScore.Prior?] {
+        guard let r = state.keyspaces[population.keyspace].index(forKey: "") else {
+            return RiskScore.priors(features, population: nil, at: t, spec: risk)
+        }
+        return RiskScore.priors(features, population: state.keyspaces[population.keyspace][at: r].windows[0]?.frequencies, at: t, spec: risk)
+    }
+
+    private func addToPopulation(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
+                                 in state: inout PartitionState) {
+        let ks = population.keyspace
+        var r = state.keyspaces[ks].index(forKey: "")
+        if r == nil {
+            state.keyspaces[ks][""] = KeyRecord(windows: [nil])
+            r = state.keyspaces[ks].index(forKey: "")
+        }
+        if state.keyspaces[ks][at: r!].windows[0] == nil { state.keyspaces[ks][at: r!].windows[0] = WindowState() }
+        state.keyspaces[ks][at: r!].windows[0]!.advance(to: t, spec: population.spec)
+        _ = state.keyspaces[ks][at: r!].windows[0]!.add(time: t, features: features, spec: population.spec)
+        Self.markDirty(&state, keyspace: ks, record: r!, key: "")
+        // Scheduled on every update: the sweep looks at it then and keeps it while it is used.
+        schedule("", space: ks, due: windowDue(end: t, spec: population.spec), in: &state)
     }
 
     /// Puts the key in `dirtyKeys` unless its record says it is already there.

@@ -36,6 +36,17 @@ extension PartitionState {
         w.writeVarInt(Int64(spec.distinctExactLimit))
         w.writeVarInt(Int64(spec.profileTop))
         w.writeVarInt(Int64(spec.profileCapacity))
+        if let risk = spec.risk {
+            w.writeVarUInt(UInt64(risk.features.count))
+            for f in risk.features { w.writeString(f) }
+            w.writeVarInt(Int64(risk.capacity))
+            w.writeVarInt(Int64(risk.populationCapacity))
+            w.writeVarInt(risk.halfLife)
+            w.writeDouble(risk.smoothing)
+            w.writeDouble(risk.medium)
+            w.writeDouble(risk.high)
+            w.writeBool(risk.isPopulation)
+        }
     }
 
     static func readSpec(_ r: inout BinaryReader) throws(BinaryDecodingError) -> WindowSpec {
@@ -44,10 +55,24 @@ extension PartitionState {
         guard let aggregation = Aggregation.allCases.first(where: { $0.storedName == name }) else {
             throw r.error(.invalidValue, "unknown aggregation '\(name)' in checkpoint metadata")
         }
+        var risk: RiskSpec?
+        if aggregation == .risk {
+            let n = Int(try r.readVarUInt(maximum: UInt64(RiskSpec.maxFeatures), "risk features"))
+            var features: [String] = []
+            for _ in 0..<n { features.append(try r.readString()) }
+            let capacity = try r.readVarInt(), populationCapacity = try r.readVarInt(), halfLife = try r.readVarInt()
+            let smoothing = try r.readDouble(), medium = try r.readDouble(), high = try r.readDouble()
+            let isPopulation = try r.readBool()
+            guard (1...Int64(RiskSpec.maxCapacity)).contains(capacity), (1...Int64(RiskSpec.maxCapacity)).contains(populationCapacity) else {
+                throw r.error(.invalidValue, "checkpoint metadata: risk capacity out of range")
+            }
+            risk = RiskSpec(features: features, capacity: Int(capacity), populationCapacity: Int(populationCapacity), halfLife: halfLife,
+                            smoothing: smoothing, medium: medium, high: high, isPopulation: isPopulation)
+        }
         do {
             return try WindowSpec(
                 validating: length, aggregation: aggregation, resolution: resolution, allowedLateness: lateness,
-                distinctExactLimit: Int(limit), profileTop: Int(top), profileCapacity: Int(capacity))
+                distinctExactLimit: Int(limit), profileTop: Int(top), profileCapacity: Int(capacity), risk: risk)
         } catch {
             throw r.error(.invalidValue, "checkpoint metadata: \(error)")
         }

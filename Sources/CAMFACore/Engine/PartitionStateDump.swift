@@ -99,6 +99,7 @@ extension Aggregation {
         case .last: "last"
         case .previous: "previous"
         case .profile: "profile"
+        case .risk: "risk"
         }
     }
 }

@@ -86,10 +86,12 @@ public struct StatisticDefinition: Sendable {
     /// The statistic's own filter, applied after the policy filter.
     public var filter: ExpressionSource?
     public var window: WindowSpec
+    /// Risk: named feature expressions, in order (`window.risk.features` holds the names).
+    public var features: [(name: String, expression: ExpressionSource)]
 
     public init(
         name: String, location: FileLocation, key: ExpressionSource, value: ExpressionSource?,
-        filter: ExpressionSource?, window: WindowSpec
+        filter: ExpressionSource?, window: WindowSpec, features: [(name: String, expression: ExpressionSource)] = []
     ) {
         self.name = name
         self.location = location
@@ -97,6 +99,7 @@ public struct StatisticDefinition: Sendable {
         self.value = value
         self.filter = filter
         self.window = window
+        self.features = features
     }
 }
 

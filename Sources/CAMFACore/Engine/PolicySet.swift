@@ -48,9 +48,14 @@ public final class CompiledStatistic: Sendable {
     public let value: CompiledExpression?
     public let filter: CompiledExpression?
     public let spec: WindowSpec
+    /// Risk: the feature expressions (in `spec.risk.features` order) and where the
+    /// partition's population is kept (one key, "", in a keyspace of its own, slot 0).
+    public let features: [CompiledExpression]
+    public let population: (keyspace: Int, spec: WindowSpec)?
 
     init(name: String, keyspace: Int, slot: Int, key: CompiledExpression, value: CompiledExpression?,
-         filter: CompiledExpression?, spec: WindowSpec) {
+         filter: CompiledExpression?, spec: WindowSpec, features: [CompiledExpression] = [],
+         population: (keyspace: Int, spec: WindowSpec)? = nil) {
         self.name = name
         self.keyspace = keyspace
         self.slot = slot
@@ -58,6 +63,8 @@ public final class CompiledStatistic: Sendable {
         self.value = value
         self.filter = filter
         self.spec = spec
+        self.features = features
+        self.population = population
     }
 }
 
@@ -195,7 +202,13 @@ extension PolicySet {
                 let key = compileExpr(s.key, base)
                 let value = s.value.flatMap { compileExpr($0, base) }
                 let sfilter = s.filter.flatMap { compileExpr($0, base, expecting: .bool) }
-                if s.value == nil && s.window.aggregation != .count {
+                var features: [CompiledExpression] = []
+                for f in s.features {
+                    if let e = compileExpr(f.expression, base) { features.append(e) }
+                }
+                if s.window.aggregation == .risk && s.value != nil {
+                    errors.append(PolicyError(.invalidValue, at: s.location, "statistic '\(s.name)': a risk statistic takes 'features', not 'value'"))
+                } else if s.value == nil && s.window.aggregation != .count && s.window.aggregation != .risk {
                     errors.append(PolicyError(.missingKey, at: s.location, "statistic '\(s.name)': aggregation \(s.window.aggregation) needs a 'value' expression"))
                 }
                 let valueType = value?.resultType ?? .dyn
@@ -214,7 +227,22 @@ extension PolicySet {
                 let slot = keyspaceSlots[ks].count
                 keyspaceSlots[ks].append("\(def.name)/\(s.name)/\(Self.fingerprint(spec, valueText: s.value?.text, filterText: s.filter?.text))")
                 keyspaceSpecs[ks].append(spec)
-                stats.append(CompiledStatistic(name: s.name, keyspace: ks, slot: slot, key: key, value: value, filter: sfilter, spec: spec))
+                var population: (keyspace: Int, spec: WindowSpec)?
+                if var risk = spec.risk {
+                    guard features.count == s.features.count else { continue }
+                    // The population's keyspace text is not an expression, so no key shares it.
+                    risk.isPopulation = true
+                    var pspec = spec
+                    pspec.risk = risk
+                    let text = "population of \(def.name)/\(s.name)"
+                    let pks = keyspaceTexts.count
+                    keyspaceTexts.append(text)
+                    keyspaceSlots.append(["\(def.name)/\(s.name)/population;\(Self.fingerprint(pspec, valueText: nil, filterText: s.filter?.text))"])
+                    keyspaceSpecs.append([pspec])
+                    population = (pks, pspec)
+                }
+                stats.append(CompiledStatistic(name: s.name, keyspace: ks, slot: slot, key: key, value: value, filter: sfilter, spec: spec,
+                                               features: features, population: population))
             }
             let errorsBeforeJudgment = errors.count
             let statsSchema = ObjectSchema(name: "camfa.Stats.\(def.name)", fields: statFields)
@@ -294,6 +322,7 @@ extension PolicySet {
         case .avg, .min, .max: .dyn
         case .first, .last, .previous: .dyn
         case .profile: .map(valueType == .dyn ? .dyn : valueType, .int)
+        case .risk: .map(.string, .dyn)
         }
     }
 
@@ -305,6 +334,10 @@ extension PolicySet {
         var parts = ["\(spec.aggregation)", "\(spec.length)", "\(spec.resolution)"]
         if spec.aggregation == .profile { parts.append("top\(spec.profileTop)cap\(spec.profileCapacity)") }
         if spec.aggregation == .distinctCount { parts.append("exact\(spec.distinctExactLimit)") }
+        if let r = spec.risk {
+            // Levels and smoothing only change how the state is read, not what it holds.
+            parts.append("features[\(r.features.joined(separator: ","))]cap\(r.capacity)pop\(r.populationCapacity)half\(r.halfLife)")
+        }
         parts.append(normalise(valueText ?? ""))
         parts.append(normalise(filterText ?? ""))
         return parts.joined(separator: ";")

@@ -447,6 +447,20 @@ struct Checker {
                 return try noOverload(fn, types, pos)
             }
             return try inCidr(args, argNodes.last!.pos)
+        case "ipPrefix":
+            if let e = try arity(3) { return e }
+            guard [.string, .dyn].contains(types[0]) && [.int, .dyn].contains(types[1]) && [.int, .dyn].contains(types[2]) else {
+                return try noOverload(fn, types, pos)
+            }
+            let ip = evals[0], v4 = evals[1], v6 = evals[2]
+            return fold(Compiled(type: .string, eval: { (f: inout Frame) throws(EvalError) -> Value in
+                let a = try ip(&f), b = try v4(&f), c = try v6(&f)
+                guard case .string(let text) = a, case .int(let bits4) = b, case .int(let bits6) = c else { throw Ops.noOverload("ipPrefix", a, b, c) }
+                guard let p = CIDR.network(of: Substring(text), v4Bits: bits4, v6Bits: bits6) else {
+                    throw EvalError("ipPrefix: '\(text.prefix(64))' is not an IP address, or the prefix length is out of range")
+                }
+                return .string(p)
+            }), args)
         case "int", "uint", "double", "string", "bool", "bytes", "duration", "timestamp", "dyn", "type":
             guard !isMethod else { return try fail(.undeclaredReference, "undeclared reference to method '\(fn)'", pos) }
             if let e = try arity(1) { return e }

@@ -238,6 +238,31 @@ struct CIDR: Sendable, Hashable {
     }
 }
 
+extension CIDR {
+    /// `ipPrefix(ip, v4Bits, v6Bits)`: the network the address is in, as CIDR text
+    /// ("203.0.113.0/24"; IPv6 as eight hex groups, "2001:db8:0:0:0:0:0:0/48"), so that
+    /// one network is one string whatever the address's spelling.
+    static func network(of ip: Substring, v4Bits: Int64, v6Bits: Int64) -> String? {
+        guard let (h, l, v4) = parseIP(ip) else { return nil }
+        let bits = v4 ? v4Bits : v6Bits
+        guard bits >= 0, bits <= (v4 ? 32 : 128) else { return nil }
+        let (mh, ml) = mask(v4 ? Int(bits) + 96 : Int(bits))
+        let nh = h & mh, nl = l & ml
+        if v4 {
+            let a = UInt32(truncatingIfNeeded: nl)
+            return "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)/\(bits)"
+        }
+        var groups: [String] = []
+        for half in [nh, nl] {
+            for i in 0..<4 {
+                let shift = UInt64(48 - 16 * i)
+                groups.append(String((half >> shift) & 0xFFFF, radix: 16))
+            }
+        }
+        return groups.joined(separator: ":") + "/\(bits)"
+    }
+}
+
 /// Returns the address as two 64-bit halves of its IPv6 form.
 func parseIP(_ s: Substring) -> (UInt64, UInt64, Bool)? {
     if let v4 = parseIPv4(s) { return (0, 0xFFFF_0000_0000 | UInt64(v4), true) }

@@ -84,8 +84,13 @@
 /// a state restored under another aggregation restarts empty, but one restored under
 /// another length or resolution would be misread, so the engine must key checkpoints
 /// by the statistic's definition.
+/// - `risk` → a map, the score of the event's features against the key's decayed history
+///   and the partition's population (RiskScore.swift for the formula,
+///   WindowFrequencies.swift for the state). Unlike the others it depends on the event:
+///   the engine computes it, and the window itself only keeps the frequencies. The state
+///   empties a window length after its latest event.
 public enum Aggregation: Sendable, Hashable, CaseIterable {
-    case count, sum, min, max, avg, distinctCount, first, last, previous, profile
+    case count, sum, min, max, avg, distinctCount, first, last, previous, profile, risk
 }
 
 /// What happened to an added observation.
@@ -99,7 +104,7 @@ public enum AddOutcome: Sendable, Hashable {
 public struct WindowSpecError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable, Equatable {
         case nonPositiveLength, nonPositiveResolution, resolutionDoesNotDivideLength
-        case negativeLateness, invalidDistinctLimit, invalidProfileSize
+        case negativeLateness, invalidDistinctLimit, invalidProfileSize, invalidRisk
     }
     public var code: Code
     public var message: String
@@ -119,6 +124,8 @@ public struct WindowSpec: Sendable, Hashable {
     public var profileTop: Int
     /// Profile: how many candidate values it keeps (at most 255).
     public var profileCapacity: Int
+    /// Risk: features, capacities, half-life and levels; nil for every other aggregation.
+    public var risk: RiskSpec?
 
     /// Largest supported profile capacity: candidates are referenced by one byte.
     public static let maxProfileCapacity = 255
@@ -126,13 +133,13 @@ public struct WindowSpec: Sendable, Hashable {
     /// Traps on an invalid configuration; use `init(validating:...)` for user input.
     public init(
         length: Int64, aggregation: Aggregation, resolution: Int64? = nil, allowedLateness: Int64 = 0,
-        distinctExactLimit: Int = 256, profileTop: Int = 5, profileCapacity: Int = 16
+        distinctExactLimit: Int = 256, profileTop: Int = 5, profileCapacity: Int = 16, risk: RiskSpec? = nil
     ) {
         do {
             try self.init(
                 validating: length, aggregation: aggregation, resolution: resolution,
                 allowedLateness: allowedLateness, distinctExactLimit: distinctExactLimit,
-                profileTop: profileTop, profileCapacity: profileCapacity)
+                profileTop: profileTop, profileCapacity: profileCapacity, risk: risk)
         } catch {
             preconditionFailure(error.description)
         }
@@ -140,7 +147,7 @@ public struct WindowSpec: Sendable, Hashable {
 
     public init(
         validating length: Int64, aggregation: Aggregation, resolution: Int64? = nil, allowedLateness: Int64 = 0,
-        distinctExactLimit: Int = 256, profileTop: Int = 5, profileCapacity: Int = 16
+        distinctExactLimit: Int = 256, profileTop: Int = 5, profileCapacity: Int = 16, risk: RiskSpec? = nil
     ) throws(WindowSpecError) {
         guard length > 0 else { throw WindowSpecError(code: .nonPositiveLength, message: "length \(length) ms must be positive") }
         let res = resolution ?? WindowSpec.defaultResolution(length: length)
@@ -150,6 +157,10 @@ public struct WindowSpec: Sendable, Hashable {
         }
         guard allowedLateness >= 0 else { throw WindowSpecError(code: .negativeLateness, message: "allowed lateness \(allowedLateness) ms must not be negative") }
         guard distinctExactLimit >= 0 else { throw WindowSpecError(code: .invalidDistinctLimit, message: "distinct exact limit \(distinctExactLimit) must not be negative") }
+        guard (aggregation == .risk) == (risk != nil) else {
+            throw WindowSpecError(code: .invalidRisk, message: "a risk spec goes with the risk aggregation, and only with it")
+        }
+        if let problem = risk?.problem { throw WindowSpecError(code: .invalidRisk, message: problem) }
         guard profileCapacity >= 1, profileCapacity <= WindowSpec.maxProfileCapacity, profileTop >= 1 else {
             throw WindowSpecError(code: .invalidProfileSize, message: "profile top \(profileTop) must be ≥ 1 and capacity \(profileCapacity) within 1...\(WindowSpec.maxProfileCapacity)")
         }
@@ -160,6 +171,7 @@ public struct WindowSpec: Sendable, Hashable {
         self.distinctExactLimit = distinctExactLimit
         self.profileTop = profileTop
         self.profileCapacity = profileCapacity
+        self.risk = risk
     }
 
     /// 1 s up to 1 h, 1 min up to 1 day, 1 h above; the gcd with the length when it

@@ -20,6 +20,9 @@ public struct WindowState: Sendable, Equatable {
         case last(LastState)
         case distinct(DistinctState)
         case profile(ProfileState)
+        /// Boxed: inline it would grow every window state past 48 bytes, for the one
+        /// statistic per user that has it.
+        indirect case frequencies(FrequencyState)
     }
 
     public init() {}
@@ -64,6 +67,9 @@ public struct WindowState: Sendable, Equatable {
             core = .none; s.evict(through: c); core = s.isEmpty ? .none : .distinct(s)
         case .profile(var s):
             core = .none; s.evict(through: c); core = s.isEmpty ? .none : .profile(s)
+        case .frequencies(let s):
+            // Decay needs no pass; the whole history goes a window after its latest event.
+            if spec.bucket(s.lastAdded) <= c { core = .none }
         }
     }
 
@@ -116,8 +122,31 @@ public struct WindowState: Sendable, Equatable {
             var s: ProfileState
             if case .profile(let y) = core { s = y } else { s = ProfileState() }
             core = .none; s.add(bucket: b, time: time, k, capacity: spec.profileCapacity); core = .profile(s)
+        case .risk:
+            break  // features come through `add(time:features:spec:)`
         }
         return .added
+    }
+
+    /// Risk: adds one event's feature values (nil where it has none).
+    mutating func add(time: Int64, features: [ExactKey?], spec: WindowSpec) -> AddOutcome {
+        guard let risk = spec.risk else { return .added }
+        if time > end {
+            advance(to: time, spec: spec)
+        } else if time < (end < Int64.min + spec.allowedLateness ? Int64.min : end - spec.allowedLateness) {
+            return .late
+        }
+        guard spec.bucket(time) > cutoff(spec) else { return .added }
+        var s: FrequencyState
+        if case .frequencies(let y) = core { s = y } else { s = FrequencyState(features: risk.features.count, at: time) }
+        core = .none; s.add(time: time, features, spec: risk); core = .frequencies(s)
+        return .added
+    }
+
+    /// Risk: the frequencies, when the window holds any.
+    var frequencies: FrequencyState? {
+        if case .frequencies(let s) = core { return s }
+        return nil
     }
 
     /// Whether the stored data belongs to the spec's aggregation (an empty state
@@ -126,7 +155,7 @@ public struct WindowState: Sendable, Equatable {
         switch (core, spec.aggregation) {
         case (.none, _), (.count, .count), (.sum, .sum), (.sum, .avg), (.min, .min), (.max, .max),
             (.first, .first), (.last, .last), (.last, .previous), (.distinct, .distinctCount),
-            (.profile, .profile):
+            (.profile, .profile), (.frequencies, .risk):
             return true
         default:
             return false
@@ -144,6 +173,7 @@ public struct WindowState: Sendable, Equatable {
         case (.last(let s), .previous): return s.older?.value.value ?? .null
         case (.distinct(let s), .distinctCount): return .int(s.count)
         case (.profile(let s), .profile): return s.current(top: spec.profileTop)
+        case (.frequencies(let s), .risk): return spec.risk.map { s.summary(at: end, spec: $0) } ?? .null
         default: return Self.emptyValue(spec.aggregation)
         }
     }
@@ -164,7 +194,7 @@ public struct WindowState: Sendable, Equatable {
         case .count, .distinctCount: return .int(0)
         case .sum: return .double(0)
         case .avg, .min, .max, .first, .last, .previous: return .null
-        case .profile: return .map(ValueMap())
+        case .profile, .risk: return .map(ValueMap())
         }
     }
 
@@ -188,6 +218,7 @@ public struct WindowState: Sendable, Equatable {
         case .last(let s): w.writeByte(6); s.write(to: &w)
         case .distinct(let s): w.writeByte(7); s.write(to: &w)
         case .profile(let s): w.writeByte(8); s.write(to: &w)
+        case .frequencies(let s): w.writeByte(9); s.write(to: &w)
         }
     }
 
@@ -209,6 +240,7 @@ public struct WindowState: Sendable, Equatable {
         case 6: core = .last(try LastState(from: &r))
         case 7: core = .distinct(try DistinctState(from: &r))
         case 8: core = .profile(try ProfileState(from: &r))
+        case 9: core = .frequencies(try FrequencyState(from: &r))
         case let k: throw BinaryDecodingError(.invalidTag, "unknown window kind \(k)", offset: kindOffset)
         }
         // Empty storage is always represented as .none, so equality and isEmpty hold.
@@ -222,6 +254,7 @@ public struct WindowState: Sendable, Equatable {
         case .last(let s): empty = s.isEmpty
         case .distinct(let s): empty = s.isEmpty
         case .profile(let s): empty = s.isEmpty
+        case .frequencies: empty = false
         }
         if empty { throw BinaryDecodingError(.invalidValue, "empty window stored as non-empty", offset: kindOffset) }
         self.end = end
