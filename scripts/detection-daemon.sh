@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Detection figures through the real daemon on a multi-partition topic (issue 23): a
+# labelled month is produced to camfa.ueba of `camfa broker` (keyed by user, so each user's
+# logins stay in order on one partition), `camfa run` judges it, and the MFA events read
+# back from authing.security.mfa are scored. Writes
+# bench/results/detection-daemon-<set>-<mix>-seed<N>-p<partitions>.json.
+# Usage: [SEED=1] [MIX=office] [PARTITIONS=8] scripts/detection-daemon.sh [POLICY_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAMFA=${CAMFA:-.build/release/camfa}
+SET=$(cd "${1:-policies/recommended}" && pwd)
+SEED=${SEED:-1} MIX=${MIX:-office} PARTITIONS=${PARTITIONS:-8}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$CAMFA" broker --partitions "$PARTITIONS" > "$work/broker.out" 2> "$work/broker.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -qs '^bootstrap=' "$work/broker.out" && break; sleep 0.1; done
+bootstrap=$(sed -n 's/^bootstrap=//p' "$work/broker.out")
+[ -n "$bootstrap" ] || { echo "the broker did not start" >&2; cat "$work/broker.err" >&2; exit 1; }
+
+"$CAMFA" simulate --labelled "$work/labels.jsonl" --users 1500 --seed "$SEED" --mix "$MIX" > "$work/events.jsonl" 2>/dev/null
+events=$(wc -l < "$work/events.jsonl")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/camfa.yaml" <<YAML
+kafka:
+  bootstrap: $bootstrap
+  groupId: camfa-detection
+policies: $SET
+stateDir: $work/state
+enrichment:
+  cityDatabase: $work/none
+  asnDatabase: $work/none
+  anonymousIPDatabase: $work/none
+  userAgentRules: $work/none
+logging:
+  level: warning
+http:
+  enabled: true
+  address: 127.0.0.1:$port
+  openEndpoints: [/healthz, /metrics]
+YAML
+"$CAMFA" run --config "$work/camfa.yaml" > "$work/daemon.log" 2>&1 &
+pids+=($!)
+
+jq -rc '[.originalIdentity, (. | tojson)] | join("\t")' "$work/events.jsonl" \
+    | kcat -P -b "$bootstrap" -t camfa.ueba -K $'\t' -X queue.buffering.max.ms=50
+processed() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^camfa_events_consumed_total/ { n += $2 } END { print n + 0 }'; }
+start=$(date +%s)
+until [ "$(processed)" -ge "$events" ]; do
+    if [ $(( $(date +%s) - start )) -gt ${WAIT_SECONDS:-600} ]; then echo "the daemon consumed $(processed) of $events events in ${WAIT_SECONDS:-600} s" >&2; tail -20 "$work/daemon.log" >&2; exit 1; fi
+    sleep 1
+done
+echo "the daemon consumed $events events in $(( $(date +%s) - start )) s on $PARTITIONS partitions"
+sleep 3  # the last MFA events' delivery
+kcat -C -b "$bootstrap" -t authing.security.mfa -o beginning -e -q > "$work/mfa.jsonl"
+out="bench/results/detection-daemon-$(basename "$SET")-$MIX-seed$SEED-p$PARTITIONS.json"
+"$CAMFA" detection-report --labels "$work/labels.jsonl" --mfa-events "$work/mfa.jsonl" --format json > "$out"
+"$CAMFA" detection-report --labels "$work/labels.jsonl" --mfa-events "$work/mfa.jsonl"
+echo "MFA events: $(wc -l < "$work/mfa.jsonl"); report: $out"
