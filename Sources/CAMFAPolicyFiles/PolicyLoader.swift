@@ -395,7 +395,7 @@ struct DocumentParser {
             features = returnsList(map["features"], what: "features")
             if map["features"] == nil { fail(.missingKey, node, "statistic '\(sname)': a risk statistic needs 'features' (name: expression)") }
             var spec = RiskSpec(features: features.map(\.name))
-            spec.capacity = positiveInt(map["capacity"], "capacity", default: spec.capacity)
+            if map["capacity"] != nil { spec.capacity = capacity }
             spec.populationCapacity = positiveInt(map["populationCapacity"], "populationCapacity", default: spec.populationCapacity)
             spec.halfLife = duration(map["halfLife"], "halfLife", default: spec.halfLife) ?? spec.halfLife
             spec.smoothing = positiveNumber(map["smoothing"], "smoothing", default: spec.smoothing)

@@ -73,16 +73,28 @@ public struct WindowState: Sendable, Equatable {
         }
     }
 
-    public mutating func add(time: Int64, value: Value, spec: WindowSpec) -> AddOutcome {
+    /// Moves the window to an event at `time` and returns its bucket, or the outcome when
+    /// the event leaves the window unchanged.
+    private enum Admission { case bucket(Int64), done(AddOutcome) }
+
+    private mutating func admit(_ time: Int64, spec: WindowSpec) -> Admission {
         if time > end {
             advance(to: time, spec: spec)
         } else if time < (end < Int64.min + spec.allowedLateness ? Int64.min : end - spec.allowedLateness) {
-            return .late
+            return .done(.late)
         }
         let b = spec.bucket(time)
         // Accepted but already out of the window: in-order arrival would have counted
         // it and evicted it by now, so there is nothing to do.
-        guard b > cutoff(spec) else { return .added }
+        return b > cutoff(spec) ? .bucket(b) : .done(.added)
+    }
+
+    public mutating func add(time: Int64, value: Value, spec: WindowSpec) -> AddOutcome {
+        let b: Int64
+        switch admit(time, spec: spec) {
+        case .bucket(let bucket): b = bucket
+        case .done(let outcome): return outcome
+        }
 
         switch spec.aggregation {
         case .count:
@@ -131,12 +143,7 @@ public struct WindowState: Sendable, Equatable {
     /// Risk: adds one event's feature values (nil where it has none).
     mutating func add(time: Int64, features: [ExactKey?], spec: WindowSpec) -> AddOutcome {
         guard let risk = spec.risk else { return .added }
-        if time > end {
-            advance(to: time, spec: spec)
-        } else if time < (end < Int64.min + spec.allowedLateness ? Int64.min : end - spec.allowedLateness) {
-            return .late
-        }
-        guard spec.bucket(time) > cutoff(spec) else { return .added }
+        if case .done(let outcome) = admit(time, spec: spec) { return outcome }
         var s: FrequencyState
         if case .frequencies(let y) = core { s = y } else { s = FrequencyState(features: risk.features.count, at: time) }
         core = .none; s.add(time: time, features, spec: risk); core = .frequencies(s)
