@@ -1,4 +1,4 @@
-import CAMFACore
+@testable import CAMFACore
 import CAMFAPolicyFiles
 import CAMFATestSupport
 import Foundation
@@ -169,6 +169,9 @@ import Testing
             let y = engine.process(e, coordinates: "t/0/\(i)", state: &restarted)
             #expect(x == y, "event \(i)")
             #expect(restarted.serialized() == straight.serialized(), "event \(i): the states differ")
+            // The population key is queued for the sweep once, like every key: queued on
+            // every login it would pile up one entry per login of the window (90 days).
+            #expect(straight.sweepQueueCount.map { $0 == straight.liveKeyCount } ?? true, "event \(i): \(straight.sweepQueueCount ?? 0) queued, \(straight.liveKeyCount) live")
         }
     }
 

@@ -610,17 +610,20 @@ public struct Engine: Sendable {
     private func addToPopulation(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
                                  in state: inout PartitionState) {
         let ks = population.keyspace
-        var r = state.keyspaces[ks].index(forKey: "")
-        if r == nil {
-            state.keyspaces[ks][""] = KeyRecord(windows: [nil])
-            r = state.keyspaces[ks].index(forKey: "")
+        let r: ShardedMap<KeyRecord>.Index
+        if let found = state.keyspaces[ks].index(forKey: "") {
+            r = found
+        } else {
+            state.keyspaces[ks][""] = KeyRecord(windows: [WindowState()])
+            r = state.keyspaces[ks].index(forKey: "")!
+            // Queued once, as every key is: the sweep finds it due later while it is used
+            // and queues it again then (a queue entry per login would pile up).
+            schedule("", space: ks, due: windowDue(end: t, spec: population.spec), in: &state)
         }
-        if state.keyspaces[ks][at: r!].windows[0] == nil { state.keyspaces[ks][at: r!].windows[0] = WindowState() }
-        state.keyspaces[ks][at: r!].windows[0]!.advance(to: t, spec: population.spec)
-        _ = state.keyspaces[ks][at: r!].windows[0]!.add(time: t, features: features, spec: population.spec)
-        Self.markDirty(&state, keyspace: ks, record: r!, key: "")
-        // Scheduled on every update: the sweep looks at it then and keeps it while it is used.
-        schedule("", space: ks, due: windowDue(end: t, spec: population.spec), in: &state)
+        if state.keyspaces[ks][at: r].windows[0] == nil { state.keyspaces[ks][at: r].windows[0] = WindowState() }
+        state.keyspaces[ks][at: r].windows[0]!.advance(to: t, spec: population.spec)
+        _ = state.keyspaces[ks][at: r].windows[0]!.add(time: t, features: features, spec: population.spec)
+        Self.markDirty(&state, keyspace: ks, record: r, key: "")
     }
 
     /// Puts the key in `dirtyKeys` unless its record says it is already there.
