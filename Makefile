@@ -63,7 +63,7 @@ clean:
 	rm -rf .build
 
 # `make install` (DESTDIR honoured, as packagers expect): the release binary, the systemd
-# unit and the example configuration and policies. An existing configuration or policy
+# unit, the example configuration and the recommended policies (policies/recommended). An existing configuration or policy
 # file is never overwritten. `install-files BIN=...` installs a binary built elsewhere
 # (tests use the debug build). `make install` builds only: no package installation.
 PREFIX ?= /usr/local
@@ -85,7 +85,7 @@ install-files:
 	    (umask 077 && openssl rand -hex 32 > $(DESTDIR)$(SYSCONFDIR)/camfa/secret)
 	@test -e $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml || \
 	    sed -e 's|/etc/camfa/|$(SYSCONFDIR)/camfa/|' deploy/camfa.yaml > $(DESTDIR)$(SYSCONFDIR)/camfa/camfa.yaml
-	@for f in policies/examples/*.yaml; do \
+	@for f in policies/recommended/*.yaml; do \
 	    t=$(DESTDIR)$(SYSCONFDIR)/camfa/policies/$$(basename $$f); \
 	    test -e $$t || install -m 0644 $$f $$t; \
 	done

@@ -7,6 +7,7 @@
 # Usage: [SEED=1] [MIX=office] [PARTITIONS=8] scripts/detection-daemon.sh [POLICY_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/detection-enrichment.sh
 CAMFA=${CAMFA:-.build/release/camfa}
 SET=$(cd "${1:-policies/recommended}" && pwd)
 SEED=${SEED:-1} MIX=${MIX:-office} PARTITIONS=${PARTITIONS:-8}
@@ -35,29 +36,43 @@ kafka:
   groupId: camfa-detection
 policies: $SET
 stateDir: $work/state
-enrichment:
-  cityDatabase: $work/none
-  asnDatabase: $work/none
-  anonymousIPDatabase: $work/none
-  userAgentRules: $work/none
+$(detection_enrichment "$work")
 logging:
   level: warning
 http:
   enabled: true
   address: 127.0.0.1:$port
-  openEndpoints: [/healthz, /metrics]
+  openEndpoints: [/healthz, /readyz, /metrics]
 YAML
 "$CAMFA" run --config "$work/camfa.yaml" > "$work/daemon.log" 2>&1 &
 pids+=($!)
 
-jq -rc '[.originalIdentity, (. | tojson)] | join("\t")' "$work/events.jsonl" \
-    | kcat -P -b "$bootstrap" -t camfa.ueba -K $'\t' -X queue.buffering.max.ms=50
 processed() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^camfa_events_consumed_total/ { n += $2 } END { print n + 0 }'; }
 start=$(date +%s)
-until [ "$(processed)" -ge "$events" ]; do
-    if [ $(( $(date +%s) - start )) -gt ${WAIT_SECONDS:-600} ]; then echo "the daemon consumed $(processed) of $events events in ${WAIT_SECONDS:-600} s" >&2; tail -20 "$work/daemon.log" >&2; exit 1; fi
-    sleep 1
+# Waits until the daemon has consumed $1 events, or fails after WAIT_SECONDS.
+await() {
+    until [ "$(processed)" -ge "$1" ]; do
+        if [ $(( $(date +%s) - start )) -gt ${WAIT_SECONDS:-600} ]; then
+            echo "the daemon consumed $(processed) of $1 events in ${WAIT_SECONDS:-600} s" >&2; tail -20 "$work/daemon.log" >&2; exit 1
+        fi
+        sleep 0.2
+    done
+}
+until curl -fs "http://127.0.0.1:$port/readyz" > /dev/null; do
+    [ $(( $(date +%s) - start )) -gt 60 ] && { echo "the daemon was not ready in 60 s" >&2; tail -20 "$work/daemon.log" >&2; exit 1; }
+    sleep 0.2
 done
+# In chunks, each produced once the daemon is within one chunk of the last: the mock
+# broker keeps only the newest 5 MB of a partition, so a producer running far ahead of
+# the daemon on one partition would have the oldest events deleted before they are read.
+jq -rc '[.originalIdentity, (. | tojson)] | join("\t")' "$work/events.jsonl" | split -l 5000 -d -a 4 - "$work/chunk."
+sent=0
+for chunk in "$work"/chunk.*; do
+    kcat -P -b "$bootstrap" -t camfa.ueba -K $'\t' -X queue.buffering.max.ms=50 < "$chunk"
+    sent=$(( sent + $(wc -l < "$chunk") ))
+    await $(( sent - 5000 ))
+done
+await "$events"
 echo "the daemon consumed $events events in $(( $(date +%s) - start )) s on $PARTITIONS partitions"
 sleep 3  # the last MFA events' delivery
 kcat -C -b "$bootstrap" -t authing.security.mfa -o beginning -e -q > "$work/mfa.jsonl"

@@ -95,6 +95,10 @@ enum Catalog {
     /// are disjoint from every city prefix, so an attack address carries nothing but the
     /// attack.
     static let attackPrefixes: [(UInt8, UInt8)] = [(185, 220), (45, 134)]
+    /// A VPN provider's exits that anonymous-IP databases list: 1.2.0.0/16 is an anonymous
+    /// VPN in MaxMind's GeoIP2-Anonymous-IP test database and in no range of the city and
+    /// ASN test databases, so enrichment with the test data flags it and nothing else.
+    static let listedVPNPrefix: (UInt8, UInt8) = (1, 2)
 
     static func ip(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt32 {
         UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)

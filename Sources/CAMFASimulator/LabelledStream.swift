@@ -8,6 +8,10 @@ import CAMFACore
 /// credential stuffing, password spraying, targeted takeovers with the right password,
 /// and takeovers through a VPN or hosting exit in the victim's own country.
 ///
+/// Every login carries the city the producing service located it in (city, province,
+/// country). VPN takeovers exit in the victim's city, half of them through an exit that
+/// anonymous-IP databases list (`Catalog.listedVPNPrefix`, so the test databases flag it).
+///
 /// Every login gets a label; `(user, requestDate)` is unique, which is what
 /// `DetectionReport` matches decisions by. Deterministic in the configuration.
 public struct LabelledStream: Sendable {
@@ -31,6 +35,9 @@ public struct LabelledStream: Sendable {
         /// Stuffing and spraying campaigns in the month.
         public var stuffingCampaigns: Int
         public var sprayingCampaigns: Int
+        /// Share of VPN takeovers whose exit an anonymous-IP database lists (a commercial
+        /// VPN); the rest come through an exit no list knows, where only the score helps.
+        public var listedExitShare: Double
 
         public init(seed: UInt64, users: Int = 1_500, days: Int = 30, startTime: Int64 = 1_767_225_600_000) {
             self.seed = seed
@@ -46,6 +53,7 @@ public struct LabelledStream: Sendable {
             vpnPerThousand = 4
             stuffingCampaigns = 3
             sprayingCampaigns = 2
+            listedExitShare = 0.5
         }
     }
 
@@ -89,10 +97,14 @@ public struct LabelledStream: Sendable {
             deviceCounter += 1
             return Format.identifier(UInt8(ascii: "d"), IdentifierMixer(key: c.seed).mix(deviceCounter))
         }
-        func login(_ user: String, _ t: Int64, ip: UInt32, agent: String, device: String, app: String, success: Bool,
+        // `city`: where the producing service located the login, as the seed's events carry it.
+        func login(_ user: String, _ t: Int64, ip: UInt32, city: Int, agent: String, device: String, app: String, success: Bool,
                    behaviour: String, attack: Bool) {
             var e = UEBAEvent(appId: app, requestDate: t, ip: Format.ipv4(ip), originalIdentity: user,
                               behaviorType: "login", behaviorResult: success ? "success" : "failure")
+            e.city = Catalog.cityNames[city]
+            e.province = Catalog.cityProvinces[city]
+            e.country = Catalog.cityCountries[city]
             e.ua = agent
             e.custom = ValueMap([("deviceId", .string(device))])
             out.append(Login(event: e, label: DetectionReport.Label(user: user, requestDate: t, behaviour: behaviour,
@@ -139,11 +151,13 @@ public struct LabelledStream: Sendable {
                     let t = c.startTime + Int64(d) * Self.day + 7 * Self.hour + Int64(rng.below(Int(14 * Self.hour)))
                     var behaviour: String
                     var address: UInt32
+                    var city = me.home
                     var agent = me.desktop.ua, device = me.desktop.device
                     var onDesktop = true
                     if let trip, d >= trip.start, d < trip.start + trip.length {
                         behaviour = "legit.travel"
                         address = Catalog.roamingHost(city: trip.city, u)
+                        city = trip.city
                     } else if let phone = me.phone, rng.chance(0.25) {
                         behaviour = "legit.mobile"
                         address = Catalog.roamingHost(city: me.home, rng.below(Catalog.hostsPerPrefix))
@@ -165,10 +179,10 @@ public struct LabelledStream: Sendable {
                     }
                     let ua = agent
                     if rng.chance(c.typoRate) {
-                        login(me.id, t - Int64(5_000 + rng.below(25_000)), ip: address, agent: ua, device: device, app: me.app,
+                        login(me.id, t - Int64(5_000 + rng.below(25_000)), ip: address, city: city, agent: ua, device: device, app: me.app,
                               success: false, behaviour: "legit.typo", attack: false)
                     }
-                    login(me.id, t, ip: address, agent: ua, device: device, app: me.app, success: true, behaviour: behaviour, attack: false)
+                    login(me.id, t, ip: address, city: city, agent: ua, device: device, app: me.app, success: true, behaviour: behaviour, attack: false)
                 }
             }
         }
@@ -179,15 +193,17 @@ public struct LabelledStream: Sendable {
         for _ in 0..<Self.count(per: c.targetedPerThousand, c.users, &rng) {
             let v = victim()
             let city = Self.farCity(from: v.home, &rng)
-            login(v.id, c.startTime + Int64(rng.below(span)), ip: Catalog.roamingHost(city: city, 60_000 + rng.below(5_000)),
+            login(v.id, c.startTime + Int64(rng.below(span)), ip: Catalog.roamingHost(city: city, 60_000 + rng.below(5_000)), city: city,
                   agent: Catalog.agentStrings[Catalog.desktopAgents[rng.below(Catalog.desktopAgents.count)]], device: newDevice(),
                   app: v.app, success: true, behaviour: "ato.targeted", attack: true)
         }
-        // Takeovers through a VPN or hosting exit: the victim's country is not given away.
+        // Takeovers through a VPN or hosting exit in the victim's city: the location is not
+        // given away.
         for _ in 0..<Self.count(per: c.vpnPerThousand, c.users, &rng) {
             let v = victim()
-            let prefix = Catalog.attackPrefixes[rng.below(Catalog.attackPrefixes.count)]
-            login(v.id, c.startTime + Int64(rng.below(span)), ip: Catalog.host(prefix, rng.below(Catalog.hostsPerPrefix)),
+            let prefix = rng.chance(c.listedExitShare) ? Catalog.listedVPNPrefix
+                : Catalog.attackPrefixes[rng.below(Catalog.attackPrefixes.count)]
+            login(v.id, c.startTime + Int64(rng.below(span)), ip: Catalog.host(prefix, rng.below(Catalog.hostsPerPrefix)), city: v.home,
                   agent: v.desktop.ua, device: newDevice(), app: v.app,
                   success: true, behaviour: "ato.vpn", attack: true)
         }
@@ -196,10 +212,11 @@ public struct LabelledStream: Sendable {
             let ip = Catalog.host(Catalog.attackPrefixes[0], rng.below(Catalog.hostsPerPrefix))
             var t = c.startTime + Int64(rng.below(span))
             let tool = Catalog.toolAgents[rng.below(Catalog.toolAgents.count)]
+            let city = Catalog.cityWeights.draw(&rng)
             for _ in 0..<(80 + rng.below(120)) {
                 t += Int64(1_000 + rng.below(4_000))
                 let v = victim()
-                login(v.id, t, ip: ip, agent: tool, device: newDevice(), app: v.app, success: rng.chance(0.02),
+                login(v.id, t, ip: ip, city: city, agent: tool, device: newDevice(), app: v.app, success: rng.chance(0.02),
                       behaviour: "ato.stuffing", attack: true)
             }
         }
@@ -207,11 +224,12 @@ public struct LabelledStream: Sendable {
         for _ in 0..<c.sprayingCampaigns {
             let ip = Catalog.host(Catalog.attackPrefixes[1], rng.below(Catalog.hostsPerPrefix))
             var t = c.startTime + Int64(rng.below(span))
+            let city = Catalog.cityWeights.draw(&rng)
             for _ in 0..<(30 + rng.below(50)) {
                 let v = victim()
                 for _ in 0..<(1 + rng.below(2)) {
                     t += Int64(20_000 + rng.below(100_000))
-                    login(v.id, t, ip: ip, agent: Catalog.toolAgents[0], device: newDevice(), app: v.app, success: rng.chance(0.01),
+                    login(v.id, t, ip: ip, city: city, agent: Catalog.toolAgents[0], device: newDevice(), app: v.app, success: rng.chance(0.01),
                           behaviour: "ato.spraying", attack: true)
                 }
             }

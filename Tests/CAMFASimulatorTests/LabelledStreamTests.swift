@@ -48,6 +48,21 @@ import Testing
         #expect(logins.filter(\.label.attack).allSatisfy { !(usual[$0.label.user]?.contains($0.event.ip!) ?? false) })
     }
 
+    /// Every login carries where the producing service located it; a VPN takeover exits in
+    /// the victim's own city, some through an exit the anonymous-IP lists know.
+    @Test func loginsCarryTheirCityAndVPNTakeoversTheVictimsOwn() {
+        let logins = LabelledStream(LabelledStream.Configuration(seed: 3, users: 1_500)).logins
+        #expect(logins.allSatisfy { $0.event.city != nil && $0.event.country != nil && $0.event.province != nil })
+        var home: [String: String] = [:]
+        for l in logins where l.label.behaviour == "legit.home" || l.label.behaviour == "legit.office" { home[l.label.user] = l.event.city }
+        let vpn = logins.filter { $0.label.behaviour == "ato.vpn" }
+        #expect(vpn.allSatisfy { home[$0.label.user] == nil || home[$0.label.user] == $0.event.city })
+        let listed = vpn.filter { $0.event.ip!.hasPrefix("1.2.") }.count
+        #expect(listed > 0 && listed < vpn.count, "\(listed) of \(vpn.count) through a listed exit")
+        let targeted = logins.filter { $0.label.behaviour == "ato.targeted" }
+        #expect(targeted.allSatisfy { home[$0.label.user] != $0.event.city })
+    }
+
     /// The mixes change the workforce, not just the seed: a remote one logs in from the
     /// office far less, a travelling one travels far more.
     @Test func theMixesDiffer() throws {

@@ -119,10 +119,11 @@ import CAMFATestSupport
         let unit = try String(contentsOf: dest.appendingPathComponent("etc/systemd/system/camfa.service"), encoding: .utf8)
         #expect(unit.contains("ExecStart=/usr/local/bin/camfa run --config /etc/camfa/camfa.yaml"))
         #expect(try String(contentsOf: dest.appendingPathComponent("etc/camfa/camfa.yaml"), encoding: .utf8) == "# mine\n")
-        let examples = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("policies/examples").path)
+        // The recommended set is the installed default (issue 23); the examples are the demos.
+        let recommended = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("policies/recommended").path)
             .filter { $0.hasSuffix(".yaml") }
-        #expect(!examples.isEmpty)
-        for f in examples {
+        #expect(!recommended.isEmpty)
+        for f in recommended {
             #expect(FileManager.default.fileExists(atPath: dest.appendingPathComponent("etc/camfa/policies/\(f)").path), "\(f)")
         }
         // The policies as installed load (the config is the operator's, so check the policies only).
