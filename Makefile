@@ -1,6 +1,7 @@
 # The two commands a new user runs: `make demo` and `make test`.
 SWIFT ?= swift
 RELEASE_BIN = .build/release/camfa
+BENCH_BIN = .build/release/camfa-bench
 
 .PHONY: deps build release test demo bench detection fuzz clean install install-files
 
@@ -26,15 +27,15 @@ demo:
 	$(SWIFT) build -c release
 	@scripts/demo.sh
 
-# Never part of `make test`. E2E_ARGS passes options to `camfa bench e2e`, e.g.
+# Never part of `make test`. E2E_ARGS passes options to `camfa-bench e2e`, e.g.
 # `make bench E2E_ARGS="--soak 600"` for the 10-minute RSS stability run.
 E2E_ARGS ?=
 
 bench: release
-	$(RELEASE_BIN) bench engine
-	$(RELEASE_BIN) bench enrich
-	$(RELEASE_BIN) bench checkpoint
-	$(RELEASE_BIN) bench e2e $(E2E_ARGS)
+	$(BENCH_BIN) engine
+	$(BENCH_BIN) enrich
+	$(BENCH_BIN) checkpoint
+	$(BENCH_BIN) e2e $(E2E_ARGS)
 
 # Detection figures of a policy set on the labelled streams (README "Detection figures").
 detection: release

@@ -10,11 +10,13 @@ import PackageDescription
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
 //   CAMFADaemon      configuration, the Kafka → engine → Kafka pipeline, lifecycle
 //   camfa            the CLI and the daemon wiring
+//   camfa-bench      the benchmarks (engine, enrich, checkpoint, e2e), kept out of the product binary
 let package = Package(
     name: "camfa",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "camfa", targets: ["camfa"]),
+        .executable(name: "camfa-bench", targets: ["camfa-bench"]),
         .library(name: "CAMFACore", targets: ["CAMFACore"]),
     ],
     dependencies: [
@@ -76,7 +78,18 @@ let package = Package(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
-                "CAMFAServer", "CGlibcMalloc",
+                "CAMFAServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Runs the product binary (`camfa` beside it) as broker and daemon; glibc's malloc
+        // introspection (CGlibcMalloc) is used here only.
+        .executableTarget(
+            name: "camfa-bench",
+            dependencies: [
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
+                "CAMFAStore", "CGlibcMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -173,7 +173,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             observeTelemetry()
             if Date().timeIntervalSince(lastCommit) >= options.commitInterval {
                 commit(async: true)
-                // Once a second at debug level, for `camfa bench e2e` (counts only, no per-event work).
+                // Once a second at debug level, for `camfa-bench e2e` (counts only, no per-event work).
                 logger.debug("progress", metadata: ["consumed": "\(metrics.consumed)", "processed": "\(metrics.processed)", "users": "\(partitions.values.reduce(0) { $0 + $1.state.userCount })"])
             }
         }

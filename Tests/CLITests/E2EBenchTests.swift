@@ -1,20 +1,20 @@
 import Foundation
 import Testing
 
-/// `camfa bench e2e` with tiny parameters: the real broker, raw consumer, daemon, latency
+/// `camfa-bench e2e` with tiny parameters: the real broker, raw consumer, daemon, latency
 /// and memory phases run, and the JSON it writes carries every figure with sane values.
 /// Nothing here asserts a speed: the machine is shared.
-@Suite("camfa bench e2e", .serialized)
+@Suite("camfa-bench e2e", .serialized)
 struct E2EBenchTests {
     @Test("a tiny run writes a JSON result with every figure, consistent with each other")
     func tinyRun() throws {
         let results = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-e2e-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: results) }
-        let run = try runCamfa([
-            "bench", "e2e", "--events", "10000", "--partitions", "4", "--users", "1000", "--rate", "1000",
+        let run = try runCamfaBench([
+            "e2e", "--events", "10000", "--partitions", "4", "--users", "1000", "--rate", "1000",
             "--latency-seconds", "3", "--memory-users", "2000", "--data", "/nonexistent", "--results", results.path,
         ])
-        #expect(run.status == 0, "camfa bench e2e failed: \(run.stderr.suffix(2000))")
+        #expect(run.status == 0, "camfa-bench e2e failed: \(run.stderr.suffix(2000))")
         #expect(run.stdout.contains("camfa / raw"), "no table on stdout: \(run.stdout)")
         let files = try FileManager.default.contentsOfDirectory(atPath: results.path).filter { $0.hasPrefix("e2e-") && $0.hasSuffix(".json") }
         try #require(files.count == 1, "expected one e2e-*.json in \(results.path), found \(files)")

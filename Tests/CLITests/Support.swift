@@ -26,3 +26,10 @@ func runCamfa(_ arguments: [String], stdin: Data? = nil) throws -> ToolResult {
     guard let r = try runTool(binary.path, arguments, stdin: stdin) else { throw CLIError(message: "cannot run \(binary.path)") }
     return r
 }
+
+/// Runs `camfa-bench`, which is built beside `camfa` and runs that one as broker and daemon.
+func runCamfaBench(_ arguments: [String]) throws -> ToolResult {
+    let binary = try camfaBinary().deletingLastPathComponent().appendingPathComponent("camfa-bench")
+    guard let r = try runTool(binary.path, arguments) else { throw CLIError(message: "cannot run \(binary.path)") }
+    return r
+}

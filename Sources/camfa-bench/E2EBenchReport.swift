@@ -172,7 +172,7 @@ struct E2EReport {
             rows.append(("soak", "\(f(s.rate)) events/s for \(f(s.seconds)) s, event time ×\(f(s.timeScale)): RSS \(mb(s.settled)) after 10 % → \(mb(s.halfway)) at half time → \(mb(s.final)) at end, max \(mb(s.maximum)); consumed \(s.consumed) of \(s.produced)\(s.caughtUp ? "" : " (daemon did NOT keep up)")"))
         }
         let width = rows.map(\.0.count).max() ?? 0
-        return "camfa bench e2e\n" + rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+        return "camfa-bench e2e\n" + rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }
 
     func json() throws -> Data {
@@ -188,7 +188,7 @@ struct E2EReport {
              "definition": "published: input produce time → MFA event Kafka timestamp (camfa's publish, 1 ms resolution); consumed: → received by a subscriber; floor: the same load on a topic no daemon reads, produce → received by the same kind of subscriber (broker and client only)"]
         }
         var object: [String: Any] = [
-            "benchmark": "camfa bench e2e",
+            "benchmark": "camfa-bench e2e",
             "date": ISO8601DateFormatter().string(from: date),
             "machine": ["cores": machine.cores, "cpuModel": machine.cpuModel, "loadAverageAtStart": machine.loadAverage,
                         "memoryBytes": machine.memoryBytes,
@@ -224,7 +224,7 @@ struct E2EReport {
             mem["memoryRunPeakRSSBytes"] = m.peakRSS
             mem["bytesPerTrackedUser"] = m.bytesPerUser
             mem["engineInProcessBytesPerUser"] = m.engineBytesPerUser.map { $0 as Any } ?? NSNull()
-            mem["definition"] = "bytesPerTrackedUser: daemon RSS growth / users it tracks, the example flows; engineInProcessBytesPerUser: camfa bench engine with bench/memory-policies"
+            mem["definition"] = "bytesPerTrackedUser: daemon RSS growth / users it tracks, the example flows; engineInProcessBytesPerUser: camfa-bench engine with bench/memory-policies"
             object["memory"] = mem
         }
         if let s = soak {

@@ -9,7 +9,7 @@ import Logging
 import Glibc
 #endif
 
-/// `camfa bench e2e`: the whole daemon against a broker, in one run — the raw librdkafka
+/// `camfa-bench e2e`: the whole daemon against a broker, in one run — the raw librdkafka
 /// limit, camfa's steady-state throughput, latency at a fixed offered load and memory —
 /// so that the ratios between them are measured on the same machine at the same time.
 struct E2EBenchCommand: ParsableCommand {
@@ -40,7 +40,7 @@ struct E2EBenchCommand: ParsableCommand {
     var data: String = ".data"
     @Option(help: "Test data (maxmind/, uap-core/), used when --data has no databases.") var testdata: String = "../shared/testdata"
     @Option(help: "Directory for the JSON result (e2e-<UTC time>.json).") var results: String = "bench/results"
-    @Option(help: "The camfa binary to run as daemon and broker (default: this one).") var camfa: String?
+    @Option(help: "The camfa binary to run as daemon and broker (default: camfa beside camfa-bench).") var camfa: String?
     @Option(help: "The daemon's checkpoint.interval in seconds (default: the daemon's, 5 s); to see what checkpoints cost the latency.")
     var checkpointInterval: Int?
 
@@ -59,13 +59,13 @@ struct E2EBenchCommand: ParsableCommand {
             h.logLevel = .warning
             return h
         }
-        let binary = try camfa ?? Self.ownExecutable()
+        let binary = camfa.map(Self.absolute) ?? CAMFABench.productExecutable()
         let machine = MachineDescription.current()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-e2e-\(getpid())").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let enrichment = resolveEnrichment()
         var report = E2EReport(machine: machine, parameters: parameters(enrichment: enrichment, binary: binary))
-        note("camfa bench e2e: \(machine.cores) cores, \(machine.cpuModel), load \(machine.loadAverage); work files in \(work)")
+        note("camfa-bench e2e: \(machine.cores) cores, \(machine.cpuModel), load \(machine.loadAverage); work files in \(work)")
         if enrichment.city == nil && enrichment.rules == nil { note("enrichment data absent (\(data), \(testdata)): camfa runs with enrichment off") }
 
         // 1. The broker, every topic with --partitions partitions.
@@ -135,8 +135,8 @@ struct E2EBenchCommand: ParsableCommand {
             note("memory: \(memoryUsers) users through a fresh daemon")
             report.memory = try measureMemory(binary: binary, work: work, bootstrap: bootstrap, enrichment: enrichment,
                                               capacity: report.camfa.eventsPerSecond)
-            note("memory: in-process engine figure (camfa bench engine)")
-            report.memory?.engineBytesPerUser = try Self.engineBytesPerUser(binary: binary, users: memoryUsers, seed: seed)
+            note("memory: in-process engine figure (camfa-bench engine)")
+            report.memory?.engineBytesPerUser = try Self.engineBytesPerUser(users: memoryUsers, seed: seed)
         }
 
         print(report.table())
@@ -294,11 +294,6 @@ struct E2EBenchCommand: ParsableCommand {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
-    static func ownExecutable() throws -> String {
-        if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
-        return absolute(CommandLine.arguments[0])
-    }
-
     /// Messages the broker still holds across the topic's partitions.
     static func retained(bootstrap: String, topic: String, partitions: Int32) throws -> Int {
         let consumer = try KafkaConsumer(config: KafkaConfig(bootstrapServers: bootstrap), groupID: "bench-watermarks")
@@ -311,11 +306,11 @@ struct E2EBenchCommand: ParsableCommand {
         return total
     }
 
-    /// The in-process figure of `camfa bench engine` (bench/memory-policies), for comparison.
-    static func engineBytesPerUser(binary: String, users: Int, seed: UInt64) throws -> Int? {
+    /// The in-process figure of `camfa-bench engine` (bench/memory-policies), for comparison.
+    static func engineBytesPerUser(users: Int, seed: UInt64) throws -> Int? {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["bench", "engine", "--events", "1000", "--users", "1000", "--memory-users", "\(users)", "--seed", "\(seed)", "--json"]
+        p.executableURL = URL(fileURLWithPath: CAMFABench.ownExecutable())
+        p.arguments = ["engine", "--events", "1000", "--users", "1000", "--memory-users", "\(users)", "--seed", "\(seed)", "--json"]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -329,7 +324,7 @@ struct E2EBenchCommand: ParsableCommand {
 
 struct BenchFailure: Error, CustomStringConvertible {
     var description: String
-    init(_ d: String) { description = "camfa bench e2e: " + d }
+    init(_ d: String) { description = "camfa-bench e2e: " + d }
 }
 
 /// The broker's first stdout line, handed from its reader thread.

@@ -4,7 +4,7 @@ import CAMFASimulator
 import Foundation
 import Logging
 
-/// Simulated UEBA events produced to the broker for `camfa bench e2e`, either as fast as
+/// Simulated UEBA events produced to the broker for `camfa-bench e2e`, either as fast as
 /// possible (a backlog) or paced to a fixed offered load.
 enum BenchProducer {
     struct Result {

@@ -1,7 +1,7 @@
 import CRdKafka
 import Foundation
 
-/// The raw limit for `camfa bench e2e`: the least a consumer can do with the same data on
+/// The raw limit for `camfa-bench e2e`: the least a consumer can do with the same data on
 /// the same machine — librdkafka's poll loop, counting messages and bytes, no decoding.
 /// CRdKafka directly, not camfa's wrapper, so none of camfa's own code is in the figure;
 /// the group settings that shape fetching are camfa's (cooperative-sticky, manual offsets,

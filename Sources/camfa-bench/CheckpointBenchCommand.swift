@@ -184,7 +184,7 @@ struct CheckpointBenchCommand: ParsableCommand {
     func freshRestore(_ dir: String) throws -> String {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        child.arguments = ["bench", "checkpoint", "--restore-only", "--state-dir", dir, "--policies", policies]
+        child.arguments = ["checkpoint", "--restore-only", "--state-dir", dir, "--policies", policies]
         let out = Pipe()
         child.standardOutput = out
         try child.run()

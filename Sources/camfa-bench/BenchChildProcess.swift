@@ -4,7 +4,7 @@ import Foundation
 import Glibc
 #endif
 
-/// A child process of `camfa bench e2e` (the broker, a daemon under test) whose output
+/// A child process of `camfa-bench e2e` (the broker, a daemon under test) whose output
 /// lines are handed to a callback as they arrive, on a reader thread per stream, so the
 /// receive time of a line is when the child wrote it (to within the pipe's latency).
 final class BenchChild: @unchecked Sendable {

@@ -3,7 +3,7 @@ import CAMFACore
 import CAMFAEnrich
 import Foundation
 
-/// `camfa bench enrich`: enrichment throughput on one core with a warm cache.
+/// `camfa-bench enrich`: enrichment throughput on one core with a warm cache.
 ///
 /// The workload imitates production repetition: user agents and client addresses are
 /// drawn from Zipf distributions (a few very common clients, a long tail), the UAs
