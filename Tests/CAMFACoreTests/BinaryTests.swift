@@ -1,3 +1,4 @@
+import CAMFATestSupport
 import Testing
 @testable import CAMFACore
 
@@ -10,19 +11,6 @@ func binaryEncoding(_ v: Value) -> [UInt8] {
 }
 
 func sameValue(_ a: Value, _ b: Value) -> Bool { binaryEncoding(a) == binaryEncoding(b) }
-
-/// SplitMix64: a seeded generator so failures replay.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("Binary encoding")
 struct BinaryTests {
@@ -112,7 +100,7 @@ struct BinaryTests {
 
     @Test func corruptedValuesThrowOrDecodeButNeverCrash() {
         let bytes = binaryEncoding(Self.sampleValue())
-        var rng = SeededRNG(seed: 42)
+        var rng = SeededRandom(seed: 42)
         var failures = 0
         for _ in 0..<3000 {
             var b = bytes

@@ -1,9 +1,10 @@
+import CAMFATestSupport
 import Testing
 
 @testable import CAMFACore
 
-func randomEvent(_ rng: inout JSONTestRNG) -> UEBAEvent {
-    func maybe(_ rng: inout JSONTestRNG) -> String? { rng.next() % 3 == 0 ? nil : randomJSONString(&rng) }
+func randomEvent(_ rng: inout SeededRandom) -> UEBAEvent {
+    func maybe(_ rng: inout SeededRandom) -> String? { rng.next() % 3 == 0 ? nil : randomJSONString(&rng) }
     var identity = randomJSONString(&rng)
     if identity.isEmpty { identity = "u" }
     var e = UEBAEvent(
@@ -16,7 +17,7 @@ func randomEvent(_ rng: inout JSONTestRNG) -> UEBAEvent {
         e.custom[string: randomJSONString(&rng)] = randomJSONValue(&rng, depth: 1)
     }
     if rng.next() & 1 == 0 {
-        func flag(_ rng: inout JSONTestRNG) -> Bool? { [nil, true, false][Int(rng.next() % 3)] }
+        func flag(_ rng: inout SeededRandom) -> Bool? { [nil, true, false][Int(rng.next() % 3)] }
         e.geo = GeoInfo(
             latitude: rng.next() & 1 == 0 ? nil : Double(rng.next() % 180_000_001) / 1_000_000 - 90,
             longitude: rng.next() & 1 == 0 ? nil : Double(rng.next() % 360_000_001) / 1_000_000 - 180,
@@ -36,7 +37,7 @@ func randomEvent(_ rng: inout JSONTestRNG) -> UEBAEvent {
 
 @Suite struct EventDecodingRoundTripTests {
     @Test func randomEventsRoundTripExactly() throws {
-        var rng = JSONTestRNG(seed: 0xCAFA)
+        var rng = SeededRandom(seed: 0xCAFA)
         for _ in 0..<3_000 {
             let e = randomEvent(&rng)
             let bytes = e.jsonBytes()
@@ -50,7 +51,7 @@ func randomEvent(_ rng: inout JSONTestRNG) -> UEBAEvent {
     /// keys repeat; whatever the sequence of key sets, the result must equal a fresh
     /// decode, and events the caller kept must not change.
     @Test func decodingIntoAReusedEventMatchesFreshDecoding() throws {
-        var rng = JSONTestRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         let shapes: [[String]] = [["a", "b", "c"], ["a", "b"], ["a", "b", "c", "d"], ["b", "a"], [], ["a", #"x\u0062"#], ["a", "xb", "c"]]
         var reused = UEBAEvent(requestDate: 0, originalIdentity: "")
         var kept: [(UEBAEvent, [UInt8])] = []

@@ -104,7 +104,7 @@ enum SchemaCheck {
             Issue.record("CI=true but python3 cannot import jsonschema")
             return
         }
-        var rng = JSONTestRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         let lines = (0..<200).map { _ in String(decoding: randomEvent(&rng).jsonBytes(), as: UTF8.self) }
         let result = try #require(
             SchemaCheck.run(["python3", "-c", SchemaCheck.validator, SchemaCheck.schemaPath], stdin: Data(lines.joined(separator: "\n").utf8)))

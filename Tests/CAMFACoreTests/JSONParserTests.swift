@@ -1,4 +1,5 @@
 import Foundation
+import CAMFATestSupport
 import Testing
 
 @testable import CAMFACore
@@ -250,7 +251,7 @@ func jsonParseError(_ text: String) -> JSONError? { jsonParseError(Array(text.ut
     /// The fast path and the strtod fallback must both give correctly rounded results:
     /// every double's shortest text reads back to the same bits.
     @Test func randomDoublesReadBackExactly() throws {
-        var rng = JSONTestRNG(seed: 0xD0AB1E)
+        var rng = SeededRandom(seed: 0xD0AB1E)
         for i in 0..<20_000 {
             let d: Double
             switch i % 3 {
@@ -274,15 +275,3 @@ func jsonParseError(_ text: String) -> JSONError? { jsonParseError(Array(text.ut
     }
 }
 
-/// Deterministic pseudo-random numbers (JSONTestRNG), so property tests never flake.
-struct JSONTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import CAMFATestSupport
 import Testing
 @testable import CAMFACore
 
@@ -11,7 +12,7 @@ import Testing
     }
 
     @Test func behavesAsADictionaryUnderRandomChanges() {
-        var rng = SeededRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         var map = ShardedMap<Int>()
         var reference: [String: Int] = [:]
         for step in 0..<20_000 {

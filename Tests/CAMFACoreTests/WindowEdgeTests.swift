@@ -1,3 +1,4 @@
+import CAMFATestSupport
 import Testing
 @testable import CAMFACore
 
@@ -257,7 +258,7 @@ struct WindowEdgeTests {
         guard case .distinct(.exact) = s.core else { Issue.record("left exact mode early"); return }
         feed(&s, spec, 1, .string("user-100"))
         guard case .distinct(.sketch) = s.core else { Issue.record("did not switch"); return }
-        var rng = SeededRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         // 3 batches of values over 3 000 ms, so the window holds about one batch.
         for batch in 0..<3 {
             let n = [5_000, 20_000, 800][batch]

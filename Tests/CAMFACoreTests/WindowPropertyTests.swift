@@ -1,4 +1,5 @@
 import Foundation
+import CAMFATestSupport
 import Testing
 @testable import CAMFACore
 
@@ -123,7 +124,7 @@ struct RandomStream {
     /// `approximate` shrinks the distinct limit and the profile capacity so that the
     /// sketch and Space-Saving replacement are exercised (no brute-force comparison).
     static func make(seed: UInt64, approximate: Bool = false) -> RandomStream {
-        var rng = SeededRNG(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let agg = Aggregation.windowed[Int(seed % UInt64(Aggregation.windowed.count))]
         let length = [10, 60, 100, 1_000][Int.random(in: 0..<4, using: &rng)] as Int64
         let divisors = (1...length).filter { length % $0 == 0 && $0 <= length / 2 }
@@ -214,7 +215,7 @@ struct WindowPropertyTests {
         for seed in UInt64(1)...200 {
             let stream = RandomStream.make(seed: seed &* 7919, approximate: seed % 3 == 0)
             let spec = stream.spec
-            var rng = SeededRNG(seed: seed)
+            var rng = SeededRandom(seed: seed)
             let cut = Int.random(in: 0...stream.ops.count, using: &rng)
             var s = WindowState()
             for op in stream.ops[..<cut] { _ = apply(op, to: &s, spec: spec) }
@@ -270,7 +271,7 @@ struct WindowPropertyTests {
     }
 
     @Test func corruptedStatesThrowOrLoadSomethingConsistent() {
-        var rng = SeededRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         var rejected = 0, total = 0
         for (spec, s) in Self.sampleStates() {
             var w = BinaryWriter()

@@ -6,20 +6,9 @@ import CAMFATestSupport
 /// For random event streams: checkpoint at a random point → restore → continue gives the
 /// same decisions and the same state as an uninterrupted run.
 @Suite struct CheckpointPropertyTests {
-    struct SplitMix {
-        var s: UInt64
-        mutating func next() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
     static func stream(seed: UInt64, count: Int) -> [UEBAEvent] {
-        var rng = SplitMix(s: seed)
+        var rng = SeededRandom(seed: seed)
         var t: Int64 = 1_767_225_600_000
         let cities = ["Paris", "Tokyo", "Lima", "Oslo"]
         let apps = ["portal", "mail", "crm", "wiki", "chat", "finance-app", "hr-app"]
@@ -52,7 +41,7 @@ import CAMFATestSupport
         let set = try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/examples").path)
         let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         let events = Self.stream(seed: UInt64(seed), count: 300)
-        var rng = SplitMix(s: UInt64(seed) &+ 1000)
+        var rng = SeededRandom(seed: UInt64(seed) &+ 1000)
         let cut = rng.int(events.count)
 
         var straight = PartitionState(policySet: set)
@@ -168,7 +157,7 @@ import CAMFATestSupport
         var state = PartitionState(policySet: set)
         state.rebaseMinimumRows = 8
         var stored = StoredModel()
-        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed) &+ 77)
+        var rng = SeededRandom(seed: UInt64(seed) &+ 77)
         var restores = 0
         for (i, e) in CheckpointPropertyTests.stream(seed: UInt64(seed), count: 400).enumerated() {
             _ = engine.process(e, coordinates: "t/0/\(i)", state: &state)

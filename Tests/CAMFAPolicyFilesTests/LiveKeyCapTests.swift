@@ -107,7 +107,7 @@ import CAMFATestSupport
         let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var straight = PartitionState(policySet: set)
         var restarted = PartitionState(policySet: set)
-        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed) &+ 77)
+        var rng = SeededRandom(seed: UInt64(seed) &+ 77)
         var evictions = 0
         for (i, e) in CheckpointPropertyTests.stream(seed: UInt64(seed) &+ 900, count: 400).enumerated() {
             let x = engine.process(e, coordinates: "t/0/\(i)", state: &straight)

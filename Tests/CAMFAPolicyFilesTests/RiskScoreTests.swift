@@ -61,7 +61,7 @@ import Testing
     }
 
     static func stream(seed: UInt64, count: Int) -> [Login] {
-        var rng = CheckpointPropertyTests.SplitMix(s: seed)
+        var rng = SeededRandom(seed: seed)
         var t: Int64 = 1_767_225_600_000
         let ips = ["203.0.113.7", "203.0.113.9", "198.51.100.20", "192.0.2.1", "2001:db8::1"]
         return (0..<count).map { _ in
@@ -161,7 +161,7 @@ import Testing
         let engine = Engine(policySet: set, challengeKey: testChallengeKey)
         var straight = PartitionState(policySet: set)
         var restarted = PartitionState(policySet: set)
-        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed) &+ 5)
+        var rng = SeededRandom(seed: UInt64(seed) &+ 5)
         for (i, l) in Self.stream(seed: UInt64(seed) &+ 99, count: 300).enumerated() {
             let e = Self.uebaEvent(l)
             let x = engine.process(e, coordinates: "t/0/\(i)", state: &straight)

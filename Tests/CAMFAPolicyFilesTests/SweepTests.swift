@@ -49,7 +49,7 @@ import CAMFATestSupport
         let events = CheckpointPropertyTests.stream(seed: UInt64(seed) &+ 500, count: 400)
         var straight = PartitionState(policySet: set)
         var restarted = PartitionState(policySet: set)
-        var rng = CheckpointPropertyTests.SplitMix(s: UInt64(seed))
+        var rng = SeededRandom(seed: UInt64(seed))
         var usersSwept = false
         var restores = 0
         for (i, e) in events.enumerated() {

@@ -77,3 +77,26 @@ public func sharedTestData(_ relativePath: String) -> URL? {
     let u = sharedTestDataRoot.appendingPathComponent(relativePath).standardizedFileURL
     return FileManager.default.fileExists(atPath: u.path) ? u : nil
 }
+
+/// SplitMix64, the seeded generator of every property test: the same seed gives the same
+/// cases on every platform and Swift version (the system generator is not seedable), so a
+/// failure replays from the seed in its message.
+public struct SeededRandom: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// In 0..<n (the modulo bias is far below what a test could notice).
+    public mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+
+    /// In lo..<hi, from the top 53 bits.
+    public mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
+}

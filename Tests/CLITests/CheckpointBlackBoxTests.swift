@@ -1,4 +1,5 @@
 import Foundation
+import CAMFATestSupport
 import Testing
 
 /// Issue 5's acceptance, black-box: checkpoints survive SIGKILL, rebalances, broker faults
@@ -81,19 +82,6 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("camfa-state-\(name)-\(UUID().uuidString)").path
     }
 
-    /// Deterministic pauses between kills.
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
-    }
-
     @Test func sigkillAtTwentyPointsEndsInTheReferenceState() throws {
         guard BlackBox.requireKcat() else { return }
         let broker = try BlackBox.broker()
@@ -107,7 +95,7 @@ import Testing
         #expect(!ref.ids.isEmpty)
 
         let state = Self.newStateDir("crash")
-        var rng = SplitMix(state: 20_261_123)
+        var rng = SeededRandom(seed: 20_261_123)
         var kills = 0
         var progress: [Int] = []
         while kills < 20 {
