@@ -21,7 +21,8 @@ import Logging
 /// checkpoint interval (an output the broker keeps refusing) pauses the partition, so the
 /// stored state cannot fall behind without bound and the stall shows as lag. The write
 /// runs on the checkpoint writer's queue; the Kafka offset commit follows a successful
-/// checkpoint and only serves lag monitoring.
+/// checkpoint and only serves lag monitoring. Those decisions are each task's
+/// `TaskLifecycle` (Task/); this class executes its steps.
 public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     public struct Options: Sendable {
         public var configuration: Configuration
@@ -88,31 +89,16 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// Failed metadata reads are retried at most once a second: each blocks the poll loop.
     private var lastPartitionCountAttempt = Date.distantPast
 
+    /// A task's data; what it may do with it is `lifecycle`'s (Task/TaskLifecycle.swift).
     struct PartitionRuntime {
         var state: PartitionState
-        var tracker: OffsetTracker
-        /// This ownership period's fencing token in the store.
-        var epoch: Int64
-        var schedule: CheckpointSchedule
-        /// Next offset of the last durable checkpoint.
-        var checkpointed: Int64?
-        /// A checkpoint is with the writer and not yet confirmed; on failure its changes
-        /// come back as `carry`.
-        var outstanding = false
-        /// Changes of a failed write: merged in front of the next one, so none are lost.
-        var carry: PartitionChanges?
-        /// A checkpoint taken while outputs of the events it covers were in flight: it goes
-        /// to the writer once they are all acknowledged (the stored state never runs ahead
-        /// of what the broker holds), and meanwhile consumption goes on.
+        var lifecycle: TaskLifecycle
+        /// The checkpoint `lifecycle` holds (`.held`): it goes to the writer once the outputs
+        /// of the events it covers are acknowledged, and meanwhile consumption goes on.
         var held: PendingCheckpoint?
-        /// When `held` was taken (ms since the epoch).
-        var heldSince: Int64 = 0
-        /// Set when the partition cannot be processed (corrupt checkpoint, fenced): its
-        /// records are ignored (not processed, never checkpointed) and it stays paused.
-        var blocked: String?
-        /// Set when `blocked` is a restore that failed for a reason that clears by itself
-        /// (busy, I/O, read-only, disk full): the restore is retried at this time.
-        var restoreRetryAt: Date?
+        /// The changes of a failed write (`lifecycle.carrying`): merged in front of the next
+        /// write, so none are lost.
+        var carry: PartitionChanges?
     }
 
     typealias Output = DeliveryLedger.Output
@@ -211,51 +197,41 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let retrying = storageFault != nil
         if retrying, Date().timeIntervalSince(lastStorageAttempt) < 1 { return }
         for p in partitions.keys.sorted() {
-            let rt = partitions[p]!
-            guard rt.blocked == nil, !rt.outstanding else { continue }
-            if let held = rt.held {
-                guard let done = rt.tracker.committable, done >= held.nextOffset else { continue }
-                if retrying { lastStorageAttempt = Date() }
-                submit(held)
-                continue
-            }
-            guard retrying || rt.carry != nil || rt.schedule.isDue(now: now) else { continue }
-            guard let next = rt.tracker.processedNext else { continue }
-            if rt.carry == nil, rt.state.pendingChangeCount == 0, rt.checkpointed == next {
-                partitions[p]!.schedule.taken(now: now)
-                continue
-            }
+            let changed = partitions[p]!.state.pendingChangeCount > 0
+            guard let step = partitions[p]!.lifecycle.checkpointPass(now: now, retrying: retrying, stateChanged: changed) else { continue }
             if retrying { lastStorageAttempt = Date() }
-            let checkpoint = takeCheckpoint(p, nextOffset: next, now: now)
-            if rt.tracker.inFlight > 0 {
-                partitions[p]!.held = checkpoint
-                partitions[p]!.heldSince = now
-            } else {
-                submit(checkpoint)
-            }
+            perform(step, p)
         }
+    }
+
+    /// Executes a checkpoint step of partition `p`'s lifecycle; a write done on this thread
+    /// (`now`: revoke, shutdown) is completed before it returns.
+    private func perform(_ step: TaskLifecycle.Step, _ p: Int32, now: Bool = false) {
+        let checkpoint: PendingCheckpoint
+        switch step {
+        case .takeAndHold(let next):
+            partitions[p]!.held = takeCheckpoint(p, nextOffset: next)
+            return
+        case .takeAndSubmit(let next):
+            checkpoint = takeCheckpoint(p, nextOffset: next)
+        case .submitHeld:
+            checkpoint = partitions[p]!.held!
+            partitions[p]!.held = nil
+        }
+        if now { complete(writer.writeNow(checkpoint)) } else { writer.submit(checkpoint) }
     }
 
     /// Takes partition `p`'s changes (plus any failed ones) as one write, covering every
     /// processed event. Only the snapshot is taken here; encoding runs on the writer's thread.
-    private func takeCheckpoint(_ p: Int32, nextOffset: Int64, now: Int64) -> PendingCheckpoint {
+    private func takeCheckpoint(_ p: Int32, nextOffset: Int64) -> PendingCheckpoint {
         let start = DispatchTime.now().uptimeNanoseconds
         let snapshot = partitions[p]!.state.takeChangeSnapshot()
         let carry = partitions[p]!.carry
         partitions[p]!.carry = nil
         slowestTake = max(slowestTake, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        partitions[p]!.schedule.taken(now: now)
         return PendingCheckpoint(
-            partition: PartitionID(topic: options.configuration.topics.input, partition: p), epoch: partitions[p]!.epoch,
+            partition: PartitionID(topic: options.configuration.topics.input, partition: p), epoch: partitions[p]!.lifecycle.epoch,
             nextOffset: nextOffset, carry: carry, snapshot: snapshot)
-    }
-
-    /// Hands a checkpoint whose outputs are all acknowledged to the writer.
-    private func submit(_ checkpoint: PendingCheckpoint) {
-        let p = checkpoint.partition.partition
-        partitions[p]!.held = nil
-        partitions[p]!.outstanding = true
-        writer.submit(checkpoint)
     }
 
     private func completeCheckpoints() {
@@ -263,8 +239,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     private func complete(_ c: CheckpointWriter.Completion) {
+        let outcome: TaskLifecycle.WriteOutcome = c.error == nil ? .stored : c.error!.code == .fenced ? .fenced : .failed
         // A result for an earlier ownership period of the partition: nothing to update.
-        guard let rt = partitions[c.partition], rt.epoch == c.epoch, rt.outstanding else {
+        guard partitions[c.partition]?.lifecycle.writeCompleted(epoch: c.epoch, outcome) == true else {
             if let error = c.error, error.code == .fenced {
                 logger.warning("checkpoint of an ended ownership period refused: the partition is fenced by a newer owner", metadata: [
                     "partition": "\(c.partition)", "epoch": "\(c.epoch)",
@@ -280,8 +257,6 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             logger.debug("checkpoint base rewritten", metadata: ["partition": "\(c.partition)", "seconds": "\(seconds)"])
         }
         guard let error = c.error else {
-            partitions[c.partition]!.outstanding = false
-            partitions[c.partition]!.checkpointed = c.nextOffset
             telemetry.checkpointed(c.partition, seconds: c.seconds)
             if storageFault != nil {
                 storageFault = nil
@@ -295,7 +270,6 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             return
         }
         partitions[c.partition]!.carry = c.failed
-        partitions[c.partition]!.outstanding = false
         storageFailed(error)
     }
 
@@ -305,10 +279,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             "partition": "\(p)", "error": "\(error.message)",
         ])
         partitions[p]!.state = PartitionState(policySet: options.policySet)
-        partitions[p]!.outstanding = false
         partitions[p]!.carry = nil
         partitions[p]!.held = nil
-        partitions[p]!.blocked = "fenced"
     }
 
     private func storageFailed(_ error: StoreError) {
@@ -326,8 +298,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func applyPauses() {
         let input = options.configuration.topics.input
         var want: Set<Int32> = []
-        let stalled = Self.nowMs() - options.configuration.checkpoint.interval
-        for (p, rt) in partitions where storageFault != nil || rt.blocked != nil || (rt.held != nil && rt.heldSince <= stalled) {
+        let now = Self.nowMs(), stallAfter = options.configuration.checkpoint.interval
+        for (p, rt) in partitions where storageFault != nil || rt.lifecycle.wantsPause(now: now, stallAfter: stallAfter) {
             want.insert(p)
         }
         let pause = want.subtracting(paused), resume = paused.subtracting(want)
@@ -352,29 +324,18 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         writer.barrier()
         completeCheckpoints()
         let now = Self.nowMs()
-        for p in list.sorted() {
-            guard let rt = partitions[p], rt.blocked == nil, let next = rt.tracker.committable else { continue }
-            // A held checkpoint whose outputs have landed goes first, even when later
-            // outputs are still in flight: the next owner then replays less.
-            if let held = rt.held, next >= held.nextOffset {
-                partitions[p]!.held = nil
-                partitions[p]!.outstanding = true
-                complete(writer.writeNow(held))
-                guard partitions[p]!.blocked == nil else { continue }
-            }
-            if rt.tracker.inFlight > 0 {
+        for p in list.sorted() where partitions[p] != nil {
+            if let step = partitions[p]!.lifecycle.finalHeld() { perform(step, p, now: true) }
+            let changed = partitions[p]!.state.pendingChangeCount > 0
+            switch partitions[p]!.lifecycle.finalTake(now: now, stateChanged: changed) {
+            case .none: continue
+            case .unacknowledgedOutputs:
                 logger.warning("partition still has unacknowledged outputs; its final checkpoint is skipped", metadata: ["partition": "\(p)"])
-                continue
-            }
-            let current = partitions[p]!
-            if current.carry == nil, current.state.pendingChangeCount == 0, current.checkpointed == next { continue }
-            partitions[p]!.outstanding = true
-            let completion = writer.writeNow(takeCheckpoint(p, nextOffset: next, now: now))
-            complete(completion)
-            if let error = completion.error, error.code != .fenced {
-                logger.error("final checkpoint failed; the next owner resumes from the previous checkpoint", metadata: [
-                    "partition": "\(p)", "code": "\(error.code.rawValue)",
-                ])
+            case .take(let step):
+                perform(step, p, now: true)
+                if partitions[p]!.lifecycle.carrying {
+                    logger.error("final checkpoint failed; the next owner resumes from the previous checkpoint", metadata: ["partition": "\(p)"])
+                }
             }
         }
     }
@@ -413,7 +374,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     // MARK: - Per message
 
     private func handle(_ record: KafkaRecord) {
-        guard let rt = partitions[record.partition], rt.blocked == nil else { return }
+        guard let rt = partitions[record.partition], rt.lifecycle.isRunning else { return }
         metrics.consumed += 1
         let c = options.configuration
         guard let value = record.value, value.count > 0 else {
@@ -486,8 +447,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     /// The record's offset may be committed once its `outputs` are acknowledged.
     private func markProcessed(_ record: KafkaRecord, outputs: Int) {
-        partitions[record.partition]!.tracker.processed(offset: record.offset, outputs: outputs)
-        partitions[record.partition]!.schedule.processed()
+        partitions[record.partition]!.lifecycle.processed(offset: record.offset, outputs: outputs)
     }
 
     /// Bad input goes to the dead-letter topic with its reason and coordinates; it is never
@@ -542,7 +502,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         ledger.serve(reports, other: { r in
             if let request = requestProduces.removeValue(forKey: r.token) { requestDelivered(r, request) }
         }, acknowledged: { o in
-            partitions[o.partition]?.tracker.acknowledged(offset: o.offset)
+            partitions[o.partition]?.lifecycle.acknowledged(offset: o.offset)
         })
         metrics.deliveryRetries = ledger.retries
         metrics.produceErrors = ledger.produceErrors
@@ -554,7 +514,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         // Kafka gets the checkpointed position: the state store is what a restart resumes
         // from, the group offset is for lag monitoring.
         for (p, rt) in partitions where only == nil || only!.contains(p) {
-            if let next = rt.checkpointed, committed[p] != next {
+            if let next = rt.lifecycle.checkpointed, committed[p] != next {
                 offsets[TopicPartition(options.configuration.topics.input, p)] = next
             }
         }
@@ -593,13 +553,12 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// A new ownership period of `tp`: restored from its checkpoint, or blocked (empty state,
     /// paused, not processed) when that fails. Returns the checkpointed next offset.
     private func restoreRuntime(_ tp: TopicPartition, now: Int64) -> (PartitionRuntime, Int64?) {
-        var rt = PartitionRuntime(
-            state: PartitionState(policySet: options.policySet), tracker: OffsetTracker(), epoch: 0,
-            schedule: CheckpointSchedule(interval: options.configuration.checkpoint.interval,
-                                         events: options.configuration.checkpoint.events, now: now))
+        let schedule = CheckpointSchedule(interval: options.configuration.checkpoint.interval,
+                                          events: options.configuration.checkpoint.events, now: now)
         do throws(StoreError) {
             let (epoch, checkpoint) = try restore(tp)
-            rt.epoch = epoch
+            var rt = PartitionRuntime(state: PartitionState(policySet: options.policySet),
+                                      lifecycle: TaskLifecycle(epoch: epoch, checkpointed: checkpoint?.nextOffset, schedule: schedule))
             if let checkpoint {
                 do {
                     rt.state = try PartitionState(
@@ -608,8 +567,6 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                 } catch {
                     throw StoreError(code: .corrupt, message: "\(writer.store.path): \(tp): undecodable checkpoint: \(error)")
                 }
-                rt.tracker = OffsetTracker(startingAt: checkpoint.nextOffset)
-                rt.checkpointed = checkpoint.nextOffset
             }
             logger.info("partition restored", metadata: [
                 "partition": "\(tp.partition)", "epoch": "\(epoch)",
@@ -622,13 +579,12 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             // Never half-loaded: the partition keeps empty state, stays paused and is not
             // processed, so nothing is skipped once the store is readable or repaired.
             let transient = Self.restoreRetryable.contains(error.code)
-            rt.blocked = "restore failed: \(error.code.rawValue)"
-            rt.restoreRetryAt = transient ? Date().addingTimeInterval(Self.restoreRetrySeconds) : nil
-            rt.state = PartitionState(policySet: options.policySet)
+            let rt = PartitionRuntime(state: PartitionState(policySet: options.policySet), lifecycle: TaskLifecycle(
+                blocked: "restore failed: \(error.code.rawValue)", retryAt: transient ? now + Self.restoreRetryMs : nil, schedule: schedule))
             health.setPartitionFault(tp.partition, "cannot restore its checkpoint (\(error.code.rawValue)): \(error.message)")
             logger.error("cannot restore partition; it is paused and the daemon is unhealthy", metadata: [
                 "partition": "\(tp.partition)", "code": "\(error.code.rawValue)", "error": "\(error.message)",
-                "retry": "\(transient ? "every \(Int(Self.restoreRetrySeconds)) s" : "no: the operator must repair or drop the checkpoint")",
+                "retry": "\(transient ? "every \(Self.restoreRetryMs / 1000) s" : "no: the operator must repair or drop the checkpoint")",
             ])
             return (rt, nil)
         }
@@ -637,18 +593,18 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// Store faults that clear without an operator; corruption, a foreign schema and fencing
     /// do not, so retrying those would only repeat the error.
     static let restoreRetryable: Set<StoreError.Code> = [.busy, .io, .readOnly, .diskFull, .open]
-    static let restoreRetrySeconds = 3.0
+    static let restoreRetryMs: Int64 = 3_000
 
     /// Retries due restores of blocked partitions. A success starts the partition where the
     /// restore says (its checkpoint, else auto.offset.reset): records
     /// delivered while it was blocked were ignored, so the consumer is moved back there.
     private func retryRestores() {
-        let nowDate = Date()
+        let now = Self.nowMs()
         for p in partitions.keys.sorted() {
-            guard let at = partitions[p]!.restoreRetryAt, at <= nowDate else { continue }
+            guard partitions[p]!.lifecycle.restoreRetryDue(now: now) else { continue }
             let tp = TopicPartition(options.configuration.topics.input, p)
-            let (rt, checkpointed) = restoreRuntime(tp, now: Self.nowMs())
-            guard rt.blocked == nil else {
+            let (rt, checkpointed) = restoreRuntime(tp, now: now)
+            guard rt.lifecycle.isRunning else {
                 partitions[p] = rt
                 continue
             }
@@ -656,7 +612,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                 try consumer.seek([tp: checkpointed ?? startWithoutCheckpoint])
             } catch {
                 logger.warning("seek after a retried restore failed; retrying the restore", metadata: ["partition": "\(p)", "error": "\(error)"])
-                partitions[p]!.restoreRetryAt = Date().addingTimeInterval(Self.restoreRetrySeconds)
+                partitions[p]!.lifecycle.postponeRestore(until: now + Self.restoreRetryMs)
                 continue
             }
             partitions[p] = rt
@@ -791,7 +747,7 @@ extension Pipeline {
         if let error = r.error {
             mailbox.answer(id, .failure(PipelineRequestError(code: .unavailable, message: "cannot write to the input topic: \(error)")))
         } else if let rt = partitions[r.partition] {
-            if let blocked = rt.blocked {
+            if let blocked = rt.lifecycle.blockedReason {
                 mailbox.answer(id, .failure(PipelineRequestError(
                     code: .unavailable, message: "partition \(r.partition) is not being processed (\(blocked))")))
             } else if mailbox.isWaiting(id) {
@@ -906,7 +862,7 @@ extension Pipeline {
             if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
             return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
         }
-        if let blocked = rt.blocked {
+        if let blocked = rt.lifecycle.blockedReason {
             return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))
         }
         let now = options.clock()
