@@ -427,22 +427,42 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         }
     }
 
-    /// Publishes the challenges of a processed record and marks the record processed.
+    /// Publishes the challenges and refusals of a processed record (after `extra`) and
+    /// marks the record processed. A deny is an MFA event too (`action: deny`), so that
+    /// subscribers end the session in event-flow mode as API callers do.
     private func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord, extra: [Output] = []) {
         let c = options.configuration
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
         for o in extra { produce(o) }
         var outputs = extra.count
-        for d in decisions where d.issuesChallenge {
-            let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource)
-            produce(Output(topic: c.topics.output, key: Array(event.originalIdentity.utf8), value: JSONWriter.encode(envelope),
-                           headers: [("ce_type", Array(MFAEvent.type.utf8))], partition: record.partition, offset: record.offset))
+        for d in decisions where d.issuesChallenge || d.action == .deny {
+            let id = d.challengeId == nil ? ChallengeID.make(coordinates: coordinates.key, flow: d.flow, key: engine.challengeKey) : nil
+            let envelope = MFAEvent.envelope(decision: d, event: event, coordinates: coordinates, source: c.eventSource, id: id)
+            produce(mfaOutput(envelope, user: event.originalIdentity, record))
             outputs += 1
-            metrics.challenges += 1
-            onChallenge?(d, event)
+            if d.issuesChallenge {
+                metrics.challenges += 1
+                onChallenge?(d, event)
+            }
         }
         metrics.processed += 1
         markProcessed(record, outputs: outputs)
+    }
+
+    /// An MFA event of `record`, keyed by the user so each user's events stay in order.
+    private func mfaOutput(_ envelope: Value, user: String, _ record: KafkaRecord) -> Output {
+        Output(topic: options.configuration.topics.output, key: Array(user.utf8), value: JSONWriter.encode(envelope),
+               headers: [("ce_type", Array(MFAEvent.type.utf8))], partition: record.partition, offset: record.offset)
+    }
+
+    /// The `cleared` events of challenges that `record` (a verified result, a release) ended.
+    private func clearedOutputs(_ dropped: [PendingChallenge], user: String, by clearing: MFAEvent.Clearing, method: MFAMethod?,
+                                time: Int64, _ record: KafkaRecord) -> [Output] {
+        let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
+        return dropped.map {
+            mfaOutput(MFAEvent.cleared($0, user: user, by: clearing, method: method, time: time, coordinates: coordinates,
+                                       source: options.configuration.eventSource, key: engine.challengeKey), user: user, record)
+        }
     }
 
     /// The record's offset may be committed once its `outputs` are acknowledged.
@@ -784,13 +804,17 @@ extension Pipeline {
             deadLetter(record, reason: "invalid: a release is {\"user\": <id>, \"time\": <epoch ms>}")
             return
         }
-        let released = engine.releaseUser(user, state: &partitions[record.partition]!.state)
+        let dropped = engine.releaseUser(user, state: &partitions[record.partition]!.state)
         logger.notice("user released by an operator", metadata: ["partition": "\(record.partition)", "offset": "\(record.offset)",
-                                                                "challenges": "\(released)"])
+                                                                "challenges": "\(dropped.count)"])
+        var time = options.clock()
+        if case .int(let t)? = m[string: "time"] { time = t }
+        let cleared = clearedOutputs(dropped, user: user, by: .release, method: nil, time: time, record)
+        for o in cleared { produce(o) }
         metrics.processed += 1
-        markProcessed(record, outputs: 0)
+        markProcessed(record, outputs: cleared.count)
         if let request = record.header(InputHeaders.request) {
-            answer(request, .success(.release(ReleaseOutcome(user: user, released: released))))
+            answer(request, .success(.release(ReleaseOutcome(user: user, released: dropped.count))))
         }
     }
 
@@ -838,7 +862,8 @@ extension Pipeline {
             let dead = deadLetterOutput(record, reason: "\(rejection.code.rawValue): \(rejection.message)", code: code)
             publish(decisions, of: event, record, extra: [dead])
         case .success(let accepted):
-            publish(decisions, of: event, record)
+            let cleared = clearedOutputs(accepted.dropped, user: result.user, by: .verified, method: result.method, time: result.time, record)
+            publish(decisions, of: event, record, extra: cleared)
             if let request = record.header(InputHeaders.request) {
                 answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
             }

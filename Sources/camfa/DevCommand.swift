@@ -181,7 +181,10 @@ enum MFAEventLine {
                 why.append(nums.isEmpty ? str(pm[string: "policy"]) : "\(str(pm[string: "policy"]))(\(nums.joined(separator: " ")))")
             }
         }
-        let text = "\(paint("MFA", "1;33")) \(paint(user, "36")) app=\(app) methods=\(methods.joined(separator: ">")) flow=\(flow) reason=\(paint(reason, "1")) \(why.joined(separator: "; "))"
+        // mfa, deny or cleared (schemas/mfa-event.schema.json).
+        let action = str(data[string: "action"])
+        let label = action == "mfa" ? "MFA" : action.uppercased()
+        let text = "\(paint(label, action == "cleared" ? "1;32" : action == "deny" ? "1;31" : "1;33")) \(paint(user, "36")) app=\(app) methods=\(methods.joined(separator: ">")) flow=\(flow) reason=\(paint(reason, "1")) \(why.joined(separator: "; "))"
         return (text, reason)
     }
 

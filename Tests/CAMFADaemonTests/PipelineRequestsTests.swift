@@ -51,6 +51,60 @@ import CAMFATestSupport
         #expect(!again.cleared)
     }
 
+    /// Issue 25 item 5: before, a deny in event-flow mode published nothing (subscribers
+    /// let the session through) and a cleared lock published nothing (subscribers holding
+    /// the session never learnt). Both are MFA events now, valid against the schema.
+    @Test func aDenyAndAClearedLockArePublishedAsMFAEvents() async throws {
+        let user = "u-\(UUID().uuidString.prefix(8))", ip = "10.20.11.\(Int.random(in: 1...250))"
+        // Four apps from one address, then the finance app: internal_apps denies (ip_velocity).
+        for i in 1...4 { try h.produceInput(key: user, value: login(user, app: "app\(i)", ip: ip)) }
+        try h.produceInput(key: user, value: login(user, app: "finance-app", ip: ip))
+        let deny = try h.read(h.output) { $0.key == user && $0.value.contains(#""action":"deny""#) }
+        // A challenge (API mode, a sixth app), verified: its lock is cleared.
+        let e = try await h.pipeline.evaluate(eventJSON: login(user, app: "app6", ip: ip), flow: nil, timeout: 10)
+        let id = try #require(e.decisions.first { $0.issuesChallenge }?.challengeId)
+        let mfa = try h.read(h.output) { $0.value.contains(#""id":"\#(id)""#) }
+        let result = #"{"mfaEventId":"\#(id)","user":"\#(user)","method":"otp","result":"verified","time":\#(Harness.now())}"#
+        #expect(try await h.pipeline.submitMFAResult(json: Array(result.utf8), timeout: 10).cleared)
+        let cleared = try h.read(h.output) { $0.key == user && $0.value.contains(#""action":"cleared""#) }
+        #expect(cleared.value.contains(#""challengeId":"\#(id)""#) && cleared.value.contains(#""clearedBy":"verified""#))
+        #expect(cleared.value.contains(#""methods":["otp"]"#))
+        var ids = Set<String>()
+        for m in [deny, mfa, cleared] {
+            let data = try #require(m.value.firstMatch(of: /"id":"([0-9a-f-]{36})"/)?.1)
+            ids.insert(String(data))
+        }
+        #expect(ids.count == 3, "each event has an id of its own")
+        // An operator's release of a held challenge is a cleared event too.
+        let again = try await h.pipeline.evaluate(eventJSON: login(user, app: "app7", ip: ip), flow: nil, timeout: 10)
+        let held = try #require(again.decisions.first { $0.issuesChallenge }?.challengeId)
+        #expect(try await h.pipeline.releaseUser(user: user, timeout: 10).released == 1)
+        let released = try h.read(h.output) { $0.value.contains(#""clearedBy":"release""#) && $0.value.contains(held) }
+        try Self.validate([deny.value, mfa.value, cleared.value, released.value])
+    }
+
+    /// Each MFA event against schemas/mfa-event.schema.json (Python's jsonschema: skipped
+    /// without it, a failure under CI=true).
+    static func validate(_ events: [String]) throws {
+        let script = """
+            import json, sys, jsonschema
+            v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+            for line in sys.stdin.read().split("\\n"):
+                if line:
+                    errors = [e.message for e in v.iter_errors(json.loads(line))]
+                    print("ok" if not errors else "; ".join(errors))
+            """
+        guard let r = try runTool("python3", ["-c", script, packageRoot.appendingPathComponent("schemas/mfa-event.schema.json").path],
+                                  stdin: Data(events.joined(separator: "\n").utf8)), r.status == 0 || !r.stderr.contains("No module") else {
+            #expect(!isCI, "python3 with jsonschema is needed to validate MFA events")
+            return
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == events.count)
+        for (line, event) in zip(lines, events) { #expect(line == "ok", "\(line): \(event)") }
+    }
+
     @Test func aBurstBuiltByEvaluateIsSeenByKafkaEvents() async throws {
         let user = "u-\(UUID().uuidString.prefix(8))", ip = "10.20.8.\(Int.random(in: 1...250))"
         for i in 1...4 {

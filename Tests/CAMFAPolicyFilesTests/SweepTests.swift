@@ -124,7 +124,7 @@ import CAMFATestSupport
         #expect(state.expiredChallenges(user: "idle", at: t0 + 9 * 3_600_000).count == 1)
         // Released: the next sweep past the retention drops the user (and the 2-minute
         // window's keys).
-        #expect(engine.releaseUser("idle", state: &state) == 1)
+        #expect(engine.releaseUser("idle", state: &state).count == 1)
         _ = engine.process(event("other", at: t0 + 20 * 3_600_000), coordinates: "c/3", state: &state)
         _ = engine.process(event("other", at: t0 + 30 * 3_600_000), coordinates: "c/4", state: &state)
         #expect(state.userCount == 1)

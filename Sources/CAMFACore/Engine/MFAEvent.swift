@@ -17,7 +17,10 @@ public enum MFAEvent {
         public var key: String { "\(topic)/\(partition)/\(offset)" }
     }
 
-    public static func envelope(decision: Decision, event: UEBAEvent, coordinates: Coordinates?, source: String) -> Value {
+    /// The event of a decision that challenges (`mfa`) or refuses (`deny`) the user. A
+    /// challenge's id is its challenge id; a deny, which holds no challenge, passes `id`
+    /// (`ChallengeID.make` of the same coordinates and flow: as deterministic).
+    public static func envelope(decision: Decision, event: UEBAEvent, coordinates: Coordinates?, source: String, id: String? = nil) -> Value {
         var data = ValueMap()
         data[string: "user"] = .string(event.originalIdentity)
         data[string: "appId"] = event.appId.map(Value.string) ?? .null
@@ -38,14 +41,54 @@ public enum MFAEvent {
         }
         if case .string(let session)? = event.custom[string: "sessionId"] { trigger[string: "sessionId"] = .string(session) }
         data[string: "trigger"] = .map(trigger)
+        return wrap(data, id: decision.challengeId ?? id ?? "", user: event.originalIdentity, time: event.requestDate, source: source)
+    }
 
+    /// How a challenge stopped holding the user.
+    public enum Clearing: String, Sendable {
+        /// A verified MFA result: its challenge, and the expired ones the user still held.
+        case verified
+        /// An operator's release (`POST /v1/users/{id}/release`).
+        case release
+    }
+
+    /// The event `cleared`: `challenge` no longer holds the user, so a subscriber that held
+    /// a session for it lets it go. `time` is the result's or the release's; `coordinates`
+    /// are the record's that cleared it, which with the challenge id make the event's id.
+    public static func cleared(_ challenge: PendingChallenge, user: String, by clearing: Clearing, method: MFAMethod?,
+                               time: Int64, coordinates: Coordinates, source: String, key: ChallengeKey) -> Value {
+        var data = ValueMap()
+        data[string: "user"] = .string(user)
+        data[string: "appId"] = .null
+        data[string: "methods"] = .list(method.map { [.string($0.rawValue)] } ?? [])
+        data[string: "flow"] = .string(challenge.flow)
+        data[string: "action"] = .string("cleared")
+        data[string: "expiresAt"] = .null
+        data[string: "failMode"] = .null
+        data[string: "returns"] = .map(ValueMap())
+        data[string: "explanation"] = .list([])
+        data[string: "challengeId"] = .string(challenge.id)
+        data[string: "clearedBy"] = .string(clearing.rawValue)
+        var trigger = ValueMap()
+        trigger[string: "requestDate"] = .int(time)
+        trigger[string: "behaviorType"] = .string(clearing == .verified ? "mfa" : "release")
+        trigger[string: "topic"] = .string(coordinates.topic)
+        trigger[string: "partition"] = .int(Int64(coordinates.partition))
+        trigger[string: "offset"] = .int(coordinates.offset)
+        data[string: "trigger"] = .map(trigger)
+        // One record can clear several challenges: the cleared one's id tells them apart.
+        let id = ChallengeID.make(coordinates: coordinates.key, flow: "cleared " + challenge.id, key: key)
+        return wrap(data, id: id, user: user, time: time, source: source)
+    }
+
+    private static func wrap(_ data: ValueMap, id: String, user: String, time: Int64, source: String) -> Value {
         var e = ValueMap()
         e[string: "specversion"] = .string("1.0")
-        e[string: "id"] = .string(decision.challengeId ?? "")
+        e[string: "id"] = .string(id)
         e[string: "source"] = .string(source)
         e[string: "type"] = .string(type)
-        e[string: "subject"] = .string(event.originalIdentity)
-        e[string: "time"] = .string(RFC3339.format(milliseconds: event.requestDate))
+        e[string: "subject"] = .string(user)
+        e[string: "time"] = .string(RFC3339.format(milliseconds: time))
         e[string: "datacontenttype"] = .string("application/json")
         e[string: "data"] = .map(data)
         return .map(e)

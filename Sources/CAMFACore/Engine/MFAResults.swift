@@ -36,10 +36,14 @@ public struct MFAResultApplied: Sendable, Equatable {
     public var cleared: Bool
     /// The flow that issued the challenge (nil for an idempotent repeat).
     public var flow: String?
+    /// What a verified result dropped: its challenge and the expired ones the user still
+    /// held (each ends a lock subscribers may hold: an MFA event `cleared`).
+    public var dropped: [PendingChallenge]
 
-    public init(cleared: Bool, flow: String?) {
+    public init(cleared: Bool, flow: String?, dropped: [PendingChallenge] = []) {
         self.cleared = cleared
         self.flow = flow
+        self.dropped = dropped
     }
 }
 
@@ -69,25 +73,26 @@ extension Engine {
                 message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
         }
         guard verified else { return .success(MFAResultApplied(cleared: false, flow: challenge.flow)) }
+        let dropped = u.pending.filter { $0.id == challengeId || $0.expiresAt <= time }
         u.pending.removeAll { $0.id == challengeId || $0.expiresAt <= time }
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
         state.users[user] = u
         state.lockChanged(from: true, to: !u.pending.isEmpty)
         state.recordChange(user: user)
-        return .success(MFAResultApplied(cleared: true, flow: challenge.flow))
+        return .success(MFAResultApplied(cleared: true, flow: challenge.flow, dropped: dropped))
     }
 
     /// An operator's explicit release (`POST /v1/users/{id}/release`, admin scope): every
-    /// challenge the user holds, pending or expired, is dropped. Returns how many.
-    public func releaseUser(_ user: String, state: inout PartitionState) -> Int {
-        guard var u = state.users[user], !u.pending.isEmpty else { return 0 }
-        let n = u.pending.count
+    /// challenge the user holds, pending or expired, is dropped. Returns them.
+    public func releaseUser(_ user: String, state: inout PartitionState) -> [PendingChallenge] {
+        guard var u = state.users[user], !u.pending.isEmpty else { return [] }
+        let dropped = u.pending
         u.pending = []
         state.users[user] = u
         state.lockChanged(from: true, to: false)
         state.recordChange(user: user)
-        return n
+        return dropped
     }
 
     /// The event an accepted result becomes for the policies, so they can count MFA
