@@ -6,6 +6,7 @@ import PackageDescription
 //   CAMFAPolicyFiles policy and flow YAML → CAMFACore model (file, line, column errors)
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
+//   CAMFAFactors     MFA factors camfa checks itself: TOTP (RFC 6238), base32
 //   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
 //   CAMFADaemon      configuration, the Kafka → engine → Kafka pipeline, lifecycle
@@ -48,6 +49,8 @@ let package = Package(
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
         .target(name: "CAMFAStore", dependencies: ["CSQLite"]),
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
+        // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
+        .target(name: "CAMFAFactors", dependencies: ["CLibCrypto"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CAMFADaemon",
@@ -110,6 +113,7 @@ let package = Package(
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore", "CAMFAPolicyFiles"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
+        .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors"]),
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [

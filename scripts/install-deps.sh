@@ -33,6 +33,11 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   echo "installing python3 confluent-kafka"
   python3 -m pip install --quiet confluent-kafka || python3 -m pip install --quiet --break-system-packages confluent-kafka
 fi
+# An independent TOTP implementation for the factor tests (TOTPTests).
+if ! python3 -c 'import pyotp' 2>/dev/null; then
+  echo "installing python3 pyotp"
+  python3 -m pip install --quiet pyotp || python3 -m pip install --quiet --break-system-packages pyotp
+fi
 # The OpenAPI fuzzer run against the live daemon (SchemathesisBlackBoxTests).
 if ! command -v st >/dev/null 2>&1; then
   echo "installing schemathesis"
