@@ -6,6 +6,7 @@ import PackageDescription
 //   CAMFAPolicyFiles policy and flow YAML → CAMFACore model (file, line, column errors)
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
+//   CAMFAClient      for integrating services: MFA event filters and deduplication (issue 26)
 //   CAMFAFactors     MFA factors camfa checks itself: TOTP (RFC 6238), base32
 //   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
@@ -19,6 +20,7 @@ let package = Package(
         .executable(name: "camfa", targets: ["camfa"]),
         .executable(name: "camfa-bench", targets: ["camfa-bench"]),
         .library(name: "CAMFACore", targets: ["CAMFACore"]),
+        .library(name: "CAMFAClient", targets: ["CAMFAClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -49,6 +51,8 @@ let package = Package(
         .target(name: "CAMFAEnrich", dependencies: ["CAMFACore", "CMaxMindDB", "CPCRE2", "Yams"]),
         .target(name: "CAMFAStore", dependencies: ["CSQLite"]),
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
+        // What an integrating service links (issue 26): nothing of the engine or the daemon.
+        .target(name: "CAMFAClient", dependencies: ["CAMFAKafka"]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
         .target(name: "CAMFAFactors", dependencies: ["CLibCrypto"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
@@ -81,7 +85,7 @@ let package = Package(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
-                "CAMFAServer",
+                "CAMFAServer", "CAMFAClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -114,6 +118,7 @@ let package = Package(
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
         .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors"]),
+        .testTarget(name: "CAMFAClientTests", dependencies: ["CAMFAClient"]),
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [
