@@ -7,6 +7,7 @@ import PackageDescription
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
 //   CAMFAClient      for integrating services: MFA event filters and deduplication (issue 26)
+//   CAMFATokens      the mfaToken: ES256 JWTs signed and verified with jwt-kit, JWKS
 //   CAMFAFactors     MFA factors camfa checks itself: TOTP (RFC 6238), base32
 //   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
 //   CAMFAKafka       librdkafka consumer, producer and the mock-cluster dev broker
@@ -25,6 +26,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -53,6 +55,8 @@ let package = Package(
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
         // What an integrating service links (issue 26): nothing of the engine or the daemon.
         .target(name: "CAMFAClient", dependencies: ["CAMFAKafka"]),
+        // The mfaToken (issue 25): ES256 JWTs through jwt-kit, and the JWKS that publishes the keys.
+        .target(name: "CAMFATokens", dependencies: [.product(name: "JWTKit", package: "jwt-kit")]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
         .target(name: "CAMFAFactors", dependencies: ["CLibCrypto"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
@@ -119,6 +123,7 @@ let package = Package(
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
         .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors"]),
         .testTarget(name: "CAMFAClientTests", dependencies: ["CAMFAClient"]),
+        .testTarget(name: "CAMFATokensTests", dependencies: ["CAMFATestSupport", "CAMFATokens"]),
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [

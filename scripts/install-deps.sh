@@ -38,6 +38,11 @@ if ! python3 -c 'import pyotp' 2>/dev/null; then
   echo "installing python3 pyotp"
   python3 -m pip install --quiet pyotp || python3 -m pip install --quiet --break-system-packages pyotp
 fi
+# An independent JWT verifier for the mfaToken tests (MFATokenTests).
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+  echo "installing python3 PyJWT"
+  python3 -m pip install --quiet PyJWT cryptography || python3 -m pip install --quiet --break-system-packages PyJWT cryptography
+fi
 # The OpenAPI fuzzer run against the live daemon (SchemathesisBlackBoxTests).
 if ! command -v st >/dev/null 2>&1; then
   echo "installing schemathesis"
