@@ -56,7 +56,7 @@ let package = Package(
         // What an integrating service links (issue 26): nothing of the engine or the daemon.
         .target(name: "CAMFAClient", dependencies: ["CAMFAKafka"]),
         // The mfaToken (issue 25): ES256 JWTs through jwt-kit, and the JWKS that publishes the keys.
-        .target(name: "CAMFATokens", dependencies: [.product(name: "JWTKit", package: "jwt-kit")]),
+        .target(name: "CAMFATokens", dependencies: ["CLibCrypto", .product(name: "JWTKit", package: "jwt-kit")]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
         .target(name: "CAMFAFactors", dependencies: ["CLibCrypto"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "CAMFAServer",
             dependencies: [
-                "CAMFADaemon", "CAMFACore", "CLibCrypto",
+                "CAMFADaemon", "CAMFACore", "CAMFATokens", "CLibCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,7 +89,7 @@ let package = Package(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
-                "CAMFAServer", "CAMFAClient",
+                "CAMFAServer", "CAMFAClient", "CAMFATokens",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [
-                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles", "CAMFATestSupport",
+                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles", "CAMFATestSupport", "CAMFATokens",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

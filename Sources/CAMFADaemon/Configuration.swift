@@ -134,9 +134,34 @@ public struct Configuration: Sendable, Equatable {
         public var secretFile: String?
     }
 
+    /// The mfaToken (issue 25 item 3): the JWT camfa issues after a passed challenge.
+    public struct Tokens: Sendable, Equatable {
+        public struct Key: Sendable, Equatable {
+            /// The JWS `kid`, unique among the keys.
+            public var kid: String
+            /// A P-256 private key in PEM, or `credential:NAME`.
+            public var privateKey: String
+            public init(kid: String, privateKey: String) {
+                self.kid = kid
+                self.privateKey = privateKey
+            }
+        }
+
+        /// The `iss` claim.
+        public var issuer = "urn:camfa"
+        /// From issue to expiry (ms): short, because the business server exchanges the
+        /// token for its own session at once.
+        public var lifetime: Int64 = 5 * 60_000
+        /// The first signs, every one verifies (rotation: add the new key first, drop the
+        /// old one when its last token has expired). Empty: TokenKeyFiles.swift says where
+        /// the key is looked for.
+        public var keys: [Key] = []
+    }
+
     public var kafka = Kafka()
     public var topics = Topics()
     public var security = Security()
+    public var tokens = Tokens()
     public var policies = "/etc/camfa/policies"
     public var stateDir = "/var/lib/camfa"
     public var engine = Engine()
@@ -282,8 +307,9 @@ private struct ConfigReader {
             case "security": section(v, key, ["secretFile"]) { r, _, node in
                 c.security.secretFile = r.optionalPath(node, "security.secretFile")
             }
+            case "tokens": readTokens(v, into: &c.tokens)
             default:
-                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, security, stateDir, topics)")
+                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, security, stateDir, tokens, topics)")
             }
         }
         return c
@@ -353,6 +379,38 @@ private struct ConfigReader {
             }
         }
         h = out
+    }
+
+    mutating func readTokens(_ node: Node, into t: inout Configuration.Tokens) {
+        var out = t
+        section(node, "tokens", ["issuer", "lifetime", "keys"]) { r, name, node in
+            switch name {
+            case "issuer": if let s = r.string(node, "tokens.issuer") { if s.isEmpty { r.fail(node, "tokens.issuer", "must not be empty") } else { out.issuer = s } }
+            case "lifetime":
+                guard let d = r.duration(node, "tokens.lifetime") else { return }
+                if d >= 1_000 && d <= 24 * 3_600_000 { out.lifetime = d } else { r.fail(node, "tokens.lifetime", "must be between 1s and 24h") }
+            default:
+                guard let seq = node.sequence, !seq.isEmpty else { r.fail(node, "tokens.keys", "must be a non-empty list of {kid, privateKey}"); return }
+                out.keys = []
+                for (i, item) in seq.enumerated() {
+                    guard let map = item.mapping else { r.fail(item, "tokens.keys[\(i)]", "must be a mapping {kid, privateKey}"); continue }
+                    let path = "tokens.keys[\(i)]"
+                    var kid: String?, file: String?
+                    for (k, v) in map {
+                        switch k.string {
+                        case "kid": kid = r.string(v, path + ".kid")
+                        case "privateKey": file = r.optionalPath(v, path + ".privateKey")
+                        default: r.fail(k, "\(path).\(k.string ?? "?")", "unknown key (allowed: kid, privateKey)")
+                        }
+                    }
+                    guard let kid, !kid.isEmpty else { r.fail(item, path + ".kid", "is required (a non-empty string)"); continue }
+                    guard let file else { r.fail(item, path + ".privateKey", "is required (a PEM file or credential:NAME)"); continue }
+                    if out.keys.contains(where: { $0.kid == kid }) { r.fail(item, path + ".kid", "duplicate kid '\(kid)'"); continue }
+                    out.keys.append(.init(kid: kid, privateKey: file))
+                }
+            }
+        }
+        t = out
     }
 
     mutating func apiKey(_ node: Node, index: Int) -> Configuration.HTTP.APIKey? {

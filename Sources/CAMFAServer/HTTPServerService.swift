@@ -1,4 +1,6 @@
 import CAMFADaemon
+import CAMFATokens
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -19,13 +21,16 @@ public struct HTTPServerService: Service {
     /// - Parameters:
     ///   - registry: what /metrics exposes; `CAMFAMetrics.registry` unless a test isolates one.
     ///   - onListening: called with the bound port (useful with port 0).
-    public init(configuration http: Configuration.HTTP, backend: any CAMFABackend, logger: Logger,
+    ///   - tokens: signs and verifies mfaTokens (`TokenKeyFiles`).
+    ///   - clock: epoch milliseconds.
+    public init(configuration http: Configuration.HTTP, backend: any CAMFABackend, tokens: MFATokens, logger: Logger,
                 registry: PrometheusCollectorRegistry = CAMFAMetrics.registry,
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) },
                 onListening: (@Sendable (Int) async -> Void)? = nil) throws(HTTPServerError) {
         self.address = "\(http.host):\(http.port)"
         self.logger = logger
         let router = Router(context: BasicRequestContext.self)
-        Routes(http: http, backend: backend, access: Access(http), registry: registry, logger: logger).register(on: router)
+        Routes(http: http, backend: backend, access: Access(http), registry: registry, tokens: tokens, clock: clock, logger: logger).register(on: router)
         let server: HTTPServerBuilder
         // Slow or idle clients cannot hold connections (RequestTimeoutHandler), and past
         // maxConnections new ones wait in the backlog instead of exhausting descriptors.

@@ -1,5 +1,7 @@
 import CAMFACore
+import Foundation
 import CAMFADaemon
+import CAMFATokens
 
 /// The JSON shapes of the 2xx answers (schemas/openapi.yaml). Decisions reuse
 /// `Decision.jsonValue`, the shape `camfa replay` and the MFA event share, with the two
@@ -60,6 +62,25 @@ enum ResponseBodies {
         m[string: "outcome"] = .string(o.result.outcome.rawValue)
         m[string: "cleared"] = .bool(o.cleared)
         m[string: "coordinates"] = coordinates(o.coordinates)
+        return .map(m)
+    }
+
+    static func tokenVerification(_ v: MFATokens.Verification) -> Value {
+        var m = ValueMap()
+        switch v {
+        case .invalid(let reason):
+            m[string: "valid"] = .bool(false)
+            m[string: "reason"] = .string(reason)
+        case .valid(let claims):
+            m[string: "valid"] = .bool(true)
+            m[string: "originalIdentity"] = .string(claims.sub.value)
+            m[string: "app"] = .string(claims.aud.value.first ?? "")
+            m[string: "mfaEventId"] = .string(claims.mfaEventId)
+            m[string: "method"] = .string(MFATokens.method(amr: claims.amr.first ?? ""))
+            m[string: "authTime"] = time(Int64(claims.iat.value.timeIntervalSince1970 * 1000))
+            m[string: "expiresAt"] = time(Int64(claims.exp.value.timeIntervalSince1970 * 1000))
+            if let acr = claims.acr { m[string: "acr"] = .string(acr) }
+        }
         return .map(m)
     }
 

@@ -1,5 +1,6 @@
 import CAMFACore
 import CAMFADaemon
+import CAMFATokens
 import Foundation
 import Hummingbird
 import Logging
@@ -14,6 +15,9 @@ struct Routes: Sendable {
     let backend: any CAMFABackend
     let access: Access
     let registry: PrometheusCollectorRegistry
+    let tokens: MFATokens
+    /// Epoch milliseconds: injected, so token expiry is testable.
+    let clock: @Sendable () -> Int64
     let logger: Logger
 
     var timeout: Double { Double(http.requestTimeout) / 1000 }
@@ -84,6 +88,17 @@ struct Routes: Sendable {
             logger.notice("user released over HTTP", metadata: ["key": "\(caller ?? "-")", "challenges": "\(outcome.released)"])
             return JSONResponse.make(.ok, .map(ValueMap([("user", .string(outcome.user)), ("released", .int(Int64(outcome.released)))])))
         }
+        // Open by design (RFC 7517): verifiers need the public keys and nothing else.
+        router.get("/.well-known/jwks.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "public, max-age=300"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: tokens.jwks)))
+        }
+        router.post("/v1/tokens/verify") { request, _ in
+            try access.check(request, endpoint: "/v1/tokens/verify", scope: .status)
+            let body = try TokenVerifyRequest(json: try await readBody(request))
+            let verification = await tokens.verify(body.mfaToken, audience: body.audience, now: clock() / 1000)
+            return JSONResponse.make(.ok, ResponseBodies.tokenVerification(verification))
+        }
         router.post("/v1/admin/reload") { request, _ in
             let caller = try access.check(request, endpoint: "/v1/admin/reload", scope: .admin)
             let report = try await call { () async throws(PipelineRequestError) in try await backend.reloadPolicies() }
@@ -91,6 +106,29 @@ struct Routes: Sendable {
                 "key": "\(caller ?? "-")", "policies": "\(report.policies)", "flows": "\(report.flows)",
             ])
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
+        }
+    }
+
+    /// `{"mfaToken", "audience"?}`.
+    struct TokenVerifyRequest {
+        var mfaToken: String
+        var audience: String?
+
+        init(json: [UInt8]) throws(APIError) {
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] else {
+                throw APIError(status: .badRequest, code: "invalid", message: "the body must be a JSON object {\"mfaToken\": ...}")
+            }
+            for key in object.keys where key != "mfaToken" && key != "audience" {
+                throw APIError(status: .badRequest, code: "invalid", message: "unknown field (allowed: mfaToken, audience)", field: key)
+            }
+            guard let token = object["mfaToken"] as? String, !token.isEmpty, token.utf8.count <= 8192 else {
+                throw APIError(status: .badRequest, code: "invalid", message: "mfaToken must be a non-empty string of at most 8192 bytes", field: "mfaToken")
+            }
+            if let a = object["audience"], !(a is String) {
+                throw APIError(status: .badRequest, code: "invalid", message: "audience must be a string (the app id)", field: "audience")
+            }
+            mfaToken = token
+            audience = object["audience"] as? String
         }
     }
 
@@ -108,7 +146,7 @@ struct Routes: Sendable {
     static let templates: [(method: String, path: String)] = [
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/evaluate"),
         ("GET", "/v1/users/:id/mfa-status"), ("POST", "/v1/mfa-results"), ("POST", "/v1/users/:id/release"),
-        ("POST", "/v1/admin/reload"),
+        ("POST", "/v1/admin/reload"), ("GET", "/.well-known/jwks.json"), ("POST", "/v1/tokens/verify"),
     ]
 
     /// The methods the routes answer at `path`; empty for an unknown path.

@@ -1,3 +1,4 @@
+import CLibCrypto
 import Foundation
 import JWTKit
 
@@ -36,6 +37,17 @@ public struct MFATokens: Sendable {
 
         /// A new random key (tests, `camfa` key generation).
         public static func generated(kid: String) -> SigningKey { SigningKey(kid: kid, key: ES256PrivateKey()) }
+
+        /// RFC 7638's JWK thumbprint (base64url SHA-256 of the canonical public JWK): the
+        /// `kid` of a key the operator did not name.
+        public var thumbprint: String {
+            guard let p = key.parameters else { return kid }
+            let canonical = Array(#"{"crv":"P-256","kty":"EC","x":"\#(p.x)","y":"\#(p.y)"}"#.utf8)
+            var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+            canonical.withUnsafeBufferPointer { c in digest.withUnsafeMutableBufferPointer { d in _ = SHA256(c.baseAddress, c.count, d.baseAddress) } }
+            return Data(digest).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
 
         /// The private key as PEM (PKCS#8), for the configuration.
         public var pem: String { key.pemRepresentation }
@@ -90,6 +102,11 @@ public struct MFATokens: Sendable {
         case "email": "mail"
         default: method  // otp, sms and face are RFC 8176 names already
         }
+    }
+
+    /// camfa's method for an RFC 8176 value.
+    public static func method(amr: String) -> String {
+        amr == "mail" ? "email" : amr
     }
 
     /// A token for `user` after the challenge `mfaEventId` was passed by `method`, at `now`

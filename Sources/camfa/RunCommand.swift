@@ -4,6 +4,7 @@ import CAMFADaemon
 import CAMFAEnrich
 import CAMFAPolicyFiles
 import CAMFAServer
+import CAMFATokens
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -35,8 +36,9 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, secret: secret, logger: logger))),
         ]
         if configuration.http.enabled {
+            let tokens = try await DaemonSetup.tokens(configuration, logger: logger)
             do {
-                services.append(.init(service: try HTTPServerService(configuration: configuration.http, backend: pipeline, logger: logger)))
+                services.append(.init(service: try HTTPServerService(configuration: configuration.http, backend: pipeline, tokens: tokens, logger: logger)))
             } catch {
                 logger.error("cannot start the HTTP listener: \(error)")
                 throw ExitCode(1)
@@ -76,6 +78,23 @@ enum DaemonSetup {
             return s
         } catch {
             logger.error("cannot load the secret: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func tokens(_ c: Configuration, logger: Logger) async throws -> MFATokens {
+        do {
+            let loaded = try TokenKeyFiles.load(c)
+            logger.info("mfaToken keys loaded", metadata: ["from": "\(loaded.origin)", "kids": "\(loaded.keys.map(\.kid).joined(separator: ","))"])
+            if loaded.created {
+                logger.notice("a new mfaToken signing key was created in the state directory; instances that verify each other's tokens must share keys (tokens.keys or the systemd credential camfa-token-key)")
+            }
+            return try await TokenKeyFiles.tokens(c, loaded: loaded)
+        } catch let error as SecretError {
+            logger.error("cannot load the mfaToken keys: \(error)")
+            throw ExitCode(1)
+        } catch {
+            logger.error("cannot load the mfaToken keys: \(error)")
             throw ExitCode(1)
         }
     }

@@ -1,5 +1,6 @@
 import CAMFADaemon
 import CAMFAServer
+import CAMFATokens
 import Logging
 import Foundation
 #if canImport(FoundationNetworking)
@@ -46,12 +47,13 @@ import CAMFATestSupport
         }
     }
 
-    @Test func anUnreadableCertificateIsAConfigurationError() {
+    @Test func anUnreadableCertificateIsAConfigurationError() async throws {
+        let tokens = try await TestTokens.make()
         var http = CAMFADaemon.Configuration.HTTP()
         http.tlsCertificate = "/nonexistent/server.crt"
         http.tlsPrivateKey = "/nonexistent/server.key"
         #expect(throws: HTTPServerError.self) {
-            _ = try HTTPServerService(configuration: http, backend: TestBackend(), logger: .init(label: "t"))
+            _ = try HTTPServerService(configuration: http, backend: TestBackend(), tokens: tokens, logger: .init(label: "t"))
         }
     }
 }

@@ -1,5 +1,6 @@
 import CAMFADaemon
 import CAMFAServer
+import CAMFATokens
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -31,6 +32,12 @@ struct TestKeys {
         Configuration.HTTP.Scope.allCases.map {
             Configuration.HTTP.APIKey(name: $0.rawValue, sha256: APIKeys.sha256(key(for: $0)), scopes: [$0])
         } + [Configuration.HTTP.APIKey(name: "results-status", sha256: APIKeys.sha256(resultsAndStatus), scopes: [.results, .status])]
+    }
+}
+
+enum TestTokens {
+    static func make(keys: [MFATokens.SigningKey] = [.generated(kid: "test")]) async throws -> MFATokens {
+        try await MFATokens(keys: keys, issuer: "urn:camfa:test", lifetime: 300)
     }
 }
 
@@ -123,7 +130,8 @@ struct TestClient {
 /// Runs the real server on an ephemeral loopback port around `body`, then validates every
 /// recorded response against the OpenAPI description.
 func withServer(_ configure: (inout Configuration.HTTP) -> Void = { _ in }, backend: TestBackend = TestBackend(),
-                session: URLSession? = nil, scheme: String = "http",
+                session: URLSession? = nil, scheme: String = "http", tokens givenTokens: MFATokens? = nil,
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) },
                 _ body: (TestClient) async throws -> Void) async throws {
     var http = Configuration.HTTP()
     http.host = "127.0.0.1"
@@ -133,7 +141,10 @@ func withServer(_ configure: (inout Configuration.HTTP) -> Void = { _ in }, back
     var logger = Logger(label: "camfa-http-test")
     logger.logLevel = .warning
     let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let service = try HTTPServerService(configuration: http, backend: backend, logger: logger, onListening: { continuation.yield($0) })
+    let tokens: MFATokens
+    if let givenTokens { tokens = givenTokens } else { tokens = try await TestTokens.make() }
+    let service = try HTTPServerService(configuration: http, backend: backend, tokens: tokens, logger: logger, clock: clock,
+                                        onListening: { continuation.yield($0) })
     // Stopped the way the daemon stops it: graceful shutdown of its service group.
     let group = ServiceGroup(services: [service], logger: logger)
     let server = Task { try await group.run() }

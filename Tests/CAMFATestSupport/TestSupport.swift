@@ -100,3 +100,28 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     /// In lo..<hi, from the top 53 bits.
     public mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
 }
+
+/// A fresh directory under the system's temporary directory, removed when the value goes.
+public final class TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "camfa-test") throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+extension Data {
+    /// RFC 4648 §5 (JWT segments), padding optional.
+    public init?(base64URL s: String) {
+        var b = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b.count % 4 != 0 { b += "=" }
+        self.init(base64Encoded: b)
+    }
+
+    public var base64URL: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+}

@@ -89,15 +89,3 @@ import Testing
         #expect(claims["amr"] as? [String] == ["otp"])
     }
 }
-
-extension Data {
-    init?(base64URL s: String) {
-        var b = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while b.count % 4 != 0 { b += "=" }
-        self.init(base64Encoded: b)
-    }
-
-    var base64URL: String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
-}

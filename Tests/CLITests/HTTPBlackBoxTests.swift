@@ -139,11 +139,12 @@ import CAMFATestSupport
             ("POST", "/v1/admin/reload", "/v1/admin/reload", nil),
             ("GET", "/metrics", "/metrics", nil),
             ("GET", "/readyz", "/readyz", nil),
+            ("POST", "/v1/tokens/verify", "/v1/tokens/verify", Data(#"{"mfaToken":"x"}"#.utf8)),
         ]
         for (method, path, template, body) in keyed {
             #expect(try call(method, path, template: template, key: nil, body: body).status == 401, "\(method) \(path) without a key")
             #expect(try call(method, path, template: template, key: "wrong-key", body: body).status == 401, "\(method) \(path) with an unknown key")
-            if template != "/v1/users/{id}/mfa-status" {
+            if template != "/v1/users/{id}/mfa-status" && template != "/v1/tokens/verify" {
                 #expect(try call(method, path, template: template, key: Self.statusKey, body: body).status == 403, "\(method) \(path) with a status-only key")
             }
         }
@@ -211,6 +212,16 @@ import CAMFATestSupport
         #expect(((badResult.json["error"] as? [String: Any])?["field"] as? String) == "result")
         let huge = try call("POST", "/v1/evaluate", body: Data(repeating: 0x20, count: 10 << 20))
         #expect(huge.status == 413)
+
+        // mfaTokens: with no keys configured, the daemon made one in its state directory
+        // and publishes it, without a key; a token it did not sign is not valid.
+        let jwks = try call("GET", "/.well-known/jwks.json", key: nil)
+        #expect(jwks.status == 200)
+        let keys = (jwks.json["keys"] as? [[String: Any]]) ?? []
+        #expect(keys.count == 1 && keys.first?["alg"] as? String == "ES256" && (keys.first?["kid"] as? String)?.count == 43, "\(jwks.json)")
+        let forged = #"eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJib2IifQ."#
+        let refused = try call("POST", "/v1/tokens/verify", key: Self.statusKey, body: Data(#"{"mfaToken":"\#(forged)"}"#.utf8))
+        #expect(refused.status == 200 && refused.json["valid"] as? Bool == false)
 
         let metrics = try call("GET", "/metrics")
         #expect(metrics.status == 200)

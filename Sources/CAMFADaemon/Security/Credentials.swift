@@ -2,7 +2,7 @@ import Foundation
 
 /// systemd credentials (`LoadCredential=NAME:/path` in the unit) for what must not sit in a
 /// world-readable /etc/camfa/camfa.yaml: a value `credential:NAME` stands for the credential
-/// systemd put in `$CREDENTIALS_DIRECTORY`. Paths (`http.tls.*`, `security.secretFile`) become
+/// systemd put in `$CREDENTIALS_DIRECTORY`. Paths (`http.tls.*`, `security.secretFile`, `tokens.keys[].privateKey`) become
 /// the credential's path; `kafka.properties` values (`sasl.password`, `ssl.key.password`)
 /// become its contents, without a trailing newline.
 extension Configuration {
@@ -27,6 +27,9 @@ extension Configuration {
         c.http.tlsCertificate = try path(c.http.tlsCertificate, "http.tls.certificate")
         c.http.tlsPrivateKey = try path(c.http.tlsPrivateKey, "http.tls.privateKey")
         c.security.secretFile = try path(c.security.secretFile, "security.secretFile")
+        for i in c.tokens.keys.indices {
+            c.tokens.keys[i].privateKey = try path(c.tokens.keys[i].privateKey, "tokens.keys[\(i)].privateKey")!
+        }
         for (name, value) in c.kafka.properties where value.hasPrefix(Self.credentialPrefix) {
             let file = try path(value, "kafka.properties.\(name)")!
             guard var text = (FileManager.default.contents(atPath: file)).map({ String(decoding: $0, as: UTF8.self) }) else {

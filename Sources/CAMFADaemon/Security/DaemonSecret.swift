@@ -58,24 +58,33 @@ public struct DaemonSecret: Sendable {
     private static func create(_ path: String) throws(SecretError) -> DaemonSecret {
         var rng = SystemRandomNumberGenerator()
         let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        guard try SecretFile.createExclusive(path, contents: Array((hex + "\n").utf8)) else { return try read(path, origin: path) }
+        return DaemonSecret(bytes: Array(hex.utf8), origin: "\(path) (created)")
+    }
+}
+
+/// Secrets camfa creates in its state directory on first start.
+public enum SecretFile {
+    /// Writes `contents` to a new file of mode 0600 (creating its directory); false when the
+    /// file exists already. O_EXCL: two instances starting at once on one state directory
+    /// agree on the first one's file.
+    public static func createExclusive(_ path: String, contents: [UInt8]) throws(SecretError) -> Bool {
         let dir = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {
             throw SecretError(path: dir, message: "cannot create the state directory: \(error.localizedDescription)")
         }
-        // O_EXCL: two instances starting at once on one state directory agree on the first.
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         if fd < 0 {
-            if errno == EEXIST { return try read(path, origin: path) }
-            throw SecretError(path: path, message: "cannot create the secret file: \(String(cString: strerror(errno)))")
+            if errno == EEXIST { return false }
+            throw SecretError(path: path, message: "cannot create the file: \(String(cString: strerror(errno)))")
         }
-        let bytes = Array((hex + "\n").utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let written = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fsync(fd)
         close(fd)
-        guard written == bytes.count else { throw SecretError(path: path, message: "cannot write the secret file") }
-        return DaemonSecret(bytes: Array(hex.utf8), origin: "\(path) (created)")
+        guard written == contents.count else { throw SecretError(path: path, message: "cannot write the file") }
+        return true
     }
 }
 
@@ -83,4 +92,8 @@ public struct SecretError: Error, Sendable, CustomStringConvertible {
     public var path: String
     public var message: String
     public var description: String { "\(path): \(message)" }
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
 }
