@@ -116,6 +116,9 @@ final class CheckpointWriter: @unchecked Sendable {
     }
 
     let store: CheckpointStore
+    /// The replica in Kafka, written before the local store: a local checkpoint is never
+    /// ahead of the changelog.
+    let changelog: ChangelogTopic?
     private let queue = DispatchQueue(label: "camfa-checkpoint-writer")
     private let lock = NSLock()
     private var done: [Completion] = []
@@ -127,7 +130,10 @@ final class CheckpointWriter: @unchecked Sendable {
     /// a write is pending (the stale-owner case fencing exists for).
     private let delaySeconds = Double(ProcessInfo.processInfo.environment["CAMFA_TEST_CHECKPOINT_DELAY_MS"] ?? "").map { $0 / 1000 }
 
-    init(store: CheckpointStore) { self.store = store }
+    init(store: CheckpointStore, changelog: ChangelogTopic? = nil) {
+        self.store = store
+        self.changelog = changelog
+    }
 
     func submit(_ pending: PendingCheckpoint) {
         queue.async { [self] in
@@ -184,6 +190,12 @@ final class CheckpointWriter: @unchecked Sendable {
     private func perform(_ write: CheckpointWrite) throws(StoreError) {
         if let delaySeconds { Thread.sleep(forTimeInterval: delaySeconds) }
         try checkReadOnlyHook()
+        var write = write
+        if let changelog {
+            do { write.changelog = try changelog.write(write) } catch {
+                throw StoreError(code: .io, message: "\(error)")
+            }
+        }
         try store.write(write)
     }
 

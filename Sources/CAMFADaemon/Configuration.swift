@@ -18,6 +18,10 @@ public struct Configuration: Sendable, Equatable {
         public var output = "authing.security.mfa"
         public var deadLetter = "camfa.ueba.dlq"
         public var results = "authing.security.mfa.result"
+        /// Each task's state changes, one partition per input partition, compacted (README
+        /// "Changelog topics"); nil: state lives only in the local store, so a task moved
+        /// to a host without it restarts from the input topic.
+        public var changelog: String?
     }
 
     public struct Engine: Sendable, Equatable {
@@ -243,7 +247,8 @@ private struct ConfigReader {
                     }
                 }
             }
-            case "topics": section(v, key, ["input", "output", "deadLetter", "results"]) { r, name, node in
+            case "topics": section(v, key, ["input", "output", "deadLetter", "results", "changelog"]) { r, name, node in
+                if name == "changelog" { c.topics.changelog = r.optionalPath(node, "topics.changelog"); return }
                 guard let s = r.string(node, "topics.\(name)"), !s.isEmpty else { return }
                 switch name {
                 case "input": c.topics.input = s

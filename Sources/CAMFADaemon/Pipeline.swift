@@ -129,7 +129,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// offsets committed (or the shutdown timeout passed).
     public func run() throws {
         let c = options.configuration
-        writer = CheckpointWriter(store: try openStore(c.stateDir))
+        let changelog = try c.topics.changelog.map { topic throws(KafkaError) in
+            try ChangelogTopic(topic: topic, config: kafkaConfig, logger: logger)
+        }
+        writer = CheckpointWriter(store: try openStore(c.stateDir), changelog: changelog)
         producer = try KafkaProducer(config: kafkaConfig, logger: logger)
         ledger = DeliveryLedger(producer: producer, deadLetterTopic: c.topics.deadLetter, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
@@ -661,7 +664,42 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             epoch = max(epoch, stored.epoch) + 1
             try writer.store.claim(id, epoch: epoch)
         }
-        return (epoch, try writer.store.load(id))
+        let local = try writer.store.load(id)
+        guard let changelog = writer.changelog else { return (epoch, local) }
+        return try restore(id, from: changelog, epoch: epoch, local: local)
+    }
+
+    /// The changelog's checkpoint wins over the local one: another host may have moved the
+    /// task on since this one last owned it. The local store is then rewritten to match.
+    /// A local checkpoint the changelog does not have yet (the changelog was just turned
+    /// on) is copied into it instead.
+    private func restore(_ id: PartitionID, from changelog: ChangelogTopic, epoch floor: Int64,
+                         local: PartitionCheckpoint?) throws(StoreError) -> (Int64, PartitionCheckpoint?) {
+        let r: ChangelogTopic.Restored
+        do { r = try changelog.restore(partition: id.partition, input: id, epochFloor: floor, local: local) } catch {
+            throw StoreError(code: .io, message: "\(error)")
+        }
+        if r.epoch > floor { try writer.store.claim(id, epoch: r.epoch) }
+        var checkpoint = r.checkpoint
+        if let cp = checkpoint {
+            if r.fromLocal {
+                try writer.store.write(CheckpointWrite(partition: id, epoch: r.epoch, nextOffset: cp.nextOffset, metadata: cp.metadata, changelog: cp.changelog))
+            } else {
+                try writer.store.write(cp.asFullWrite(epoch: r.epoch))
+            }
+        } else if let local {
+            let position: ChangelogPosition
+            do { position = try changelog.write(local.asFullWrite(epoch: r.epoch)) } catch { throw StoreError(code: .io, message: "\(error)") }
+            try writer.store.write(CheckpointWrite(partition: id, epoch: r.epoch, nextOffset: local.nextOffset, metadata: local.metadata, changelog: position))
+            checkpoint = local
+            checkpoint?.epoch = r.epoch
+        }
+        logger.info("partition restored from its changelog", metadata: [
+            "partition": "\(id.partition)", "changelog": "\(changelog.topic)", "records": "\(r.stats.records)",
+            "ignored": "\(r.stats.ignored)", "repaired": "\(r.stats.repaired)", "seconds": "\(r.stats.seconds)",
+            "local": "\(r.fromLocal ? "current" : local == nil ? "none" : r.checkpoint == nil ? "copied to the changelog" : "replaced")",
+        ])
+        return (r.epoch, checkpoint)
     }
 
     public func revoked(_ list: [TopicPartition]) {
@@ -684,6 +722,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     private func forget(_ p: Int32) {
+        writer.changelog?.forget(p)
         for (id, q) in awaiting where q == p {
             awaiting.removeValue(forKey: id)
             mailbox.answer(id, .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) moved to another instance, which processes the request")))

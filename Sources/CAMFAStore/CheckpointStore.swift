@@ -101,10 +101,18 @@ public final class CheckpointStore: Sendable {
             let pid = try fence(connection, c.partition, epoch: c.epoch)
 
             let header = try connection.prepared(
-                "UPDATE partitions SET epoch = ?2, next_offset = ?3, metadata = ?4, sum = ?5 WHERE pid = ?1")
+                "UPDATE partitions SET epoch = ?2, next_offset = ?3, metadata = ?4, sum = ?5, "
+                    + "changelog_seq = coalesce(?6, changelog_seq), changelog_offset = coalesce(?7, changelog_offset) WHERE pid = ?1")
             sqlite3_bind_int64(header, 1, pid)
             sqlite3_bind_int64(header, 2, c.epoch)
             sqlite3_bind_int64(header, 3, c.nextOffset)
+            if let position = c.changelog {
+                sqlite3_bind_int64(header, 6, position.seq)
+                sqlite3_bind_int64(header, 7, position.offset)
+            } else {
+                sqlite3_bind_null(header, 6)
+                sqlite3_bind_null(header, 7)
+            }
             let rc = c.metadata.withUnsafeBufferPointer { bytes in
                 var bound = bindBlob(header, 4, bytes)
                 if bound == SQLITE_OK { bound = sqlite3_bind_int64(header, 5, headerChecksum(c.nextOffset, bytes)) }
@@ -387,7 +395,7 @@ public final class CheckpointStore: Sendable {
         try withReader { connection throws(StoreError) -> PartitionCheckpoint? in
             try connection.exec("BEGIN")
             let header = try connection.prepared(
-                "SELECT pid, epoch, next_offset, metadata, sum FROM partitions WHERE topic = ?1 AND part = ?2")
+                "SELECT pid, epoch, next_offset, metadata, sum, changelog_seq, changelog_offset FROM partitions WHERE topic = ?1 AND part = ?2")
             defer { sqlite3_reset(header); sqlite3_clear_bindings(header) }
             var bound = bindTextCopy(header, 1, p.topic)
             if bound == SQLITE_OK { bound = sqlite3_bind_int(header, 2, p.partition) }
@@ -411,13 +419,15 @@ public final class CheckpointStore: Sendable {
                 throw corrupt("the checkpoint header of \(p) does not match its checksum")
             }
 
+            let changelog = sqlite3_column_type(header, 5) == SQLITE_INTEGER && sqlite3_column_type(header, 6) == SQLITE_INTEGER
+                ? ChangelogPosition(seq: sqlite3_column_int64(header, 5), offset: sqlite3_column_int64(header, 6)) : nil
             let segments = try loadSegments(connection, pid, p)
             let entries = try loadEntries(connection, pid, p)
             let users = try loadUsers(connection, pid, p)
             try connection.exec("COMMIT")
             return PartitionCheckpoint(
                 partition: p, epoch: epoch, nextOffset: nextOffset, metadata: metadata,
-                entries: entries, users: users, segments: segments)
+                entries: entries, users: users, segments: segments, changelog: changelog)
         }
     }
 
@@ -664,8 +674,13 @@ public final class CheckpointStore: Sendable {
                     throw StoreError(code: .schema, message: "\(path): not a camfa state database (it has other tables)")
                 }
                 try connection.exec(Schema.create)
-            } else if applicationID == Schema.applicationID && version == 1 {
-                try connection.exec(Schema.upgradeFrom1)
+            } else if applicationID == Schema.applicationID && (version == 1 || version == 2) {
+                if version == 1 { try connection.exec(Schema.upgradeFrom1) }
+                let present = try connection.integer("SELECT count(*) FROM pragma_table_info('partitions') WHERE name LIKE 'changelog_%'") ?? 0
+                if present == 0 {
+                    for column in Schema.changelogColumns { try connection.exec("ALTER TABLE partitions ADD COLUMN \(column) INTEGER") }
+                }
+                try connection.exec("PRAGMA user_version = \(Schema.version)")
             } else {
                 try checkSchema(applicationID: applicationID, version: version)
             }

@@ -1,6 +1,6 @@
 import CSQLite
 
-/// Layout of camfa-state.sqlite3 (user_version 2).
+/// Layout of camfa-state.sqlite3 (user_version 3).
 ///
 /// - `partitions` has a small integer `pid` so the per-key tables do not repeat the topic name in
 ///   every row; `next_offset` is NULL for a partition that has been claimed but never checkpointed.
@@ -13,11 +13,15 @@ import CSQLite
 ///   changes since that base; an empty `value` there is a tombstone (the key was deleted
 ///   after the base was written). Version 1 files have no `segments` and are upgraded in
 ///   place (an empty base, so their rows need no tombstones).
+/// - `changelog_seq` and `changelog_offset` say which changelog marker the checkpoint
+///   matches (README "Changelog topics"), so a restore on the same host reads one record
+///   instead of the whole changelog partition; NULL without a changelog. Version 2 files
+///   get the two columns on open.
 /// - `sum` columns hold a `Checksum` of the row's payload (see there for why).
 enum Schema {
     /// "CAMF": lets us refuse to write into some other application's SQLite file.
     static let applicationID: Int64 = 0x4341_4D46
-    static let version: Int64 = 2
+    static let version: Int64 = 3
 
     static let create = """
         CREATE TABLE partitions(
@@ -28,6 +32,8 @@ enum Schema {
             next_offset INTEGER,
             metadata BLOB,
             sum INTEGER,
+            changelog_seq INTEGER,
+            changelog_offset INTEGER,
             UNIQUE(topic, part)
         );
         CREATE TABLE entries(
@@ -62,10 +68,9 @@ enum Schema {
         """
 
     /// From version 1: the same tables plus an empty `segments`.
-    static let upgradeFrom1 = """
-        \(createSegments)
-        PRAGMA user_version = \(version);
-        """
+    static let upgradeFrom1 = createSegments
+    /// From version 2: the changelog position (when the columns are not there yet).
+    static let changelogColumns = ["changelog_seq", "changelog_offset"]
 
     /// Page size for new files. Rows are ~100 bytes, so larger pages mean fewer B-tree levels
     /// and fewer page writes per checkpoint; it only applies before the first table exists.

@@ -77,6 +77,8 @@ public struct CheckpointWrite: Sendable {
     public var full: Bool
     /// With `full`: the new base, as opaque blobs kept in this order (the engine's format).
     public var segments: [[UInt8]]
+    /// The changelog marker this checkpoint matches; nil keeps the stored one.
+    public var changelog: ChangelogPosition?
 
     public init(
         partition: PartitionID,
@@ -88,7 +90,8 @@ public struct CheckpointWrite: Sendable {
         userUpserts: [(user: String, value: [UInt8])] = [],
         userDeletes: [String] = [],
         full: Bool = false,
-        segments: [[UInt8]] = []
+        segments: [[UInt8]] = [],
+        changelog: ChangelogPosition? = nil
     ) {
         self.partition = partition
         self.epoch = epoch
@@ -100,6 +103,17 @@ public struct CheckpointWrite: Sendable {
         self.userDeletes = userDeletes
         self.full = full
         self.segments = segments
+        self.changelog = changelog
+    }
+}
+
+/// Where a checkpoint's marker is in its changelog partition: the batch and the offset.
+public struct ChangelogPosition: Sendable, Equatable {
+    public var seq: Int64
+    public var offset: Int64
+    public init(seq: Int64, offset: Int64) {
+        self.seq = seq
+        self.offset = offset
     }
 }
 
@@ -116,12 +130,14 @@ public struct PartitionCheckpoint: Sendable {
     public var users: [(user: String, value: [UInt8])]
     /// The base written by the last full checkpoint, in write order (empty if it had none).
     public var segments: [[UInt8]]
+    public var changelog: ChangelogPosition?
 
     public init(
         partition: PartitionID, epoch: Int64, nextOffset: Int64, metadata: [UInt8],
         entries: [(keyspace: String, key: String, value: [UInt8])],
-        users: [(user: String, value: [UInt8])], segments: [[UInt8]] = []
+        users: [(user: String, value: [UInt8])], segments: [[UInt8]] = [], changelog: ChangelogPosition? = nil
     ) {
+        self.changelog = changelog
         self.partition = partition
         self.epoch = epoch
         self.nextOffset = nextOffset

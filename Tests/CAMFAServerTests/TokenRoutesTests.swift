@@ -76,7 +76,7 @@ import Testing
                 thumb = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
                 print(json.dumps({"sub": claims["sub"], "amr": claims["amr"], "kid": signing.key_id, "thumbprint": thumb}))
                 """
-            guard let r = try runTool("python3", ["-c", script, client.base + "/.well-known/jwks.json", jwt]),
+            guard let r = try await runToolOffPool("python3", ["-c", script, client.base + "/.well-known/jwks.json", jwt]),
                   !r.stderr.contains("No module named") else {
                 #expect(!isCI, "python3 with PyJWT and cryptography is needed (scripts/install-deps.sh installs them)")
                 return

@@ -103,3 +103,31 @@ private let logins = PartitionID(topic: "logins", partition: 3)
         #expect(try store.load(logins)?.segments == [[5]])
     }
 }
+
+extension SegmentTests {
+    /// Version 3: the changelog marker a checkpoint matches is stored with it and kept by
+    /// writes that do not name one (a rebase); version 2 files get the columns on open.
+    @Test func theChangelogPositionIsStoredAndAVersion2FileIsUpgraded() throws {
+        let dir = TempDirectory()
+        do {
+            let store = try CheckpointStore(directory: dir.path)
+            try store.write(CheckpointWrite(partition: logins, epoch: 3, nextOffset: 42, metadata: [1], upserts: [("event.ip", "a", [1])],
+                                            full: true, changelog: ChangelogPosition(seq: 7, offset: 99)))
+            #expect(try store.load(logins)?.changelog == ChangelogPosition(seq: 7, offset: 99))
+            // A rebase rewrites the state without naming a changelog marker.
+            try store.write(CheckpointWrite(partition: logins, epoch: 3, nextOffset: 42, metadata: [1], full: true, segments: [[9]]))
+            #expect(try store.load(logins)?.changelog == ChangelogPosition(seq: 7, offset: 99))
+            // What a version 2 file looks like: no changelog columns, user_version 2.
+            _ = try store.writerIntegerForTesting("ALTER TABLE partitions DROP COLUMN changelog_seq")
+            _ = try store.writerIntegerForTesting("ALTER TABLE partitions DROP COLUMN changelog_offset")
+            _ = try store.writerIntegerForTesting("PRAGMA user_version = 2")
+            store.close()
+        }
+        let store = try CheckpointStore(directory: dir.path)
+        #expect(try store.writerIntegerForTesting("PRAGMA user_version") == Schema.version)
+        let loaded = try #require(try store.load(logins))
+        #expect(loaded.changelog == nil && loaded.nextOffset == 42)
+        try store.write(CheckpointWrite(partition: logins, epoch: 3, nextOffset: 43, metadata: [1], changelog: ChangelogPosition(seq: 8, offset: 120)))
+        #expect(try store.load(logins)?.changelog == ChangelogPosition(seq: 8, offset: 120))
+    }
+}

@@ -61,6 +61,15 @@ public func runTool(_ tool: String, _ arguments: [String], stdin: Data? = nil, i
                       stderr: String(decoding: collected.err, as: UTF8.self))
 }
 
+/// `runTool` on a thread of its own, for async tests: waiting on a child process on one of
+/// Swift concurrency's few pool threads starves whatever else needs the pool, such as the
+/// HTTP server the child talks to.
+public func runToolOffPool(_ tool: String, _ arguments: [String], stdin: Data? = nil) async throws -> ToolResult? {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try runTool(tool, arguments, stdin: stdin) }) }.start()
+    }
+}
+
 private final class CollectedOutput: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()

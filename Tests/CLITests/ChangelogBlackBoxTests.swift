@@ -1,0 +1,81 @@
+import Foundation
+import CAMFATestSupport
+import Testing
+
+/// Issue 24 item 3, black-box: a task moved to a host without its local checkpoint restores
+/// from the changelog topic instead of re-reading the input.
+@Suite(.serialized) struct ChangelogBlackBoxTests {
+    typealias C = CheckpointBlackBoxTests
+
+    /// Per partition, the furthest next offset any of the state directories holds.
+    static func covered(_ dirs: [String]) -> Int {
+        var best: [Int: Int] = [:]
+        for dir in dirs where FileManager.default.fileExists(atPath: dir + "/camfa-state.sqlite3") {
+            guard let text = try? C.dump(dir), let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  let parts = obj["partitions"] as? [[String: Any]] else { continue }
+            for p in parts {
+                guard let n = p["partition"] as? Int, let o = p["nextOffset"] as? Int else { continue }
+                best[n] = max(best[n] ?? 0, o)
+            }
+        }
+        return best.values.reduce(0, +)
+    }
+
+    /// Two daemons with their own state directories; one is SIGKILLed mid-stream and
+    /// replaced by one with an empty directory. No MFA event of the uninterrupted run is
+    /// missing, fewer than 10 % are published twice, and a fourth daemon with an empty
+    /// directory restores, from the changelog alone, exactly the uninterrupted run's state.
+    @Test func aKilledHostIsReplacedByAnEmptyOneWithoutReReadingTheInput() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let total = 40_000
+        let messages = try C.simulated(total, seed: 7)
+        try C.produceInChunks(broker.bootstrap, topic: "in.handoff", Array(messages[..<20_000]))
+        let config = C.checkpointConfig
+        let dirs = (0..<4).map { C.newStateDir("handoff-\($0)") }
+        func daemon(_ i: Int) throws -> BlackBox.Daemon {
+            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "handoff", group: "handoff", stateDir: dirs[i],
+                                extraConfig: config, changelog: "changelog.handoff")
+        }
+        let a = try daemon(0), b = try daemon(1)
+        #expect(C.waitUntil(timeout: 60) { !a.logLines("partition restored").isEmpty && !b.logLines("partition restored").isEmpty },
+                "\(a.log.suffix(2000))\n\(b.log.suffix(2000))")
+        // B has processed and checkpointed part of the first half when it dies.
+        #expect(C.waitUntil(timeout: 60) { C.checkpointedCount(dirs[1]) > 2_000 }, "\(b.log.suffix(2000))")
+        b.crash()
+        let c = try daemon(2)
+        // The empty host takes over part of the dead one's work before the rest arrives.
+        #expect(C.waitUntil(timeout: 90) { !c.logLines("partition restored from its changelog").isEmpty }, "\(c.log.suffix(2000))")
+        try C.produceInChunks(broker.bootstrap, topic: "in.handoff", Array(messages[20_000...]))
+        #expect(C.waitUntil(timeout: 240) { Self.covered([dirs[0], dirs[2]]) >= total }, "\(a.log.suffix(2000))\n\(c.log.suffix(2000))")
+        #expect(a.stop() == 0, "\(a.log.suffix(2000))")
+        #expect(c.stop() == 0, "\(c.log.suffix(2000))")
+        let fromChangelog = a.logLines("partition restored from its changelog") + c.logLines("partition restored from its changelog")
+        #expect(fromChangelog.contains { ($0["records"] as? String).flatMap(Int.init) ?? 0 > 0 }, "no partition was restored from records")
+        #expect(c.logLines("partition restored from its changelog").contains { ($0["records"] as? String).flatMap(Int.init) ?? 0 > 0 },
+                "the empty host restored nothing from the changelog")
+
+        // A fresh host with nothing local: every partition from the changelog alone.
+        let d = try daemon(3)
+        #expect(C.waitUntil(timeout: 60) { d.logLines("partition restored from its changelog").count >= 8 }, "\(d.log.suffix(3000))")
+        #expect(d.stop() == 0)
+        let restored = try C.dump(dirs[3])
+        // Restarted on the same host, it wrote the last marker of every partition: each
+        // restore reads that one record and starts from the local checkpoint.
+        let d2 = try daemon(3)
+        #expect(C.waitUntil(timeout: 60) { d2.logLines("partition restored from its changelog").count >= 8 }, "\(d2.log.suffix(3000))")
+        #expect(d2.stop() == 0)
+        let again = d2.logLines("partition restored from its changelog")
+        #expect(again.allSatisfy { $0["local"] as? String == "current" && $0["records"] as? String == "1" }, "\(again)")
+        #expect(try C.dump(dirs[3]) == restored)
+
+        let ref = try C.reference(broker.bootstrap, name: "handoff", total: total)
+        let ids = try C.mfaIDs(broker.bootstrap, topic: "out.handoff")
+        let missing = Set(ref.ids).subtracting(ids), unknown = Set(ids).subtracting(ref.ids)
+        let twice = ids.count - Set(ids).count
+        print("handoff test: \(total) events, MFA events \(ref.ids.count) reference / \(ids.count) published (\(twice) twice, \(String(format: "%.1f", 100 * Double(twice) / Double(max(1, ref.ids.count)))) %)")
+        #expect(missing.isEmpty && unknown.isEmpty, "MFA events missing: \(missing.count), unknown: \(unknown.count) of \(ref.ids.count)")
+        #expect(Double(twice) < 0.10 * Double(ref.ids.count), "\(twice) of \(ref.ids.count) published twice")
+        #expect(restored == ref.dump, "the state restored from the changelog differs from the uninterrupted run's")
+    }
+}
