@@ -133,7 +133,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore"]),
+        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore", "CAMFAClient"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -71,9 +71,11 @@ struct CheckpointBenchCommand: ParsableCommand {
         t = Self.now()
         var full: PartitionChanges? = fullSnapshot!.encoded(parallel: PartitionState.onEveryCore)
         let fullEncode = Self.now() - t
+        var changelog = BenchChangelog()
         t = Self.now()
         try store.write(Self.write(full!, id: id, offset: offset))
         let fullWrite = Self.now() - t
+        changelog.add(Self.write(full!, id: id, offset: offset))
         let fullSegments = full!.segments.count
         full = nil
         t = Self.now()
@@ -97,6 +99,7 @@ struct CheckpointBenchCommand: ParsableCommand {
         // Those events' changes are checkpointed apart, so the incremental below holds only its own.
         let afterFull = state.takeChangeSnapshot().encoded()
         try store.write(Self.write(afterFull, id: id, offset: offset))
+        changelog.add(Self.write(afterFull, id: id, offset: offset))
 
         // Incremental: events of `changed` of the users, as a steady stream between checkpoints.
         var changeSim = Simulator(SimulatorConfiguration(seed: seed &+ 1, users: users, startTime: 1_767_225_600_000 + Int64(users * eventsPerUser) / 50,
@@ -116,6 +119,7 @@ struct CheckpointBenchCommand: ParsableCommand {
         t = Self.now()
         try store.write(Self.write(incremental, id: id, offset: offset))
         let incrementalWrite = Self.now() - t
+        changelog.add(Self.write(incremental, id: id, offset: offset))
 
         // The worst restore: rows on top of the base just short of the rebase threshold.
         let rowsBeforeRebase = state.liveKeyCount / 16
@@ -135,6 +139,7 @@ struct CheckpointBenchCommand: ParsableCommand {
             t = Self.now()
             try store.write(Self.write(c, id: id, offset: offset))
             rowWrites += Self.now() - t
+            changelog.add(Self.write(c, id: id, offset: offset))
             // The daemon's writer would rebase now; the restore below is timed before it.
             if s.rebase { break }
         }
@@ -149,6 +154,14 @@ struct CheckpointBenchCommand: ParsableCommand {
         let worstTimes = (load: worst!.load, decode: worst!.decode, rows: worst!.rows)
         let worstDump = Self.digest(worst!.state)
         worst = nil
+        Self.releaseFreedMemory()
+        // The same state from its changelog, as a host without the local store restores it.
+        var fromChangelog: BenchChangelog.Timed? = try changelog.restore(id, set)
+        let changelogTimes = (replay: fromChangelog!.replay, decode: fromChangelog!.decode)
+        let changelogMatches = Self.digest(fromChangelog!.state) == worstDump
+        fromChangelog = nil
+        let changelogRecords = changelog.records.count, changelogBytes = changelog.bytes
+        changelog = BenchChangelog()
         Self.releaseFreedMemory()
 
         // The writer's rebase: the rows folded into a new base.
@@ -171,10 +184,11 @@ struct CheckpointBenchCommand: ParsableCommand {
         print("restore in a new process, before a rebase (\(worstTimes.rows) rows on top of the base; the rebase threshold is \(rowsBeforeRebase)): \(worstFresh)")
         print("restore in this process (into the heap it freed): \(ms(base.load + base.decode)) from the base (load \(ms(base.load)), decode \(ms(base.decode))), \(ms(worstTimes.load + worstTimes.decode)) before a rebase (load \(ms(worstTimes.load)), decode \(ms(worstTimes.decode))); restored \(base.state.liveKeyCount) live keys")
         print("rows on top of the base: \(worstTimes.rows), written by incremental checkpoints in \(ms(rowWrites))")
+        print("restore from the changelog (the same state; \(changelogRecords) records, \(changelogBytes >> 20) MB; fetching them not included): \(ms(changelogTimes.replay + changelogTimes.decode)) (replay \(ms(changelogTimes.replay)), decode \(ms(changelogTimes.decode)))\(changelogMatches ? "" : " DIFFERS")")
         print("rebase (writer thread): \(ms(rebase)): the rows folded into a new base")
         print("poll-thread stall:      \(ms(incrementalTake)) per incremental checkpoint (the daemon's steady state); \(ms(fullTake)) for a full one (first checkpoint after a policy change); the longest of the \(eventsAfterFull) events after a full take (copy-on-write of what they touch) \(ms(longestAfterFull)), \(ms(totalAfterFull)) for all of them; the longest event while building the state \(ms(longestBuildEvent))")
-        if Self.digest(base.state) != worstDump || base.state.liveKeyCount != liveKeys {
-            printError("restored \(base.state.liveKeyCount) live keys, expected \(liveKeys), or the two restores differ")
+        if Self.digest(base.state) != worstDump || base.state.liveKeyCount != liveKeys || !changelogMatches {
+            printError("restored \(base.state.liveKeyCount) live keys, expected \(liveKeys), or the restores (store, changelog) differ")
             throw ExitCode(1)
         }
     }

@@ -61,4 +61,13 @@ struct E2EBenchTests {
         #expect(memory["bytesPerTrackedUser"] is Double)
         #expect((memory["engineInProcessBytesPerUser"] as? Int ?? 0) > 0)
     }
+
+    /// `camfa-bench checkpoint` restores the same state from the store and from the
+    /// changelog the checkpoints would have written, and fails when they differ.
+    @Test("a tiny checkpoint run restores equal states from the store and the changelog")
+    func tinyCheckpointRun() throws {
+        let run = try runCamfaBench(["checkpoint", "--users", "3000", "--changed", "0.2"])
+        #expect(run.status == 0, "camfa-bench checkpoint failed: \(run.stderr.suffix(2000))")
+        #expect(run.stdout.contains("restore from the changelog") && !run.stdout.contains("DIFFERS"), "\(run.stdout)")
+    }
 }

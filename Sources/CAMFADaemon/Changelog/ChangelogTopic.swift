@@ -101,7 +101,12 @@ final class ChangelogTopic: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let tp = TopicPartition(topic, p)
         let consumer: KafkaConsumer
-        do { consumer = try KafkaConsumer(config: config, groupID: "camfa-changelog-restore", logger: logger) } catch {
+        // Assign-only, never in a group: the plain range assignor, so that closing it never
+        // runs the cooperative-sticky teardown (librdkafka 2.0.2 asserts in it when a member
+        // is closed before its first assignment).
+        var restoreConfig = config
+        restoreConfig.properties.append(("partition.assignment.strategy", "range"))
+        do { consumer = try KafkaConsumer(config: restoreConfig, groupID: "camfa-changelog-restore", logger: logger) } catch {
             throw ChangelogError(code: .unavailable, message: "\(topic)[\(p)]: \(error)")
         }
         defer { _ = consumer.close(timeoutSeconds: 2) }
