@@ -6,7 +6,7 @@ import PackageDescription
 //   CAMFAPolicyFiles policy and flow YAML → CAMFACore model (file, line, column errors)
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
-//   CAMFAClient      for integrating services: MFA event filters and deduplication (issue 26)
+//   CAMFAClient      for integrating services: MFA event filters, checkUserStatus with the fail mode, local mfaToken checks
 //   CAMFATokens      the mfaToken: ES256 JWTs signed and verified with jwt-kit, JWKS
 //   CAMFAFactors     MFA factors camfa checks itself: TOTP (RFC 6238), base32
 //   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "CAMFAStore", dependencies: ["CSQLite"]),
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
         // What an integrating service links (issue 26): nothing of the engine or the daemon.
-        .target(name: "CAMFAClient", dependencies: ["CAMFAKafka"]),
+        .target(name: "CAMFAClient", dependencies: ["CAMFAKafka", "CAMFATokens"]),
         // The mfaToken (issue 25): ES256 JWTs through jwt-kit, and the JWKS that publishes the keys.
         .target(name: "CAMFATokens", dependencies: ["CLibCrypto", .product(name: "JWTKit", package: "jwt-kit")]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
@@ -133,7 +133,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore", "CAMFAClient"]),
+        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore", "CAMFAClient", "CAMFATokens"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -77,8 +77,11 @@ public struct MFATokens: Sendable {
     /// Seconds from issue to expiry.
     public let lifetime: Int64
     private let keys: JWTKeyCollection
-    private let signingKid: String
+    /// nil: verify-only (built from a JWKS).
+    private let signingKid: String?
     private let publicKeys: [(kid: String, x: String, y: String)]
+    /// The kids this instance verifies.
+    public let kids: Set<String>
 
     public init(keys signing: [SigningKey], issuer: String, lifetime: Int64) async throws(TokenError) {
         guard let first = signing.first else { throw TokenError(code: .noKey, message: "no signing key configured") }
@@ -92,8 +95,46 @@ public struct MFATokens: Sendable {
         self.keys = collection
         self.signingKid = first.kid
         self.publicKeys = published
+        self.kids = Set(signing.map(\.kid))
         self.issuer = issuer
         self.lifetime = lifetime
+    }
+
+    /// Verify-only, from a published JWKS (`GET /.well-known/jwks.json`): what a service
+    /// needs to check mfaTokens locally. Only ES256 P-256 keys are taken.
+    public init(jwks json: String, issuer: String) async throws(TokenError) {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+              let list = object["keys"] as? [[String: Any]] else {
+            throw TokenError(code: .badKey, message: "not a JWKS ({\"keys\": [...]})")
+        }
+        var published: [(String, String, String)] = []
+        for k in list where k["kty"] as? String == "EC" && k["crv"] as? String == "P-256" && (k["alg"] as? String ?? "ES256") == "ES256" {
+            guard let kid = k["kid"] as? String, let x = k["x"] as? String, let y = k["y"] as? String else { continue }
+            published.append((kid, x, y))
+        }
+        let collection = JWTKeyCollection()
+        for (kid, x, y) in published {
+            do {
+                try await collection.add(ecdsa: ES256PublicKey(parameters: (x: x, y: y)), kid: JWKIdentifier(string: kid))
+            } catch {
+                throw TokenError(code: .badKey, message: "key '\(kid)': not a P-256 public key: \(error)")
+            }
+        }
+        keys = collection
+        signingKid = nil
+        publicKeys = published
+        kids = Set(published.map(\.0))
+        self.issuer = issuer
+        lifetime = 0
+    }
+
+    /// The `kid` of a token's header, unverified: which key to look for.
+    public static func kid(of token: String) -> String? {
+        guard let header = token.split(separator: ".", omittingEmptySubsequences: false).first else { return nil }
+        var b = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b.count % 4 != 0 { b += "=" }
+        guard let data = Data(base64Encoded: b), let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        return o["kid"] as? String
     }
 
     /// RFC 8176's name for a camfa method.
@@ -118,6 +159,7 @@ public struct MFATokens: Sendable {
             iat: IssuedAtClaim(value: Date(timeIntervalSince1970: TimeInterval(now))),
             exp: ExpirationClaim(value: Date(timeIntervalSince1970: TimeInterval(now + lifetime))),
             jti: IDClaim(value: jti), amr: [Self.amr(method: method)], mfaEventId: mfaEventId, acr: acr)
+        guard let signingKid else { throw TokenError(code: .noKey, message: "verify-only: built from a JWKS") }
         do { return try await keys.sign(claims, kid: JWKIdentifier(string: signingKid)) } catch {
             throw TokenError(code: .signing, message: "\(error)")
         }
