@@ -7,6 +7,7 @@ import PackageDescription
 //   CAMFAEnrich      GeoIP/ASN (libmaxminddb), user agents (uap-core rules via PCRE2), network zones
 //   CAMFASimulator   deterministic synthetic UEBA traffic with the DESIGN.md scenarios injected
 //   CAMFAClient      for integrating services: MFA event filters, checkUserStatus with the fail mode, local mfaToken checks
+//   CAMFAMiddleware  a Hummingbird 2 middleware that holds users with a pending challenge (401 + mfaTriggerData)
 //   CAMFATokens      the mfaToken: ES256 JWTs signed and verified with jwt-kit, JWKS
 //   CAMFAFactors     MFA factors camfa checks itself: TOTP (RFC 6238), base32
 //   CAMFAStore       partition checkpoints and user MFA state in SQLite (WAL), with fencing
@@ -22,6 +23,7 @@ let package = Package(
         .executable(name: "camfa-bench", targets: ["camfa-bench"]),
         .library(name: "CAMFACore", targets: ["CAMFACore"]),
         .library(name: "CAMFAClient", targets: ["CAMFAClient"]),
+        .library(name: "CAMFAMiddleware", targets: ["CAMFAMiddleware"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +40,8 @@ let package = Package(
         // Already in the graph through hummingbird; named for the request-timeout handler's parts.
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Already in the graph through hummingbird; named for the middleware's header names.
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
@@ -55,6 +59,9 @@ let package = Package(
         .target(name: "CAMFASimulator", dependencies: ["CAMFACore"]),
         // What an integrating service links (issue 26): nothing of the engine or the daemon.
         .target(name: "CAMFAClient", dependencies: ["CAMFAKafka", "CAMFATokens"]),
+        .target(name: "CAMFAMiddleware", dependencies: [
+            "CAMFAClient", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         // The mfaToken (issue 25): ES256 JWTs through jwt-kit, and the JWKS that publishes the keys.
         .target(name: "CAMFATokens", dependencies: ["CLibCrypto", .product(name: "JWTKit", package: "jwt-kit")]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
@@ -133,7 +140,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["CAMFATestSupport", "CAMFACore", "CAMFAClient", "CAMFATokens"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "CAMFATestSupport", "CAMFACore", "CAMFAClient", "CAMFATokens", "CAMFAMiddleware",
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
