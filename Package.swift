@@ -21,6 +21,8 @@ let package = Package(
     products: [
         .executable(name: "camfa", targets: ["camfa"]),
         .executable(name: "camfa-bench", targets: ["camfa-bench"]),
+        .executable(name: "camfa-example-login", targets: ["camfa-example-login"]),
+        .executable(name: "camfa-example-subscriber", targets: ["camfa-example-subscriber"]),
         .library(name: "CAMFACore", targets: ["CAMFACore"]),
         .library(name: "CAMFAClient", targets: ["CAMFAClient"]),
         .library(name: "CAMFAMiddleware", targets: ["CAMFAMiddleware"]),
@@ -113,6 +115,12 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        // Examples/ (issue 26 item 4): how a service integrates camfa; built with everything else.
+        .executableTarget(
+            name: "camfa-example-login", dependencies: ["CAMFAClient", "CAMFAMiddleware", .product(name: "Hummingbird", package: "hummingbird"),
+                                                         .product(name: "HTTPTypes", package: "swift-http-types")],
+            path: "Examples/LoginService"),
+        .executableTarget(name: "camfa-example-subscriber", dependencies: ["CAMFAClient", "CAMFAKafka"], path: "Examples/Subscriber"),
         // libFuzzer targets for what producers, subscribers and policy authors control
         // (`make fuzz`); a plain build replays the committed corpus instead.
         .executableTarget(
