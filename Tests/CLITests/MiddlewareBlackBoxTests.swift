@@ -37,14 +37,8 @@ extension ClientBlackBoxTests {
             guard BlackBox.requireKcat() else { return }
             let broker = try BlackBox.broker()
             let port = HTTPBlackBoxTests.freePort()
-            let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "middleware", group: "middleware-\(UUID().uuidString)",
-                                             kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: """
-                http:
-                  address: 127.0.0.1:\(port)
-                  apiKeys:
-                    - {name: app, hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.statusKey))", scopes: [status]}
-                    - {name: mfa, hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.resultsKey))", scopes: [results]}
-                """)
+            let daemon = try ClientBlackBoxTests.daemon(broker, name: "middleware", port: port,
+                                                        keys: [(Self.statusKey, "status"), (Self.resultsKey, "results")])
             defer { _ = daemon.stop() }
             let camfa = "http://127.0.0.1:\(port)"
 
@@ -146,14 +140,8 @@ extension ClientBlackBoxTests {
             guard BlackBox.requireKcat() else { return }
             let broker = try BlackBox.broker()
             let port = HTTPBlackBoxTests.freePort(), appPort = HTTPBlackBoxTests.freePort()
-            let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "example", group: "example-\(UUID().uuidString)",
-                                             kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: """
-                http:
-                  address: 127.0.0.1:\(port)
-                  apiKeys:
-                    - {name: app, hash: "sha256:\(try HTTPBlackBoxTests.sha256(M.statusKey))", scopes: [status]}
-                    - {name: mfa, hash: "sha256:\(try HTTPBlackBoxTests.sha256(M.resultsKey))", scopes: [results]}
-                """)
+            let daemon = try ClientBlackBoxTests.daemon(broker, name: "example", port: port,
+                                                        keys: [(M.statusKey, "status"), (M.resultsKey, "results")])
             defer { _ = daemon.stop() }
             let login = try Example("camfa-example-login", environment: [
                 "CAMFA_BOOTSTRAP": broker.bootstrap, "CAMFA_URL": "http://127.0.0.1:\(port)", "CAMFA_STATUS_KEY": M.statusKey,

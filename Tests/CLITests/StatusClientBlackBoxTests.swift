@@ -6,7 +6,20 @@ import Testing
 /// The client-side suites (issue 26): they measure deadlines against a daemon frozen with
 /// SIGSTOP, so they run one at a time, in a run of their own (`make test`'s third run), where
 /// no other suite blocks the concurrency pool their timers and requests need.
-@Suite(.serialized) struct ClientBlackBoxTests {}
+@Suite(.serialized) struct ClientBlackBoxTests {
+    /// The daemon of a client test: its HTTP API on `port` with one API key per scope given,
+    /// and a short fetch wait (the mock broker holds an empty fetch for its whole wait).
+    static func daemon(_ broker: BlackBox.Broker, name: String, port: Int, keys: [(key: String, scope: String)]) throws -> BlackBox.Daemon {
+        let entries = try keys.map { k in "    - {name: \(k.scope), hash: \"sha256:\(try HTTPBlackBoxTests.sha256(k.key))\", scopes: [\(k.scope)]}" }
+        return try BlackBox.Daemon(bootstrap: broker.bootstrap, name: name, group: "\(name)-\(UUID().uuidString)",
+                                   kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: """
+            http:
+              address: 127.0.0.1:\(port)
+              apiKeys:
+            \(entries.joined(separator: "\n"))
+            """)
+    }
+}
 
 extension ClientBlackBoxTests {
     /// Issue 26 item 1: `StatusClient.checkUserStatus` against the real daemon, and the fail
@@ -20,15 +33,7 @@ extension ClientBlackBoxTests {
             guard BlackBox.requireKcat() else { return }
             let broker = try BlackBox.broker()
             let port = HTTPBlackBoxTests.freePort()
-            let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "statusclient", group: "statusclient-\(UUID().uuidString)",
-                                             kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: """
-                http:
-                  address: 127.0.0.1:\(port)
-                  apiKeys:
-                    - name: gateway
-                      hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
-                      scopes: [status]
-                """)
+            let daemon = try ClientBlackBoxTests.daemon(broker, name: "statusclient", port: port, keys: [(Self.key, "status")])
             defer { _ = daemon.stop() }
             let client = StatusClient(baseURL: URL(string: "http://127.0.0.1:\(port)")!, apiKey: Self.key, cacheTTL: 0)
             // Extranet logins: login_risk (fail mode open) for the portal, internal_apps

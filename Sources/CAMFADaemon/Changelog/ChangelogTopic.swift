@@ -120,11 +120,9 @@ final class ChangelogTopic: @unchecked Sendable {
             // (The local epoch is the claim just made, not the marker's.)
             if case .marker(let m) = last, m.stamp.seq == at.seq, m.nextOffset == local.nextOffset {
                 let stamp = ChangelogRecord.Stamp(epoch: max(epochFloor, m.stamp.epoch + 1), seq: m.stamp.seq + 1, generation: m.stamp.generation)
-                let claim = try send([.marker(.init(stamp: stamp, nextOffset: m.nextOffset, full: false, chunks: m.chunks, metadata: m.metadata))], partition: p)
-                lock.withLock { positions[p] = Position(epoch: stamp.epoch, nextSeq: stamp.seq + 1, generation: stamp.generation, chunks: m.chunks) }
                 var checkpoint = local
                 checkpoint.epoch = stamp.epoch
-                checkpoint.changelog = ChangelogPosition(seq: stamp.seq, offset: claim[0])
+                checkpoint.changelog = try claim(p, after: m, stamp: stamp)
                 return Restored(epoch: stamp.epoch, checkpoint: checkpoint, fromLocal: true,
                                 stats: RestoreStats(records: 1, ignored: 0, repaired: 0, seconds: elapsed()))
             }
@@ -137,12 +135,9 @@ final class ChangelogTopic: @unchecked Sendable {
         let stamp = ChangelogRecord.Stamp(epoch: epoch, seq: replay.maxSeq + 1, generation: replay.marker?.stamp.generation ?? 0)
         let repairs = try replay.repairRows(stamp: stamp)
         try send(repairs, partition: p)
-        var claim: [Int64] = []
-        if let m = replay.marker {
-            claim = try send([.marker(.init(stamp: stamp, nextOffset: m.nextOffset, full: false, chunks: m.chunks, metadata: m.metadata))], partition: p)
-        }
+        let claimed = try replay.marker.map { m throws(ChangelogError) in try claim(p, after: m, stamp: stamp) }
         // Nothing but our own records between the end we read and our marker.
-        var end = claim.last
+        var end = claimed?.offset
         if end == nil && !repairs.isEmpty { end = try watermarks(consumer, tp).high - 1 }
         if let end, end >= high {
             var foreign = 0
@@ -153,13 +148,21 @@ final class ChangelogTopic: @unchecked Sendable {
                 throw ChangelogError(code: .foreignWrites, message: "\(topic)[\(p)]: \(foreign) records of another owner arrived during the restore; retrying")
             }
         }
-        lock.withLock {
-            positions[p] = Position(epoch: epoch, nextSeq: stamp.seq + 1, generation: stamp.generation, chunks: replay.marker?.chunks ?? 0)
+        if claimed == nil {
+            lock.withLock { positions[p] = Position(epoch: epoch, nextSeq: stamp.seq + 1, generation: stamp.generation, chunks: 0) }
         }
         checkpoint?.epoch = epoch
-        checkpoint?.changelog = claim.first.map { ChangelogPosition(seq: stamp.seq, offset: $0) }
+        checkpoint?.changelog = claimed
         return Restored(epoch: epoch, checkpoint: checkpoint, fromLocal: false,
                         stats: RestoreStats(records: replay.records, ignored: replay.ignored, repaired: repairs.count, seconds: elapsed()))
+    }
+
+    /// The new owner's marker, repeating the checkpoint of `m` under its own stamp: it
+    /// fences earlier epochs for every reader; the task's next batch follows it.
+    private func claim(_ p: Int32, after m: ChangelogRecord.Marker, stamp: ChangelogRecord.Stamp) throws(ChangelogError) -> ChangelogPosition {
+        let offset = try send([.marker(.init(stamp: stamp, nextOffset: m.nextOffset, full: false, chunks: m.chunks, metadata: m.metadata))], partition: p)[0]
+        lock.withLock { positions[p] = Position(epoch: stamp.epoch, nextSeq: stamp.seq + 1, generation: stamp.generation, chunks: m.chunks) }
+        return ChangelogPosition(seq: stamp.seq, offset: offset)
     }
 
     struct Restored: Sendable {
