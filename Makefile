@@ -20,6 +20,7 @@ release: deps
 # against a daemon frozen with SIGSTOP) need the pool too.
 test: deps
 	$(SWIFT) build --build-tests
+	$(SWIFT) build --product CAMFAClient
 	$(SWIFT) test --skip-build --skip CLITests
 	$(SWIFT) test --skip-build --filter CLITests --skip 'CLITests\.ClientBlackBoxTests'
 	$(SWIFT) test --skip-build --filter 'CLITests\.ClientBlackBoxTests'

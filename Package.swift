@@ -24,8 +24,9 @@ let package = Package(
         .executable(name: "camfa-example-login", targets: ["camfa-example-login"]),
         .executable(name: "camfa-example-subscriber", targets: ["camfa-example-subscriber"]),
         .library(name: "CAMFACore", targets: ["CAMFACore"]),
-        .library(name: "CAMFAClient", targets: ["CAMFAClient"]),
-        .library(name: "CAMFAMiddleware", targets: ["CAMFAMiddleware"]),
+        // Static, so `swift build --product CAMFAClient` builds the library on its own.
+        .library(name: "CAMFAClient", type: .static, targets: ["CAMFAClient"]),
+        .library(name: "CAMFAMiddleware", type: .static, targets: ["CAMFAMiddleware"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -120,7 +121,7 @@ let package = Package(
             name: "camfa-example-login", dependencies: ["CAMFAClient", "CAMFAMiddleware", .product(name: "Hummingbird", package: "hummingbird"),
                                                          .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Examples/LoginService"),
-        .executableTarget(name: "camfa-example-subscriber", dependencies: ["CAMFAClient", "CAMFAKafka"], path: "Examples/Subscriber"),
+        .executableTarget(name: "camfa-example-subscriber", dependencies: ["CAMFAClient"], path: "Examples/Subscriber"),
         // libFuzzer targets for what producers, subscribers and policy authors control
         // (`make fuzz`); a plain build replays the committed corpus instead.
         .executableTarget(

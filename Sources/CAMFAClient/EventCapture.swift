@@ -7,11 +7,14 @@ import Logging
 /// events in one partition, in order). Idempotent producer, acks from all replicas; a
 /// thread of its own serves delivery reports, so `capture` never blocks on the network.
 public final class EventCapture: @unchecked Sendable {
+    /// Why an event was not queued.
     public struct CaptureError: Error, Sendable, CustomStringConvertible {
+        /// What was wrong with the event or the producer.
         public var message: String
         public var description: String { message }
     }
 
+    /// camfa's input topic (`topics.input`).
     public let topic: String
     private let producer: KafkaProducer
     private let lock = NSLock()
@@ -21,7 +24,10 @@ public final class EventCapture: @unchecked Sendable {
     private var poller: Thread?
 
     /// - Parameters:
+    ///   - bootstrap: Kafka bootstrap servers.
+    ///   - topic: camfa's input topic.
     ///   - properties: librdkafka properties (security.protocol, sasl.*, ...).
+    ///   - logger: where librdkafka's own log goes.
     public init(bootstrap: String, topic: String = "camfa.ueba", properties: [(String, String)] = [],
                 logger: Logger = Logger(label: "camfa.client.capture")) throws {
         self.topic = topic

@@ -1,51 +1,39 @@
 import Foundation
 
-/// What a subscriber needs of an `authing.security.mfa` event to filter and deduplicate it
-/// (schemas/mfa-event.schema.json); the whole envelope stays with the caller.
-public struct MFAEventSummary: Sendable, Equatable {
-    public var id: String
-    public var originalIdentity: String
-    public var appId: String?
-    public var flow: String?
-    /// `mfa`, `deny` or `cleared`.
-    public var action: String
-
-    public init(id: String, originalIdentity: String, appId: String?, flow: String?, action: String) {
-        self.id = id
-        self.originalIdentity = originalIdentity
-        self.appId = appId
-        self.flow = flow
-        self.action = action
-    }
-
-    /// nil when `json` is not an MFA event envelope (no id, subject or data.action).
-    public init?(json: Data) {
-        guard let e = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
-              let id = e["id"] as? String, !id.isEmpty, let subject = e["subject"] as? String,
-              let data = e["data"] as? [String: Any], let action = data["action"] as? String else { return nil }
-        self.init(id: id, originalIdentity: subject, appId: data["appId"] as? String, flow: data["flow"] as? String, action: action)
-    }
-}
-
 /// The seed's subscription filter: `originalIdentity=…`, `appId=…`, `flow=…`, `action=…`.
 /// Terms on the same field are alternatives, terms on different fields must all hold; no
 /// term matches everything. The seed's own spelling is accepted as well:
 /// `authing.security.mfa?originalIdentity=u1&appId=portal`.
 public struct MFAEventFilter: Sendable, Equatable {
+    /// A field a term can name.
     public enum Field: String, Sendable, CaseIterable {
-        case originalIdentity, appId, flow, action
+        /// The user (the envelope's subject).
+        case originalIdentity
+        /// The app of the triggering event.
+        case appId
+        /// The flow that decided.
+        case flow
+        /// `mfa`, `deny` or `cleared`.
+        case action
     }
 
+    /// A term that is not `FIELD=VALUE` of a known field.
     public struct ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The term as given.
         public var term: String
+        /// What is wrong with it.
         public var message: String
         public var description: String { "filter '\(term)': \(message)" }
     }
 
+    /// The accepted values of each field that has terms.
     public private(set) var terms: [Field: Set<String>] = [:]
 
+    /// The filter that matches every event.
     public init() {}
 
+    /// - Parameter specs: terms like `originalIdentity=u1` (values percent-decoded), or the
+    ///   seed's `authing.security.mfa?originalIdentity=u1&appId=portal`.
     public init(parsing specs: [String]) throws(ParseError) {
         for spec in specs {
             var body = Substring(spec)
@@ -71,13 +59,14 @@ public struct MFAEventFilter: Sendable, Equatable {
         }
     }
 
-    public func matches(_ e: MFAEventSummary) -> Bool {
+    /// Whether `e` passes every field that has terms.
+    public func matches(_ e: MFAEvent) -> Bool {
         for (field, values) in terms {
             let v: String? = switch field {
             case .originalIdentity: e.originalIdentity
             case .appId: e.appId
             case .flow: e.flow
-            case .action: e.action
+            case .action: e.action.rawValue
             }
             guard let v, values.contains(v) else { return false }
         }
@@ -88,11 +77,13 @@ public struct MFAEventFilter: Sendable, Equatable {
 /// Drops MFA events already seen: camfa publishes at least once (a redelivered input
 /// record republishes with the same id). Remembers the last `capacity` ids.
 public struct MFAEventDeduplicator: Sendable {
+    /// How many of the latest ids are remembered.
     public let capacity: Int
     private var seen: Set<String> = []
     private var order: [String] = []
     private var head = 0
 
+    /// - Parameter capacity: how many of the latest ids to remember.
     public init(capacity: Int = 100_000) { self.capacity = max(1, capacity) }
 
     /// True the first time `id` is offered (within the remembered window).

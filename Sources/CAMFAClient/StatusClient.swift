@@ -5,12 +5,16 @@ import FoundationNetworking
 
 /// What a client does for a user when camfa does not answer in time (or answers 5xx):
 /// `open` lets the user through (the seed's "disaster recovery" rule), `closed` holds them.
-public enum FailMode: String, Sendable, Equatable {
-    case open, closed
+public enum FailMode: String, Sendable, Equatable, Codable {
+    /// Let the user through, marked `failedOpen`.
+    case open
+    /// Hold the user.
+    case closed
 }
 
 /// The answer of `StatusClient.checkUserStatus`: whether the user may go on, and why.
 public struct UserStatus: Sendable, Equatable {
+    /// Where the answer came from.
     public enum Source: Sendable, Equatable {
         /// camfa answered now.
         case camfa
@@ -20,12 +24,17 @@ public struct UserStatus: Sendable, Equatable {
         case failMode(String)
     }
 
+    /// A challenge that holds the user.
     public struct Challenge: Sendable, Equatable {
+        /// The challenge id (the id of its MFA event).
         public var mfaEventId: String
+        /// The flow that asked for it.
         public var flow: String
+        /// The methods it offers, in order of preference.
         public var methods: [String]
     }
 
+    /// The user asked about.
     public var user: String
     /// May the request go on: verified, or let through by the fail mode.
     public var allowed: Bool
@@ -37,6 +46,7 @@ public struct UserStatus: Sendable, Equatable {
     public var failMode: FailMode
     /// The pending challenges, for the business system's `AuthingMFA(mfaTriggerData).start()`.
     public var pending: [Challenge]
+    /// Where the answer came from.
     public var source: Source
 }
 
@@ -46,6 +56,7 @@ public struct UserStatus: Sendable, Equatable {
 /// Recent answers are reused for `cacheTTL`, so a busy login path asks camfa once per user
 /// per interval. Thread-safe; share one per process.
 public final class StatusClient: Sendable {
+    /// camfa's HTTP API (`http.address`).
     public let baseURL: URL
     private let apiKey: String
     private let session: URLSession
@@ -55,9 +66,12 @@ public final class StatusClient: Sendable {
     private let memory: AnswerMemory
 
     /// - Parameters:
+    ///   - baseURL: camfa's HTTP API.
     ///   - apiKey: a key with the `status` scope.
     ///   - cacheTTL: seconds a verified or pending answer is reused without asking camfa.
+    ///   - unknownUserFailMode: the fail mode for a user camfa has not answered for yet.
     ///   - rememberedUsers: how many users' last answers are kept for the fail mode.
+    ///   - session: the URLSession the calls go through (TLS settings, proxies).
     public init(baseURL: URL, apiKey: String, cacheTTL: Double = 2, unknownUserFailMode: FailMode = .open,
                 rememberedUsers: Int = 100_000, session: URLSession = URLSession(configuration: .ephemeral)) {
         self.baseURL = baseURL
@@ -94,45 +108,20 @@ public final class StatusClient: Sendable {
     }
 
     private func fetch(_ user: String, timeout: Double) async -> Outcome {
-        // The id as one path segment: "/" and the other reserved characters escaped.
-        let escaped = user.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? user
-        var c = URLComponents(url: baseURL, resolvingAgainstBaseURL: false) ?? URLComponents()
-        let base = c.percentEncodedPath.hasSuffix("/") ? String(c.percentEncodedPath.dropLast()) : c.percentEncodedPath
-        c.percentEncodedPath = base + "/v1/users/\(escaped)/mfa-status"
-        guard let url = c.url else { return .failure("cannot build a URL from \(baseURL)") }
-        var request = URLRequest(url: url)
-        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
-        // The deadline is the race below. Foundation's own timeout is only a backstop:
-        // on Linux it fires at once, now and then, when set below a second.
-        request.timeoutInterval = timeout + 1
-        let session = self.session, sent = request
-        // URLSession's timeout is an idle timeout; the race makes it a deadline.
-        let result: Outcome? = await withTaskGroup(of: Outcome?.self) { group in
-            group.addTask {
-                do {
-                    let (data, response) = try await session.data(for: sent)
-                    return Self.decode(user, data: data, response: response)
-                } catch {
-                    return .failure("no answer: \(error.localizedDescription)")
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(nanoseconds: UInt64(max(0, timeout) * 1e9))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        guard let url = APIRequest.url(baseURL, "/v1/users/\(APIRequest.segment(user))/mfa-status") else {
+            return .failure("cannot build a URL from \(baseURL)")
         }
-        return result ?? .failure("no answer within \(timeout) s")
+        switch await APIRequest.send(APIRequest.make("GET", url, apiKey: apiKey, timeout: timeout), session: session, timeout: timeout) {
+        case .failed(let reason): return .failure(reason)
+        case .answered(let status, let body): return Self.decode(user, status: status, data: body)
+        }
     }
 
-    private static func decode(_ user: String, data: Data, response: URLResponse) -> Outcome {
-        guard let http = response as? HTTPURLResponse else { return .failure("not an HTTP answer") }
-        guard http.statusCode == 200 else {
+    private static func decode(_ user: String, status: Int, data: Data) -> Outcome {
+        guard status == 200 else {
             // 4xx is the caller's mistake (key, scope, id), not camfa being down; it still
             // must not lock users out, so the fail mode decides, and the reason says why.
-            return .failure("HTTP \(http.statusCode)")
+            return .failure("HTTP \(status)")
         }
         guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let verified = o["mfaVerified"] as? Bool,
               let mode = (o["failMode"] as? String).flatMap(FailMode.init(rawValue:)) else {

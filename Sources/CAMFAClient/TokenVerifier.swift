@@ -11,22 +11,33 @@ import FoundationNetworking
 public final class TokenVerifier: Sendable {
     /// A verified token's claims, in the seed's words.
     public struct VerifiedToken: Sendable, Equatable {
+        /// The verified user (`sub`).
         public var originalIdentity: String
+        /// The app the token was issued for (`aud`).
         public var app: String
+        /// The challenge the user passed.
         public var mfaEventId: String
         /// camfa's method: otp, sms, email or face.
         public var method: String
+        /// When the user passed the challenge (`iat`).
         public var authTime: Date
+        /// When the token stops being valid (`exp`).
         public var expiresAt: Date
+        /// The flow's authentication context class, if it sets one.
         public var acr: String?
     }
 
+    /// The outcome of `verifyToken`.
     public enum Verification: Sendable, Equatable {
+        /// Signed by camfa's key, for this issuer (and audience), not expired.
         case valid(VerifiedToken)
+        /// Why not: a bad signature, an unknown key, expired, another audience, no keys.
         case invalid(reason: String)
     }
 
+    /// camfa's `/.well-known/jwks.json`.
     public let jwksURL: URL
+    /// The issuer a token must name (`iss`).
     public let issuer: String
     private let refreshInterval: Double
     private let session: URLSession
@@ -35,6 +46,8 @@ public final class TokenVerifier: Sendable {
     /// - Parameters:
     ///   - jwksURL: camfa's `/.well-known/jwks.json`.
     ///   - issuer: camfa's `tokens.issuer` (default `urn:camfa`).
+    ///   - refreshInterval: seconds the fetched keys are used before they are fetched again.
+    ///   - session: the URLSession the JWKS is fetched through.
     public init(jwksURL: URL, issuer: String = "urn:camfa", refreshInterval: Double = 300,
                 session: URLSession = URLSession(configuration: .ephemeral)) {
         self.jwksURL = jwksURL
@@ -43,7 +56,10 @@ public final class TokenVerifier: Sendable {
         self.session = session
     }
 
-    /// - Parameter audience: the calling app; a token issued for another app is invalid.
+    /// - Parameters:
+    ///   - token: the mfaToken (a compact JWS).
+    ///   - audience: the calling app; a token issued for another app is invalid.
+    ///   - now: the time the expiry is checked against.
     public func verifyToken(_ token: String, audience: String? = nil, now: Date = Date()) async -> Verification {
         let kid = MFATokens.kid(of: token)
         var keys = cache.current(maxAge: refreshInterval, now: now)
@@ -74,14 +90,13 @@ public final class TokenVerifier: Sendable {
     }
 
     private func fetch() async -> Fetched {
-        var request = URLRequest(url: jwksURL)
-        request.timeoutInterval = 5
-        do {
-            let (data, response) = try await session.data(for: request)
-            guard (response as? HTTPURLResponse)?.statusCode == 200 else { return .failure("\(jwksURL): not 200") }
-            return .success(try await MFATokens(jwks: String(decoding: data, as: UTF8.self), issuer: issuer))
-        } catch {
-            return .failure("\(jwksURL): \(error)")
+        switch await APIRequest.send(APIRequest.make("GET", jwksURL, apiKey: nil, timeout: 5), session: session, timeout: 5) {
+        case .failed(let reason): return .failure("\(jwksURL): \(reason)")
+        case .answered(let status, _) where status != 200: return .failure("\(jwksURL): HTTP \(status)")
+        case .answered(_, let body):
+            do { return .success(try await MFATokens(jwks: String(decoding: body, as: UTF8.self), issuer: issuer)) } catch {
+                return .failure("\(jwksURL): \(error)")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ import Hummingbird
 ///
 ///     router.add(middleware: CAMFAMiddleware(client: camfa) { request, _ in request.headers[userHeader] })
 public struct CAMFAMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Reads the authenticated user of a request (originalIdentity); nil for none.
     public typealias UserID = @Sendable (Request, Context) -> String?
 
     let client: StatusClient
@@ -18,6 +19,7 @@ public struct CAMFAMiddleware<Context: RequestContext>: RouterMiddleware {
     let userID: UserID
 
     /// - Parameters:
+    ///   - client: the status client, shared with the rest of the app (its cache, its fail mode memory).
     ///   - timeout: seconds to wait for camfa before the fail mode decides.
     ///   - userID: the authenticated user of a request (originalIdentity); nil lets the
     ///     request through unchecked (not logged in yet: the login route itself).
@@ -27,6 +29,7 @@ public struct CAMFAMiddleware<Context: RequestContext>: RouterMiddleware {
         self.userID = userID
     }
 
+    /// Checks the request's user and answers 401 while MFA is pending; otherwise passes it on.
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let user = userID(request, context) else { return try await next(request, context) }
         let status = await client.checkUserStatus(user, timeout: timeout)
@@ -36,6 +39,7 @@ public struct CAMFAMiddleware<Context: RequestContext>: RouterMiddleware {
         return response
     }
 
+    /// `camfa-failed-open: true` on a response let through only by the open fail mode.
     public static var failedOpenHeader: HTTPField.Name { HTTPField.Name("camfa-failed-open")! }
 
     /// `{"status": false, "mfaTriggerData": {"originalIdentity", "mfaEventId", "flow",

@@ -12,14 +12,14 @@ import Testing
 
     @Test func termsOnOneFieldAreAlternativesAndFieldsMustAllHold() throws {
         let f = try MFAEventFilter(parsing: ["originalIdentity=u1", "originalIdentity=u2", "action=mfa"])
-        let u1 = try #require(MFAEventSummary(json: Self.envelope(id: "a", user: "u1")))
-        let u2deny = try #require(MFAEventSummary(json: Self.envelope(id: "b", user: "u2", action: "deny")))
-        let u3 = try #require(MFAEventSummary(json: Self.envelope(id: "c", user: "u3")))
+        let u1 = try #require(MFAEvent(json: Self.envelope(id: "a", user: "u1")))
+        let u2deny = try #require(MFAEvent(json: Self.envelope(id: "b", user: "u2", action: "deny")))
+        let u3 = try #require(MFAEvent(json: Self.envelope(id: "c", user: "u3")))
         #expect(f.matches(u1))
         #expect(!f.matches(u2deny), "action must hold too")
         #expect(!f.matches(u3))
         #expect(MFAEventFilter().matches(u3), "no term matches everything")
-        let noApp = try #require(MFAEventSummary(json: Self.envelope(id: "d", user: "u1", app: nil)))
+        let noApp = try #require(MFAEvent(json: Self.envelope(id: "d", user: "u1", app: nil)))
         #expect(!(try MFAEventFilter(parsing: ["appId=portal"])).matches(noApp), "an absent field matches no value")
     }
 
@@ -41,9 +41,9 @@ import Testing
     }
 
     @Test func notAnEnvelopeIsNotAnEvent() {
-        #expect(MFAEventSummary(json: Data("{}".utf8)) == nil)
-        #expect(MFAEventSummary(json: Data("not json".utf8)) == nil)
-        #expect(MFAEventSummary(json: Data(#"{"id":"","subject":"u","data":{"action":"mfa"}}"#.utf8)) == nil)
+        #expect(MFAEvent(json: Data("{}".utf8)) == nil)
+        #expect(MFAEvent(json: Data("not json".utf8)) == nil)
+        #expect(MFAEvent(json: Data(#"{"id":"","subject":"u","data":{"action":"mfa"}}"#.utf8)) == nil)
     }
 
     @Test func eachIdPassesOnceWithinTheWindow() {

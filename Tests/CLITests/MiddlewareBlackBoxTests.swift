@@ -198,8 +198,10 @@ extension ClientBlackBoxTests {
             let lines = subscriber.output.split(separator: "\n").filter { $0.hasPrefix("hold") || $0.hasPrefix("release") || $0.hasPrefix("end") }
             subscriber.stop()
             #expect(subscriber.process.terminationStatus == 0, "the subscriber did not stop cleanly on SIGTERM")
+            // The clearing names the challenge the hold line named.
+            let held = lines.first.flatMap { $0.split(separator: "challenge ").last?.dropLast() }.map(String.init) ?? "?"
             #expect(lines.count == 2 && lines[0].hasPrefix("hold the session of ex-open until MFA (login_risk")
-                    && lines[1] == "release ex-open (challenge cleared)", "\(subscriber.output)")
+                    && lines[1] == "release ex-open (challenge \(held) cleared)", "\(subscriber.output)")
         }
     }
 }
