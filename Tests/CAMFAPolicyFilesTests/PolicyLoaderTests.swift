@@ -188,4 +188,49 @@ import CAMFATestSupport
         #expect(DurationText.milliseconds("m") == nil)
         #expect(DurationText.milliseconds("5w") == nil)
     }
+
+    /// Issue 24 item 2: a statistic of another key is counted in that key's task, which has
+    /// the event and not the user's state. Reading `user` or `event.velocity` in what decides
+    /// what it counts is a load error at the use; a risk statistic must be keyed by the user.
+    @Test func statisticsOfOtherKeysCannotReadTheUsersState() throws {
+        func policy(filter: String, key: String, value: String, statFilter: String = "true") -> [String: String] {
+            ["p.yaml": """
+            policy: p
+            filter: \(filter)
+            statistics:
+              - name: n
+                key: \(key)
+                value: \(value)
+                filter: \(statFilter)
+                window: 1h
+                aggregation: distinctCount
+            judgment: stats.n > 3
+            """, "f.yaml": Self.flow]
+        }
+        let byUser = try loadErrors(policy(filter: "user.mfa.pending == false", key: "event.originalIdentity", value: "event.velocity.speedKmh"))
+        #expect(byUser.isEmpty, "a statistic kept with its user may read the user's state: \(byUser)")
+        for (files, line, words) in [
+            (policy(filter: "user.mfa.pending == false", key: "event.ip", value: "event.originalIdentity"), 2, "keyed by event.ip"),
+            (policy(filter: "true", key: "event.ip", value: "event.velocity.speedKmh"), 6, "value"),
+            (policy(filter: "true", key: "\"[event.ip, event.appId]\"", value: "event.city", statFilter: "size(user.groups) > 0"), 7, "filter"),
+        ] {
+            let errors = try loadErrors(files)
+            #expect(errors.count == 1, "\(errors)")
+            let e = try #require(errors.first)
+            #expect(e.code == .expression && e.location.file == "p.yaml" && e.location.line == line, "\(e)")
+            #expect(e.message.contains(words) && e.message.contains("`user` and `event.velocity` cannot be read"), "\(e.message)")
+        }
+        let risk = try loadErrors(["p.yaml": """
+        policy: p
+        statistics:
+          - name: r
+            key: event.ip
+            window: 30d
+            aggregation: risk
+            features:
+              ua: event.ua
+        judgment: "true"
+        """, "f.yaml": Self.flow])
+        #expect(risk.count == 1 && risk.first?.message.contains("its key must be event.originalIdentity") == true, "\(risk)")
+    }
 }

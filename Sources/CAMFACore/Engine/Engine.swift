@@ -9,10 +9,13 @@ public struct Engine: Sendable {
     /// Keys challenge ids; the same key on every instance of a group, so a partition that
     /// moves keeps issuing the ids a replay expects.
     public let challengeKey: ChallengeKey
+    /// `policySet.keyspaces[i].placement`, read per statistic per event.
+    let placements: [PolicySet.KeyPlacement]
 
     public init(policySet: PolicySet, challengeKey: ChallengeKey) {
         self.policySet = policySet
         self.challengeKey = challengeKey
+        placements = policySet.keyspaces.map(\.placement)
         var byApp: [FlowTrigger: [String: [Int]]] = [:]
         var global: [FlowTrigger: [Int]] = [:]
         for (i, f) in policySet.flows.enumerated() {
@@ -33,19 +36,28 @@ public struct Engine: Sendable {
         return globalFlows[trigger] ?? []
     }
 
-    /// Processes one event: updates statistics and user state, and decides for every flow
-    /// that covers it. `coordinates` identifies the event's position in its source (for
-    /// Kafka `topic/partition/offset`) and makes challenge ids deterministic.
-    public func process(
-        _ event: UEBAEvent, coordinates: String, trigger: FlowTrigger = .ueba, onlyFlow: String? = nil,
-        state: inout PartitionState
-    ) -> EvaluationOutcome {
-        let t = event.requestDate
-        if state.watermark != Int64.min, t < state.watermark - policySet.options.allowedLateness {
-            return .rejected(RejectReason(
-                code: .late,
-                message: "event time \(t) is more than \(policySet.options.allowedLateness) ms behind the partition watermark \(state.watermark)"))
-        }
+    /// The flows that decide an event: those of its app and trigger, or only `onlyFlow`.
+    func selectedFlows(appId: String?, trigger: FlowTrigger, onlyFlow: String?) -> [Int] {
+        let selected = flows(for: appId, trigger: trigger)
+        guard let onlyFlow else { return selected }
+        return selected.filter { policySet.flows[$0].name == onlyFlow }
+    }
+
+    /// Per policy: whether a selected flow judges with it (so its statistics are read).
+    func neededPolicies(_ selected: [Int]) -> [Bool] {
+        var needed = Array(repeating: false, count: policySet.policies.count)
+        for f in selected { for p in policySet.flows[f].policyIndexes { needed[p] = true } }
+        return needed
+    }
+
+    /// Why an event at `t` is refused as late against `watermark`, if it is.
+    public func lateness(of t: Int64, watermark: Int64) -> RejectReason? {
+        guard watermark != Int64.min, t < watermark - policySet.options.allowedLateness else { return nil }
+        return RejectReason(code: .late, message: "event time \(t) is more than \(policySet.options.allowedLateness) ms behind the partition watermark \(watermark)")
+    }
+
+    /// Moves the task's event time to `t`: the watermark, and the sweep when one is due.
+    func advanceEventTime(to t: Int64, _ state: inout PartitionState) {
         // Only the engine adds to `dirtyKeys`, so all of them empty before it starts means
         // `takeChanges()` ran (or nothing was marked): marks from before are stale.
         if state.dirtyKeys.allSatisfy(\.isEmpty) { state.changeEpoch &+= 1 }
@@ -54,6 +66,21 @@ public struct Engine: Sendable {
             sweep(&state)
             state.nextSweep = state.watermark + policySet.options.sweepInterval
         }
+    }
+
+    /// Processes one event: updates statistics and user state, and decides for every flow
+    /// that covers it. `coordinates` identifies the event's position in its source (for
+    /// Kafka `topic/partition/offset`) and makes challenge ids deterministic.
+    /// - Parameter readings: on a repartitioned topology (README "Repartitioning"), the
+    ///   values of the statistics kept in other keys' tasks, from `applyRepartitioned`;
+    ///   nil keeps every statistic in `state`.
+    public func process(
+        _ event: UEBAEvent, coordinates: String, trigger: FlowTrigger = .ueba, onlyFlow: String? = nil,
+        readings: RemoteReadings? = nil, state: inout PartitionState
+    ) -> EvaluationOutcome {
+        let t = event.requestDate
+        if let late = lateness(of: t, watermark: state.watermark) { return .rejected(late) }
+        advanceEventTime(to: t, &state)
 
         // User state first: velocity compares against the previous located event.
         // The user is moved out of the map and back by index: one hash instead of two,
@@ -78,11 +105,9 @@ public struct Engine: Sendable {
         let eventValue = Value.object(EventObject(event, velocity: velocity))
         let userValue = Value.object(UserObject(event, user))
 
-        var selected = flows(for: event.appId, trigger: trigger)
-        if let onlyFlow { selected = selected.filter { policySet.flows[$0].name == onlyFlow } }
+        let selected = selectedFlows(appId: event.appId, trigger: trigger, onlyFlow: onlyFlow)
         let policies = policySet.policies
-        var needed = Array(repeating: false, count: policies.count)
-        for f in selected { for p in policySet.flows[f].policyIndexes { needed[p] = true } }
+        let needed = neededPolicies(selected)
 
         // One activation serves every policy and flow of the event; `run` and `decide`
         // reset the slots they fill, so each still starts from the same variables.
@@ -91,8 +116,8 @@ public struct Engine: Sendable {
         // flows cover the event: "≥ 5 apps from one IP" must count all apps.
         var results: [PolicyRun?] = Array(repeating: nil, count: policies.count)
         for i in policies.indices {
-            results[i] = run(policies[i], event: event, eventValue: eventValue, userValue: userValue, act: &act,
-                             judge: needed[i], state: &state)
+            results[i] = run(policies[i], index: i, event: event, eventValue: eventValue, userValue: userValue, act: &act,
+                             judge: needed[i], readings: readings, state: &state)
         }
 
         var decisions: [Decision] = []
@@ -125,10 +150,14 @@ public struct Engine: Sendable {
         var returns: ValueMap
     }
 
-    private func run(
-        _ policy: CompiledPolicy, event: UEBAEvent, eventValue: Value, userValue: Value, act: inout Activation,
-        judge: Bool, state: inout PartitionState
-    ) -> PolicyRun {
+    /// A policy's inputs and filter, evaluated into `act`.
+    struct Prepared {
+        var input: SlotObject
+        var applied: Bool
+        var firstError: String?
+    }
+
+    func prepare(_ policy: CompiledPolicy, eventValue: Value, userValue: Value, act: inout Activation) -> Prepared {
         for i in act.values.indices { act[i] = .null }
         act[PolicySlot.event] = eventValue
         act[PolicySlot.user] = userValue
@@ -157,6 +186,34 @@ public struct Engine: Sendable {
                 firstError = firstError ?? "\(policy.name): filter: \(e.message)"
             }
         }
+        return Prepared(input: input, applied: applied, firstError: firstError)
+    }
+
+    /// Whether the event counts in `stat` (the policy applies and the statistic's filter
+    /// holds) and the value it adds.
+    @inline(__always)
+    static func observe(_ stat: CompiledStatistic, applied: Bool, _ act: Activation) -> (passes: Bool, observed: Value) {
+        var passes = applied
+        if passes, let f = stat.filter {
+            if case .success(.bool(let b)) = f.evaluate(act) { passes = b } else { passes = false }
+        }
+        var observed: Value = .null
+        if passes, let v = stat.value {
+            switch v.evaluate(act) {
+            case .success(let x): observed = x
+            case .failure: passes = false  // no value, nothing to aggregate
+            }
+        }
+        return (passes, observed)
+    }
+
+    private func run(
+        _ policy: CompiledPolicy, index policyIndex: Int, event: UEBAEvent, eventValue: Value, userValue: Value, act: inout Activation,
+        judge: Bool, readings: RemoteReadings?, state: inout PartitionState
+    ) -> PolicyRun {
+        let prepared = prepare(policy, eventValue: eventValue, userValue: userValue, act: &act)
+        let input = prepared.input, applied = prepared.applied
+        var firstError = prepared.firstError
         let t = event.requestDate
         // `before`, `stats` and the keys only matter to a judgment and its result object.
         let statCount = policy.statistics.count
@@ -180,25 +237,28 @@ public struct Engine: Sendable {
                 record = nil
             }
             guard let key = lastKey else { continue }
-            var passes = applied
-            if passes, let f = stat.filter {
-                if case .success(.bool(let b)) = f.evaluate(act) { passes = b } else { passes = false }
-            }
-            var observed: Value = .null
-            if passes, let v = stat.value {
-                switch v.evaluate(act) {
-                case .success(let x): observed = x
-                case .failure: passes = false  // no value, nothing to aggregate
-                }
-            }
+            let (passes, observed) = Self.observe(stat, applied: applied, act)
             let spec = stat.spec
             let slot = stat.slot
             var b: Value, c: Value
+            let read = judge && applied
+            if let readings, placements[stat.keyspace] == .repartitioned {
+                // Kept in the key's own task, which already counted this event.
+                if passes || read, case .statistic(let rb, let rc)? = readings[RemoteOperation.ID(policy: policyIndex, statistic: i)] {
+                    (b, c) = (rb, rc)
+                } else {
+                    (b, c) = (.null, .null)
+                }
+                if judge {
+                    beforeValues[i] = b
+                    currentValues[i] = c
+                }
+                continue
+            }
             // Mutate the window where it lives: copying it out and back would make every
             // event copy its buffers (copy-on-write with two references).
             // Reading a statistic can cost more than updating it (a profile builds a map),
             // so it is read only when a judgment of this event can use it.
-            let read = judge && applied
             // Risk: the event's feature values and their standing in the population before
             // this event; the score itself comes from the key's window in `step`.
             var features: [ExactKey?] = []
@@ -208,7 +268,13 @@ public struct Engine: Sendable {
                     if case .success(let v) = f.evaluate(act), let k = Self.keyString(v) { return ExactKey(k) }
                     return nil
                 }
-                if read { priors = Self.priors(features, population: population, at: t, risk: risk, in: &state) }
+                if read {
+                    if let readings {
+                        if case .priors(let p)? = readings[RemoteOperation.ID(policy: policyIndex, statistic: i)] { priors = p }
+                    } else {
+                        priors = Self.priors(features, population: population, at: t, risk: risk, in: &state)
+                    }
+                }
             }
             func step(_ window: inout WindowState) -> (Value, Value) {
                 window.advance(to: t, spec: spec)
@@ -250,7 +316,7 @@ public struct Engine: Sendable {
                 b = WindowState().current(spec: spec)
                 c = b
             }
-            if passes, let population = stat.population { addToPopulation(features, population: population, at: t, in: &state) }
+            if passes, readings == nil, let population = stat.population { addToPopulation(features, population: population, at: t, in: &state) }
             if judge {
                 beforeValues[i] = b
                 currentValues[i] = c
@@ -410,7 +476,7 @@ public struct Engine: Sendable {
     /// still accepts (within `allowedLateness` of the watermark) can land in it: its
     /// newest bucket has left even the window of the latest late event.
     @inline(__always)
-    private func windowDue(end: Int64, spec: WindowSpec) -> Int64 {
+    func windowDue(end: Int64, spec: WindowSpec) -> Int64 {
         let (b, o1) = spec.bucket(end).addingReportingOverflow(spec.bucketSpan)
         let (due, o2) = b.multipliedReportingOverflow(by: spec.resolution)
         return o1 || o2 ? .max : Self.later(due, by: policySet.options.allowedLateness)  // overflow: keep the key
@@ -435,7 +501,7 @@ public struct Engine: Sendable {
 
     /// Queues `key` of `space` (users: `keyspaces.count`) for the sweep of the bucket its
     /// `due` falls in, or the next sweep's when that bucket has been swept already.
-    private func schedule(_ key: String, space: Int, due: Int64, in state: inout PartitionState) {
+    func schedule(_ key: String, space: Int, due: Int64, in state: inout PartitionState) {
         guard state.sweepQueue != nil else { return }  // the next sweep rebuilds it
         state.sweepQueue![space][queueBucket(due: due, state), default: []].append(key)
     }
@@ -458,7 +524,7 @@ public struct Engine: Sendable {
         for (id, user) in state.users { schedule(id, space: state.keyspaces.count, due: userDue(user), in: &state) }
     }
 
-    private func sweep(_ state: inout PartitionState) {
+    func sweep(_ state: inout PartitionState) {
         let w = state.watermark
         ensureSweepQueue(&state)
         let previous = sweptThrough(state)
@@ -530,7 +596,7 @@ public struct Engine: Sendable {
     static func evictionBatch(cap: Int) -> Int { max(1, cap / 64) }
 
     /// Makes room for one new key in `space` (`keyspaces.count`: users) when it holds `cap`.
-    private func makeRoom(space: Int, cap: Int, in state: inout PartitionState) {
+    func makeRoom(space: Int, cap: Int, in state: inout PartitionState) {
         let users = state.keyspaces.count
         let count = space == users ? state.users.count : state.keyspaces[space].count
         guard count >= cap else { return }
@@ -599,7 +665,7 @@ public struct Engine: Sendable {
     // treat it as any other window. It is read and written in place: a copy alive while
     // it is updated would make every event copy its hundreds of values.
 
-    private static func priors(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
+    static func priors(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
                                risk: RiskSpec, in state: inout PartitionState) -> [RiskScore.Prior?] {
         guard let r = state.keyspaces[population.keyspace].index(forKey: "") else {
             return RiskScore.priors(features, population: nil, at: t, spec: risk)
@@ -607,7 +673,7 @@ public struct Engine: Sendable {
         return RiskScore.priors(features, population: state.keyspaces[population.keyspace][at: r].windows[0]?.frequencies, at: t, spec: risk)
     }
 
-    private func addToPopulation(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
+    func addToPopulation(_ features: [ExactKey?], population: (keyspace: Int, spec: WindowSpec), at t: Int64,
                                  in state: inout PartitionState) {
         let ks = population.keyspace
         let r: ShardedMap<KeyRecord>.Index

@@ -48,6 +48,12 @@ public enum EngineSchemas {
         ("velocity", .object(velocity)),
     ])
 
+    /// The event as a task without the user's state sees it: `velocity` (movement since the
+    /// user's previous location) needs that state, so it is not there. Same field indexes.
+    public static let eventWithoutUserState = ObjectSchema(name: "camfa.Event", fields: event.fieldNames.indices.map { i in
+        (event.fieldNames[i] == "velocity" ? "\u{1}velocity" : event.fieldNames[i], event.fieldTypes[i])
+    })
+
     public static let userMFA = ObjectSchema(name: "camfa.UserMFA", fields: [
         ("pending", .bool), ("pendingFlows", .list(.string)), ("lastVerified", .int),
     ])

@@ -16,7 +16,26 @@ public struct PolicySet: Sendable {
         public let slotDescriptors: [String]
         public let specs: [WindowSpec]
         public let longestWindow: Int64
+        /// Where the keyspace's windows live when the input topic has several partitions.
+        public let placement: KeyPlacement
     }
+
+    /// The input topic is keyed by user, so a user's task sees all of the user's events;
+    /// a key of any other kind (an IP, an app, a composite key, a risk population) has its
+    /// events spread over every partition, so its windows live in the task of its own
+    /// repartition partition (README "Repartitioning").
+    public enum KeyPlacement: Sendable, Equatable {
+        /// Keyed by the input key (`event.originalIdentity`): kept in the user's task.
+        case inputKey
+        /// Kept in the task of the key's repartition partition.
+        case repartitioned
+    }
+
+    /// The key expression the input topic is partitioned by.
+    public static let inputKeyText = "event.originalIdentity"
+
+    /// Whether any statistic needs a repartition hop on a multi-partition input.
+    public var needsRepartition: Bool { keyspaces.contains { $0.placement == .repartitioned } }
 
     public func policy(named name: String) -> CompiledPolicy? { policies.first { $0.name == name } }
     public func flow(named name: String) -> CompiledFlow? { flows.first { $0.name == name } }
@@ -206,7 +225,10 @@ extension PolicySet {
                 for f in s.features {
                     if let e = compileExpr(f.expression, base) { features.append(e) }
                 }
-                if s.window.aggregation == .risk && s.value != nil {
+                if s.window.aggregation == .risk && Self.normalise(s.key.text) != Self.inputKeyText {
+                    // Its population is another task's; the user's own frequencies are the user's task's.
+                    errors.append(PolicyError(.invalidValue, at: s.location, "statistic '\(s.name)': a risk statistic scores a user against the population: its key must be \(Self.inputKeyText)"))
+                } else if s.window.aggregation == .risk && s.value != nil {
                     errors.append(PolicyError(.invalidValue, at: s.location, "statistic '\(s.name)': a risk statistic takes 'features', not 'value'"))
                 } else if s.value == nil && s.window.aggregation != .count && s.window.aggregation != .risk {
                     errors.append(PolicyError(.missingKey, at: s.location, "statistic '\(s.name)': aggregation \(s.window.aggregation) needs a 'value' expression"))
@@ -263,6 +285,38 @@ extension PolicySet {
                 failed.insert(def.name)
                 continue
             }
+            // Statistics kept in another key's task see the event, never the user's state
+            // (that task holds none): the expressions that decide what they count must not
+            // read `user`. Compiled again without it, so the error points at the use.
+            let repartitioned = def.statistics.filter { s in
+                s.window.aggregation == .risk || Self.normalise(s.key.text) != Self.inputKeyText
+            }
+            if !repartitioned.isEmpty {
+                var restricted = Declarations()
+                _ = restricted.declare("event", .object(EngineSchemas.eventWithoutUserState))
+                _ = restricted.declare("\u{1}user", .object(EngineSchemas.user))  // same slots, `user` unknown
+                _ = restricted.declare("input", .object(inputSchema))
+                let first = repartitioned[0]
+                let why = "policy '\(def.name)': statistic '\(first.name)' is \(first.window.aggregation == .risk ? "scored against a population" : "keyed by \(Self.normalise(first.key.text))"), not only by the user, so it is counted in another task, which sees the event but not the user's state: `user` and `event.velocity` cannot be read"
+                var sources: [(String, ExpressionSource)] = def.inputs.map { ("input '\($0.name)'", $0.value) }
+                if let f = def.filter { sources.append(("the policy's filter", f)) }
+                for st in repartitioned {
+                    sources.append(("statistic '\(st.name)': key", st.key))
+                    if let v = st.value { sources.append(("statistic '\(st.name)': value", v)) }
+                    if let f = st.filter { sources.append(("statistic '\(st.name)': filter", f)) }
+                    for f in st.features { sources.append(("statistic '\(st.name)': feature", f.expression)) }
+                }
+                for (what, src) in sources {
+                    do { _ = try Expression.compile(src.text, declarations: restricted) } catch {
+                        errors.append(PolicyError(.expression, at: src.location(line: error.position.line, column: error.position.column),
+                                                  "\(why) in \(what)"))
+                    }
+                }
+                if errors.count != errorsAtPolicyStart {
+                    failed.insert(def.name)
+                    continue
+                }
+            }
             compiled.append(CompiledPolicy(
                 name: def.name, inputs: inputs, inputSchema: inputSchema, filter: filter, statistics: stats,
                 statsSchema: statsSchema, judgment: judgment, returns: returns, returnsSchema: returnsSchema,
@@ -309,7 +363,8 @@ extension PolicySet {
         if !errors.isEmpty { throw PolicyErrors(errors) }
         let keyspaces = keyspaceTexts.indices.map { i in
             Keyspace(keyText: keyspaceTexts[i], slotDescriptors: keyspaceSlots[i], specs: keyspaceSpecs[i],
-                     longestWindow: keyspaceSpecs[i].map(\.length).max() ?? 0)
+                     longestWindow: keyspaceSpecs[i].map(\.length).max() ?? 0,
+                     placement: keyspaceTexts[i] == inputKeyText ? .inputKey : .repartitioned)
         }
         return PolicySet(policies: compiled, flows: flows, keyspaces: keyspaces, options: options)
     }

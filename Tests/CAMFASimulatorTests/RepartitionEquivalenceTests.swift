@@ -1,0 +1,83 @@
+import CAMFACore
+import CAMFAPolicyFiles
+import CAMFATestSupport
+import Testing
+
+@testable import CAMFASimulator
+
+/// Issue 24 item 2, in the engine: a labelled month through the shipped policy sets gives
+/// the same decisions (flows, actions, methods, fired policies with their statistic values,
+/// challenge ids) when users are spread over N tasks and every statistic of another key
+/// kind is counted in M key tasks (`repartitionOperations` → `applyRepartitioned` →
+/// `process(_:readings:)`) as in one task that sees everything. Without the hop, counting
+/// per user partition misses the cross-partition attacks: that is the bug it fixes.
+@Suite struct RepartitionEquivalenceTests {
+    static let stream = LabelledStream(LabelledStream.Configuration(seed: 11, users: 400, days: 10)).logins.map(\.event)
+
+    /// FNV-1a: a stable stand-in for a partitioner.
+    static func partition(_ text: String, of n: Int) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return Int(h % UInt64(n))
+    }
+
+    static func reference(_ engine: Engine, _ events: [UEBAEvent]) -> [EvaluationOutcome] {
+        var state = PartitionState(policySet: engine.policySet)
+        return events.enumerated().map { i, e in engine.process(e, coordinates: "in/0/\(i)", state: &state) }
+    }
+
+    /// Users over `userTasks` tasks; with `repartition`, other keys over `keyTasks` tasks.
+    static func split(_ engine: Engine, _ events: [UEBAEvent], userTasks: Int, keyTasks: Int, repartition: Bool) -> [EvaluationOutcome] {
+        var users = Array(repeating: PartitionState(policySet: engine.policySet), count: userTasks)
+        var keys = Array(repeating: PartitionState(policySet: engine.policySet), count: keyTasks)
+        return events.enumerated().map { i, e in
+            let p = partition(e.originalIdentity, of: userTasks)
+            guard repartition else { return engine.process(e, coordinates: "in/0/\(i)", state: &users[p]) }
+            if let late = engine.lateness(of: e.requestDate, watermark: users[p].watermark) { return .rejected(late) }
+            // One request per key task, the operations in their order.
+            var requests: [Int: [RemoteOperation]] = [:]
+            var order: [Int] = []
+            for op in engine.repartitionOperations(e) {
+                let k = partition("\(engine.policySet.keyspaces[op.keyspace].keyText)\u{0}\(op.key)", of: keyTasks)
+                if requests[k] == nil { order.append(k) }
+                requests[k, default: []].append(op)
+            }
+            var readings: RemoteReadings = [:]
+            for k in order {
+                let ops = requests[k]!
+                for (op, reading) in zip(ops, engine.applyRepartitioned(ops, state: &keys[k])) { readings[op.id] = reading }
+            }
+            return engine.process(e, coordinates: "in/0/\(i)", readings: readings, state: &users[p])
+        }
+    }
+
+    static func engine(_ set: String) throws -> Engine {
+        Engine(policySet: try PolicyLoader.loadPolicySet(at: packageRoot.appendingPathComponent("policies/\(set)").path), challengeKey: testChallengeKey)
+    }
+
+    @Test(arguments: ["recommended", "examples"]) func spreadTasksDecideAsOneTask(set: String) throws {
+        let engine = try Self.engine(set)
+        #expect(engine.policySet.needsRepartition, "the \(set) set has statistics of other keys")
+        let reference = Self.reference(engine, Self.stream)
+        let challenged = reference.filter { $0.decisions.contains { $0.issuesChallenge } }.count
+        #expect(challenged > 0, "the stream is challenged at all")
+        for (userTasks, keyTasks) in [(8, 3), (16, 16), (3, 1)] {
+            let spread = Self.split(engine, Self.stream, userTasks: userTasks, keyTasks: keyTasks, repartition: true)
+            let differing = zip(reference, spread).enumerated().filter { $0.element.0 != $0.element.1 }
+            #expect(differing.isEmpty, "\(userTasks) user tasks, \(keyTasks) key tasks: \(differing.count) events decided otherwise, first at \(differing.first.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "")")
+        }
+    }
+
+    /// The attack working before the fix: without the hop, 8 user tasks each see an eighth
+    /// of an address's users and miss what one task catches.
+    @Test func withoutTheHopPartitionsMissCrossPartitionAttacks() throws {
+        let engine = try Self.engine("recommended")
+        let reference = Self.reference(engine, Self.stream)
+        let perPartition = Self.split(engine, Self.stream, userTasks: 8, keyTasks: 1, repartition: false)
+        let fired = { (outcomes: [EvaluationOutcome]) in
+            outcomes.reduce(0) { $0 + $1.decisions.reduce(0) { $0 + $1.firedPolicies.filter { $0.policy == "many_users_one_address" }.count } }
+        }
+        #expect(fired(reference) > 0, "the stream has addresses with many users")
+        #expect(fired(perPartition) < fired(reference), "per partition: \(fired(perPartition)), one task: \(fired(reference))")
+    }
+}
