@@ -150,7 +150,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CLITests", dependencies: [
-            "CAMFATestSupport", "CAMFACore", "CAMFAClient", "CAMFATokens", "CAMFAMiddleware",
+            "CAMFATestSupport", "CAMFACore", "CAMFAKafka", "CAMFAClient", "CAMFATokens", "CAMFAMiddleware",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
     ],

@@ -22,6 +22,10 @@ public struct Configuration: Sendable, Equatable {
         /// "Changelog topics"); nil: state lives only in the local store, so a task moved
         /// to a host without it restarts from the input topic.
         public var changelog: String?
+        /// Operations for statistics keyed by something other than the user, keyed by that
+        /// key (README "Repartitioning"); nil: every statistic is counted in the user's
+        /// task, exact only on a one-partition input.
+        public var repartition: String?
     }
 
     public struct Engine: Sendable, Equatable {
@@ -37,6 +41,9 @@ public struct Configuration: Sendable, Equatable {
         /// are evicted (README "Security model"); 1.5 GB per million users and their keys.
         public var maxKeysPerKeyspace = EngineOptions().maxKeysPerKeyspace
         public var maxUsers = EngineOptions().maxUsers
+        /// Records a user task holds while an event waits for key tasks' readings (README
+        /// "Repartitioning"); past it the partition pauses.
+        public var maxParkedRecords = 50_000
 
         public var limits: EventLimits { EventLimits(maxIdentityBytes: maxIdentityBytes, maxFieldBytes: maxFieldBytes) }
 
@@ -247,8 +254,9 @@ private struct ConfigReader {
                     }
                 }
             }
-            case "topics": section(v, key, ["input", "output", "deadLetter", "results", "changelog"]) { r, name, node in
+            case "topics": section(v, key, ["input", "output", "deadLetter", "results", "changelog", "repartition"]) { r, name, node in
                 if name == "changelog" { c.topics.changelog = r.optionalPath(node, "topics.changelog"); return }
+                if name == "repartition" { c.topics.repartition = r.optionalPath(node, "topics.repartition"); return }
                 guard let s = r.string(node, "topics.\(name)"), !s.isEmpty else { return }
                 switch name {
                 case "input": c.topics.input = s
@@ -260,7 +268,7 @@ private struct ConfigReader {
             case "policies": if let s = string(v, key) { c.policies = s }
             case "stateDir": if let s = string(v, key) { c.stateDir = s }
             case "eventSource": if let s = string(v, key) { c.eventSource = s }
-            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes", "maxKeysPerKeyspace", "maxUsers"]) { r, name, node in
+            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes", "maxKeysPerKeyspace", "maxUsers", "maxParkedRecords"]) { r, name, node in
                 switch name {
                 case "allowedLateness": if let d = r.duration(node, "engine.allowedLateness") { c.engine.allowedLateness = d }
                 case "maxFutureSkew": if let d = r.duration(node, "engine.maxFutureSkew") { c.engine.maxFutureSkew = d }
@@ -268,6 +276,7 @@ private struct ConfigReader {
                 case "maxFieldBytes": if let n = r.int(node, "engine.maxFieldBytes", min: 16) { c.engine.maxFieldBytes = n }
                 case "maxKeysPerKeyspace": if let n = r.int(node, "engine.maxKeysPerKeyspace", min: 1) { c.engine.maxKeysPerKeyspace = n }
                 case "maxUsers": if let n = r.int(node, "engine.maxUsers", min: 1) { c.engine.maxUsers = n }
+                case "maxParkedRecords": if let n = r.int(node, "engine.maxParkedRecords", min: 1) { c.engine.maxParkedRecords = n }
                 default: if let n = r.int(node, "engine.maxMessageBytes", min: 1024) { c.engine.maxMessageBytes = n }
                 }
             }

@@ -27,6 +27,8 @@ final class DeliveryLedger {
         var partition: Int32
         var offset: Int64
         var attempts = 1
+        /// The partition to produce to; nil: the producer's partitioner on `key`.
+        var destination: Int32? = nil
     }
 
     private(set) var inFlight: [UInt64: Output] = [:]
@@ -165,7 +167,7 @@ final class DeliveryLedger {
 
     private func send(_ o: Output, token: UInt64) {
         do {
-            try producer.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
+            try producer.produce(topic: o.topic, partition: o.destination, key: o.key, value: o.value, headers: o.headers, token: token)
         } catch where Self.permanent.contains(error.code) {
             refused.append((token, error))
         } catch {

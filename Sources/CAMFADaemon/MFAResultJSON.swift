@@ -86,6 +86,10 @@ enum InputHeaders {
     static let mfaResultKind = "mfa-result"
     /// `release` for an admin release of a user (`{"user", "time"}`).
     static let releaseKind = "release"
+    /// Repartitioning (README "Repartitioning"): `repartition` for one event's operations
+    /// on the repartition topic, `readings` for a key task's reply on the input topic.
+    static let repartitionKind = "repartition"
+    static let readingsKind = "readings"
     /// `http` for an API-mode event: it runs the `http` flows.
     static let trigger = "camfa.trigger"
     /// API mode: only this flow.

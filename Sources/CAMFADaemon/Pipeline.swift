@@ -38,6 +38,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         /// The daemon's clock (epoch ms). It alone bounds how far ahead an event may be:
         /// a producer chooses both `requestDate` and the record's CreateTime.
         public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        /// Which tasks this pipeline runs (README "Repartitioning").
+        public var role: Role = .users
         public init(configuration: Configuration, policySet: PolicySet, enrichment: EnrichmentResources?, secret: DaemonSecret) {
             self.configuration = configuration
             self.secret = secret
@@ -46,12 +48,21 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         }
     }
 
+    public enum Role: Sendable, Equatable {
+        /// Tasks of the input topic, keyed by user: they decide. With
+        /// `topics.repartition`, statistics of other keys come from the key tasks.
+        case users
+        /// Tasks of the repartition topic: they count the statistics of other keys and
+        /// reply into `replyTopic` (the input topic), to the partition of the event.
+        case keys(replyTopic: String)
+    }
+
     /// Decisions that issued a challenge, for `camfa dev`'s live view and tests.
     public var onChallenge: (@Sendable (Decision, UEBAEvent) -> Void)?
     /// systemd's READY/WATCHDOG (SystemdNotifier.swift); set before `run()`.
     public var notifier: SystemdNotifier?
 
-    var options: Options
+    public internal(set) var options: Options
     let logger: Logger
     var engine: Engine
     /// Decoding, limits, the future bound and enrichment (shared with `camfa replay`).
@@ -64,9 +75,15 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let records: RecordAuthenticator
 
     var consumer: KafkaConsumer!
-    private var producer: KafkaProducer!
+    var producer: KafkaProducer!
+    /// The batch being handled and the record's index in it, so a record can be retained.
+    var handling: (batch: KafkaBatch, index: Int)?
+    /// Users role with `topics.repartition`: the topic and its partition count.
+    var repartition: (topic: String, partitions: Int32)?
+    /// Repartition requests in flight, by delivery token: sent again when delivery fails.
+    var requestsInFlight: [UInt64: DeliveryLedger.Output] = [:]
     var partitions: [Int32: PartitionRuntime] = [:]
-    private var ledger: DeliveryLedger!
+    var ledger: DeliveryLedger!
     private var lastCommit = Date.distantPast
     private var committed: [Int32: Int64] = [:]
     private var writer: CheckpointWriter!
@@ -99,6 +116,11 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         /// The changes of a failed write (`lifecycle.carrying`): merged in front of the next
         /// write, so none are lost.
         var carry: PartitionChanges?
+        /// Records read and not decided yet, while an event waits for readings.
+        var parked = ParkedRecords<RetainedRecord>()
+        /// The watermark as of the last record read: ahead of `state.watermark` while
+        /// events are parked (lateness is judged when an event is read).
+        var readWatermark = Int64.min
     }
 
     typealias Output = DeliveryLedger.Output
@@ -137,6 +159,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         ledger = DeliveryLedger(producer: producer, deadLetterTopic: c.topics.deadLetter, logger: logger)
         consumer = try KafkaConsumer(config: kafkaConfig, groupID: c.kafka.groupId, delegate: self, logger: logger)
         try consumer.subscribe([c.topics.input])
+        try startRepartition()
         logger.info("camfa pipeline started", metadata: [
             "input": "\(c.topics.input)", "output": "\(c.topics.output)", "group": "\(c.kafka.groupId)",
             "flows": "\(options.policySet.flows.count)", "policies": "\(options.policySet.policies.count)",
@@ -149,7 +172,11 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             notifier?.tick(health)
             applyPendingReload()
             _ = consumer.poll(into: batch, maxMessages: options.maxBatch, timeoutMs: 100)
-            for record in batch.records { telemetry.time { handle(record) } }
+            for (i, record) in batch.records.enumerated() {
+                handling = (batch, i)
+                telemetry.time { handle(record) }
+            }
+            handling = nil
             serveRequests()
             for event in batch.events {
                 if case .error(let e, _) = event { logger.warning("kafka: \(e)") }
@@ -302,7 +329,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let input = options.configuration.topics.input
         var want: Set<Int32> = []
         let now = Self.nowMs(), stallAfter = options.configuration.checkpoint.interval
-        for (p, rt) in partitions where storageFault != nil || rt.lifecycle.wantsPause(now: now, stallAfter: stallAfter) {
+        for (p, rt) in partitions where storageFault != nil || rt.lifecycle.wantsPause(now: now, stallAfter: stallAfter)
+            || rt.parked.count >= options.configuration.engine.maxParkedRecords {
             want.insert(p)
         }
         let pause = want.subtracting(paused), resume = paused.subtracting(want)
@@ -347,6 +375,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let deadline = Date().addingTimeInterval(options.shutdownTimeout)
         mailbox.close(reason: "the pipeline is stopping")
         batch.release()
+        // Undecided records are read again after a restart; their messages must be back
+        // with librdkafka before the consumer closes.
+        for p in partitions.keys { partitions[p]!.parked.removeAll() }
         drain(until: deadline.addingTimeInterval(-2))
         checkpointNow(Array(partitions.keys))
         commit(async: false)
@@ -379,13 +410,17 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private func handle(_ record: KafkaRecord) {
         guard let rt = partitions[record.partition], rt.lifecycle.isRunning else { return }
         metrics.consumed += 1
+        if case .keys(let replyTopic) = options.role {
+            handleRequest(record, replyTopic: replyTopic)
+            return
+        }
         let c = options.configuration
         guard let value = record.value, value.count > 0 else {
-            deadLetter(record, reason: "empty: the message has no value")
+            refuse(record, reason: "empty: the message has no value")
             return
         }
         if value.count > c.engine.maxMessageBytes {
-            deadLetter(record, reason: "too-large: \(value.count) bytes exceeds engine.maxMessageBytes \(c.engine.maxMessageBytes)")
+            refuse(record, reason: "too-large: \(value.count) bytes exceeds engine.maxMessageBytes \(c.engine.maxMessageBytes)")
             return
         }
         // Trust boundary (README "Security model"): the input topic is shared with every
@@ -395,12 +430,19 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             let headers = record.headers()
             if RecordAuthenticator.hasControlHeaders(headers) {
                 guard records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else {
-                    deadLetter(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
+                    refuse(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
                     return
                 }
                 // The last header of a name wins, as `KafkaRecord.header` reads it.
                 if let kind = headers.last(where: { $0.0 == InputHeaders.kind }) {
-                    handleKind(kind.1 ?? [], record, value)
+                    let k = kind.1 ?? []
+                    if repartition != nil, k == Array(InputHeaders.readingsKind.utf8) {
+                        handleReply(record, value)
+                    } else if !rt.parked.isEmpty {
+                        park(record, .control(kind: k))
+                    } else {
+                        handleKind(k, record, value)
+                    }
                     return
                 }
             }
@@ -412,11 +454,20 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         switch intake.admit(value) {
         case .success(let e): event = e
         case .failure(let refused):
-            deadLetter(record, reason: refused.reason, code: refused.code)
+            refuse(record, reason: refused.reason, code: refused.code)
             return
         }
+        if repartition != nil {
+            route(record, event, trigger: trigger, onlyFlow: onlyFlow)
+        } else {
+            decide(record, event, trigger: trigger, onlyFlow: onlyFlow, readings: nil)
+        }
+    }
+
+    /// The engine's decision on an admitted event, published and answered.
+    func decide(_ record: KafkaRecord, _ event: UEBAEvent, trigger: FlowTrigger, onlyFlow: String?, readings: RemoteReadings?) {
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
-        let outcome = engine.process(event, coordinates: coordinates.key, trigger: trigger, onlyFlow: onlyFlow,
+        let outcome = engine.process(event, coordinates: coordinates.key, trigger: trigger, onlyFlow: onlyFlow, readings: readings,
                                      state: &partitions[record.partition]!.state)
         switch outcome {
         case .rejected(let reason):
@@ -433,7 +484,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     /// Publishes the challenges and refusals of a processed record (after `extra`) and
     /// marks the record processed. A deny is an MFA event too (`action: deny`), so that
     /// subscribers end the session in event-flow mode as API callers do.
-    private func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord, extra: [Output] = []) {
+    func publish(_ decisions: [Decision], of event: UEBAEvent, _ record: KafkaRecord, extra: [Output] = []) {
         let c = options.configuration
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
         for o in extra { produce(o) }
@@ -469,14 +520,14 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     /// The record's offset may be committed once its `outputs` are acknowledged.
-    private func markProcessed(_ record: KafkaRecord, outputs: Int) {
+    func markProcessed(_ record: KafkaRecord, outputs: Int) {
         partitions[record.partition]!.lifecycle.processed(offset: record.offset, outputs: outputs)
     }
 
     /// Bad input goes to the dead-letter topic with its reason and coordinates; it is never
     /// dropped silently and never stops the daemon. The log line carries no event content.
     /// A request's own record answers its waiter with the reason (`code`).
-    private func deadLetter(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code = .invalid) {
+    func deadLetter(_ record: KafkaRecord, reason: String, code: PipelineRequestError.Code = .invalid) {
         produce(deadLetterOutput(record, reason: reason, code: code))
         markProcessed(record, outputs: 1)
     }
@@ -519,11 +570,12 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                       partition: record.partition, offset: record.offset)
     }
 
-    private func produce(_ output: Output) { ledger.produce(output) }
+    func produce(_ output: Output) { ledger.produce(output) }
 
-    private func serve(_ reports: [DeliveryReport]) {
+    func serve(_ reports: [DeliveryReport]) {
         ledger.serve(reports, other: { r in
             if let request = requestProduces.removeValue(forKey: r.token) { requestDelivered(r, request) }
+            if let sent = requestsInFlight.removeValue(forKey: r.token), let error = r.error { resend(sent, after: error) }
         }, acknowledged: { o in
             partitions[o.partition]?.lifecycle.acknowledged(offset: o.offset)
         })
@@ -727,7 +779,10 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             awaiting.removeValue(forKey: id)
             mailbox.answer(id, .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) moved to another instance, which processes the request")))
         }
+        // Parked records go with the runtime (their messages back to librdkafka); the next
+        // owner reads them again from the checkpoint, and sends their requests again.
         partitions.removeValue(forKey: p)
+        requestsInFlight = requestsInFlight.filter { $0.value.partition != p }
         // Outputs still in flight belong to the ownership period that ends here.
         ledger.orphan(partition: p)
         committed.removeValue(forKey: p)
@@ -827,7 +882,7 @@ extension Pipeline {
     }
 
     /// A record camfa wrote into its input topic with a `camfa.kind` header.
-    private func handleKind(_ kind: [UInt8], _ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
+    func handleKind(_ kind: [UInt8], _ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
         switch String(decoding: kind, as: UTF8.self) {
         case InputHeaders.mfaResultKind: handleResult(record, value)
         case InputHeaders.releaseKind: handleRelease(record, value)

@@ -97,9 +97,21 @@ public final class KafkaBatch {
 
     /// Returns the messages to librdkafka; records read before are no longer valid.
     public func release() {
-        for r in records { rd_kafka_message_destroy(r.message) }
+        for (i, r) in records.enumerated() where !retained.contains(i) { rd_kafka_message_destroy(r.message) }
         records.removeAll(keepingCapacity: true)
         events.removeAll(keepingCapacity: true)
+        retained.removeAll(keepingCapacity: true)
+    }
+
+    /// Indexes of records handed to a `RetainedRecord`, which destroys their messages.
+    private var retained: Set<Int> = []
+
+    /// Keeps record `index` valid past this batch: its message now belongs to the result.
+    /// Every retained record must be gone before the consumer closes (librdkafka waits for
+    /// its messages when the handle is destroyed).
+    public func retain(_ index: Int) -> RetainedRecord {
+        precondition(retained.insert(index).inserted, "record \(index) retained twice")
+        return RetainedRecord(records[index])
     }
 
     fileprivate func append(_ record: KafkaRecord) { records.append(record) }
@@ -114,6 +126,15 @@ public final class KafkaBatch {
             return true
         }
     }
+}
+
+/// A record kept beyond its batch (`KafkaBatch.retain`): a user task parks records while
+/// an event waits for readings from other tasks. Its message goes back to librdkafka when
+/// this is released.
+public final class RetainedRecord {
+    public let record: KafkaRecord
+    fileprivate init(_ record: KafkaRecord) { self.record = record }
+    deinit { rd_kafka_message_destroy(record.message) }
 }
 
 /// A group consumer with manual offsets: `enable.auto.commit=false`,

@@ -28,10 +28,12 @@ struct RunCommand: AsyncParsableCommand {
         let secret = try DaemonSetup.secret(configuration, logger: logger)
         let pipeline = try DaemonSetup.pipeline(configuration, secret: secret, logger: logger)
         pipeline.notifier = SystemdNotifier()
-        let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
-        defer { hangup.cancel() }
-        // Shut down in reverse: the HTTP listener first, the poll loop (final checkpoint) last.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        let keys = try DaemonSetup.keyPipeline(configuration, users: pipeline, secret: secret, logger: logger)
+        let hangups = ([pipeline] + (keys.map { [$0] } ?? [])).map { PolicyReloadSignal.install($0, logger: logger) }
+        defer { hangups.forEach { $0.cancel() } }
+        // Shut down in reverse: the HTTP listener first, the poll loops (final checkpoints) last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = keys.map { [.init(service: PipelineService(pipeline: $0))] } ?? []
+        services += [
             .init(service: PipelineService(pipeline: pipeline)),
             .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, secret: secret, logger: logger))),
         ]
@@ -114,6 +116,28 @@ enum DaemonSetup {
             throw ExitCode(1)
         }
         for w in resources.warnings { logger.warning("\(w)") }
+        if set.needsRepartition && c.topics.repartition == nil {
+            logger.warning("statistics keyed by something other than the user are counted per input partition: exact only on a one-partition input topic; set topics.repartition (README \"Repartitioning\")")
+        }
         return Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: resources, secret: secret), logger: logger)
+    }
+
+    /// The key tasks (README "Repartitioning"): a pipeline of their own on the repartition
+    /// topic, in a consumer group and a state directory of their own; nil when the policies
+    /// need none or `topics.repartition` is not set.
+    static func keyPipeline(_ c: Configuration, users: Pipeline, secret: DaemonSecret, logger: Logger) throws -> Pipeline? {
+        guard let topic = c.topics.repartition, users.options.policySet.needsRepartition else { return nil }
+        var k = c
+        k.topics.input = topic
+        k.topics.changelog = nil
+        k.kafka.groupId = c.kafka.groupId + ".keys"
+        k.stateDir = (c.stateDir as NSString).appendingPathComponent("keys")
+        do { try FileManager.default.createDirectory(atPath: k.stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {
+            logger.error("cannot create the key tasks' state directory \(k.stateDir): \(error)")
+            throw ExitCode(1)
+        }
+        var options = Pipeline.Options(configuration: k, policySet: users.options.policySet, enrichment: nil, secret: secret)
+        options.role = .keys(replyTopic: c.topics.input)
+        return Pipeline(options: options, logger: logger)
     }
 }

@@ -27,7 +27,7 @@ import Testing
     }
 
     /// Users over `userTasks` tasks; with `repartition`, other keys over `keyTasks` tasks.
-    static func split(_ engine: Engine, _ events: [UEBAEvent], userTasks: Int, keyTasks: Int, repartition: Bool) -> [EvaluationOutcome] {
+    static func split(_ engine: Engine, _ events: [UEBAEvent], userTasks: Int, keyTasks: Int, repartition: Bool, wire: Bool = false) -> [EvaluationOutcome] {
         var users = Array(repeating: PartitionState(policySet: engine.policySet), count: userTasks)
         var keys = Array(repeating: PartitionState(policySet: engine.policySet), count: keyTasks)
         return events.enumerated().map { i, e in
@@ -45,7 +45,21 @@ import Testing
             var readings: RemoteReadings = [:]
             for k in order {
                 let ops = requests[k]!
-                for (op, reading) in zip(ops, engine.applyRepartitioned(ops, state: &keys[k])) { readings[op.id] = reading }
+                if wire {
+                    // As the daemon sends it: encoded, named by descriptor, sent twice (a
+                    // restarted user task reads the event again); the second is not counted.
+                    let request = RepartitionRequest(originPartition: Int32(p), originOffset: Int64(i), destination: Int32(k), operations: ops.map(engine.wire))
+                    let received = try! RepartitionRequest(decoding: request.encoded())
+                    let reply = try! RepartitionReply(decoding: engine.apply(received, state: &keys[k])!.encoded())
+                    precondition(engine.apply(received, state: &keys[k]) == nil, "a request sent again was applied again")
+                    for (op, reading) in zip(ops, reply.readings) { readings[op.id] = reading }
+                } else {
+                    for (op, reading) in zip(ops, engine.applyRepartitioned(ops, state: &keys[k])) { readings[op.id] = reading }
+                }
+            }
+            // A key task's state through its checkpoint now and then: the origins it applied go with it.
+            if wire, i % 997 == 0 {
+                for k in keys.indices { keys[k] = try! PartitionState(restoring: keys[k].serialized(), policySet: engine.policySet) }
             }
             return engine.process(e, coordinates: "in/0/\(i)", readings: readings, state: &users[p])
         }
@@ -61,8 +75,8 @@ import Testing
         let reference = Self.reference(engine, Self.stream)
         let challenged = reference.filter { $0.decisions.contains { $0.issuesChallenge } }.count
         #expect(challenged > 0, "the stream is challenged at all")
-        for (userTasks, keyTasks) in [(8, 3), (16, 16), (3, 1)] {
-            let spread = Self.split(engine, Self.stream, userTasks: userTasks, keyTasks: keyTasks, repartition: true)
+        for (userTasks, keyTasks, wire) in [(8, 3, false), (16, 16, false), (3, 1, false), (8, 4, true)] {
+            let spread = Self.split(engine, Self.stream, userTasks: userTasks, keyTasks: keyTasks, repartition: true, wire: wire)
             let differing = zip(reference, spread).enumerated().filter { $0.element.0 != $0.element.1 }
             #expect(differing.isEmpty, "\(userTasks) user tasks, \(keyTasks) key tasks: \(differing.count) events decided otherwise, first at \(differing.first.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "")")
         }

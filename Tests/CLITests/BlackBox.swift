@@ -73,7 +73,7 @@ enum BlackBox {
             for t in testTopics { topics += ["in.\(t)", "out.\(t)", "dlq.\(t)"] }
             for (t, n) in partitionedTopics { topics += ["in.\(t):\(n)", "out.\(t)", "out.\(t).ref", "dlq.\(t)"] }
             topics += HostileInputBlackBoxTests.resultTopics
-            topics += ["changelog.handoff:8", "changelog.handoff.ref:8"]
+            topics += ["changelog.handoff:8", "changelog.handoff.ref:8", "keys.repart:4"]
             let b = try Broker(topics: topics)
             sharedBroker = b
             return b
@@ -85,7 +85,7 @@ enum BlackBox {
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.
-    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8)]
+    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8), ("repart", 8), ("repart.off", 8)]
 
     /// Produces `key<TAB>value` lines with kcat.
     static func produce(_ bootstrap: String, topic: String, _ messages: [(key: String, value: Data)]) throws {
@@ -191,7 +191,7 @@ enum BlackBox {
 
         init(bootstrap: String, name: String, group: String, output: String? = nil, stateDir: String? = nil,
              environment: [String: String] = [:], kafkaProperties: [String: String] = [:], extraConfig: String = "",
-             policies: String? = nil, results: String? = nil, changelog: String? = nil) throws {
+             policies: String? = nil, results: String? = nil, changelog: String? = nil, repartition: String? = nil) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-\(name)-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = """
@@ -208,6 +208,7 @@ enum BlackBox {
               deadLetter: dlq.\(name)
               results: \(results ?? "results.\(name)")
             \(changelog.map { "  changelog: \($0)" } ?? "")
+            \(repartition.map { "  repartition: \($0)" } ?? "")
             policies: \(policies ?? packageRoot.appendingPathComponent("policies/examples").path)
             stateDir: \(stateDir ?? dir.appendingPathComponent("state").path)
             enrichment:

@@ -11,11 +11,27 @@ public struct Engine: Sendable {
     public let challengeKey: ChallengeKey
     /// `policySet.keyspaces[i].placement`, read per statistic per event.
     let placements: [PolicySet.KeyPlacement]
+    /// "keyspace text\0slot descriptor" → the statistic (or, for a population keyspace,
+    /// the risk statistic it belongs to): how a key task resolves a wire operation.
+    let statisticsByDescriptor: [String: RemoteOperation.ID]
 
     public init(policySet: PolicySet, challengeKey: ChallengeKey) {
         self.policySet = policySet
         self.challengeKey = challengeKey
         placements = policySet.keyspaces.map(\.placement)
+        var byDescriptor: [String: RemoteOperation.ID] = [:]
+        for (pi, policy) in policySet.policies.enumerated() {
+            for (si, stat) in policy.statistics.enumerated() {
+                let id = RemoteOperation.ID(policy: pi, statistic: si)
+                let ks = policySet.keyspaces[stat.keyspace]
+                byDescriptor["\(ks.keyText)\u{0}\(ks.slotDescriptors[stat.slot])"] = id
+                if let population = stat.population {
+                    let pks = policySet.keyspaces[population.keyspace]
+                    byDescriptor["\(pks.keyText)\u{0}\(pks.slotDescriptors[0])"] = id
+                }
+            }
+        }
+        statisticsByDescriptor = byDescriptor
         var byApp: [FlowTrigger: [String: [Int]]] = [:]
         var global: [FlowTrigger: [Int]] = [:]
         for (i, f) in policySet.flows.enumerated() {

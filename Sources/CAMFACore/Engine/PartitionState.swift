@@ -6,6 +6,10 @@ public struct PartitionState: Sendable {
     /// The highest event time seen; lateness is measured against it.
     public internal(set) var watermark: Int64 = Int64.min
     var nextSweep: Int64 = Int64.min
+    /// A key task's (README "Repartitioning"): per user partition, the offset of the last
+    /// event whose operations it applied, so a request sent again is not counted twice.
+    /// Empty in a user's task.
+    public internal(set) var appliedOrigins: [Int32: Int64] = [:]
     /// Parallel to `PolicySet.keyspaces`. Sharded: see `ShardedMap` for the stalls that avoids.
     var keyspaces: [ShardedMap<KeyRecord>]
     var users = ShardedMap<UserState>()

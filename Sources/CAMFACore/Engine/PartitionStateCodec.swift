@@ -6,8 +6,9 @@
 extension PartitionState {
     static let magic: [UInt8] = Array("CMFP".utf8)
     /// 2 adds each slot's window spec to the metadata, so a stored checkpoint can be read
-    /// (`camfa state dump`) without the policy files; version 1 metadata is still read.
-    static let version: UInt8 = 2
+    /// (`camfa state dump`) without the policy files; 3 adds a key task's applied origins.
+    /// Versions 1 and 2 are still read.
+    static let version: UInt8 = 3
 
     /// Partition-level metadata: watermark, sweep time, and the slot layout the entries
     /// were written with (so a restore under edited policies can map or drop slots).
@@ -24,6 +25,11 @@ extension PartitionState {
                 w.writeString(d)
                 Self.write(ks.specs[i], to: &w)
             }
+        }
+        w.writeVarUInt(UInt64(appliedOrigins.count))
+        for p in appliedOrigins.keys.sorted() {
+            w.writeVarInt(Int64(p))
+            w.writeVarInt(appliedOrigins[p]!)
         }
         return w.bytes
     }
@@ -83,12 +89,13 @@ extension PartitionState {
         var watermark: Int64
         var nextSweep: Int64
         var keyspaces: [(text: String, descriptors: [String], specs: [WindowSpec])]
+        var appliedOrigins: [Int32: Int64] = [:]
     }
 
     static func readLayout(_ metadata: [UInt8]) throws(BinaryDecodingError) -> StoredLayout {
         var r = BinaryReader(metadata)
         let v = try r.readByte()
-        guard v == 1 || v == Self.version else {
+        guard (1...Self.version).contains(v) else {
             throw BinaryDecodingError(.unsupportedVersion, "partition checkpoint version \(v); this camfa reads versions 1...\(Self.version)", offset: 0)
         }
         var layout = StoredLayout(watermark: try r.readVarInt(), nextSweep: try r.readVarInt(), keyspaces: [])
@@ -102,6 +109,14 @@ extension PartitionState {
                 if v >= 2 { specs.append(try readSpec(&r)) }
             }
             layout.keyspaces.append((text, descriptors, specs))
+        }
+        if v >= 3 {
+            let n = try r.readCount(minimumItemSize: 2, "origin count")
+            for _ in 0..<n {
+                let p = try r.readVarInt(), o = try r.readVarInt()
+                guard (0...Int64(Int32.max)).contains(p) else { throw r.error(.invalidValue, "origin partition \(p) out of range") }
+                layout.appliedOrigins[Int32(p)] = o
+            }
         }
         try r.expectEnd()
         return layout
@@ -281,6 +296,7 @@ extension PartitionState {
         let stored = try Self.readLayout(metadata)
         watermark = stored.watermark
         nextSweep = stored.nextSweep
+        appliedOrigins = stored.appliedOrigins
         var mapping: SlotMapping = []
         for ks in stored.keyspaces {
             if let current = layout.firstIndex(where: { $0.keyText == ks.text }) {

@@ -1,0 +1,77 @@
+import CAMFACore
+
+/// A user task's records between reading and deciding (README "Repartitioning"). An event
+/// with statistics in other keys' tasks waits here for their readings; every record after
+/// it waits too, so the task still decides strictly in offset order, exactly as if it had
+/// had every statistic itself. Records leave from the front, once the front is ready.
+/// Pure: `Held` is what keeps the record's bytes (the Kafka message) alive.
+struct ParkedRecords<Held> {
+    enum Work {
+        /// An admitted event, decided with its readings.
+        case event(UEBAEvent, trigger: FlowTrigger, onlyFlow: String?)
+        /// Refused when read (the reason is kept: the clock that judged it moves on).
+        case deadLetter(reason: String, code: PipelineRequestError.Code)
+        /// One of camfa's own records (a result, a release), handled in its turn.
+        case control(kind: [UInt8])
+        /// A reply, already matched to its event: only its offset is processed in its turn.
+        case reply
+    }
+
+    struct Entry {
+        var offset: Int64
+        var held: Held?
+        var work: Work
+        /// Key task partition → the operations sent there, in order, not answered yet.
+        var waiting: [Int32: [RemoteOperation.ID]] = [:]
+        var readings: RemoteReadings = [:]
+        var isReady: Bool { waiting.isEmpty }
+    }
+
+    private var entries: [Entry] = []
+    private var head = 0
+
+    var count: Int { entries.count - head }
+    var isEmpty: Bool { count == 0 }
+    /// Whether the front waits for readings (what a stall report names).
+    var front: Entry? { isEmpty ? nil : entries[head] }
+
+    /// Offsets must grow: records are parked in the order they are read.
+    mutating func append(_ entry: Entry) {
+        precondition(isEmpty || entry.offset > entries[entries.count - 1].offset, "parked out of order")
+        entries.append(entry)
+    }
+
+    /// Files the readings of `destination` for the event at `offset`. False when no parked
+    /// event waits for that key task: a duplicate, a reply to an earlier ownership of the
+    /// partition, or to an event decided before a restart.
+    mutating func reply(offset: Int64, destination: Int32, readings: [RemoteReading]) -> Bool {
+        var lo = head, hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].offset < offset { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < entries.count, entries[lo].offset == offset, let ids = entries[lo].waiting.removeValue(forKey: destination) else { return false }
+        for (id, reading) in zip(ids, readings) { entries[lo].readings[id] = reading }
+        return true
+    }
+
+    /// The front entry, if it is ready, removed.
+    mutating func popReady() -> Entry? {
+        guard head < entries.count, entries[head].isReady else { return nil }
+        let e = entries[head]
+        entries[head].held = nil
+        head += 1
+        if head > 1024 && head * 2 > entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+        return e
+    }
+
+    /// Everything, dropped (the partition is revoked or the task stops): what is not
+    /// decided is read again by the next owner from the checkpoint.
+    mutating func removeAll() {
+        entries.removeAll()
+        head = 0
+    }
+}

@@ -1,0 +1,88 @@
+import CAMFAKafka
+import Foundation
+import Testing
+import CAMFATestSupport
+
+/// Issue 24 item 2 with the real daemon and `camfa broker`: one IP logging twelve users into
+/// twelve apps (the ip_velocity scenario), the users spread over an 8-partition input. With
+/// `topics.repartition` the daemon publishes exactly the scenario's MFA events, as on one
+/// partition; without it (the attack working) the partitions each count an eighth of the
+/// address's apps and publish fewer.
+@Suite(.serialized) struct RepartitionBlackBoxTests {
+    /// Until `pipelines` poll loops have their partitions: events produced before would be
+    /// read in partition order, not in the order they were produced.
+    static func waitForAssignments(_ daemon: BlackBox.Daemon, pipelines: Int) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while daemon.log.components(separatedBy: "\"message\":\"partitions assigned\"").count - 1 < pipelines, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try #require(Date() < deadline, "no assignment: \(daemon.log.suffix(2000))")
+    }
+
+    /// The scenario's events one by one, each after the previous was read: the order the
+    /// address's task sees is then the order of event time, as on one partition.
+    static func trickle(_ bootstrap: String, topic: String) throws {
+        for m in try DaemonBlackBoxTests.fixtureMessages("ip_velocity") {
+            try BlackBox.produce(bootstrap, topic: topic, [m])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+    }
+
+    /// "user flow methods reason" of each published MFA event, sorted: the reason is the
+    /// branch's, `ip-velocity` only when the address's statistic saw all its apps.
+    static func summary(_ messages: [BlackBox.Message]) throws -> [String] {
+        try messages.map { m in
+            let e = try #require(try JSONSerialization.jsonObject(with: m.value) as? [String: Any])
+            let data = try #require(e["data"] as? [String: Any])
+            let reason = (data["returns"] as? [String: Any])?["reason"] as? String ?? "?"
+            return "\(e["subject"] as? String ?? "?") \(data["flow"] as? String ?? "?") \((data["methods"] as? [String] ?? []).joined(separator: ",")) \(reason)"
+        }.sorted()
+    }
+
+    /// The scenario's expected MFA events in the same form (fixtures: `flow:mfa:methods:reason`).
+    static func expected() throws -> [String] {
+        let dir = packageRoot.appendingPathComponent("policies/examples/fixtures")
+        let events = try String(contentsOf: dir.appendingPathComponent("ip_velocity.events.jsonl"), encoding: .utf8).split(separator: "\n")
+        let decisions = try String(contentsOf: dir.appendingPathComponent("ip_velocity.expected.jsonl"), encoding: .utf8).split(separator: "\n")
+        var out: [String] = []
+        for (e, x) in zip(events, decisions) {
+            let user = (try JSONSerialization.jsonObject(with: Data(e.utf8)) as? [String: Any])?["originalIdentity"] as? String ?? "?"
+            for d in (try JSONSerialization.jsonObject(with: Data(x.utf8)) as? [String] ?? []) {
+                let parts = d.split(separator: ":").map(String.init)
+                if parts.count == 4, parts[1] == "mfa" { out.append("\(user) \(parts[0]) \(parts[2]) \(parts[3])") }
+            }
+        }
+        return out.sorted()
+    }
+
+    @Test func anAddressSpreadOverPartitionsIsCountedAsOne() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let expected = try Self.expected()
+        #expect(expected.filter { $0.hasSuffix("ip-velocity") }.count == 2, "\(expected)")
+        let users = try DaemonBlackBoxTests.fixtureMessages("ip_velocity").map(\.key)
+        // kcat's partitioner, librdkafka's default.
+        let partitions = Set(users.compactMap { KafkaPartitioner.consistentRandom.partition(key: Array($0.utf8), partitionCount: 8) })
+        #expect(partitions.count >= 4, "the scenario's users land on \(partitions.count) of 8 partitions")
+
+        // The attack working: no repartition topic, each partition counts on its own.
+        let off = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "repart.off", group: "repart-off-\(UUID().uuidString)",
+                                      kafkaProperties: ["fetch.wait.max.ms": "10"])
+        try Self.waitForAssignments(off, pipelines: 1)
+        try Self.trickle(broker.bootstrap, topic: "in.repart.off")
+        let missed = try Self.summary(BlackBox.consume(broker.bootstrap, topic: "out.repart.off", atLeast: expected.count, timeout: 20))
+        #expect(off.stop() == 0)
+        #expect(missed.filter { $0.hasSuffix("ip-velocity") }.count < 2, "per partition: \(missed)")
+
+        // The fix: the address's statistics in its key task.
+        let on = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "repart", group: "repart-\(UUID().uuidString)",
+                                     kafkaProperties: ["fetch.wait.max.ms": "10"], repartition: "keys.repart")
+        try Self.waitForAssignments(on, pipelines: 2)
+        try Self.trickle(broker.bootstrap, topic: "in.repart")
+        let got = try BlackBox.consume(broker.bootstrap, topic: "out.repart", atLeast: expected.count, timeout: 60)
+        #expect(on.stop() == 0, "\(on.log.suffix(3000))")
+        let summary = try Self.summary(got)
+        #expect(summary == expected, "published \(summary), expected \(expected)\n\(on.log.suffix(3000))")
+        #expect(Set(try DaemonBlackBoxTests.published(got).map(\.id)).count == got.count)
+    }
+}
