@@ -85,4 +85,81 @@ import CAMFATestSupport
         #expect(summary == expected, "published \(summary), expected \(expected)\n\(on.log.suffix(3000))")
         #expect(Set(try DaemonBlackBoxTests.published(got).map(\.id)).count == got.count)
     }
+
+    static let scenarios = ["attribute_routing", "extranet", "ip_velocity", "session_change", "usual_location"]
+
+    /// The five scenarios as one stream: each a day after the previous (past every window
+    /// and cooldown of the examples), their users already distinct.
+    static func combined() throws -> (events: [(key: String, value: Data)], expected: [String]) {
+        let dir = packageRoot.appendingPathComponent("policies/examples/fixtures")
+        var events: [(String, Data)] = [], expected: [String] = []
+        for (day, name) in scenarios.enumerated() {
+            let lines = try String(contentsOf: dir.appendingPathComponent("\(name).events.jsonl"), encoding: .utf8).split(separator: "\n")
+            let decisions = try String(contentsOf: dir.appendingPathComponent("\(name).expected.jsonl"), encoding: .utf8).split(separator: "\n")
+            for (line, x) in zip(lines, decisions) {
+                var e = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                e["requestDate"] = (e["requestDate"] as? Int64 ?? 0) + Int64(day) * 86_400_000
+                let user = e["originalIdentity"] as? String ?? "?"
+                events.append((user, try JSONSerialization.data(withJSONObject: e)))
+                for d in (try JSONSerialization.jsonObject(with: Data(x.utf8)) as? [String] ?? []) {
+                    let parts = d.split(separator: ":").map(String.init)
+                    if parts.count == 4, parts[1] == "mfa" { expected.append("\(user) \(parts[0]) \(parts[2]) \(parts[3])") }
+                }
+            }
+        }
+        return (events, expected.sorted())
+    }
+
+    /// Until no daemon's poll loops have logged an assignment or a revocation for `quiet`
+    /// seconds, each having logged `pipelines` assignments: the group has settled.
+    static func waitUntilSettled(_ daemons: [BlackBox.Daemon], pipelines: Int, quiet: Double = 4) throws {
+        let deadline = Date().addingTimeInterval(90)
+        var last = "", since = Date()
+        while Date() < deadline {
+            let marks = daemons.map { d in d.log.split(separator: "\n").filter { $0.contains("\"message\":\"partitions assigned\"") || $0.contains("\"message\":\"partitions revoked\"") } }
+            let now = marks.map { $0.joined() }.joined(separator: "|")
+            if now != last { (last, since) = (now, Date()) }
+            let assigned = marks.allSatisfy { $0.filter { $0.contains("assigned") }.count >= pipelines }
+            if assigned, Date().timeIntervalSince(since) >= quiet { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        Issue.record("the group did not settle: \(daemons.map { $0.log.suffix(1500) })")
+    }
+
+    /// Issue 24's acceptance, cross-partition exactness: the five scenarios on 16 partitions
+    /// served by 3 daemons with their own state directories publish the same MFA events
+    /// (user, flow, methods, reason) as on 1 partition served by 1 daemon, and as the
+    /// fixtures say; the ip_velocity users are spread over several partitions.
+    @Test func threeDaemonsOnSixteenPartitionsDecideAsOneDaemonOnOne() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let (events, expected) = try Self.combined()
+        #expect(expected.count >= 10 && expected.contains { $0.hasSuffix("ip-velocity") }, "\(expected)")
+        let velocityUsers = try DaemonBlackBoxTests.fixtureMessages("ip_velocity").map(\.key)
+        let spread = Set(velocityUsers.compactMap { KafkaPartitioner.consistentRandom.partition(key: Array($0.utf8), partitionCount: 16) })
+        #expect(spread.count >= 4, "the address's users land on \(spread.count) of 16 partitions")
+
+        // The reference: one partition, one daemon, everything at once.
+        try BlackBox.produce(broker.bootstrap, topic: "in.combo1", events)
+        let reference = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "combo1", group: "combo1-\(UUID().uuidString)")
+        let referenced = try Self.summary(BlackBox.consume(broker.bootstrap, topic: "out.combo1", atLeast: expected.count, timeout: 60))
+        #expect(reference.stop() == 0)
+        #expect(referenced == expected, "one partition: \(referenced)")
+
+        let group = "combo-\(UUID().uuidString)"
+        let daemons = try (0..<3).map { i in
+            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "combo", group: group, kafkaProperties: ["fetch.wait.max.ms": "10"],
+                                repartition: "keys.combo")
+        }
+        defer { for d in daemons { _ = d.stop() } }
+        try Self.waitUntilSettled(daemons, pipelines: 2)
+        for m in events {
+            try BlackBox.produce(broker.bootstrap, topic: "in.combo", [m])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        let got = try BlackBox.consume(broker.bootstrap, topic: "out.combo", atLeast: expected.count, timeout: 60)
+        let summary = try Self.summary(got)
+        #expect(summary == referenced, "16 partitions, 3 daemons: \(summary)\nexpected \(referenced)\n\(daemons.map { $0.log.suffix(1500) })")
+        #expect(Set(try DaemonBlackBoxTests.published(got).map(\.id)).count == got.count, "each MFA event once")
+    }
 }
