@@ -16,7 +16,7 @@ struct BrokerCommand: ParsableCommand {
             """
     )
 
-    static let topics = ["camfa.ueba", "authing.security.mfa", "camfa.ueba.dlq", "authing.security.mfa.result", "camfa.ueba.changelog", "camfa.ueba.repartition"]
+    static let topics = ["camfa.ueba", "authing.security.mfa", "camfa.ueba.dlq", "authing.security.mfa.result", "camfa.ueba.changelog", "camfa.ueba.repartition", "camfa.ueba.changelog.keys"]
 
     @Option(help: "Number of brokers.")
     var brokers: Int = 3

@@ -129,7 +129,9 @@ enum DaemonSetup {
         guard let topic = c.topics.repartition, users.options.policySet.needsRepartition else { return nil }
         var k = c
         k.topics.input = topic
-        k.topics.changelog = nil
+        // Their own changelog beside the users' (partitions as the repartition topic's), so a
+        // key task moved to another host restores instead of re-reading every request.
+        k.topics.changelog = c.topics.changelog.map { $0 + ".keys" }
         k.kafka.groupId = c.kafka.groupId + ".keys"
         k.stateDir = (c.stateDir as NSString).appendingPathComponent("keys")
         do { try FileManager.default.createDirectory(atPath: k.stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {

@@ -227,4 +227,37 @@ import CAMFATestSupport
         let sixteen = try Self.decisions(BlackBox.consume(broker.bootstrap, topic: "out.reco", atLeast: one.count, timeout: 60, settle: 4))
         #expect(sixteen == one, "16 partitions, 3 daemons:\n\(sixteen.joined(separator: "\n"))\none partition:\n\(one.joined(separator: "\n"))")
     }
+
+    /// Key tasks hand off like user tasks: an address's four apps are counted by one daemon,
+    /// which stops; a daemon with an empty state directory takes over, restores the key
+    /// tasks from `<changelog>.keys` (not by reading the repartition topic again), and the
+    /// fifth app is the address's fifth.
+    @Test func keyTasksRestoreFromTheirChangelogOnAnotherHost() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let scenario = try DaemonBlackBoxTests.fixtureMessages("ip_velocity")
+        let group = "keyho-\(UUID().uuidString)"
+        func daemon() throws -> BlackBox.Daemon {
+            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "keyho", group: group, kafkaProperties: ["fetch.wait.max.ms": "10"],
+                                changelog: "changelog.keyho", repartition: "keys.keyho")
+        }
+        let first = try daemon()
+        try Self.waitForAssignments(first, pipelines: 2)
+        for m in scenario.prefix(4) {
+            try BlackBox.produce(broker.bootstrap, topic: "in.keyho", [m])
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        let before = try Self.summary(BlackBox.consume(broker.bootstrap, topic: "out.keyho", atLeast: 4, timeout: 30))
+        #expect(before.count == 4 && before.allSatisfy { $0.hasSuffix("extranet") }, "\(before)")
+        #expect(first.stop() == 0, "\(first.log.suffix(2000))")
+
+        let second = try daemon()
+        defer { _ = second.stop() }
+        try Self.waitForAssignments(second, pipelines: 2)
+        try BlackBox.produce(broker.bootstrap, topic: "in.keyho", [scenario[4]])
+        let after = try Self.summary(BlackBox.consume(broker.bootstrap, topic: "out.keyho", atLeast: 5, timeout: 30))
+        #expect(after.filter { $0.hasSuffix("ip-velocity") } == ["\(scenario[4].key) login_risk otp,sms ip-velocity"], "\(after)\n\(second.log.suffix(3000))")
+        let restored = second.logLines("partition restored from its changelog").filter { $0["changelog"] as? String == "changelog.keyho.keys" }
+        #expect(restored.contains { Int($0["records"] as? String ?? "") ?? 0 > 0 }, "the key tasks restored from their changelog: \(restored)")
+    }
 }
