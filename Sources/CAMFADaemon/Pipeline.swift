@@ -59,6 +59,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     /// Decisions that issued a challenge, for `camfa dev`'s live view and tests.
     public var onChallenge: (@Sendable (Decision, UEBAEvent) -> Void)?
+    /// The key tasks' pipeline of this daemon (README "Repartitioning"): reloaded with this
+    /// one, first. Set before `run()`.
+    public var keyTasks: Pipeline?
     /// systemd's READY/WATCHDOG (SystemdNotifier.swift); set before `run()`.
     public var notifier: SystemdNotifier?
 

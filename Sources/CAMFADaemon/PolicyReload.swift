@@ -29,6 +29,9 @@ extension Pipeline {
             ])
             throw PipelineRequestError(code: .reloadFailed, message: lines.joined(separator: "\n"))
         }
+        // Key tasks first: a statistic the new set adds is sent only once the users' tasks
+        // have it, and by then the key tasks resolve it (README "Repartitioning").
+        if let keyTasks { _ = try await keyTasks.reloadPolicies() }
         let result: Result<ReloadReport, PipelineRequestError> = await withCheckedContinuation { continuation in
             reloads.offer(set) { continuation.resume(returning: $0) }
             DispatchQueue.global().asyncAfter(deadline: .now() + Self.reloadPickupTimeout) { [reloads] in
@@ -63,6 +66,9 @@ extension Pipeline {
         reloads.lock.withLock {
             options.policySet = set
             engine = Engine(policySet: set, challengeKey: options.secret.challengeKey)
+        }
+        if case .users = options.role, set.needsRepartition != (repartition != nil), options.configuration.topics.repartition != nil {
+            logger.warning("the reloaded policies \(set.needsRepartition ? "need" : "no longer need") the key tasks; that takes a restart (README \"Repartitioning\")")
         }
         let report = ReloadReport(policies: set.policies.count, flows: set.flows.count)
         logger.notice("policies reloaded", metadata: [

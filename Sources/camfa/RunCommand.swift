@@ -29,8 +29,10 @@ struct RunCommand: AsyncParsableCommand {
         let pipeline = try DaemonSetup.pipeline(configuration, secret: secret, logger: logger)
         pipeline.notifier = SystemdNotifier()
         let keys = try DaemonSetup.keyPipeline(configuration, users: pipeline, secret: secret, logger: logger)
-        let hangups = ([pipeline] + (keys.map { [$0] } ?? [])).map { PolicyReloadSignal.install($0, logger: logger) }
-        defer { hangups.forEach { $0.cancel() } }
+        pipeline.keyTasks = keys
+        // SIGHUP, like POST /v1/admin/reload, reloads the key tasks too.
+        let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
+        defer { hangup.cancel() }
         // Shut down in reverse: the HTTP listener first, the poll loops (final checkpoints) last.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = keys.map { [.init(service: PipelineService(pipeline: $0))] } ?? []
         services += [
