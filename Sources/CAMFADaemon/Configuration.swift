@@ -44,6 +44,8 @@ public struct Configuration: Sendable, Equatable {
         /// Records a user task holds while an event waits for key tasks' readings (README
         /// "Repartitioning"); past it the partition pauses.
         public var maxParkedRecords = 50_000
+        /// The same bound on the parked records' bytes.
+        public var maxParkedBytes = 64 << 20
 
         public var limits: EventLimits { EventLimits(maxIdentityBytes: maxIdentityBytes, maxFieldBytes: maxFieldBytes) }
 
@@ -268,7 +270,7 @@ private struct ConfigReader {
             case "policies": if let s = string(v, key) { c.policies = s }
             case "stateDir": if let s = string(v, key) { c.stateDir = s }
             case "eventSource": if let s = string(v, key) { c.eventSource = s }
-            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes", "maxKeysPerKeyspace", "maxUsers", "maxParkedRecords"]) { r, name, node in
+            case "engine": section(v, key, ["allowedLateness", "maxFutureSkew", "maxMessageBytes", "maxIdentityBytes", "maxFieldBytes", "maxKeysPerKeyspace", "maxUsers", "maxParkedRecords", "maxParkedBytes"]) { r, name, node in
                 switch name {
                 case "allowedLateness": if let d = r.duration(node, "engine.allowedLateness") { c.engine.allowedLateness = d }
                 case "maxFutureSkew": if let d = r.duration(node, "engine.maxFutureSkew") { c.engine.maxFutureSkew = d }
@@ -277,6 +279,7 @@ private struct ConfigReader {
                 case "maxKeysPerKeyspace": if let n = r.int(node, "engine.maxKeysPerKeyspace", min: 1) { c.engine.maxKeysPerKeyspace = n }
                 case "maxUsers": if let n = r.int(node, "engine.maxUsers", min: 1) { c.engine.maxUsers = n }
                 case "maxParkedRecords": if let n = r.int(node, "engine.maxParkedRecords", min: 1) { c.engine.maxParkedRecords = n }
+                case "maxParkedBytes": if let n = r.int(node, "engine.maxParkedBytes", min: 1 << 20) { c.engine.maxParkedBytes = n }
                 default: if let n = r.int(node, "engine.maxMessageBytes", min: 1024) { c.engine.maxMessageBytes = n }
                 }
             }

@@ -85,6 +85,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     var repartition: (topic: String, partitions: Int32)?
     /// Repartition requests in flight, by delivery token: sent again when delivery fails.
     var requestsInFlight: [UInt64: DeliveryLedger.Output] = [:]
+    /// Repartition requests the producer could not queue yet.
+    var requestsUnsent: [DeliveryLedger.Output] = []
     var partitions: [Int32: PartitionRuntime] = [:]
     var ledger: DeliveryLedger!
     private var lastCommit = Date.distantPast
@@ -121,6 +123,14 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         var carry: PartitionChanges?
         /// Records read and not decided yet, while an event waits for readings.
         var parked = ParkedRecords<RetainedRecord>()
+        /// The bytes of the parked records' values.
+        var parkedBytes = 0
+        /// Full (`engine.maxParkedRecords`/`maxParkedBytes`): records from this offset on are
+        /// not parked but read again later; replies are still taken, since they are what
+        /// lets the front go. (Pausing would cut the partition off from its own replies.)
+        var skippingFrom: Int64?
+        /// After the seek back to `skippingFrom`: the batch's records before it are stale.
+        var seekingTo: Int64?
         /// The watermark as of the last record read: ahead of `state.watermark` while
         /// events are parked (lateness is judged when an event is read).
         var readWatermark = Int64.min
@@ -186,6 +196,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             }
             batch.release()
             serve(producer.poll(timeoutMs: 0))
+            sendUnsentRequests()
             completeCheckpoints()
             scheduleCheckpoints()
             applyPauses()
@@ -332,8 +343,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         let input = options.configuration.topics.input
         var want: Set<Int32> = []
         let now = Self.nowMs(), stallAfter = options.configuration.checkpoint.interval
-        for (p, rt) in partitions where storageFault != nil || rt.lifecycle.wantsPause(now: now, stallAfter: stallAfter)
-            || rt.parked.count >= options.configuration.engine.maxParkedRecords {
+        for (p, rt) in partitions where storageFault != nil || rt.lifecycle.wantsPause(now: now, stallAfter: stallAfter) {
             want.insert(p)
         }
         let pause = want.subtracting(paused), resume = paused.subtracting(want)
@@ -411,12 +421,14 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     // MARK: - Per message
 
     private func handle(_ record: KafkaRecord) {
-        guard let rt = partitions[record.partition], rt.lifecycle.isRunning else { return }
+        // No copy of the runtime is kept: deciding mutates its state and parked records in place.
+        guard partitions[record.partition]?.lifecycle.isRunning == true else { return }
         metrics.consumed += 1
         if case .keys(let replyTopic) = options.role {
             handleRequest(record, replyTopic: replyTopic)
             return
         }
+        if repartition != nil, !admitWhileParked(record) { return }
         let c = options.configuration
         guard let value = record.value, value.count > 0 else {
             refuse(record, reason: "empty: the message has no value")
@@ -441,8 +453,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                     let k = kind.1 ?? []
                     if repartition != nil, k == Array(InputHeaders.readingsKind.utf8) {
                         handleReply(record, value)
-                    } else if !rt.parked.isEmpty {
-                        park(record, .control(kind: k))
+                    } else if !partitions[record.partition]!.parked.isEmpty {
+                        parkControl(record, kind: k, value)
                     } else {
                         handleKind(k, record, value)
                     }
@@ -944,7 +956,10 @@ extension Pipeline {
                                           outcome: outcome, time: result.time)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: p, offset: record.offset)
         var decisions: [Decision] = []
-        if case .decided(let d) = engine.process(event, coordinates: coordinates.key, state: &partitions[p]!.state) {
+        // With key tasks, a result's statistics of other keys are not counted (README
+        // "Repartitioning"): its outcome depends on the user's state, which they lack.
+        if case .decided(let d) = engine.process(event, coordinates: coordinates.key, readings: repartition == nil ? nil : [:],
+                                                 state: &partitions[p]!.state) {
             decisions = d
         } else {
             logger.notice("late MFA result not counted by policies", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])

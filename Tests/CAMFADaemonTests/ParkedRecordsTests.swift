@@ -12,7 +12,7 @@ import Testing
     static func event(_ offset: Int64, waitingOn keys: [Int32]) -> Parked.Entry {
         let e = UEBAEvent(appId: "a", requestDate: offset, originalIdentity: "u\(offset)")
         var entry = Parked.Entry(offset: offset, held: Int(offset), work: .event(e, trigger: .ueba, onlyFlow: nil))
-        for k in keys { entry.waiting[k] = [RemoteOperation.ID(policy: Int(k), statistic: 0)] }
+        for k in keys { entry.waiting[k] = ["event.ip\u{0}p/s\(k)"] }
         return entry
     }
 

@@ -94,4 +94,32 @@ import Testing
         #expect(fired(reference) > 0, "the stream has addresses with many users")
         #expect(fired(perPartition) < fired(reference), "per partition: \(fired(perPartition)), one task: \(fired(reference))")
     }
+
+    /// A key task counts each request once, whatever order they come in: a request that
+    /// librdkafka gave up on and that was sent again after later ones still counts; sent
+    /// again after it was applied, or below the floor of decided events, it does not.
+    @Test func aKeyTaskCountsEachRequestOnceInAnyOrder() throws {
+        let engine = try Self.engine("examples")
+        let e = { (user: String, app: String, t: Int64) in
+            UEBAEvent(appId: app, requestDate: t, ip: "203.0.113.50", originalIdentity: user, behaviorType: "login", behaviorResult: "success")
+        }
+        func request(_ offset: Int64, _ event: UEBAEvent, floor: Int64 = 0) -> RepartitionRequest {
+            RepartitionRequest(originPartition: 2, originOffset: offset, floor: floor, destination: 0,
+                               operations: engine.repartitionOperations(event).map(engine.wire))
+        }
+        var state = PartitionState(policySet: engine.policySet)
+        let t: Int64 = 1_767_225_600_000
+        let r110 = request(110, e("u2", "mail", t + 1)), r100 = request(100, e("u1", "portal", t))
+        #expect(!r100.operations.isEmpty)
+        #expect(engine.apply(r110, state: &state) != nil)
+        #expect(engine.apply(r100, state: &state) != nil, "the late one still counts")
+        #expect(engine.apply(r100, state: &state) == nil && engine.apply(r110, state: &state) == nil, "each once")
+        let third = try #require(engine.apply(request(120, e("u3", "crm", t + 2), floor: 105), state: &state))
+        // Three apps from the address: the third request's reading says so.
+        #expect(third.readings.contains(.statistic(before: .int(2), current: .int(3))), "\(third.readings)")
+        #expect(state.appliedOrigins[2] == AppliedOrigins(floor: 105, offsets: [110, 120]), "below the floor is forgotten")
+        #expect(engine.apply(request(100, e("u1", "portal", t), floor: 105), state: &state) == nil, "below the floor: decided for good")
+        let restored = try PartitionState(restoring: state.serialized(), policySet: engine.policySet)
+        #expect(restored.appliedOrigins == state.appliedOrigins, "checkpointed with the state")
+    }
 }

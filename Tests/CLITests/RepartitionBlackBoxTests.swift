@@ -260,4 +260,22 @@ import CAMFATestSupport
         let restored = second.logLines("partition restored from its changelog").filter { $0["changelog"] as? String == "changelog.keyho.keys" }
         #expect(restored.contains { Int($0["records"] as? String ?? "") ?? 0 > 0 }, "the key tasks restored from their changelog: \(restored)")
     }
+
+    /// Past `engine.maxParkedRecords` a user task reads on for its replies only and comes
+    /// back for the rest: with room for 3 records and the whole scenario produced at once,
+    /// every event is still decided, once, exactly as the fixture says (one partition, so
+    /// the order is the input's).
+    @Test func aFullPartitionReadsOnForItsRepliesAndComesBack() throws {
+        guard BlackBox.requireKcat() else { return }
+        let broker = try BlackBox.broker()
+        let expected = try Self.expected()
+        try BlackBox.produce(broker.bootstrap, topic: "in.skip", try DaemonBlackBoxTests.fixtureMessages("ip_velocity"))
+        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "skip", group: "skip-\(UUID().uuidString)",
+                                         kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: "engine:\n  maxParkedRecords: 3",
+                                         repartition: "keys.skip")
+        let got = try BlackBox.consume(broker.bootstrap, topic: "out.skip", atLeast: expected.count, timeout: 60)
+        #expect(daemon.stop() == 0)
+        #expect(try Self.summary(got) == expected, "\(daemon.log.suffix(3000))")
+        #expect(!daemon.logLines("too many records wait for key tasks; reading on for their replies only").isEmpty, "the cap was reached")
+    }
 }

@@ -6,10 +6,10 @@ public struct PartitionState: Sendable {
     /// The highest event time seen; lateness is measured against it.
     public internal(set) var watermark: Int64 = Int64.min
     var nextSweep: Int64 = Int64.min
-    /// A key task's (README "Repartitioning"): per user partition, the offset of the last
-    /// event whose operations it applied, so a request sent again is not counted twice.
-    /// Empty in a user's task.
-    public internal(set) var appliedOrigins: [Int32: Int64] = [:]
+    /// A key task's (README "Repartitioning"): per user partition, the events whose
+    /// operations it applied, so a request sent again is not counted twice. Empty in a
+    /// user's task.
+    public internal(set) var appliedOrigins: [Int32: AppliedOrigins] = [:]
     /// Parallel to `PolicySet.keyspaces`. Sharded: see `ShardedMap` for the stalls that avoids.
     var keyspaces: [ShardedMap<KeyRecord>]
     var users = ShardedMap<UserState>()
@@ -190,5 +190,17 @@ extension PartitionState {
     /// verified result for a later challenge or an explicit release.
     public func expiredChallenges(user: String, at time: Int64) -> [PendingChallenge] {
         users[user]?.pending.filter { $0.expiresAt <= time } ?? []
+    }
+}
+
+/// A key task's record of one user partition's requests (`Engine.apply`).
+public struct AppliedOrigins: Sendable, Equatable {
+    /// Every origin offset below it is decided for good in its user task.
+    public var floor: Int64 = 0
+    /// The origin offsets at or above `floor` whose requests were applied.
+    public var offsets: Set<Int64> = []
+    public init(floor: Int64 = 0, offsets: Set<Int64> = []) {
+        self.floor = floor
+        self.offsets = offsets
     }
 }

@@ -28,8 +28,15 @@ extension PartitionState {
         }
         w.writeVarUInt(UInt64(appliedOrigins.count))
         for p in appliedOrigins.keys.sorted() {
+            let a = appliedOrigins[p]!
             w.writeVarInt(Int64(p))
-            w.writeVarInt(appliedOrigins[p]!)
+            w.writeVarInt(a.floor)
+            w.writeVarUInt(UInt64(a.offsets.count))
+            var last = a.floor
+            for o in a.offsets.sorted() {
+                w.writeVarUInt(UInt64(o - last))  // ascending from the floor: small deltas
+                last = o
+            }
         }
         return w.bytes
     }
@@ -89,7 +96,7 @@ extension PartitionState {
         var watermark: Int64
         var nextSweep: Int64
         var keyspaces: [(text: String, descriptors: [String], specs: [WindowSpec])]
-        var appliedOrigins: [Int32: Int64] = [:]
+        var appliedOrigins: [Int32: AppliedOrigins] = [:]
     }
 
     static func readLayout(_ metadata: [UInt8]) throws(BinaryDecodingError) -> StoredLayout {
@@ -113,9 +120,17 @@ extension PartitionState {
         if v >= 3 {
             let n = try r.readCount(minimumItemSize: 2, "origin count")
             for _ in 0..<n {
-                let p = try r.readVarInt(), o = try r.readVarInt()
+                let p = try r.readVarInt(), floor = try r.readVarInt()
                 guard (0...Int64(Int32.max)).contains(p) else { throw r.error(.invalidValue, "origin partition \(p) out of range") }
-                layout.appliedOrigins[Int32(p)] = o
+                var a = AppliedOrigins(floor: floor)
+                var last = floor
+                for _ in 0..<(try r.readCount(minimumItemSize: 1, "origin offsets")) {
+                    let (o, overflow) = last.addingReportingOverflow(Int64(truncatingIfNeeded: try r.readVarUInt()))
+                    guard !overflow, o >= last else { throw r.error(.invalidValue, "origin offsets out of order") }
+                    a.offsets.insert(o)
+                    last = o
+                }
+                layout.appliedOrigins[Int32(p)] = a
             }
         }
         try r.expectEnd()

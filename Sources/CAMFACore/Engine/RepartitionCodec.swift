@@ -8,6 +8,10 @@ public struct RepartitionRequest: Sendable, Equatable {
     /// The user's task: where the event is, and where the reply goes.
     public var originPartition: Int32
     public var originOffset: Int64
+    /// Every event of the user partition before this offset is decided for good (the user
+    /// task's checkpoint): its requests can no longer come again, so the key task forgets
+    /// them.
+    public var floor: Int64
     /// The key task's partition of the repartition topic.
     public var destination: Int32
     public var operations: [WireOperation]
@@ -37,9 +41,10 @@ public struct RepartitionRequest: Sendable, Equatable {
         }
     }
 
-    public init(originPartition: Int32, originOffset: Int64, destination: Int32, operations: [WireOperation]) {
+    public init(originPartition: Int32, originOffset: Int64, floor: Int64 = 0, destination: Int32, operations: [WireOperation]) {
         self.originPartition = originPartition
         self.originOffset = originOffset
+        self.floor = floor
         self.destination = destination
         self.operations = operations
     }
@@ -51,6 +56,7 @@ public struct RepartitionRequest: Sendable, Equatable {
         w.writeByte(Self.version)
         w.writeVarInt(Int64(originPartition))
         w.writeVarInt(originOffset)
+        w.writeVarInt(floor)
         w.writeVarInt(Int64(destination))
         w.writeVarUInt(UInt64(operations.count))
         for op in operations {
@@ -77,6 +83,7 @@ public struct RepartitionRequest: Sendable, Equatable {
         guard v == Self.version else { throw BinaryDecodingError(.unsupportedVersion, "repartition request version \(v); this camfa reads \(Self.version)", offset: 0) }
         originPartition = try Self.partition(&r)
         originOffset = try r.readVarInt()
+        floor = try r.readVarInt()
         destination = try Self.partition(&r)
         let n = try r.readCount(minimumItemSize: 8, "operation count")
         var ops: [WireOperation] = []
@@ -175,6 +182,12 @@ public struct RepartitionReply: Sendable, Equatable {
 }
 
 extension Engine {
+    /// The name a statistic's operation travels under: keyspace text and slot descriptor.
+    public func descriptor(_ w: RepartitionRequest.WireOperation) -> String { "\(w.keyspace)\u{0}\(w.slot)" }
+
+    /// The statistic `descriptor` names in this policy set, if it has it.
+    public func statisticID(descriptor: String) -> RemoteOperation.ID? { statisticsByDescriptor[descriptor] }
+
     /// `op` as it travels: its statistic named by keyspace text and slot descriptor.
     public func wire(_ op: RemoteOperation) -> RepartitionRequest.WireOperation {
         let ks = policySet.keyspaces[op.keyspace]
@@ -185,7 +198,7 @@ extension Engine {
 
     /// The key task's side of `wire`: nil for a statistic this policy set does not have.
     public func resolve(_ w: RepartitionRequest.WireOperation) -> RemoteOperation? {
-        guard let id = statisticsByDescriptor["\(w.keyspace)\u{0}\(w.slot)"] else { return nil }
+        guard let id = statisticsByDescriptor[descriptor(w)] else { return nil }
         let stat = policySet.policies[id.policy].statistics[id.statistic]
         let keyspace = w.kind == .population ? stat.population?.keyspace : stat.keyspace
         guard let keyspace, policySet.keyspaces[keyspace].keyText == w.keyspace else { return nil }
@@ -195,11 +208,21 @@ extension Engine {
 
     /// A key task applies a request once: a request the task applied already (the user's
     /// task sends again what it read again after a restart) gives nil and changes nothing.
-    /// Requests from one user partition reach a key partition in their order, so the
-    /// highest origin offset applied per user partition is what tells.
+    /// Kept per user partition: the origin offsets applied at or above the floor its
+    /// requests carry (below it, every event is decided and never sent again). A set, not a
+    /// maximum: a request librdkafka gave up on and that is sent again arrives after later
+    /// ones, and must still count.
     public func apply(_ request: RepartitionRequest, state: inout PartitionState) -> RepartitionReply? {
-        if let applied = state.appliedOrigins[request.originPartition], request.originOffset <= applied { return nil }
-        state.appliedOrigins[request.originPartition] = request.originOffset
+        var applied = state.appliedOrigins[request.originPartition] ?? AppliedOrigins()
+        if request.floor > applied.floor {
+            applied.floor = request.floor
+            applied.offsets = applied.offsets.filter { $0 >= request.floor }
+        }
+        guard request.originOffset >= applied.floor, applied.offsets.insert(request.originOffset).inserted else {
+            state.appliedOrigins[request.originPartition] = applied
+            return nil
+        }
+        state.appliedOrigins[request.originPartition] = applied
         var readings = [RemoteReading](repeating: .statistic(before: .null, current: .null), count: request.operations.count)
         let resolved = request.operations.enumerated().compactMap { i, w in resolve(w).map { (i, $0) } }
         for ((i, _), reading) in zip(resolved, applyRepartitioned(resolved.map(\.1), state: &state)) { readings[i] = reading }

@@ -21,9 +21,11 @@ struct ParkedRecords<Held> {
         var offset: Int64
         var held: Held?
         var work: Work
-        /// Key task partition → the operations sent there, in order, not answered yet.
-        var waiting: [Int32: [RemoteOperation.ID]] = [:]
-        var readings: RemoteReadings = [:]
+        /// Key task partition → the statistics of the operations sent there, in order, not
+        /// answered yet. Named by descriptor (`Engine.descriptor`), not by index: a reload
+        /// while the event waits may renumber the statistics.
+        var waiting: [Int32: [String]] = [:]
+        var readings: [String: RemoteReading] = [:]
         var isReady: Bool { waiting.isEmpty }
     }
 
@@ -50,8 +52,9 @@ struct ParkedRecords<Held> {
             let mid = (lo + hi) / 2
             if entries[mid].offset < offset { lo = mid + 1 } else { hi = mid }
         }
-        guard lo < entries.count, entries[lo].offset == offset, let ids = entries[lo].waiting.removeValue(forKey: destination) else { return false }
-        for (id, reading) in zip(ids, readings) { entries[lo].readings[id] = reading }
+        guard lo < entries.count, entries[lo].offset == offset, let names = entries[lo].waiting.removeValue(forKey: destination) else { return false }
+        // One reading per operation; a short reply leaves the rest unread (null).
+        for (name, reading) in zip(names, readings) { entries[lo].readings[name] = reading }
         return true
     }
 

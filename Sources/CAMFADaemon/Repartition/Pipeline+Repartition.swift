@@ -30,10 +30,71 @@ extension Pipeline {
         }
     }
 
-    func park(_ record: KafkaRecord, _ work: ParkedRecords<RetainedRecord>.Work,
-              waiting: [Int32: [RemoteOperation.ID]] = [:]) {
+    func park(_ record: KafkaRecord, _ work: ParkedRecords<RetainedRecord>.Work, waiting: [Int32: [String]] = [:]) {
         guard let (batch, index) = handling else { preconditionFailure("parking outside the batch loop") }
         partitions[record.partition]!.parked.append(.init(offset: record.offset, held: batch.retain(index), work: work, waiting: waiting))
+        partitions[record.partition]!.parkedBytes += record.value?.count ?? 0
+    }
+
+    /// One of camfa's own records behind parked ones. A result moves the watermark when it
+    /// is decided, so the events read after it are judged late against it already.
+    func parkControl(_ record: KafkaRecord, kind: [UInt8], _ value: UnsafeRawBufferPointer) {
+        let p = record.partition
+        if kind == Array(InputHeaders.mfaResultKind.utf8), let result = try? MFAResult.decode(json: [UInt8](value), receivedAt: nil),
+           engine.lateness(of: result.time, watermark: partitions[p]!.readWatermark) == nil {
+            partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, result.time)
+        }
+        park(record, .control(kind: kind))
+    }
+
+    /// Whether `record` is read now. Past `engine.maxParkedRecords`/`maxParkedBytes`
+    /// records are not parked but read again once there is room (a seek back), replies
+    /// excepted: they are what lets the front go.
+    func admitWhileParked(_ record: KafkaRecord) -> Bool {
+        let p = record.partition
+        if let target = partitions[p]!.seekingTo {
+            guard record.offset == target else { return false }  // fetched before the seek
+            partitions[p]!.seekingTo = nil
+        }
+        let limits = options.configuration.engine
+        let full = partitions[p]!.parked.count >= limits.maxParkedRecords || partitions[p]!.parkedBytes >= limits.maxParkedBytes
+        guard partitions[p]!.skippingFrom != nil || full else { return true }
+        if let reply = verifiedReply(record) {
+            // Before anything is skipped a reply is parked as usual; after, it is read again
+            // with the rest, so here only its readings are taken.
+            guard partitions[p]!.skippingFrom != nil else { return true }
+            file(reply, partition: p)
+            decideReady(p)
+        } else if partitions[p]!.skippingFrom == nil {
+            partitions[p]!.skippingFrom = record.offset
+            logger.warning("too many records wait for key tasks; reading on for their replies only", metadata: [
+                "partition": "\(p)", "parked": "\(partitions[p]!.parked.count)", "bytes": "\(partitions[p]!.parkedBytes)",
+            ])
+        }
+        return false
+    }
+
+    /// The reply in `record`, if it is one of camfa's (its kind and MAC).
+    private func verifiedReply(_ record: KafkaRecord) -> RepartitionReply? {
+        guard record.hasHeaders, let value = record.value else { return nil }
+        let headers = record.headers()
+        guard headers.last(where: { $0.0 == InputHeaders.kind })?.1 == Array(InputHeaders.readingsKind.utf8),
+              records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else { return nil }
+        return try? RepartitionReply(decoding: [UInt8](value))
+    }
+
+    /// Seeks back to the first record not parked once the front has made room.
+    private func resumeIfRoom(_ p: Int32) {
+        guard let from = partitions[p]?.skippingFrom else { return }
+        let limits = options.configuration.engine
+        guard partitions[p]!.parked.count < limits.maxParkedRecords / 2, partitions[p]!.parkedBytes < limits.maxParkedBytes / 2 else { return }
+        do {
+            try consumer.seek([TopicPartition(options.configuration.topics.input, p): from])
+            partitions[p]!.skippingFrom = nil
+            partitions[p]!.seekingTo = from
+        } catch {
+            logger.warning("seek back to the records not parked failed; retried with the next reply", metadata: ["partition": "\(p)", "error": "\(error)"])
+        }
     }
 
     /// An admitted event of a users task with `topics.repartition`: judged late here, when
@@ -54,7 +115,7 @@ extension Pipeline {
             decide(record, event, trigger: trigger, onlyFlow: onlyFlow, readings: [:])
             return
         }
-        var waiting: [Int32: [RemoteOperation.ID]] = [:]
+        var waiting: [Int32: [String]] = [:]
         var requests: [Int32: [RepartitionRequest.WireOperation]] = [:]
         var order: [Int32] = []
         for op in ops {
@@ -62,11 +123,12 @@ extension Pipeline {
             let k = Self.keyPartition(wire, of: repartition!.partitions)
             if requests[k] == nil { order.append(k) }
             requests[k, default: []].append(wire)
-            waiting[k, default: []].append(op.id)
+            waiting[k, default: []].append(engine.descriptor(wire))
         }
         park(record, .event(event, trigger: trigger, onlyFlow: onlyFlow), waiting: waiting)
         for k in order {
-            let request = RepartitionRequest(originPartition: p, originOffset: record.offset, destination: k, operations: requests[k]!)
+            let request = RepartitionRequest(originPartition: p, originOffset: record.offset, floor: partitions[p]!.lifecycle.checkpointed ?? 0,
+                                             destination: k, operations: requests[k]!)
             send(request)
         }
     }
@@ -91,11 +153,18 @@ extension Pipeline {
                                  headers: output.headers, token: token)
             requestsInFlight[token] = output
         } catch {
-            // The queue is full or the producer failed: the event waits; a restart sends again.
-            logger.warning("repartition request not queued; the partition waits until it is read again", metadata: [
-                "partition": "\(output.partition)", "error": "\(error)",
-            ])
+            // The queue is full: sent again from the poll loop, or the event would wait for good.
+            requestsUnsent.append(output)
+            logger.warning("repartition request not queued; sending it again", metadata: ["partition": "\(output.partition)", "error": "\(error)"])
         }
+    }
+
+    /// Requests the producer refused to queue (it was full), sent again each iteration.
+    func sendUnsentRequests() {
+        guard !requestsUnsent.isEmpty else { return }
+        let unsent = requestsUnsent.filter { partitions[$0.partition] != nil }
+        requestsUnsent.removeAll()
+        for o in unsent { produceRequest(o) }
     }
 
     /// librdkafka gave up on a request: send it again, or the event would wait for good.
@@ -110,14 +179,7 @@ extension Pipeline {
     func handleReply(_ record: KafkaRecord, _ value: UnsafeRawBufferPointer) {
         let p = record.partition
         if let reply = try? RepartitionReply(decoding: [UInt8](value)) {
-            if reply.originPartition == p {
-                // false: a duplicate, or for an event decided before (an earlier ownership).
-                _ = partitions[p]!.parked.reply(offset: reply.originOffset, destination: reply.destination, readings: reply.readings)
-            } else {
-                // Signed, but for another partition: a copy, which could lend its readings
-                // to another event at the same offset.
-                logger.warning("repartition reply for another partition ignored", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
-            }
+            file(reply, partition: p)
         } else {
             logger.warning("undecodable repartition reply ignored", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
         }
@@ -129,16 +191,35 @@ extension Pipeline {
         decideReady(p)
     }
 
+    /// Files a reply's readings with the parked event it answers.
+    private func file(_ reply: RepartitionReply, partition p: Int32) {
+        guard reply.originPartition == p else {
+            // Signed, but for another partition: a copy, which could lend its readings to
+            // another event at the same offset.
+            logger.warning("repartition reply for another partition ignored", metadata: ["partition": "\(p)", "offset": "\(reply.originOffset)"])
+            return
+        }
+        // false: a duplicate, or for an event decided before (an earlier ownership).
+        _ = partitions[p]!.parked.reply(offset: reply.originOffset, destination: reply.destination, readings: reply.readings)
+    }
+
     /// Decides the parked records from the front while the front has what it waits for.
     func decideReady(_ p: Int32) {
+        defer { resumeIfRoom(p) }
         while let entry = partitions[p]?.parked.popReady() {
+            partitions[p]!.parkedBytes -= entry.held?.record.value?.count ?? 0
             guard let record = entry.held?.record else {
                 partitions[p]!.lifecycle.processed(offset: entry.offset, outputs: 0)
                 continue
             }
             switch entry.work {
             case .event(let event, let trigger, let onlyFlow):
-                decide(record, event, trigger: trigger, onlyFlow: onlyFlow, readings: entry.readings)
+                // By name: the statistics may have been renumbered by a reload meanwhile.
+                var readings: RemoteReadings = [:]
+                for (name, reading) in entry.readings {
+                    if let id = engine.statisticID(descriptor: name) { readings[id] = reading }
+                }
+                decide(record, event, trigger: trigger, onlyFlow: onlyFlow, readings: readings)
             case .deadLetter(let reason, let code):
                 deadLetter(record, reason: reason, code: code)
             case .control(let kind):
