@@ -190,6 +190,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                 telemetry.time { handle(record) }
             }
             handling = nil
+            if repartition != nil { afterBatch() }
             serveRequests()
             for event in batch.events {
                 if case .error(let e, _) = event { logger.warning("kafka: \(e)") }

@@ -6,9 +6,10 @@
 extension PartitionState {
     static let magic: [UInt8] = Array("CMFP".utf8)
     /// 2 adds each slot's window spec to the metadata, so a stored checkpoint can be read
-    /// (`camfa state dump`) without the policy files; 3 adds a key task's applied origins.
-    /// Versions 1 and 2 are still read.
-    static let version: UInt8 = 3
+    /// (`camfa state dump`) without the policy files; 3 adds a key task's last applied
+    /// origin per user partition, 4 its applied origins above a floor (a v3 origin reads as
+    /// the floor just past it). Versions 1 to 3 are still read.
+    static let version: UInt8 = 4
 
     /// Partition-level metadata: watermark, sweep time, and the slot layout the entries
     /// were written with (so a restore under edited policies can map or drop slots).
@@ -117,7 +118,13 @@ extension PartitionState {
             }
             layout.keyspaces.append((text, descriptors, specs))
         }
-        if v >= 3 {
+        if v == 3 {
+            for _ in 0..<(try r.readCount(minimumItemSize: 2, "origin count")) {
+                let p = try r.readVarInt(), last = try r.readVarInt()
+                guard (0...Int64(Int32.max)).contains(p), last < Int64.max else { throw r.error(.invalidValue, "origin \(p)/\(last) out of range") }
+                layout.appliedOrigins[Int32(p)] = AppliedOrigins(floor: last + 1)
+            }
+        } else if v >= 4 {
             let n = try r.readCount(minimumItemSize: 2, "origin count")
             for _ in 0..<n {
                 let p = try r.readVarInt(), floor = try r.readVarInt()

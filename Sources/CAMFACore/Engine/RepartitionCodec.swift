@@ -49,7 +49,8 @@ public struct RepartitionRequest: Sendable, Equatable {
         self.operations = operations
     }
 
-    static let version: UInt8 = 1
+    /// 2 adds `floor` (version 1 is read with floor 0).
+    static let version: UInt8 = 2
 
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
@@ -80,10 +81,12 @@ public struct RepartitionRequest: Sendable, Equatable {
     public init(decoding bytes: [UInt8]) throws(BinaryDecodingError) {
         var r = BinaryReader(bytes)
         let v = try r.readByte()
-        guard v == Self.version else { throw BinaryDecodingError(.unsupportedVersion, "repartition request version \(v); this camfa reads \(Self.version)", offset: 0) }
+        guard v == 1 || v == Self.version else {
+            throw BinaryDecodingError(.unsupportedVersion, "repartition request version \(v); this camfa reads 1...\(Self.version)", offset: 0)
+        }
         originPartition = try Self.partition(&r)
         originOffset = try r.readVarInt()
-        floor = try r.readVarInt()
+        floor = v >= 2 ? try r.readVarInt() : 0
         destination = try Self.partition(&r)
         let n = try r.readCount(minimumItemSize: 8, "operation count")
         var ops: [WireOperation] = []
@@ -111,6 +114,8 @@ public struct RepartitionRequest: Sendable, Equatable {
 }
 
 public struct RepartitionReply: Sendable, Equatable {
+    static let version: UInt8 = 1
+
     /// The user partition the reply is for (a reply copied into another partition is
     /// refused there).
     public var originPartition: Int32
@@ -130,7 +135,7 @@ public struct RepartitionReply: Sendable, Equatable {
 
     public func encoded() -> [UInt8] {
         var w = BinaryWriter()
-        w.writeByte(RepartitionRequest.version)
+        w.writeByte(Self.version)
         w.writeVarInt(Int64(originPartition))
         w.writeVarInt(Int64(destination))
         w.writeVarInt(originOffset)
@@ -159,7 +164,7 @@ public struct RepartitionReply: Sendable, Equatable {
     public init(decoding bytes: [UInt8]) throws(BinaryDecodingError) {
         var r = BinaryReader(bytes)
         let v = try r.readByte()
-        guard v == RepartitionRequest.version else { throw BinaryDecodingError(.unsupportedVersion, "repartition reply version \(v)", offset: 0) }
+        guard v == Self.version else { throw BinaryDecodingError(.unsupportedVersion, "repartition reply version \(v); this camfa reads \(Self.version)", offset: 0) }
         originPartition = try RepartitionRequest.partition(&r)
         destination = try RepartitionRequest.partition(&r)
         originOffset = try r.readVarInt()

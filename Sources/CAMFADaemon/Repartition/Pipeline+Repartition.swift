@@ -41,6 +41,7 @@ extension Pipeline {
     func parkControl(_ record: KafkaRecord, kind: [UInt8], _ value: UnsafeRawBufferPointer) {
         let p = record.partition
         if kind == Array(InputHeaders.mfaResultKind.utf8), let result = try? MFAResult.decode(json: [UInt8](value), receivedAt: nil),
+           Intake.futureReason(field: "time", time: result.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) == nil,
            engine.lateness(of: result.time, watermark: partitions[p]!.readWatermark) == nil {
             partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, result.time)
         }
@@ -52,10 +53,9 @@ extension Pipeline {
     /// excepted: they are what lets the front go.
     func admitWhileParked(_ record: KafkaRecord) -> Bool {
         let p = record.partition
-        if let target = partitions[p]!.seekingTo {
-            guard record.offset == target else { return false }  // fetched before the seek
-            partitions[p]!.seekingTo = nil
-        }
+        // The rest of the batch the seek back happened in: fetched before it (librdkafka
+        // drops what it had fetched; the loop clears this at the end of the batch).
+        if partitions[p]!.seekingTo != nil { return false }
         let limits = options.configuration.engine
         let full = partitions[p]!.parked.count >= limits.maxParkedRecords || partitions[p]!.parkedBytes >= limits.maxParkedBytes
         guard partitions[p]!.skippingFrom != nil || full else { return true }
@@ -84,16 +84,16 @@ extension Pipeline {
     }
 
     /// Seeks back to the first record not parked once the front has made room.
-    private func resumeIfRoom(_ p: Int32) {
+    func resumeIfRoom(_ p: Int32) {
         guard let from = partitions[p]?.skippingFrom else { return }
         let limits = options.configuration.engine
-        guard partitions[p]!.parked.count < limits.maxParkedRecords / 2, partitions[p]!.parkedBytes < limits.maxParkedBytes / 2 else { return }
+        guard partitions[p]!.parked.count <= limits.maxParkedRecords / 2, partitions[p]!.parkedBytes <= limits.maxParkedBytes / 2 else { return }
         do {
             try consumer.seek([TopicPartition(options.configuration.topics.input, p): from])
             partitions[p]!.skippingFrom = nil
             partitions[p]!.seekingTo = from
         } catch {
-            logger.warning("seek back to the records not parked failed; retried with the next reply", metadata: ["partition": "\(p)", "error": "\(error)"])
+            logger.warning("seek back to the records not parked failed; retried", metadata: ["partition": "\(p)", "error": "\(error)"])
         }
     }
 
@@ -156,6 +156,15 @@ extension Pipeline {
             // The queue is full: sent again from the poll loop, or the event would wait for good.
             requestsUnsent.append(output)
             logger.warning("repartition request not queued; sending it again", metadata: ["partition": "\(output.partition)", "error": "\(error)"])
+        }
+    }
+
+    /// At the end of a batch: what was fetched before a seek back is gone now; a seek that
+    /// failed is tried again (no reply may come to try it).
+    func afterBatch() {
+        for p in partitions.keys {
+            partitions[p]!.seekingTo = nil
+            resumeIfRoom(p)
         }
     }
 
