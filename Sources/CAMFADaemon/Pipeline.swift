@@ -74,7 +74,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let metrics = PipelineCounters()
     public let health = PipelineHealth()
     let reloads = PolicyReloadSlot()
-    let telemetry = PipelineMetrics()
+    let telemetry: PipelineMetrics
     let records: RecordAuthenticator
 
     var consumer: KafkaConsumer!
@@ -143,6 +143,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         self.logger = logger
         self.engine = Engine(policySet: options.policySet, challengeKey: options.secret.challengeKey)
         self.records = options.secret.records
+        if case .keys = options.role { telemetry = PipelineMetrics(prefix: "camfa_key_task_") } else { telemetry = PipelineMetrics() }
         let clock = options.clock
         self.intake = Intake(configuration: options.configuration, enrichment: options.enrichment, clock: { clock() })
     }

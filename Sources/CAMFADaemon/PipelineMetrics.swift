@@ -17,15 +17,23 @@ import Metrics
 /// - `camfa_checkpoint_seconds` histogram: one checkpoint write
 /// - `camfa_keys_evicted_total{keyspace}`: keys evicted at the live-key cap
 ///   (`engine.maxKeysPerKeyspace`; keyspace `users` for `engine.maxUsers`), all partitions
+/// - `camfa_parked_records{partition}` gauge: records a user task holds while an event
+///   waits for key tasks (README "Repartitioning")
+///
+/// The key tasks' poll loop records the same metrics as `camfa_key_task_…` (its partitions
+/// are the repartition topic's), so neither loop's figures hide the other's. (A label would
+/// not do: the Prometheus registry refuses a name both with and without labels.)
 ///
 /// Only the poll thread calls it. Metric objects are created once (per flow, reason or
 /// partition on first sight); per event there is one clock read pair, one histogram
 /// record and one dictionary lookup per decision, no allocation.
 public final class PipelineMetrics: @unchecked Sendable {
-    private let consumed = Counter(label: "camfa_events_consumed_total")
-    private let processed = Counter(label: "camfa_events_processed_total")
-    private let processing = Timer(label: "camfa_processing_seconds")
-    private let checkpointSeconds = Timer(label: "camfa_checkpoint_seconds")
+    /// `camfa_`, or `camfa_key_task_` for the key tasks' loop.
+    private let prefix: String
+    private let consumed: Counter
+    private let processed: Counter
+    private let processing: Timer
+    private let checkpointSeconds: Timer
     private var deadLetters: [Substring: Counter] = [:]
     private var decisionCounters: [String: FlowDecisionCounters] = [:]
     private var flushed = (consumed: 0, processed: 0)
@@ -34,6 +42,7 @@ public final class PipelineMetrics: @unchecked Sendable {
         let lag: Gauge
         let liveKeys: Gauge
         let checkpointAge: Gauge
+        let parked: Gauge
         /// Uptime (ns) of the last durable checkpoint, or of the first sample after the
         /// partition was assigned.
         var lastCheckpoint: UInt64
@@ -45,7 +54,14 @@ public final class PipelineMetrics: @unchecked Sendable {
     private var nextSample: UInt64 = 0
     static let sampleInterval: UInt64 = 1_000_000_000
 
-    public init() {}
+    /// - Parameter prefix: `camfa_key_task_` for the key tasks' loop.
+    public init(prefix: String = "camfa_") {
+        self.prefix = prefix
+        consumed = Counter(label: prefix + "events_consumed_total")
+        processed = Counter(label: prefix + "events_processed_total")
+        processing = Timer(label: prefix + "processing_seconds")
+        checkpointSeconds = Timer(label: prefix + "checkpoint_seconds")
+    }
 
     /// Times one event's processing.
     @inline(__always)
@@ -58,7 +74,7 @@ public final class PipelineMetrics: @unchecked Sendable {
     func deadLettered(reason: String) {
         let code = reason.prefix { $0 != ":" }
         if let c = deadLetters[code] { c.increment(); return }
-        let c = Counter(label: "camfa_dead_letters_total", dimensions: [("reason", String(code))])
+        let c = Counter(label: prefix + "dead_letters_total", dimensions: [("reason", String(code))])
         deadLetters[code] = c
         c.increment()
     }
@@ -96,27 +112,30 @@ public final class PipelineMetrics: @unchecked Sendable {
 
     /// Updates the per-partition gauges; partitions no longer owned lose theirs, so a
     /// revoked partition's last lag does not linger in the scrape.
-    func sample(_ owned: [Int32: (lag: Int64?, liveKeys: Int)], health: PipelineHealth) {
+    func sample(_ owned: [Int32: (lag: Int64?, liveKeys: Int, parked: Int)], health: PipelineHealth) {
         let now = DispatchTime.now().uptimeNanoseconds
         for p in partitions.keys where owned[p] == nil {
             let g = partitions.removeValue(forKey: p)!
             g.lag.destroy()
             g.liveKeys.destroy()
             g.checkpointAge.destroy()
+            g.parked.destroy()
             health.setConsumerLag(p, nil)
         }
         for (p, s) in owned {
             if partitions[p] == nil {
                 let dims = [("partition", String(p))]
                 partitions[p] = PartitionGauges(
-                    lag: Gauge(label: "camfa_consumer_lag", dimensions: dims),
-                    liveKeys: Gauge(label: "camfa_live_keys", dimensions: dims),
-                    checkpointAge: Gauge(label: "camfa_checkpoint_age_seconds", dimensions: dims), lastCheckpoint: now)
+                    lag: Gauge(label: prefix + "consumer_lag", dimensions: dims),
+                    liveKeys: Gauge(label: prefix + "live_keys", dimensions: dims),
+                    checkpointAge: Gauge(label: prefix + "checkpoint_age_seconds", dimensions: dims),
+                    parked: Gauge(label: prefix + "parked_records", dimensions: dims), lastCheckpoint: now)
             }
             let g = partitions[p]!
             if let lag = s.lag { g.lag.record(lag) }
             health.setConsumerLag(p, s.lag)
             g.liveKeys.record(s.liveKeys)
+            g.parked.record(s.parked)
             g.checkpointAge.record(Double(now &- g.lastCheckpoint) / 1e9)
         }
     }
@@ -128,7 +147,7 @@ extension PipelineMetrics {
     func evicted(_ count: Int, keyspace: String) -> Bool {
         let c: Counter
         if let e = evictionCounters[keyspace] { c = e } else {
-            c = Counter(label: "camfa_keys_evicted_total", dimensions: [("keyspace", keyspace)])
+            c = Counter(label: prefix + "keys_evicted_total", dimensions: [("keyspace", keyspace)])
             evictionCounters[keyspace] = c
         }
         c.increment(by: count)
@@ -174,13 +193,13 @@ extension Pipeline {
         let topic = options.configuration.topics.input
         let tps = partitions.keys.map { TopicPartition(topic, $0) }
         let positions = (try? consumer.position(tps)) ?? [:]
-        var owned: [Int32: (lag: Int64?, liveKeys: Int)] = [:]
+        var owned: [Int32: (lag: Int64?, liveKeys: Int, parked: Int)] = [:]
         for tp in tps {
             var lag: Int64?
             if let position = positions[tp], position >= 0, let high = try? consumer.watermarks(tp, cached: true).high, high >= 0 {
                 lag = max(0, high - position)
             }
-            owned[tp.partition] = (lag, partitions[tp.partition]!.state.liveKeyCount)
+            owned[tp.partition] = (lag, partitions[tp.partition]!.state.liveKeyCount, partitions[tp.partition]!.parked.count)
             reportEvictions(tp.partition)
         }
         telemetry.sample(owned, health: health)

@@ -31,8 +31,11 @@ import Testing
         metrics.deadLettered(reason: "metrics-test-reason: detail with a user id that must not become a label")
         metrics.time {}
         let health = PipelineHealth()
-        metrics.sample([7_777: (lag: 12, liveKeys: 5)], health: health)
+        metrics.sample([7_777: (lag: 12, liveKeys: 5, parked: 3)], health: health)
         #expect(health.maxConsumerLag?.lag == 12)
+        // The key tasks' loop: the same names, told apart (README "Repartitioning").
+        let keys = PipelineMetrics(prefix: "camfa_key_task_")
+        keys.sample([7_777: (lag: 4, liveKeys: 9, parked: 0)], health: PipelineHealth())
         try await withServer { client in
             let text = try await client.send("GET", "/metrics", template: "/metrics", key: TestKeys.admin).text
             #expect(text.contains(#"camfa_decisions_total{flow="metrics-test",action="mfa",method="email"} 2"#))
@@ -40,10 +43,13 @@ import Testing
             #expect(!text.contains("user id"))
             #expect(text.contains(#"camfa_consumer_lag{partition="7777"} 12"#))
             #expect(text.contains(#"camfa_live_keys{partition="7777"} 5"#))
+            #expect(text.contains(#"camfa_parked_records{partition="7777"} 3"#))
+            #expect(text.contains(#"camfa_key_task_consumer_lag{partition="7777"} 4"#), "\(text.split(separator: "\n").filter { $0.contains("7777") })")
             #expect(text.contains("camfa_processing_seconds_bucket"))
         }
         // A partition no longer owned loses its gauges.
         metrics.sample([:], health: health)
+        keys.sample([:], health: PipelineHealth())
         #expect(health.maxConsumerLag == nil)
         try await withServer { client in
             let text = try await client.send("GET", "/metrics", template: "/metrics", key: TestKeys.admin).text
