@@ -123,8 +123,6 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         var carry: PartitionChanges?
         /// Records read and not decided yet, while an event waits for readings.
         var parked = ParkedRecords<RetainedRecord>()
-        /// The bytes of the parked records' values.
-        var parkedBytes = 0
         /// Full (`engine.maxParkedRecords`/`maxParkedBytes`): records from this offset on are
         /// not parked but read again later; replies are still taken, since they are what
         /// lets the front go. (Pausing would cut the partition off from its own replies.)

@@ -14,6 +14,9 @@ public struct Engine: Sendable {
     /// "keyspace text\0slot descriptor" → the statistic (or, for a population keyspace,
     /// the risk statistic it belongs to): how a key task resolves a wire operation.
     let statisticsByDescriptor: [String: RemoteOperation.ID]
+    /// Policies with a statistic counted in key tasks (a repartitioned window or a risk
+    /// population): the only ones `repartitionOperations` looks at, per event.
+    let repartitionedPolicies: [Int]
 
     public init(policySet: PolicySet, challengeKey: ChallengeKey) {
         self.policySet = policySet
@@ -32,6 +35,10 @@ public struct Engine: Sendable {
             }
         }
         statisticsByDescriptor = byDescriptor
+        let placed = placements
+        repartitionedPolicies = policySet.policies.indices.filter { i in
+            policySet.policies[i].statistics.contains { placed[$0.keyspace] == .repartitioned || $0.population != nil }
+        }
         var byApp: [FlowTrigger: [String: [Int]]] = [:]
         var global: [FlowTrigger: [Int]] = [:]
         for (i, f) in policySet.flows.enumerated() {

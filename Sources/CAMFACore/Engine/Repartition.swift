@@ -74,15 +74,15 @@ extension Engine {
     /// them (policy by policy, statistic by statistic). Pure: the event alone decides them.
     /// Call it only for an event `lateness` accepts: a refused event counts nowhere.
     public func repartitionOperations(_ event: UEBAEvent, trigger: FlowTrigger = .ueba, onlyFlow: String? = nil) -> [RemoteOperation] {
-        guard policySet.needsRepartition else { return [] }
+        guard !repartitionedPolicies.isEmpty else { return [] }
         let needed = neededPolicies(selectedFlows(appId: event.appId, trigger: trigger, onlyFlow: onlyFlow))
         // No velocity and no user: a remote statistic may read neither (PolicySet.compile).
         let eventValue = Value.object(EventObject(event, velocity: nil))
         var act = Activation(slotCount: max(PolicySlot.count, FlowSlot.count))
         var ops: [RemoteOperation] = []
         let t = event.requestDate
-        for (pi, policy) in policySet.policies.enumerated() {
-            guard policy.statistics.contains(where: { placements[$0.keyspace] == .repartitioned || $0.population != nil }) else { continue }
+        for pi in repartitionedPolicies {
+            let policy = policySet.policies[pi]
             let prepared = prepare(policy, eventValue: eventValue, userValue: .null, act: &act)
             let read = needed[pi] && prepared.applied
             for (si, stat) in policy.statistics.enumerated() {

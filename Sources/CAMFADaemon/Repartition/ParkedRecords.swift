@@ -20,6 +20,8 @@ struct ParkedRecords<Held> {
     struct Entry {
         var offset: Int64
         var held: Held?
+        /// What the record weighs (its value), for `engine.maxParkedBytes`.
+        var bytes = 0
         var work: Work
         /// Key task partition → the statistics of the operations sent there, in order, not
         /// answered yet. Named by descriptor (`Engine.descriptor`), not by index: a reload
@@ -33,6 +35,8 @@ struct ParkedRecords<Held> {
     private var head = 0
 
     var count: Int { entries.count - head }
+    /// The parked entries' `bytes`.
+    private(set) var bytes = 0
     var isEmpty: Bool { count == 0 }
     /// Whether the front waits for readings (what a stall report names).
     var front: Entry? { isEmpty ? nil : entries[head] }
@@ -41,6 +45,7 @@ struct ParkedRecords<Held> {
     mutating func append(_ entry: Entry) {
         precondition(isEmpty || entry.offset > entries[entries.count - 1].offset, "parked out of order")
         entries.append(entry)
+        bytes += entry.bytes
     }
 
     /// Files the readings of `destination` for the event at `offset`. False when no parked
@@ -62,6 +67,7 @@ struct ParkedRecords<Held> {
     mutating func popReady() -> Entry? {
         guard head < entries.count, entries[head].isReady else { return nil }
         let e = entries[head]
+        bytes -= e.bytes
         entries[head].held = nil
         head += 1
         if head > 1024 && head * 2 > entries.count {
@@ -76,5 +82,6 @@ struct ParkedRecords<Held> {
     mutating func removeAll() {
         entries.removeAll()
         head = 0
+        bytes = 0
     }
 }

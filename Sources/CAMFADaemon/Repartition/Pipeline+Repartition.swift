@@ -32,8 +32,8 @@ extension Pipeline {
 
     func park(_ record: KafkaRecord, _ work: ParkedRecords<RetainedRecord>.Work, waiting: [Int32: [String]] = [:]) {
         guard let (batch, index) = handling else { preconditionFailure("parking outside the batch loop") }
-        partitions[record.partition]!.parked.append(.init(offset: record.offset, held: batch.retain(index), work: work, waiting: waiting))
-        partitions[record.partition]!.parkedBytes += record.value?.count ?? 0
+        partitions[record.partition]!.parked.append(.init(offset: record.offset, held: batch.retain(index), bytes: record.value?.count ?? 0,
+                                                          work: work, waiting: waiting))
     }
 
     /// One of camfa's own records behind parked ones. A result moves the watermark when it
@@ -57,7 +57,7 @@ extension Pipeline {
         // drops what it had fetched; the loop clears this at the end of the batch).
         if partitions[p]!.seekingTo != nil { return false }
         let limits = options.configuration.engine
-        let full = partitions[p]!.parked.count >= limits.maxParkedRecords || partitions[p]!.parkedBytes >= limits.maxParkedBytes
+        let full = partitions[p]!.parked.count >= limits.maxParkedRecords || partitions[p]!.parked.bytes >= limits.maxParkedBytes
         guard partitions[p]!.skippingFrom != nil || full else { return true }
         if let reply = verifiedReply(record) {
             // Before anything is skipped a reply is parked as usual; after, it is read again
@@ -68,7 +68,7 @@ extension Pipeline {
         } else if partitions[p]!.skippingFrom == nil {
             partitions[p]!.skippingFrom = record.offset
             logger.warning("too many records wait for key tasks; reading on for their replies only", metadata: [
-                "partition": "\(p)", "parked": "\(partitions[p]!.parked.count)", "bytes": "\(partitions[p]!.parkedBytes)",
+                "partition": "\(p)", "parked": "\(partitions[p]!.parked.count)", "bytes": "\(partitions[p]!.parked.bytes)",
             ])
         }
         return false
@@ -87,7 +87,7 @@ extension Pipeline {
     func resumeIfRoom(_ p: Int32) {
         guard let from = partitions[p]?.skippingFrom else { return }
         let limits = options.configuration.engine
-        guard partitions[p]!.parked.count <= limits.maxParkedRecords / 2, partitions[p]!.parkedBytes <= limits.maxParkedBytes / 2 else { return }
+        guard partitions[p]!.parked.count <= limits.maxParkedRecords / 2, partitions[p]!.parked.bytes <= limits.maxParkedBytes / 2 else { return }
         do {
             try consumer.seek([TopicPartition(options.configuration.topics.input, p): from])
             partitions[p]!.skippingFrom = nil
@@ -216,7 +216,6 @@ extension Pipeline {
     func decideReady(_ p: Int32) {
         defer { resumeIfRoom(p) }
         while let entry = partitions[p]?.parked.popReady() {
-            partitions[p]!.parkedBytes -= entry.held?.record.value?.count ?? 0
             guard let record = entry.held?.record else {
                 partitions[p]!.lifecycle.processed(offset: entry.offset, outputs: 0)
                 continue
