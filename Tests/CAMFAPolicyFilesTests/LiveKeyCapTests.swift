@@ -117,7 +117,7 @@ import CAMFATestSupport
             evictions += straight.takeEvictions().reduce(0, +)
             let same = restarted.serialized() == straight.serialized()
             #expect(same, "event \(i): the states differ")
-            if let n = straight.lockedUsers {
+            if let n = straight.pinnedUsers {
                 #expect(n == straight.users.reduce(0) { $0 + ($1.value.pending.isEmpty ? 0 : 1) }, "event \(i): locked count")
             }
         }

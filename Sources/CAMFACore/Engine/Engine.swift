@@ -111,7 +111,7 @@ public struct Engine: Sendable {
         var user = UserState(lastSeen: t)
         let userIndex = state.users.index(forKey: event.originalIdentity)
         if let userIndex { swap(&user, &state.users[at: userIndex]) }
-        let wasLocked = !user.pending.isEmpty
+        let wasPinned = user.isPinned
         user.lastSeen = max(user.lastSeen, t)
         var velocity: GeoVelocityValue?
         if let g = event.geo, let lat = g.latitude, let lon = g.longitude {
@@ -146,10 +146,10 @@ public struct Engine: Sendable {
         var decisions: [Decision] = []
         decisions.reserveCapacity(selected.count)
         for f in selected {
-            decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue,
+            decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue, app: event.appId,
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
-        let isLocked = !user.pending.isEmpty
+        let isPinned = user.isPinned
         if let userIndex {
             swap(&user, &state.users[at: userIndex])
         } else {
@@ -158,7 +158,7 @@ public struct Engine: Sendable {
             schedule(event.originalIdentity, space: state.keyspaces.count, due: userDue(user), in: &state)
         }
         // After the insertion: counting the locked users (makeRoom) must see this one.
-        state.lockChanged(from: wasLocked, to: isLocked)
+        state.pinChanged(from: wasPinned, to: isPinned)
         state.recordChange(user: event.originalIdentity)
         return .decided(decisions)
     }
@@ -398,7 +398,7 @@ public struct Engine: Sendable {
     }
 
     private func decide(
-        _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, time: Int64,
+        _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, app: String?, time: Int64,
         coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
         var policyValues = [Value?](repeating: nil, count: flow.policiesSchema.fieldNames.count)
@@ -454,7 +454,8 @@ public struct Engine: Sendable {
                 decision.expiresAt = pending.expiresAt
             } else {
                 let id = ChallengeID.make(coordinates: coordinates, flow: flow.name, key: challengeKey)
-                let challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: Self.later(time, by: flow.expiry))
+                var challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: Self.later(time, by: flow.expiry))
+                challenge.app = app
                 user.pending.removeAll { $0.flow == flow.name }
                 user.pending.append(challenge)
                 decision.challengeId = id
@@ -490,7 +491,7 @@ public struct Engine: Sendable {
 
     /// `t + d`, saturating: times near the ends of Int64 mean "never" and "always".
     @inline(__always)
-    private static func later(_ t: Int64, by d: Int64) -> Int64 {
+    static func later(_ t: Int64, by d: Int64) -> Int64 {
         let (r, o) = t.addingReportingOverflow(d)
         return o ? (d > 0 ? .max : .min) : r
     }
@@ -571,7 +572,7 @@ public struct Engine: Sendable {
             let due = userDue(u)
             if sweepBucket(due) > through {
                 schedule(id, space: users, due: due, in: &state)
-            } else if u.pending.isEmpty {
+            } else if !u.isPinned {
                 state.users.removeValue(forKey: id)
                 state.recordChange(user: id)
             } else if u.pending.allSatisfy({ $0.expiresAt <= Self.later(w, by: -policySet.options.allowedLateness) }) {
@@ -625,8 +626,8 @@ public struct Engine: Sendable {
         guard count >= cap else { return }
         var evictable = count
         if space == users {
-            if state.lockedUsers == nil { state.lockedUsers = state.users.reduce(0) { $0 + ($1.value.pending.isEmpty ? 0 : 1) } }
-            evictable -= state.lockedUsers!
+            if state.pinnedUsers == nil { state.pinnedUsers = state.users.reduce(0) { $0 + ($1.value.isPinned ? 1 : 0) } }
+            evictable -= state.pinnedUsers!
         }
         let wanted = min(evictable, count - cap + Self.evictionBatch(cap: cap))
         guard wanted > 0 else { return }  // every user holds a challenge: over the cap
@@ -644,7 +645,7 @@ public struct Engine: Sendable {
                 let due: Int64
                 if space == users {
                     guard let u = state.users[key] else { continue }  // already gone
-                    guard u.pending.isEmpty else { kept.append(key); continue }  // a lock stays
+                    guard !u.isPinned else { kept.append(key); continue }  // a lock or a factor stays
                     due = userDue(u)
                 } else {
                     guard let r = state.keyspaces[space][key] else { continue }

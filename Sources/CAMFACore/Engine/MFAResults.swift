@@ -78,19 +78,22 @@ extension Engine {
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
         state.users[user] = u
-        state.lockChanged(from: true, to: !u.pending.isEmpty)
+        state.pinChanged(from: true, to: u.isPinned)
         state.recordChange(user: user)
         return .success(MFAResultApplied(cleared: true, flow: challenge.flow, dropped: dropped))
     }
 
     /// An operator's explicit release (`POST /v1/users/{id}/release`, admin scope): every
-    /// challenge the user holds, pending or expired, is dropped. Returns them.
+    /// challenge the user holds, pending or expired, is dropped, and a verification lockout
+    /// ends (Factors.swift). Returns the challenges.
     public func releaseUser(_ user: String, state: inout PartitionState) -> [PendingChallenge] {
-        guard var u = state.users[user], !u.pending.isEmpty else { return [] }
+        guard var u = state.users[user], !u.pending.isEmpty || u.verification != VerificationCounters() else { return [] }
+        let wasPinned = u.isPinned
         let dropped = u.pending
         u.pending = []
+        u.verification = VerificationCounters()
         state.users[user] = u
-        state.lockChanged(from: true, to: false)
+        state.pinChanged(from: wasPinned, to: u.isPinned)
         state.recordChange(user: user)
         return dropped
     }

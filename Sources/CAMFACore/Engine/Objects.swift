@@ -56,6 +56,8 @@ public enum EngineSchemas {
 
     public static let userMFA = ObjectSchema(name: "camfa.UserMFA", fields: [
         ("pending", .bool), ("pendingFlows", .list(.string)), ("lastVerified", .int),
+        // Codes refused since the last accepted one, and the kinds of confirmed factors (Factors.swift).
+        ("failures", .int), ("factors", .list(.string)),
     ])
 
     /// The user as the engine knows them from the event's custom fields and its own MFA state.
@@ -174,6 +176,8 @@ final class UserObject: ValueObject, @unchecked Sendable {
     let custom: ValueMap
     let pending: [PendingChallenge]
     let lastVerified: Int64?
+    let failures: Int
+    let factors: [Factor.Kind]
     let schema = EngineSchemas.user
 
     init(_ event: UEBAEvent, _ user: UserState) {
@@ -181,6 +185,8 @@ final class UserObject: ValueObject, @unchecked Sendable {
         custom = event.custom
         pending = user.pending
         lastVerified = user.lastVerified
+        failures = user.verification.failures
+        factors = user.factors.filter(\.confirmed).map(\.kind)
     }
 
     private func strings(_ v: Value?) -> Value {
@@ -199,6 +205,7 @@ final class UserObject: ValueObject, @unchecked Sendable {
         case 4:
             return .object(SlotObject(schema: EngineSchemas.userMFA, values: [
                 .bool(!pending.isEmpty), .list(pending.map { .string($0.flow) }), lastVerified.map(Value.int),
+                .int(Int64(failures)), .list(factors.map { .string($0.rawValue) }),
             ]))
         default: return nil
         }

@@ -50,9 +50,9 @@ public struct PartitionState: Sendable {
         if needsFullCheckpoint { changesUntilFull += 1 } else { dirtyKeys[keyspace].insert(ExactKey(key)) }
     }
 
-    /// Keeps `lockedUsers` when a user's challenges change.
-    mutating func lockChanged(from wasLocked: Bool, to isLocked: Bool) {
-        if wasLocked != isLocked, let n = lockedUsers { lockedUsers = n + (isLocked ? 1 : -1) }
+    /// Keeps `pinnedUsers` when a user's challenges or factors change.
+    mutating func pinChanged(from wasPinned: Bool, to isPinned: Bool) {
+        if wasPinned != isPinned, let n = pinnedUsers { pinnedUsers = n + (isPinned ? 1 : -1) }
     }
 
     mutating func recordChange(user id: String) {
@@ -62,9 +62,9 @@ public struct PartitionState: Sendable {
     /// Keys evicted at the live-key cap since the last `takeEvictions()`, per keyspace and
     /// users last. Telemetry, not state: never checkpointed.
     var evictions: [Int]
-    /// Users holding a challenge (pending or expired), whom the cap never evicts; nil
-    /// until counted (after a restore), then kept by the engine. Derived, not checkpointed.
-    var lockedUsers: Int?
+    /// Pinned users (`UserState.isPinned`), whom the cap never evicts; nil until counted
+    /// (after a restore), then kept by the engine. Derived, not checkpointed.
+    var pinnedUsers: Int?
 
     public init(policySet: PolicySet) {
         keyspaces = Array(repeating: ShardedMap(), count: policySet.keyspaces.count)
@@ -125,6 +125,20 @@ struct UserState: Sendable, Equatable {
         get { mfa?.lastVerifiedChallenge }
         set { if mfa != nil || newValue != nil { updateMFA { $0.lastVerifiedChallenge = newValue } } }
     }
+    /// Enrolled factors, one per kind (Factors.swift).
+    var factors: [Factor] {
+        get { mfa?.factors ?? [] }
+        set { if mfa != nil || !newValue.isEmpty { updateMFA { $0.factors = newValue } } }
+    }
+    /// Codes checked by camfa and refused since the last accepted one (Factors.swift).
+    var verification: VerificationCounters {
+        get { mfa?.verification ?? VerificationCounters() }
+        set { if mfa != nil || newValue != VerificationCounters() { updateMFA { $0.verification = newValue } } }
+    }
+
+    /// Never swept for idleness nor evicted at the cap: a held challenge is a lock
+    /// (README "Security model"), and an enrolled factor is the user's, not a statistic.
+    var isPinned: Bool { !pending.isEmpty || !factors.isEmpty }
 
     /// Copy-on-write: a checkpoint snapshot may share the record.
     private mutating func updateMFA(_ change: (MFARecord) -> Void) {
@@ -136,6 +150,7 @@ struct UserState: Sendable, Equatable {
     static func == (a: UserState, b: UserState) -> Bool {
         a.lastSeen == b.lastSeen && a.lastLocation == b.lastLocation && a.pending == b.pending
             && a.lastVerified == b.lastVerified && a.lastVerifiedChallenge == b.lastVerifiedChallenge
+            && a.factors == b.factors && a.verification == b.verification
     }
 }
 
@@ -145,14 +160,20 @@ private final class MFARecord: @unchecked Sendable {
     var pending: [PendingChallenge] = []
     var lastVerified: Int64?
     var lastVerifiedChallenge: String?
+    var factors: [Factor] = []
+    var verification = VerificationCounters()
 
-    var isEmpty: Bool { pending.isEmpty && lastVerified == nil && lastVerifiedChallenge == nil }
+    var isEmpty: Bool {
+        pending.isEmpty && lastVerified == nil && lastVerifiedChallenge == nil && factors.isEmpty && verification == VerificationCounters()
+    }
 
     func copy() -> MFARecord {
         let c = MFARecord()
         c.pending = pending
         c.lastVerified = lastVerified
         c.lastVerifiedChallenge = lastVerifiedChallenge
+        c.factors = factors
+        c.verification = verification
         return c
     }
 }
@@ -170,6 +191,8 @@ public struct PendingChallenge: Sendable, Equatable {
     public var methods: [MFAMethod]
     public var since: Int64
     public var expiresAt: Int64
+    /// The challenged event's app: the audience of the mfaToken that answers it.
+    public var app: String?
 
     public init(flow: String, id: String, methods: [MFAMethod], since: Int64, expiresAt: Int64) {
         self.flow = flow

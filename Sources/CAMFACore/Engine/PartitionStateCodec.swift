@@ -8,8 +8,9 @@ extension PartitionState {
     /// 2 adds each slot's window spec to the metadata, so a stored checkpoint can be read
     /// (`camfa state dump`) without the policy files; 3 adds a key task's last applied
     /// origin per user partition, 4 its applied origins above a floor (a v3 origin reads as
-    /// the floor just past it). Versions 1 to 3 are still read.
-    static let version: UInt8 = 4
+    /// the floor just past it), 5 users' factors and refused codes (a map at the end of a
+    /// user row). Versions 1 to 4 are still read.
+    static let version: UInt8 = 5
 
     /// Partition-level metadata: watermark, sweep time, and the slot layout the entries
     /// were written with (so a restore under edited policies can map or drop slots).
@@ -388,11 +389,82 @@ extension PartitionState {
             w.writeVarInt(p.expiresAt)
         }
         // [time, challenge id] when the verified challenge is known; a bare int (or null)
-        // otherwise, which is also all that earlier checkpoints hold.
-        if let t = u.lastVerified, let id = u.lastVerifiedChallenge {
-            w.writeValue(.list([.int(t), .string(id)]))
+        // otherwise, which is also all that earlier checkpoints hold. A user with factors,
+        // refused codes or challenges of an app (version 5) has a map here instead.
+        let verified: Value = if let t = u.lastVerified, let id = u.lastVerifiedChallenge {
+            .list([.int(t), .string(id)])
         } else {
-            w.writeValue(u.lastVerified.map(Value.int) ?? .null)
+            u.lastVerified.map(Value.int) ?? .null
+        }
+        let apps = u.pending.compactMap { p in p.app.map { (p.id, Value.string($0)) } }
+        guard !u.factors.isEmpty || u.verification != VerificationCounters() || !apps.isEmpty else {
+            w.writeValue(verified)
+            return
+        }
+        var m = ValueMap([("verified", verified)])
+        if !apps.isEmpty { m[string: "apps"] = .map(ValueMap(apps.sorted { $0.0 < $1.0 })) }
+        if !u.factors.isEmpty {
+            m[string: "factors"] = .list(u.factors.map { f in
+                var fm = ValueMap([("kind", .string(f.kind.rawValue)), ("sealed", .bytes(f.sealed)), ("confirmed", .bool(f.confirmed)),
+                                   ("enrolledAt", .int(f.enrolledAt))])
+                if let s = f.lastUsedStep { fm[string: "lastUsedStep"] = .int(s) }
+                return .map(fm)
+            })
+        }
+        let v = u.verification
+        if v.failures > 0 { m[string: "failures"] = .int(Int64(v.failures)) }
+        if let t = v.lockedOutUntil { m[string: "lockedOutUntil"] = .int(t) }
+        if !v.attempts.isEmpty {
+            m[string: "attempts"] = .map(ValueMap(v.attempts.keys.sorted().map { ($0, Value.int(Int64(v.attempts[$0]!))) }))
+        }
+        w.writeValue(.map(m))
+    }
+
+    /// The version-5 map of a user row (see `write(_:to:)`).
+    static func readExtras(_ m: ValueMap, into u: inout UserState, _ r: BinaryReader) throws(BinaryDecodingError) {
+        func bad(_ what: String) -> BinaryDecodingError { r.error(.invalidValue, "user MFA state: \(what)") }
+        try readVerified(m[string: "verified"] ?? .null, into: &u, r)
+        if let apps = m[string: "apps"] {
+            guard case .map(let am) = apps else { throw bad("apps must be a map") }
+            for (k, v) in am.entries {
+                guard case .string(let id) = k, case .string(let app) = v else { throw bad("apps must map ids to strings") }
+                if let i = u.pending.firstIndex(where: { $0.id == id }) { u.pending[i].app = app }
+            }
+        }
+        if let factors = m[string: "factors"] {
+            guard case .list(let items) = factors else { throw bad("factors must be a list") }
+            u.factors = try items.map { (item: Value) throws(BinaryDecodingError) -> Factor in
+                guard case .map(let fm) = item, case .string(let k)? = fm[string: "kind"], let kind = Factor.Kind(rawValue: k),
+                      case .bytes(let sealed)? = fm[string: "sealed"], case .bool(let confirmed)? = fm[string: "confirmed"],
+                      case .int(let at)? = fm[string: "enrolledAt"] else { throw bad("a factor must be {kind, sealed, confirmed, enrolledAt}") }
+                var f = Factor(kind: kind, sealed: sealed, confirmed: confirmed, enrolledAt: at)
+                if case .int(let s)? = fm[string: "lastUsedStep"] { f.lastUsedStep = s }
+                return f
+            }
+        }
+        var v = VerificationCounters()
+        if case .int(let n)? = m[string: "failures"] { v.failures = Int(clamping: n) }
+        if case .int(let t)? = m[string: "lockedOutUntil"] { v.lockedOutUntil = t }
+        if case .map(let am)? = m[string: "attempts"] {
+            for (k, n) in am.entries {
+                guard case .string(let id) = k, case .int(let count) = n else { throw bad("attempts must map ids to counts") }
+                v.attempts[id] = Int(clamping: count)
+            }
+        }
+        u.verification = v
+    }
+
+    static func readVerified(_ value: Value, into u: inout UserState, _ r: BinaryReader) throws(BinaryDecodingError) {
+        switch value {
+        case .int(let v): u.lastVerified = v
+        case .list(let items):
+            if items.count == 2, case .int(let v) = items[0], case .string(let id) = items[1] {
+                u.lastVerified = v
+                u.lastVerifiedChallenge = id
+            } else {
+                throw r.error(.invalidValue, "last verification must be [time, challenge id]")
+            }
+        default: break
         }
     }
 
@@ -425,17 +497,8 @@ extension PartitionState {
             methods = methodSets.insert(methods).memberAfterInsert
             u.pending.append(PendingChallenge(flow: flow, id: id, methods: methods, since: try r.readVarInt(), expiresAt: try r.readVarInt()))
         }
-        switch try r.readValue() {
-        case .int(let v): u.lastVerified = v
-        case .list(let items):
-            if items.count == 2, case .int(let v) = items[0], case .string(let id) = items[1] {
-                u.lastVerified = v
-                u.lastVerifiedChallenge = id
-            } else {
-                throw r.error(.invalidValue, "last verification must be [time, challenge id]")
-            }
-        default: break
-        }
+        let tail = try r.readValue()
+        if case .map(let m) = tail { try readExtras(m, into: &u, r) } else { try readVerified(tail, into: &u, r) }
         return u
     }
 }

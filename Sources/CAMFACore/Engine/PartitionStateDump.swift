@@ -74,11 +74,31 @@ extension PartitionState {
                 w.endArray()
                 w.field("since", p.since)
                 w.field("expiresAt", p.expiresAt)
+                if let app = p.app { w.field("app", app) }
                 w.endObject()
             }
             w.endArray()
             w.key("lastVerified")
             if let v = user.lastVerified { w.value(v) } else { w.null() }
+            // Never the sealed secrets: a dump is for reading, and may be pasted anywhere.
+            if !user.factors.isEmpty {
+                w.key("factors")
+                w.beginArray()
+                for f in user.factors {
+                    w.beginObject()
+                    w.field("kind", f.kind.rawValue)
+                    w.field("confirmed", f.confirmed)
+                    w.field("enrolledAt", f.enrolledAt)
+                    w.endObject()
+                }
+                w.endArray()
+            }
+            let v = user.verification
+            if v != VerificationCounters() {
+                w.field("failures", Int64(v.failures))
+                w.key("lockedOutUntil")
+                if let t = v.lockedOutUntil { w.value(t) } else { w.null() }
+            }
             w.endObject()
         }
         w.endArray()

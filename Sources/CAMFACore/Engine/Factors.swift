@@ -1,0 +1,236 @@
+/// Factors camfa checks itself (issue 25): a user enrols one, confirms it with a first
+/// code, and answers challenges with it (`POST /v1/challenges/{id}/verify`). Pure like the
+/// rest of the engine: the daemon seals the secrets and checks the codes (`FactorCheck`),
+/// the engine keeps the factors with the user's state and applies the rules below, with
+/// the request's own time (stamped by camfa when it was received) as the only clock.
+///
+/// Rules for a verification:
+/// - while the user is locked out (`lockedOutUntil` after the request's time) every code
+///   is refused `locked-out`, unchecked;
+/// - the challenge must be the user's, pending, unexpired, and offer the method, exactly
+///   as for an MFA result (MFAResults.swift);
+/// - a challenge takes at most `attemptsPerChallenge` codes (`too-many-attempts` after);
+/// - the user needs a confirmed factor for the method (`no-factor`);
+/// - a wrong or replayed code counts against the challenge and the user; at
+///   `failuresPerUser` consecutive failures the user is locked out for `lockout`, and every
+///   further failure after a lockout locks again;
+/// - an accepted code clears the challenge as a verified result does and resets the
+///   user's failures.
+/// A factor's secret never leaves the daemon's seal: the engine stores bytes.
+public struct Factor: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case totp, email, sms
+
+        /// The challenge method a factor of this kind answers.
+        public var method: MFAMethod {
+            switch self {
+            case .totp: .otp
+            case .email: .email
+            case .sms: .sms
+            }
+        }
+
+        public init?(method: MFAMethod) {
+            guard let k = Kind.allCases.first(where: { $0.method == method }) else { return nil }
+            self = k
+        }
+    }
+
+    public var kind: Kind
+    /// Sealed by the daemon (TOTP: the shared secret). Opaque here.
+    public var sealed: [UInt8]
+    /// False from enrolment until a first code proves the user holds the factor.
+    public var confirmed: Bool
+    /// Epoch ms of the enrolment.
+    public var enrolledAt: Int64
+    /// TOTP: the step of the last accepted code; each step is accepted once (RFC 6238 5.2).
+    public var lastUsedStep: Int64?
+
+    public init(kind: Kind, sealed: [UInt8], confirmed: Bool = false, enrolledAt: Int64, lastUsedStep: Int64? = nil) {
+        self.kind = kind
+        self.sealed = sealed
+        self.confirmed = confirmed
+        self.enrolledAt = enrolledAt
+        self.lastUsedStep = lastUsedStep
+    }
+}
+
+/// Per user: the codes refused since the last accepted one, per challenge and in all.
+public struct VerificationCounters: Sendable, Equatable {
+    /// Consecutive refused codes (`user.mfa.failures` for policies).
+    public var failures: Int = 0
+    /// Epoch ms until which every code is refused unchecked.
+    public var lockedOutUntil: Int64?
+    /// Refused codes per pending challenge id.
+    public var attempts: [String: Int] = [:]
+
+    public init(failures: Int = 0, lockedOutUntil: Int64? = nil, attempts: [String: Int] = [:]) {
+        self.failures = failures
+        self.lockedOutUntil = lockedOutUntil
+        self.attempts = attempts
+    }
+}
+
+/// The configurable limits of the rules above (`mfa` in the configuration).
+public struct VerificationLimits: Sendable, Equatable {
+    public var attemptsPerChallenge: Int
+    public var failuresPerUser: Int
+    /// Milliseconds.
+    public var lockout: Int64
+
+    public init(attemptsPerChallenge: Int = 5, failuresPerUser: Int = 10, lockout: Int64 = 15 * 60_000) {
+        self.attemptsPerChallenge = attemptsPerChallenge
+        self.failuresPerUser = failuresPerUser
+        self.lockout = lockout
+    }
+}
+
+/// What the daemon's check of a code against a factor found.
+public enum FactorCheck: Sendable, Equatable {
+    /// `step`: TOTP's matched step, remembered so the code cannot be used again.
+    case accepted(step: Int64?)
+    case wrongCode
+    /// A code of a step already used.
+    case replayed
+}
+
+public struct VerificationRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, CaseIterable {
+        case unknownChallenge = "unknown-challenge"
+        case expiredChallenge = "expired-challenge"
+        case methodNotOffered = "method-not-offered"
+        case noFactor = "no-factor"
+        case wrongCode = "wrong-code"
+        case replayedCode = "replayed-code"
+        case tooManyAttempts = "too-many-attempts"
+        case lockedOut = "locked-out"
+    }
+
+    public var code: Code
+    public var message: String
+    /// Codes the challenge still takes (wrong or replayed codes).
+    public var attemptsLeft: Int?
+    /// Epoch ms when a lockout ends.
+    public var retryAt: Int64?
+
+    public init(code: Code, message: String, attemptsLeft: Int? = nil, retryAt: Int64? = nil) {
+        self.code = code
+        self.message = message
+        self.attemptsLeft = attemptsLeft
+        self.retryAt = retryAt
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// A verification that cleared its challenge.
+public struct ChallengeVerified: Sendable, Equatable {
+    public var challenge: PendingChallenge
+    /// The challenge and the expired ones the user still held (each a `cleared` event).
+    public var dropped: [PendingChallenge]
+}
+
+extension Engine {
+    /// Enrols `factor` for `user`, replacing any factor of its kind (a new one starts
+    /// unconfirmed, so a re-enrolment cannot be used before it is confirmed).
+    public func enrollFactor(_ factor: Factor, user: String, state: inout PartitionState) {
+        var u = state.users[user] ?? UserState(lastSeen: factor.enrolledAt)
+        let wasPinned = state.users[user]?.isPinned ?? false
+        u.factors.removeAll { $0.kind == factor.kind }
+        u.factors.append(factor)
+        u.factors.sort { $0.kind.rawValue < $1.kind.rawValue }
+        state.users[user] = u
+        state.pinChanged(from: wasPinned, to: true)
+        state.recordChange(user: user)
+    }
+
+    /// Confirms the user's factor of `kind` with a first code. A wrong code leaves it
+    /// unconfirmed and counts as no failure: the enrolling caller holds the secret anyway.
+    public func confirmFactor(
+        kind: Factor.Kind, user: String, state: inout PartitionState, check: (Factor) -> FactorCheck
+    ) -> Result<Factor, VerificationRejection> {
+        guard var u = state.users[user], let i = u.factors.firstIndex(where: { $0.kind == kind }) else {
+            return .failure(VerificationRejection(code: .noFactor, message: "the user has no \(kind.rawValue) factor enrolled"))
+        }
+        switch check(u.factors[i]) {
+        case .wrongCode: return .failure(VerificationRejection(code: .wrongCode, message: "the code does not match the factor"))
+        case .replayed: return .failure(VerificationRejection(code: .replayedCode, message: "this code was used already"))
+        case .accepted(let step):
+            u.factors[i].confirmed = true
+            if let step { u.factors[i].lastUsedStep = step }
+            let factor = u.factors[i]
+            state.users[user] = u
+            state.recordChange(user: user)
+            return .success(factor)
+        }
+    }
+
+    /// Checks a code for a challenge; see the rules above.
+    public func verifyChallenge(
+        challengeId: String, user: String, method: MFAMethod, time: Int64, limits: VerificationLimits,
+        state: inout PartitionState, check: (Factor) -> FactorCheck
+    ) -> Result<ChallengeVerified, VerificationRejection> {
+        guard var u = state.users[user], let challenge = u.pending.first(where: { $0.id == challengeId }) else {
+            return .failure(VerificationRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
+        }
+        if let until = u.verification.lockedOutUntil, until > time {
+            return .failure(VerificationRejection(
+                code: .lockedOut, message: "too many wrong codes: the user is locked out of verification until \(until)", retryAt: until))
+        }
+        guard challenge.expiresAt > time else {
+            return .failure(VerificationRejection(
+                code: .expiredChallenge, message: "the challenge expired at \(challenge.expiresAt); the user stays locked"))
+        }
+        guard challenge.methods.contains(method) else {
+            return .failure(VerificationRejection(
+                code: .methodNotOffered,
+                message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
+        }
+        let used = u.verification.attempts[challengeId] ?? 0
+        guard used < limits.attemptsPerChallenge else {
+            return .failure(VerificationRejection(
+                code: .tooManyAttempts, message: "the challenge took \(limits.attemptsPerChallenge) wrong codes; a new sign-in issues a new one",
+                attemptsLeft: 0))
+        }
+        guard let kind = Factor.Kind(method: method), let f = u.factors.firstIndex(where: { $0.kind == kind && $0.confirmed }) else {
+            return .failure(VerificationRejection(code: .noFactor, message: "the user has no confirmed factor for \(method.rawValue)"))
+        }
+        let outcome = check(u.factors[f])
+        guard case .accepted(let step) = outcome else {
+            u.verification.attempts = u.verification.attempts.filter { id, _ in u.pending.contains { $0.id == id } }
+            u.verification.attempts[challengeId] = used + 1
+            u.verification.failures += 1
+            let left = limits.attemptsPerChallenge - used - 1
+            var rejection = outcome == .replayed
+                ? VerificationRejection(code: .replayedCode, message: "this code was used already", attemptsLeft: left)
+                : VerificationRejection(code: .wrongCode, message: "the code does not match the factor", attemptsLeft: left)
+            if u.verification.failures >= limits.failuresPerUser {
+                let until = Self.later(time, by: limits.lockout)
+                u.verification.lockedOutUntil = until
+                rejection.message += "; \(u.verification.failures) wrong codes in a row lock the user out until \(until)"
+                rejection.retryAt = until
+            }
+            state.users[user] = u
+            state.recordChange(user: user)
+            return .failure(rejection)
+        }
+        if let step { u.factors[f].lastUsedStep = step }
+        u.verification = VerificationCounters()
+        state.users[user] = u
+        state.recordChange(user: user)
+        switch applyMFAResult(challengeId: challengeId, user: user, method: method, verified: true, time: time, state: &state) {
+        case .success(let applied): return .success(ChallengeVerified(challenge: challenge, dropped: applied.dropped))
+        case .failure(let r):
+            // Unreachable: the same checks passed above.
+            return .failure(VerificationRejection(code: .unknownChallenge, message: r.message))
+        }
+    }
+}
+
+extension PartitionState {
+    /// The user's enrolled factors (sealed), by kind.
+    public func factors(user: String) -> [Factor] { users[user]?.factors ?? [] }
+
+    /// The user's refused codes and lockout.
+    public func verificationCounters(user: String) -> VerificationCounters { users[user]?.verification ?? VerificationCounters() }
+}
