@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "CAMFADaemon",
             dependencies: [
-                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "Yams",
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "CAMFAFactors", "Yams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "CAMFAServer",
             dependencies: [
-                "CAMFADaemon", "CAMFACore", "CAMFATokens", "CLibCrypto",
+                "CAMFADaemon", "CAMFACore", "CAMFATokens", "CAMFAFactors", "CLibCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -16,6 +16,17 @@ public protocol CAMFABackend: AnyObject, Sendable {
     /// An operator's explicit release of the user (admin scope): every challenge the user
     /// holds, pending or expired, is dropped. Through the input topic, like a result.
     func releaseUser(user: String, timeout: Double) async throws(PipelineRequestError) -> ReleaseOutcome
+    /// Enrols a new factor of `kind` for the user (TOTP: a new secret, answered once and
+    /// kept sealed), unconfirmed until `confirmFactor`. Through the input topic.
+    func enrollFactor(user: String, kind: Factor.Kind, timeout: Double) async throws(PipelineRequestError) -> FactorEnrolment
+    /// Confirms the user's factor of `kind` with a first code. Through the input topic.
+    func confirmFactor(user: String, kind: Factor.Kind, code: String, timeout: Double) async throws(PipelineRequestError) -> FactorConfirmation
+    /// Checks the user's code for a challenge (Factors.swift's rules); a right code clears
+    /// it exactly as a verified result does. Through the input topic.
+    func verifyChallenge(challengeId: String, user: String, method: MFAMethod, code: String, timeout: Double)
+        async throws(PipelineRequestError) -> ChallengeVerification
+    /// Forgets every device the user trusted; answers how many. Through the input topic.
+    func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int
     /// Re-reads the configured policy directory and swaps the policy set atomically; an
     /// invalid set is refused and the running one stays.
     func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport
@@ -49,11 +60,21 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
         case outOfTime = "out-of-time"
         /// The new policy set does not load; `message` has every file:line:col error.
         case reloadFailed = "reload-failed"
+        /// Verification (Factors.swift): the user has no confirmed factor for the method.
+        case noFactor = "no-factor"
+        case wrongCode = "wrong-code"
+        case replayedCode = "replayed-code"
+        /// The challenge took all the codes it takes; the user stays locked.
+        case tooManyAttempts = "too-many-attempts"
+        /// Too many refused codes in a row: no code is checked until `retryAt`.
+        case lockedOut = "locked-out"
     }
 
     public var code: Code
     public var message: String
     public var field: String?
+    /// Epoch ms when a lockout ends (`locked-out`, and the failure that started it).
+    public var retryAt: Int64?
 
     public init(code: Code, message: String, field: String? = nil) {
         self.code = code

@@ -91,6 +91,10 @@ public struct Configuration: Sendable, Equatable {
         /// What an API key may do; every /v1 route needs exactly one of these.
         public enum Scope: String, Sendable, Hashable, CaseIterable {
             case evaluate, status, results, admin
+            /// Enrols and confirms a user's factors (issue 25).
+            case enroll
+            /// Checks a user's code for a challenge and issues the mfaToken.
+            case verify
         }
 
         public struct APIKey: Sendable, Equatable {
@@ -171,10 +175,27 @@ public struct Configuration: Sendable, Equatable {
         public var keys: [Key] = []
     }
 
+    /// Factors camfa checks itself (issue 25): enrolment and challenge verification.
+    public struct Factors: Sendable, Equatable {
+        /// The issuer label authenticator apps show for a TOTP factor (`otpauth://` URI).
+        public var issuer = "camfa"
+        /// Codes one challenge takes before it is used up (the user stays locked).
+        public var attemptsPerChallenge = 5
+        /// Refused codes in a row that lock the user out of verification for `lockout`.
+        public var failuresPerUser = 10
+        /// Milliseconds.
+        public var lockout: Int64 = 15 * 60_000
+
+        public var limits: VerificationLimits {
+            VerificationLimits(attemptsPerChallenge: attemptsPerChallenge, failuresPerUser: failuresPerUser, lockout: lockout)
+        }
+    }
+
     public var kafka = Kafka()
     public var topics = Topics()
     public var security = Security()
     public var tokens = Tokens()
+    public var factors = Factors()
     public var policies = "/etc/camfa/policies"
     public var stateDir = "/var/lib/camfa"
     public var engine = Engine()
@@ -325,8 +346,25 @@ private struct ConfigReader {
                 c.security.secretFile = r.optionalPath(node, "security.secretFile")
             }
             case "tokens": readTokens(v, into: &c.tokens)
+            case "factors": section(v, key, ["issuer", "attemptsPerChallenge", "failuresPerUser", "lockout"]) { r, name, node in
+                switch name {
+                case "issuer":
+                    if let s = r.string(node, "factors.issuer") { if s.isEmpty { r.fail(node, "factors.issuer", "must not be empty") } else { c.factors.issuer = s } }
+                case "attemptsPerChallenge":
+                    if let n = r.int(node, "factors.attemptsPerChallenge", min: 1) {
+                        if n <= 100 { c.factors.attemptsPerChallenge = n } else { r.fail(node, "factors.attemptsPerChallenge", "must be at most 100") }
+                    }
+                case "failuresPerUser":
+                    if let n = r.int(node, "factors.failuresPerUser", min: 1) {
+                        if n <= 1000 { c.factors.failuresPerUser = n } else { r.fail(node, "factors.failuresPerUser", "must be at most 1000") }
+                    }
+                default:
+                    guard let d = r.duration(node, "factors.lockout") else { return }
+                    if d >= 1_000 && d <= 24 * 3_600_000 { c.factors.lockout = d } else { r.fail(node, "factors.lockout", "must be between 1s and 24h") }
+                }
+            }
             default:
-                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, http, kafka, logging, policies, security, stateDir, tokens, topics)")
+                fail(k, key, "unknown key (allowed: checkpoint, engine, enrichment, eventSource, factors, http, kafka, logging, policies, security, stateDir, tokens, topics)")
             }
         }
         return c
@@ -447,7 +485,7 @@ private struct ConfigReader {
                 guard let seq = v.sequence, !seq.isEmpty else { fail(v, path + ".scopes", "must be a non-empty list"); ok = false; continue }
                 for item in seq {
                     if let s = (item.scalar?.string).flatMap(Configuration.HTTP.Scope.init(rawValue:)) { scopes.insert(s) } else {
-                        fail(item, path + ".scopes", "unknown scope '\(item.scalar?.string ?? "?")' (allowed: admin, evaluate, results, status)"); ok = false
+                        fail(item, path + ".scopes", "unknown scope '\(item.scalar?.string ?? "?")' (allowed: admin, enroll, evaluate, results, status, verify)"); ok = false
                     }
                 }
             default: fail(k, "\(path).\(k.string ?? "?")", "unknown key (allowed: hash, name, scopes)"); ok = false

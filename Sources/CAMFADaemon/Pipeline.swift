@@ -1,4 +1,5 @@
 import CAMFACore
+import CAMFAFactors
 import CAMFAEnrich
 import CAMFAKafka
 import CAMFAStore
@@ -76,6 +77,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     let reloads = PolicyReloadSlot()
     let telemetry: PipelineMetrics
     let records: RecordAuthenticator
+    /// Seals factor secrets and codes (FactorSeal).
+    let seal: FactorSeal
 
     var consumer: KafkaConsumer!
     var producer: KafkaProducer!
@@ -141,6 +144,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         self.logger = logger
         self.engine = Engine(policySet: options.policySet, challengeKey: options.secret.challengeKey)
         self.records = options.secret.records
+        self.seal = options.secret.factorSeal
         if case .keys = options.role { telemetry = PipelineMetrics(prefix: "camfa_key_task_") } else { telemetry = PipelineMetrics() }
         let clock = options.clock
         self.intake = Intake(configuration: options.configuration, enrichment: options.enrichment, clock: { clock() })
@@ -525,7 +529,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     }
 
     /// The `cleared` events of challenges that `record` (a verified result, a release) ended.
-    private func clearedOutputs(_ dropped: [PendingChallenge], user: String, by clearing: MFAEvent.Clearing, method: MFAMethod?,
+    func clearedOutputs(_ dropped: [PendingChallenge], user: String, by clearing: MFAEvent.Clearing, method: MFAMethod?,
                                 time: Int64, _ record: KafkaRecord) -> [Output] {
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
         return dropped.map {
@@ -854,6 +858,9 @@ extension Pipeline {
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.releaseKind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 let json = JSONWriter.encode(.map(ValueMap([("user", .string(user)), ("time", .int(time))])))
                 produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
+            case .factor(let id, let record):
+                let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(record.kind.utf8)), (InputHeaders.request, Array(id.utf8))]
+                produceRequest(id, key: Array(record.user.utf8), value: record.json, headers: headers, topic: c.topics.input)
             }
         }
     }
@@ -901,8 +908,10 @@ extension Pipeline {
         switch String(decoding: kind, as: UTF8.self) {
         case InputHeaders.mfaResultKind: handleResult(record, value)
         case InputHeaders.releaseKind: handleRelease(record, value)
+        case let k where FactorRecord.kinds.contains(k): handleFactor(k, record, value)
         default:
-            deadLetter(record, reason: "unknown-kind: camfa.kind '\(String(decoding: kind.prefix(64), as: UTF8.self))' is not mfa-result or release")
+            deadLetter(record, reason: "unknown-kind: camfa.kind '\(String(decoding: kind.prefix(64), as: UTF8.self))' is not one of "
+                + ([InputHeaders.mfaResultKind, InputHeaders.releaseKind] + FactorRecord.kinds).joined(separator: ", "))
         }
     }
 
@@ -983,7 +992,7 @@ extension Pipeline {
     }
 
     /// Answers the request whose id a processed record carries (if it waits here).
-    private func answer(_ header: [UInt8], _ answer: PipelineMailbox.Answer) {
+    func answer(_ header: [UInt8], _ answer: PipelineMailbox.Answer) {
         let id = String(decoding: header, as: UTF8.self)
         awaiting.removeValue(forKey: id)
         mailbox.answer(id, answer)

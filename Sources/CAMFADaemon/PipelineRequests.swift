@@ -25,6 +25,8 @@ final class PipelineMailbox: @unchecked Sendable {
         case mfaResult(id: String, result: MFAResult)
         /// An admin release of the user, to write to the input topic.
         case release(id: String, user: String, time: Int64)
+        /// A factor enrolment, confirmation or challenge verification, to write to the input topic.
+        case factor(id: String, record: FactorRecord)
     }
 
     enum Reply {
@@ -32,6 +34,10 @@ final class PipelineMailbox: @unchecked Sendable {
         case status(MFAStatus)
         case mfaResult(MFAResultOutcome)
         case release(ReleaseOutcome)
+        case factorEnrolled
+        case factorConfirmed(FactorConfirmation)
+        case challengeVerified(ChallengeVerification)
+        case devicesRevoked(Int)
     }
 
     typealias Answer = Result<Reply, PipelineRequestError>

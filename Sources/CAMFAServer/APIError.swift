@@ -1,5 +1,6 @@
 import CAMFACore
 import CAMFADaemon
+import Foundation
 import Hummingbird
 
 /// Every non-2xx answer of the HTTP API: `{"error": {"code", "message", "field"?}}` with a
@@ -56,6 +57,13 @@ struct APIError: Error, Sendable {
         case .methodNotOffered: status = .unprocessableContent
         case .outOfTime: status = .conflict
         case .reloadFailed: status = .unprocessableContent
+        case .noFactor, .wrongCode, .replayedCode: status = .unprocessableContent
+        case .tooManyAttempts: status = .tooManyRequests
+        case .lockedOut: status = .tooManyRequests
+        }
+        if let until = e.retryAt {
+            let seconds = max(1, (until - Int64(Date().timeIntervalSince1970 * 1000) + 999) / 1000)
+            headers = [.retryAfter: String(seconds)]
         }
     }
 

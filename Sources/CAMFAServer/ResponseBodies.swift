@@ -1,6 +1,7 @@
 import CAMFACore
 import Foundation
 import CAMFADaemon
+import CAMFAFactors
 import CAMFATokens
 
 /// The JSON shapes of the 2xx answers (schemas/openapi.yaml). Decisions reuse
@@ -82,6 +83,13 @@ enum ResponseBodies {
             if let acr = claims.acr { m[string: "acr"] = .string(acr) }
         }
         return .map(m)
+    }
+
+    static func enrolment(_ e: FactorEnrolment) -> Value {
+        .map(ValueMap([
+            ("user", .string(e.user)), ("factor", .string(e.kind.rawValue)), ("secret", .string(Base32.encode(e.secret))),
+            ("otpauthUri", .string(e.otpauthURI)), ("confirmed", .bool(false)),
+        ]))
     }
 
     static func reload(_ r: ReloadReport) -> Value {

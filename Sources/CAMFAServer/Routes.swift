@@ -88,6 +88,76 @@ struct Routes: Sendable {
             logger.notice("user released over HTTP", metadata: ["key": "\(caller ?? "-")", "challenges": "\(outcome.released)"])
             return JSONResponse.make(.ok, .map(ValueMap([("user", .string(outcome.user)), ("released", .int(Int64(outcome.released)))])))
         }
+        router.post("/v1/users/:id/factors/totp") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/users/{id}/factors/totp", scope: .enroll)
+            let user = try userID(context)
+            _ = try JSONBody(try await readBody(request), allowed: [], optionalEmpty: true)
+            let enrolment = try await call { () async throws(PipelineRequestError) in
+                try await backend.enrollFactor(user: user, kind: .totp, timeout: timeout)
+            }
+            logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "totp"])
+            return JSONResponse.make(.ok, ResponseBodies.enrolment(enrolment))
+        }
+        router.post("/v1/users/:id/factors/totp/confirm") { request, context in
+            try access.check(request, endpoint: "/v1/users/{id}/factors/totp/confirm", scope: .enroll)
+            let user = try userID(context)
+            let body = try JSONBody(try await readBody(request), allowed: ["code"])
+            let code = try body.string("code")
+            let confirmation = try await call { () async throws(PipelineRequestError) in
+                try await backend.confirmFactor(user: user, kind: .totp, code: code, timeout: timeout)
+            }
+            return JSONResponse.make(.ok, .map(ValueMap([
+                ("user", .string(confirmation.user)), ("factor", .string(confirmation.kind.rawValue)), ("confirmed", .bool(true)),
+            ])))
+        }
+        router.post("/v1/challenges/:mfaEventId/verify") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/verify", scope: .verify)
+            let raw = context.parameters.get("mfaEventId") ?? ""
+            let challengeId = raw.removingPercentEncoding ?? raw
+            let body = try JSONBody(try await readBody(request), allowed: ["user", "method", "code"])
+            let user = try body.string("user"), code = try body.string("code")
+            guard let method = MFAMethod(rawValue: try body.string("method")) else {
+                throw APIError(status: .badRequest, code: "invalid", message: "method must be one of \(MFAMethod.allCases.map(\.rawValue).joined(separator: ", "))", field: "method")
+            }
+            let verification = try await call { () async throws(PipelineRequestError) in
+                do throws(PipelineRequestError) {
+                    return try await backend.verifyChallenge(challengeId: challengeId, user: user, method: method, code: code, timeout: timeout)
+                } catch {
+                    // Per key: a client guessing codes shows here (and, per user, to the policies).
+                    if [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut].contains(error.code) {
+                        Counter(label: "camfa_verifications_refused_total", dimensions: [("key", caller ?? "-"), ("code", error.code.rawValue)]).increment()
+                    }
+                    throw error
+                }
+            }
+            let now = clock() / 1000
+            let token: String
+            do {
+                token = try await tokens.issue(user: user, app: verification.app ?? tokens.issuer, mfaEventId: challengeId,
+                                               method: method.rawValue, jti: UUID().uuidString, now: now)
+            } catch {
+                // The challenge is cleared already: the user verified. Without a token the
+                // caller can still read mfaVerified from the status.
+                logger.error("cannot sign an mfaToken: \(error)")
+                throw APIError(status: .serviceUnavailable, code: "unavailable", message: "the challenge is verified, but no mfaToken could be signed")
+            }
+            var answer = ValueMap([
+                ("mfaToken", .string(token)), ("user", .string(user)), ("mfaEventId", .string(challengeId)), ("method", .string(method.rawValue)),
+                ("expiresAt", ResponseBodies.time((now + tokens.lifetime) * 1000)),
+            ])
+            if let device = verification.deviceToken, let until = verification.deviceTrustedUntil {
+                answer[string: "deviceToken"] = .string(device)
+                answer[string: "deviceTrustedUntil"] = ResponseBodies.time(until)
+            }
+            return JSONResponse.make(.ok, .map(answer))
+        }
+        router.delete("/v1/users/:id/devices") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/users/{id}/devices", scope: .enroll)
+            let user = try userID(context)
+            let revoked = try await call { () async throws(PipelineRequestError) in try await backend.revokeDevices(user: user, timeout: timeout) }
+            logger.notice("trusted devices revoked over HTTP", metadata: ["key": "\(caller ?? "-")", "devices": "\(revoked)"])
+            return JSONResponse.make(.ok, .map(ValueMap([("user", .string(user)), ("revoked", .int(Int64(revoked)))])))
+        }
         // Open by design (RFC 7517): verifiers need the public keys and nothing else.
         router.get("/.well-known/jwks.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/jwk-set+json", .cacheControl: "public, max-age=300"],
@@ -106,6 +176,33 @@ struct Routes: Sendable {
                 "key": "\(caller ?? "-")", "policies": "\(report.policies)", "flows": "\(report.flows)",
             ])
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
+        }
+    }
+
+    /// A request body that must be a JSON object of string fields among `allowed`.
+    struct JSONBody {
+        var object: [String: Any]
+
+        init(_ json: [UInt8], allowed: Set<String>, optionalEmpty: Bool = false) throws(APIError) {
+            if optionalEmpty && json.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+                object = [:]
+                return
+            }
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] else {
+                throw APIError(status: .badRequest, code: "invalid", message: "the body must be a JSON object")
+            }
+            for key in o.keys.sorted() where !allowed.contains(key) {
+                let list = allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", ")
+                throw APIError(status: .badRequest, code: "invalid", message: "unknown field (allowed: \(list))", field: key)
+            }
+            object = o
+        }
+
+        func string(_ field: String) throws(APIError) -> String {
+            guard let s = object[field] as? String, !s.isEmpty else {
+                throw APIError(status: .badRequest, code: "invalid", message: "\(field) is required (a non-empty string)", field: field)
+            }
+            return s
         }
     }
 
@@ -147,6 +244,8 @@ struct Routes: Sendable {
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/evaluate"),
         ("GET", "/v1/users/:id/mfa-status"), ("POST", "/v1/mfa-results"), ("POST", "/v1/users/:id/release"),
         ("POST", "/v1/admin/reload"), ("GET", "/.well-known/jwks.json"), ("POST", "/v1/tokens/verify"),
+        ("POST", "/v1/users/:id/factors/totp"), ("POST", "/v1/users/:id/factors/totp/confirm"), ("POST", "/v1/challenges/:mfaEventId/verify"),
+        ("DELETE", "/v1/users/:id/devices"),
     ]
 
     /// The methods the routes answer at `path`; empty for an unknown path.

@@ -167,6 +167,104 @@ import CAMFATestSupport
     }
 }
 
+/// Trusted devices (`rememberDevice`): a verified challenge trusts the challenged event's
+/// device for the flow's duration, for events presenting the token from that device.
+@Suite struct TrustedDeviceTests {
+    static let files = [
+        "p.yaml": """
+        policy: extranet
+        filter: event.behaviorType == "login"
+        judgment: '!inCidr(event.ip, "10.20.0.0/16")'
+        """,
+        "f.yaml": """
+        flow: login
+        trigger: ueba
+        apps: global
+        policies: [extranet]
+        rememberDevice: 30d
+        branches:
+          - when: user.device.trusted
+            allow: true
+          - when: policies.extranet.hit
+            mfa: [otp]
+        """,
+    ]
+    let t0: Int64 = 1_767_225_600_000
+    let limits = VerificationLimits()
+    let token = "a-device-token"
+
+    func login(_ user: String, at t: Int64, ua: String = "Firefox/140", token: String? = nil) -> UEBAEvent {
+        var e = event(user, at: t, custom: token.map { [("deviceToken", .string($0))] } ?? [])
+        e.ua = ua
+        return e
+    }
+
+    func actions(_ engine: Engine, _ e: UEBAEvent, _ state: inout PartitionState, offset: Int) -> [String] {
+        summary(engine.process(e, coordinates: "camfa.ueba/0/\(offset)", state: &state))
+    }
+
+    @Test func aVerifiedDeviceSkipsMFAUntilItExpiresOrIsRevoked() throws {
+        let set = try loadSet(Self.files)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
+        var state = PartitionState(policySet: set)
+        engine.enrollFactor(Factor(kind: .totp, sealed: [1], confirmed: true, enrolledAt: t0 - 1), user: "alice", state: &state)
+        #expect(actions(engine, login("alice", at: t0), &state, offset: 1) == ["login:mfa:otp"])
+        let c = try #require(state.pendingChallenges(user: "alice", at: t0).first)
+        #expect(c.device == Engine.deviceFingerprint(login("alice", at: t0)))
+        let v = engine.verifyChallenge(challengeId: c.id, user: "alice", method: .otp, time: t0 + 1_000, limits: limits,
+                                       deviceTokenHash: SHA256.hash(Array(token.utf8)), state: &state) { _ in .accepted(step: 1) }
+        #expect(v.map(\.deviceTrustedUntil) == .success(t0 + 1_000 + 30 * 86_400_000))
+        // Restored from a checkpoint, the device is still trusted.
+        state = try PartitionState(restoring: state.serialized(), policySet: set)
+        #expect(actions(engine, login("alice", at: t0 + 60_000, token: token), &state, offset: 2) == ["login:allow"])
+        #expect(actions(engine, login("alice", at: t0 + 60_000, token: "another"), &state, offset: 3) == ["login:mfa:otp"], "a wrong token")
+        _ = engine.releaseUser("alice", state: &state)
+        #expect(actions(engine, login("alice", at: t0 + 70_000, ua: "Chrome/139", token: token), &state, offset: 4) == ["login:mfa:otp"],
+                "the token from another device")
+        _ = engine.releaseUser("alice", state: &state)
+        #expect(actions(engine, login("alice", at: t0 + 29 * 86_400_000, token: token), &state, offset: 5) == ["login:allow"])
+        #expect(actions(engine, login("alice", at: t0 + 31 * 86_400_000, token: token), &state, offset: 6) == ["login:mfa:otp"], "expired")
+    }
+
+    @Test func aRevocationOrANewFactorForgetsTheDevices() throws {
+        let set = try loadSet(Self.files)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
+        var state = PartitionState(policySet: set)
+        engine.enrollFactor(Factor(kind: .totp, sealed: [1], confirmed: true, enrolledAt: t0 - 1), user: "bob", state: &state)
+        _ = actions(engine, login("bob", at: t0), &state, offset: 1)
+        let c = try #require(state.pendingChallenges(user: "bob", at: t0).first)
+        _ = engine.verifyChallenge(challengeId: c.id, user: "bob", method: .otp, time: t0 + 1, limits: limits,
+                                   deviceTokenHash: SHA256.hash(Array(token.utf8)), state: &state) { _ in .accepted(step: 1) }
+        #expect(state.trustedDevices(user: "bob").count == 1)
+        #expect(actions(engine, login("bob", at: t0 + 5, token: token), &state, offset: 2) == ["login:allow"])
+        #expect(engine.revokeDevices(user: "bob", state: &state) == 1)
+        #expect(actions(engine, login("bob", at: t0 + 6, token: token), &state, offset: 3) == ["login:mfa:otp"], "revoked")
+        let again = try #require(state.pendingChallenges(user: "bob", at: t0 + 6).first)
+        _ = engine.verifyChallenge(challengeId: again.id, user: "bob", method: .otp, time: t0 + 7, limits: limits,
+                                   deviceTokenHash: SHA256.hash(Array(token.utf8)), state: &state) { _ in .accepted(step: 2) }
+        #expect(state.trustedDevices(user: "bob").count == 1)
+        engine.enrollFactor(Factor(kind: .totp, sealed: [2], enrolledAt: t0 + 8), user: "bob", state: &state)
+        #expect(state.trustedDevices(user: "bob").isEmpty)
+        #expect(actions(engine, login("bob", at: t0 + 10, token: token), &state, offset: 4) == ["login:mfa:otp"], "a new factor")
+    }
+
+    @Test func aFlowWithoutRememberDeviceTrustsNone() throws {
+        var files = Self.files
+        files["f.yaml"] = files["f.yaml"]!.replacingOccurrences(of: "rememberDevice: 30d\n", with: "")
+        let set = try loadSet(files)
+        let engine = Engine(policySet: set, challengeKey: testChallengeKey)
+        var state = PartitionState(policySet: set)
+        engine.enrollFactor(Factor(kind: .totp, sealed: [1], confirmed: true, enrolledAt: t0 - 1), user: "carol", state: &state)
+        _ = actions(engine, login("carol", at: t0), &state, offset: 1)
+        let c = try #require(state.pendingChallenges(user: "carol", at: t0).first)
+        #expect(c.device == nil, "no fingerprint kept when no device is remembered")
+        let v = engine.verifyChallenge(challengeId: c.id, user: "carol", method: .otp, time: t0 + 1, limits: limits,
+                                       deviceTokenHash: SHA256.hash(Array(token.utf8)), state: &state) { _ in .accepted(step: 1) }
+        #expect(v.map(\.deviceTrustedUntil) == .success(nil))
+        #expect(state.trustedDevices(user: "carol").isEmpty)
+    }
+}
+
 extension Result {
     var rejection: Failure? {
         if case .failure(let f) = self { return f }

@@ -17,6 +17,11 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
     ("POST", "/v1/users/alice/release", "/v1/users/{id}/release", .admin, nil),
     ("GET", "/readyz", "/readyz", .admin, nil),
     ("GET", "/metrics", "/metrics", .admin, nil),
+    ("POST", "/v1/users/alice/factors/totp", "/v1/users/{id}/factors/totp", .enroll, nil),
+    ("POST", "/v1/users/alice/factors/totp/confirm", "/v1/users/{id}/factors/totp/confirm", .enroll, Data(#"{"code":"287082"}"#.utf8)),
+    ("POST", "/v1/challenges/c-3-42-login/verify", "/v1/challenges/{mfaEventId}/verify", .verify,
+     Data(#"{"user":"alice","method":"otp","code":"287082"}"#.utf8)),
+    ("DELETE", "/v1/users/alice/devices", "/v1/users/{id}/devices", .enroll, nil),
 ]
 
 @Suite struct HTTPAPITests {
@@ -148,6 +153,40 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
             }
             let missing = try await client.send("GET", "/v2/nothing", template: nil, key: TestKeys.admin)
             #expect(missing.status == 404 && missing.error["code"] as? String == "not-found")
+        }
+    }
+
+    /// The factor endpoints' answers and refusals, each validated against the OpenAPI file.
+    @Test func factorEndpointsAnswerTheirShapesAndRefusals() async throws {
+        try await withServer { client in
+            func verify(_ user: String, _ code: String, template: String = "/v1/challenges/{mfaEventId}/verify") async throws -> HTTPReply {
+                try await client.send("POST", "/v1/challenges/c-1/verify", template: template, key: TestKeys.verify,
+                                      body: Data(#"{"user":"\#(user)","method":"otp","code":"\#(code)"}"#.utf8))
+            }
+            let enrolled = try await client.send("POST", "/v1/users/dana/factors/totp", template: "/v1/users/{id}/factors/totp", key: TestKeys.enroll,
+                                                 body: Data("{}".utf8))
+            #expect(enrolled.status == 200 && enrolled.json["secret"] as? String == "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "the RFC 6238 secret in base32")
+            let extra = try await client.send("POST", "/v1/users/dana/factors/totp", template: "/v1/users/{id}/factors/totp", key: TestKeys.enroll,
+                                              body: Data(#"{"issuer":"x"}"#.utf8))
+            #expect(extra.status == 400 && extra.error["field"] as? String == "issuer")
+            let wrong = try await client.send("POST", "/v1/users/dana/factors/totp/confirm", template: "/v1/users/{id}/factors/totp/confirm",
+                                              key: TestKeys.enroll, body: Data(#"{"code":"000000"}"#.utf8))
+            #expect(wrong.status == 422 && wrong.error["code"] as? String == "wrong-code")
+            let ok = try await verify("alice", "287082")
+            #expect(ok.status == 200 && ok.json["deviceToken"] == nil)
+            let claims = try #require(ok.json["mfaToken"] as? String).split(separator: ".").count
+            #expect(claims == 3, "a JWS")
+            let remembered = try await verify("remembered", "287082")
+            #expect(remembered.json["deviceToken"] as? String == "dGVzdC1kZXZpY2UtdG9rZW4" && remembered.json["deviceTrustedUntil"] is String)
+            #expect(try await verify("alice", "000000").status == 422)
+            let locked = try await verify("lockedout", "287082")
+            #expect(locked.status == 429 && locked.error["code"] as? String == "locked-out")
+            #expect(Int(locked.header("Retry-After") ?? "") ?? 0 >= 89, "Retry-After: the lockout's end")
+            let noMethod = try await client.send("POST", "/v1/challenges/c-1/verify", template: "/v1/challenges/{mfaEventId}/verify",
+                                                 key: TestKeys.verify, body: Data(#"{"user":"u","method":"sms2","code":"1234"}"#.utf8))
+            #expect(noMethod.status == 400 && noMethod.error["field"] as? String == "method")
+            let revoked = try await client.send("DELETE", "/v1/users/dana/devices", template: "/v1/users/{id}/devices", key: TestKeys.enroll)
+            #expect(revoked.status == 200 && revoked.json["revoked"] as? Int == 2)
         }
     }
 

@@ -10,6 +10,8 @@ import Foundation
 /// - submitMFAResult: mfaEventId `unknown…` → unknown-challenge, `expired…` → expired-challenge;
 ///   a missing field → invalid naming it.
 /// - reloadPolicies: throws reload-failed when `reloadFails`.
+/// - factors: user `fail-<code>` throws that code; code 000000 is wrong; a verification
+///   for user `lockedout` is refused locked-out for 90 s.
 final class TestBackend: CAMFABackend, @unchecked Sendable {
     let health = PipelineHealth()
     let reloadFails: Bool
@@ -79,6 +81,44 @@ final class TestBackend: CAMFABackend, @unchecked Sendable {
     func releaseUser(user: String, timeout: Double) async throws(PipelineRequestError) -> ReleaseOutcome {
         if let f = Self.failure(user) { throw f }
         return ReleaseOutcome(user: user, released: 1)
+    }
+
+    /// RFC 6238's test secret.
+    static let totpSecret = Array("12345678901234567890".utf8)
+
+    func enrollFactor(user: String, kind: Factor.Kind, timeout: Double) async throws(PipelineRequestError) -> FactorEnrolment {
+        if let f = Self.failure(user) { throw f }
+        return FactorEnrolment(user: user, kind: kind, secret: Self.totpSecret, otpauthURI: "otpauth://totp/camfa:\(user)?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+    }
+
+    func confirmFactor(user: String, kind: Factor.Kind, code: String, timeout: Double) async throws(PipelineRequestError) -> FactorConfirmation {
+        if let f = Self.failure(user) { throw f }
+        if code == "000000" { throw PipelineRequestError(code: .wrongCode, message: "the code does not match the factor") }
+        return FactorConfirmation(user: user, kind: kind)
+    }
+
+    func verifyChallenge(challengeId: String, user: String, method: MFAMethod, code: String, timeout: Double)
+        async throws(PipelineRequestError) -> ChallengeVerification
+    {
+        if let f = Self.failure(user) { throw f }
+        if user == "lockedout" {
+            var e = PipelineRequestError(code: .lockedOut, message: "locked out")
+            e.retryAt = Int64(Date().timeIntervalSince1970 * 1000) + 90_000
+            throw e
+        }
+        if code == "000000" { throw PipelineRequestError(code: .wrongCode, message: "the code does not match the factor") }
+        var v = ChallengeVerification(user: user, challengeId: challengeId, method: method, app: "portal", flow: "login",
+                                      time: 1_767_225_700_000, coordinates: Self.coordinates)
+        if user == "remembered" {
+            v.deviceToken = "dGVzdC1kZXZpY2UtdG9rZW4"
+            v.deviceTrustedUntil = 1_769_817_700_000
+        }
+        return v
+    }
+
+    func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int {
+        if let f = Self.failure(user) { throw f }
+        return 2
     }
 
     func reloadPolicies() async throws(PipelineRequestError) -> ReloadReport {

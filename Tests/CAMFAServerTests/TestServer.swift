@@ -16,6 +16,8 @@ struct TestKeys {
     static let status = APIKeys.generate()!
     static let results = APIKeys.generate()!
     static let admin = APIKeys.generate()!
+    static let enroll = APIKeys.generate()!
+    static let verify = APIKeys.generate()!
     static let unknown = APIKeys.generate()!
     static let resultsAndStatus = APIKeys.generate()!
 
@@ -25,6 +27,8 @@ struct TestKeys {
         case .status: status
         case .results: results
         case .admin: admin
+        case .enroll: enroll
+        case .verify: verify
         }
     }
 

@@ -81,7 +81,7 @@ enum BlackBox {
     }
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
-                             "ip_velocity.again", "bad", "sigterm", "simulate", "http", "http.fuzz", "subscribe", "statusclient", "middleware", "example", "library"] + HostileInputBlackBoxTests.topics
+                             "ip_velocity.again", "bad", "sigterm", "simulate", "http", "http.fuzz", "subscribe", "statusclient", "middleware", "example", "library", "mfaloop"] + HostileInputBlackBoxTests.topics
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.

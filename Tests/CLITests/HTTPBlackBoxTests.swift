@@ -29,6 +29,24 @@ import CAMFATestSupport
             lock.withLock { lines.append(String(decoding: data, as: UTF8.self)) }
         }
         var text: String { lock.withLock { lines.joined(separator: "\n") + "\n" } }
+
+        /// Every recorded response against the OpenAPI description.
+        func validateAgainstOpenAPI() throws {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-http-responses-\(UUID().uuidString).jsonl")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let v = Process()
+            v.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            v.arguments = ["python3", packageRoot.appendingPathComponent("scripts/validate-responses.py").path,
+                           packageRoot.appendingPathComponent("schemas/openapi.yaml").path, file.path]
+            let vout = Pipe()
+            v.standardOutput = vout
+            v.standardError = vout
+            try v.run()
+            let report = String(decoding: vout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            v.waitUntilExit()
+            #expect(v.terminationStatus == 0, "OpenAPI validation:\n\(report)")
+        }
     }
 
     static func sha256(_ key: String) throws -> String {
@@ -228,18 +246,6 @@ import CAMFATestSupport
         #expect(String(decoding: metrics.body, as: UTF8.self).contains("camfa_events_processed_total"))
 
         // Every response above against the OpenAPI description.
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-http-responses-\(UUID().uuidString).jsonl")
-        try rec.text.write(to: file, atomically: true, encoding: .utf8)
-        let v = Process()
-        v.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        v.arguments = ["python3", packageRoot.appendingPathComponent("scripts/validate-responses.py").path,
-                       packageRoot.appendingPathComponent("schemas/openapi.yaml").path, file.path]
-        let vout = Pipe()
-        v.standardOutput = vout
-        v.standardError = vout
-        try v.run()
-        let report = String(decoding: vout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        v.waitUntilExit()
-        #expect(v.terminationStatus == 0, "OpenAPI validation:\n\(report)")
+        try rec.validateAgainstOpenAPI()
     }
 }

@@ -146,7 +146,7 @@ public struct Engine: Sendable {
         var decisions: [Decision] = []
         decisions.reserveCapacity(selected.count)
         for f in selected {
-            decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue, app: event.appId,
+            decisions.append(decide(policySet.flows[f], results: results, eventValue: eventValue, userValue: userValue, event: event,
                                     time: t, coordinates: coordinates, user: &user, act: &act))
         }
         let isPinned = user.isPinned
@@ -398,7 +398,7 @@ public struct Engine: Sendable {
     }
 
     private func decide(
-        _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, app: String?, time: Int64,
+        _ flow: CompiledFlow, results: [PolicyRun?], eventValue: Value, userValue: Value, event: UEBAEvent, time: Int64,
         coordinates: String, user: inout UserState, act: inout Activation
     ) -> Decision {
         var policyValues = [Value?](repeating: nil, count: flow.policiesSchema.fieldNames.count)
@@ -455,7 +455,9 @@ public struct Engine: Sendable {
             } else {
                 let id = ChallengeID.make(coordinates: coordinates, flow: flow.name, key: challengeKey)
                 var challenge = PendingChallenge(flow: flow.name, id: id, methods: methods, since: time, expiresAt: Self.later(time, by: flow.expiry))
-                challenge.app = app
+                challenge.app = event.appId
+                // Only a flow that remembers devices needs it: a hash per challenge otherwise.
+                if flow.rememberDevice != nil { challenge.device = Self.deviceFingerprint(event) }
                 user.pending.removeAll { $0.flow == flow.name }
                 user.pending.append(challenge)
                 decision.challengeId = id

@@ -17,6 +17,12 @@
 /// - an accepted code clears the challenge as a verified result does and resets the
 ///   user's failures.
 /// A factor's secret never leaves the daemon's seal: the engine stores bytes.
+///
+/// Trusted devices: a verification may carry the hash of a device token the daemon drew.
+/// When the challenge's flow sets `rememberDevice`, the challenged event's device (its
+/// fingerprint) is trusted for that long: events that present the token
+/// (`custom.deviceToken`) from that device see `user.device.trusted`. Enrolling a factor
+/// forgets every device, as does a revocation.
 public struct Factor: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case totp, email, sms
@@ -53,6 +59,25 @@ public struct Factor: Sendable, Equatable {
         self.enrolledAt = enrolledAt
         self.lastUsedStep = lastUsedStep
     }
+}
+
+/// A device a user verified a challenge from (Factors.swift).
+public struct TrustedDevice: Sendable, Equatable {
+    /// SHA-256 of the device token (the token itself is only ever in the caller's hands).
+    public var tokenHash: [UInt8]
+    /// `Engine.deviceFingerprint` of the challenged event.
+    public var fingerprint: String
+    /// Epoch ms.
+    public var expiresAt: Int64
+
+    public init(tokenHash: [UInt8], fingerprint: String, expiresAt: Int64) {
+        self.tokenHash = tokenHash
+        self.fingerprint = fingerprint
+        self.expiresAt = expiresAt
+    }
+
+    /// The most a user keeps; the oldest goes first.
+    public static let perUser = 20
 }
 
 /// Per user: the codes refused since the last accepted one, per challenge and in all.
@@ -128,6 +153,8 @@ public struct ChallengeVerified: Sendable, Equatable {
     public var challenge: PendingChallenge
     /// The challenge and the expired ones the user still held (each a `cleared` event).
     public var dropped: [PendingChallenge]
+    /// Until when the device token is trusted; nil when the flow remembers no device.
+    public var deviceTrustedUntil: Int64?
 }
 
 extension Engine {
@@ -138,6 +165,7 @@ extension Engine {
         let wasPinned = state.users[user]?.isPinned ?? false
         u.factors.removeAll { $0.kind == factor.kind }
         u.factors.append(factor)
+        u.devices = []
         u.factors.sort { $0.kind.rawValue < $1.kind.rawValue }
         state.users[user] = u
         state.pinChanged(from: wasPinned, to: true)
@@ -166,9 +194,10 @@ extension Engine {
     }
 
     /// Checks a code for a challenge; see the rules above.
+    /// `deviceTokenHash`: SHA-256 of a device token, remembered if the flow says so.
     public func verifyChallenge(
         challengeId: String, user: String, method: MFAMethod, time: Int64, limits: VerificationLimits,
-        state: inout PartitionState, check: (Factor) -> FactorCheck
+        deviceTokenHash: [UInt8]? = nil, state: inout PartitionState, check: (Factor) -> FactorCheck
     ) -> Result<ChallengeVerified, VerificationRejection> {
         guard var u = state.users[user], let challenge = u.pending.first(where: { $0.id == challengeId }) else {
             return .failure(VerificationRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
@@ -216,10 +245,20 @@ extension Engine {
         }
         if let step { u.factors[f].lastUsedStep = step }
         u.verification = VerificationCounters()
+        var trustedUntil: Int64?
+        if let hash = deviceTokenHash, let fingerprint = challenge.device,
+           let remember = policySet.flows.first(where: { $0.name == challenge.flow })?.rememberDevice {
+            let until = Self.later(time, by: remember)
+            u.devices.removeAll { $0.expiresAt <= time }
+            u.devices.append(TrustedDevice(tokenHash: hash, fingerprint: fingerprint, expiresAt: until))
+            if u.devices.count > TrustedDevice.perUser { u.devices.removeFirst(u.devices.count - TrustedDevice.perUser) }
+            trustedUntil = until
+        }
         state.users[user] = u
         state.recordChange(user: user)
         switch applyMFAResult(challengeId: challengeId, user: user, method: method, verified: true, time: time, state: &state) {
-        case .success(let applied): return .success(ChallengeVerified(challenge: challenge, dropped: applied.dropped))
+        case .success(let applied):
+            return .success(ChallengeVerified(challenge: challenge, dropped: applied.dropped, deviceTrustedUntil: trustedUntil))
         case .failure(let r):
             // Unreachable: the same checks passed above.
             return .failure(VerificationRejection(code: .unknownChallenge, message: r.message))
@@ -227,7 +266,45 @@ extension Engine {
     }
 }
 
+extension Engine {
+    /// Forgets every device the user trusted (`DELETE /v1/users/{id}/devices`); returns how many.
+    public func revokeDevices(user: String, state: inout PartitionState) -> Int {
+        guard var u = state.users[user], !u.devices.isEmpty else { return 0 }
+        let n = u.devices.count
+        u.devices = []
+        state.users[user] = u
+        state.recordChange(user: user)
+        return n
+    }
+
+    /// What identifies the device of an event: SHA-256 (hex) of its user agent, else of its
+    /// device, system and browser types; nil when the event names none of them.
+    public static func deviceFingerprint(_ event: UEBAEvent) -> String? {
+        let text: String
+        if let ua = event.ua, !ua.isEmpty {
+            text = "ua\u{0}" + ua
+        } else if event.deviceType != nil || event.systemType != nil || event.browserType != nil {
+            text = "types\u{0}\(event.deviceType ?? "")\u{0}\(event.systemType ?? "")\u{0}\(event.browserType ?? "")"
+        } else {
+            return nil
+        }
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: SHA256.hash(Array(text.utf8)).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
+    }
+
+    /// Whether `event` presents a device token the user trusts, from the device it was given to.
+    static func presentsTrustedDevice(_ event: UEBAEvent, devices: [TrustedDevice]) -> Bool {
+        guard !devices.isEmpty, case .string(let token)? = event.custom.value(forString: "deviceToken"),
+              let fingerprint = deviceFingerprint(event) else { return false }
+        let hash = SHA256.hash(Array(token.utf8))
+        return devices.contains { $0.expiresAt > event.requestDate && $0.fingerprint == fingerprint && HMACSHA256.equal($0.tokenHash, hash) }
+    }
+}
+
 extension PartitionState {
+    /// The devices the user trusts (hashed tokens).
+    public func trustedDevices(user: String) -> [TrustedDevice] { users[user]?.devices ?? [] }
+
     /// The user's enrolled factors (sealed), by kind.
     public func factors(user: String) -> [Factor] { users[user]?.factors ?? [] }
 

@@ -54,6 +54,11 @@ public enum EngineSchemas {
         (event.fieldNames[i] == "velocity" ? "\u{1}velocity" : event.fieldNames[i], event.fieldTypes[i])
     })
 
+    public static let userDevice = ObjectSchema(name: "camfa.UserDevice", fields: [
+        // The event presents a device token trusted for its device (Factors.swift).
+        ("trusted", .bool),
+    ])
+
     public static let userMFA = ObjectSchema(name: "camfa.UserMFA", fields: [
         ("pending", .bool), ("pendingFlows", .list(.string)), ("lastVerified", .int),
         // Codes refused since the last accepted one, and the kinds of confirmed factors (Factors.swift).
@@ -63,7 +68,7 @@ public enum EngineSchemas {
     /// The user as the engine knows them from the event's custom fields and its own MFA state.
     public static let user = ObjectSchema(name: "camfa.User", fields: [
         ("id", .string), ("groups", .list(.string)), ("roles", .list(.string)),
-        ("department", .string), ("mfa", .object(userMFA)),
+        ("department", .string), ("mfa", .object(userMFA)), ("device", .object(userDevice)),
     ])
 }
 
@@ -178,6 +183,8 @@ final class UserObject: ValueObject, @unchecked Sendable {
     let lastVerified: Int64?
     let failures: Int
     let factors: [Factor.Kind]
+    /// Kept only for a user with trusted devices: most users have none.
+    let deviceCheck: (event: UEBAEvent, devices: [TrustedDevice])?
     let schema = EngineSchemas.user
 
     init(_ event: UEBAEvent, _ user: UserState) {
@@ -187,6 +194,7 @@ final class UserObject: ValueObject, @unchecked Sendable {
         lastVerified = user.lastVerified
         failures = user.verification.failures
         factors = user.factors.filter(\.confirmed).map(\.kind)
+        deviceCheck = user.devices.isEmpty ? nil : (event, user.devices)
     }
 
     private func strings(_ v: Value?) -> Value {
@@ -207,13 +215,16 @@ final class UserObject: ValueObject, @unchecked Sendable {
                 .bool(!pending.isEmpty), .list(pending.map { .string($0.flow) }), lastVerified.map(Value.int),
                 .int(Int64(failures)), .list(factors.map { .string($0.rawValue) }),
             ]))
+        case 5:
+            let trusted = deviceCheck.map { Engine.presentsTrustedDevice($0.event, devices: $0.devices) } ?? false
+            return .object(SlotObject(schema: EngineSchemas.userDevice, values: [.bool(trusted)]))
         default: return nil
         }
     }
 
     func hasField(at index: Int) -> Bool {
         switch index {
-        case 0, 1, 2, 4: return true
+        case 0, 1, 2, 4, 5: return true
         default: return field(at: index) != nil
         }
     }

@@ -136,6 +136,12 @@ struct UserState: Sendable, Equatable {
         set { if mfa != nil || newValue != VerificationCounters() { updateMFA { $0.verification = newValue } } }
     }
 
+    /// Devices trusted after a verified challenge of a `rememberDevice` flow.
+    var devices: [TrustedDevice] {
+        get { mfa?.devices ?? [] }
+        set { if mfa != nil || !newValue.isEmpty { updateMFA { $0.devices = newValue } } }
+    }
+
     /// Never swept for idleness nor evicted at the cap: a held challenge is a lock
     /// (README "Security model"), and an enrolled factor is the user's, not a statistic.
     var isPinned: Bool { !pending.isEmpty || !factors.isEmpty }
@@ -150,7 +156,7 @@ struct UserState: Sendable, Equatable {
     static func == (a: UserState, b: UserState) -> Bool {
         a.lastSeen == b.lastSeen && a.lastLocation == b.lastLocation && a.pending == b.pending
             && a.lastVerified == b.lastVerified && a.lastVerifiedChallenge == b.lastVerifiedChallenge
-            && a.factors == b.factors && a.verification == b.verification
+            && a.factors == b.factors && a.verification == b.verification && a.devices == b.devices
     }
 }
 
@@ -162,9 +168,11 @@ private final class MFARecord: @unchecked Sendable {
     var lastVerifiedChallenge: String?
     var factors: [Factor] = []
     var verification = VerificationCounters()
+    var devices: [TrustedDevice] = []
 
     var isEmpty: Bool {
         pending.isEmpty && lastVerified == nil && lastVerifiedChallenge == nil && factors.isEmpty && verification == VerificationCounters()
+            && devices.isEmpty
     }
 
     func copy() -> MFARecord {
@@ -174,6 +182,7 @@ private final class MFARecord: @unchecked Sendable {
         c.lastVerifiedChallenge = lastVerifiedChallenge
         c.factors = factors
         c.verification = verification
+        c.devices = devices
         return c
     }
 }
@@ -193,6 +202,9 @@ public struct PendingChallenge: Sendable, Equatable {
     public var expiresAt: Int64
     /// The challenged event's app: the audience of the mfaToken that answers it.
     public var app: String?
+    /// The challenged event's device fingerprint (`Engine.deviceFingerprint`): the device a
+    /// `rememberDevice` flow trusts once the challenge is verified.
+    public var device: String?
 
     public init(flow: String, id: String, methods: [MFAMethod], since: Int64, expiresAt: Int64) {
         self.flow = flow

@@ -397,12 +397,19 @@ extension PartitionState {
             u.lastVerified.map(Value.int) ?? .null
         }
         let apps = u.pending.compactMap { p in p.app.map { (p.id, Value.string($0)) } }
-        guard !u.factors.isEmpty || u.verification != VerificationCounters() || !apps.isEmpty else {
+        let deviceOf = u.pending.compactMap { p in p.device.map { (p.id, Value.string($0)) } }
+        guard !u.factors.isEmpty || u.verification != VerificationCounters() || !apps.isEmpty || !deviceOf.isEmpty || !u.devices.isEmpty else {
             w.writeValue(verified)
             return
         }
         var m = ValueMap([("verified", verified)])
         if !apps.isEmpty { m[string: "apps"] = .map(ValueMap(apps.sorted { $0.0 < $1.0 })) }
+        if !deviceOf.isEmpty { m[string: "challengeDevices"] = .map(ValueMap(deviceOf.sorted { $0.0 < $1.0 })) }
+        if !u.devices.isEmpty {
+            m[string: "devices"] = .list(u.devices.map {
+                .list([.bytes($0.tokenHash), .string($0.fingerprint), .int($0.expiresAt)])
+            })
+        }
         if !u.factors.isEmpty {
             m[string: "factors"] = .list(u.factors.map { f in
                 var fm = ValueMap([("kind", .string(f.kind.rawValue)), ("sealed", .bytes(f.sealed)), ("confirmed", .bool(f.confirmed)),
@@ -429,6 +436,21 @@ extension PartitionState {
             for (k, v) in am.entries {
                 guard case .string(let id) = k, case .string(let app) = v else { throw bad("apps must map ids to strings") }
                 if let i = u.pending.firstIndex(where: { $0.id == id }) { u.pending[i].app = app }
+            }
+        }
+        if let devices = m[string: "challengeDevices"] {
+            guard case .map(let dm) = devices else { throw bad("challengeDevices must be a map") }
+            for (k, v) in dm.entries {
+                guard case .string(let id) = k, case .string(let fp) = v else { throw bad("challengeDevices must map ids to strings") }
+                if let i = u.pending.firstIndex(where: { $0.id == id }) { u.pending[i].device = fp }
+            }
+        }
+        if let devices = m[string: "devices"] {
+            guard case .list(let items) = devices else { throw bad("devices must be a list") }
+            u.devices = try items.map { (item: Value) throws(BinaryDecodingError) -> TrustedDevice in
+                guard case .list(let d) = item, d.count == 3, case .bytes(let hash) = d[0], case .string(let fp) = d[1],
+                      case .int(let until) = d[2] else { throw bad("a device must be [token hash, fingerprint, expiry]") }
+                return TrustedDevice(tokenHash: hash, fingerprint: fp, expiresAt: until)
             }
         }
         if let factors = m[string: "factors"] {

@@ -93,6 +93,7 @@ extension PartitionState {
                 }
                 w.endArray()
             }
+            if !user.devices.isEmpty { w.field("trustedDevices", Int64(user.devices.count)) }
             let v = user.verification
             if v != VerificationCounters() {
                 w.field("failures", Int64(v.failures))

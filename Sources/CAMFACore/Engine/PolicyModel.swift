@@ -173,6 +173,9 @@ public struct FlowDefinition: Sendable {
     /// How long an issued challenge stays valid (event-time ms).
     public var expiry: Int64
     public var failMode: FailMode
+    /// How long a device stays trusted after a challenge of this flow was verified with a
+    /// code camfa checked (ms); nil: devices are not remembered (Factors.swift).
+    public var rememberDevice: Int64?
 
     public init(
         name: String, location: FileLocation, description: String? = nil, trigger: FlowTrigger,

@@ -135,9 +135,11 @@ public final class CompiledFlow: Sendable {
     public let cooldown: Int64
     public let expiry: Int64
     public let failMode: FailMode
+    public let rememberDevice: Int64?
 
     init(name: String, trigger: FlowTrigger, apps: AppScope, policyIndexes: [Int], policiesSchema: ObjectSchema,
-         branches: [CompiledBranch], cooldown: Int64, expiry: Int64, failMode: FailMode) {
+         branches: [CompiledBranch], cooldown: Int64, expiry: Int64, failMode: FailMode, rememberDevice: Int64?) {
+        self.rememberDevice = rememberDevice
         self.name = name
         self.trigger = trigger
         self.apps = apps
@@ -358,7 +360,7 @@ extension PolicySet {
             }
             flows.append(CompiledFlow(
                 name: f.name, trigger: f.trigger, apps: f.apps, policyIndexes: indexes, policiesSchema: policiesSchema,
-                branches: branches, cooldown: f.cooldown, expiry: f.expiry, failMode: f.failMode))
+                branches: branches, cooldown: f.cooldown, expiry: f.expiry, failMode: f.failMode, rememberDevice: f.rememberDevice))
         }
         if !errors.isEmpty { throw PolicyErrors(errors) }
         let keyspaces = keyspaceTexts.indices.map { i in

@@ -1,4 +1,5 @@
 import CAMFACore
+import CAMFAFactors
 import Foundation
 
 /// The operator's secret: it keys challenge ids (`ChallengeKey`) and the MAC on the records
@@ -28,6 +29,7 @@ public struct DaemonSecret: Sendable {
 
     public var challengeKey: ChallengeKey { ChallengeKey(secret: bytes) }
     public var records: RecordAuthenticator { RecordAuthenticator(secret: bytes) }
+    public var factorSeal: FactorSeal { FactorSeal(secret: bytes) }
 
     public static func load(_ c: Configuration, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws(SecretError) -> DaemonSecret
