@@ -859,6 +859,13 @@ extension Pipeline {
                 let json = JSONWriter.encode(.map(ValueMap([("user", .string(user)), ("time", .int(time))])))
                 produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
             case .factor(let id, let record):
+                // Checked before the record is written: another instance would apply it and
+                // this one answer not-owned, and a retry would then meet a used-up code or a
+                // secret nobody was shown.
+                if case .failure(let e) = localPartition(ofUser: record.user) {
+                    mailbox.answer(id, .failure(e))
+                    continue
+                }
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(record.kind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 produceRequest(id, key: Array(record.user.utf8), value: record.json, headers: headers, topic: c.topics.input)
             }
@@ -1001,16 +1008,12 @@ extension Pipeline {
     /// The user's MFA state from the partition that owns it. Expiry is judged against the
     /// wall clock here: the question is about now, not about an event.
     private func status(of user: String) -> PipelineMailbox.Answer {
-        guard let p = partition(ofUser: user) else {
-            return .failure(PipelineRequestError(code: .unavailable, message: "the input topic's partition count is unknown"))
+        let p: Int32
+        switch localPartition(ofUser: user) {
+        case .failure(let e): return .failure(e)
+        case .success(let local): p = local
         }
-        guard let rt = partitions[p] else {
-            if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
-            return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
-        }
-        if let blocked = rt.lifecycle.blockedReason {
-            return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))
-        }
+        let rt = partitions[p]!
         let now = options.clock()
         let pending = rt.state.pendingChallenges(user: user, at: now).sorted { $0.since < $1.since }
         let expired = rt.state.expiredChallenges(user: user, at: now).sorted { $0.since < $1.since }
@@ -1021,6 +1024,21 @@ extension Pipeline {
         var status = MFAStatus(user: user, pending: pending, lastVerified: rt.state.lastVerified(user: user), failMode: failMode)
         status.expired = expired
         return .success(.status(status))
+    }
+
+    /// The user's partition when this instance processes it now; else why not.
+    func localPartition(ofUser user: String) -> Result<Int32, PipelineRequestError> {
+        guard let p = partition(ofUser: user) else {
+            return .failure(PipelineRequestError(code: .unavailable, message: "the input topic's partition count is unknown"))
+        }
+        guard let rt = partitions[p] else {
+            if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
+            return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
+        }
+        if let blocked = rt.lifecycle.blockedReason {
+            return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))
+        }
+        return .success(p)
     }
 
     /// Where the producers' partitioner puts the user's events (key = user id).

@@ -133,13 +133,16 @@ struct Routes: Sendable {
             let now = clock() / 1000
             let token: String
             do {
+                // A challenge of an event without an app (`mfa` results judged by global flows)
+                // is for no app: the audience is camfa's issuer then (README "The MFA loop").
                 token = try await tokens.issue(user: user, app: verification.app ?? tokens.issuer, mfaEventId: challengeId,
                                                method: method.rawValue, jti: UUID().uuidString, now: now)
             } catch {
                 // The challenge is cleared already: the user verified. Without a token the
                 // caller can still read mfaVerified from the status.
+                // Not a 503: a retry would find the challenge cleared, not a token.
                 logger.error("cannot sign an mfaToken: \(error)")
-                throw APIError(status: .serviceUnavailable, code: "unavailable", message: "the challenge is verified, but no mfaToken could be signed")
+                throw APIError(status: .internalServerError, code: "internal", message: "the challenge is verified, but no mfaToken could be signed")
             }
             var answer = ValueMap([
                 ("mfaToken", .string(token)), ("user", .string(user)), ("mfaEventId", .string(challengeId)), ("method", .string(method.rawValue)),

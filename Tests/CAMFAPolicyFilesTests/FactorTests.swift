@@ -32,21 +32,22 @@ import CAMFATestSupport
     }
 
     func enrolled(_ user: String, state: inout PartitionState) {
-        engine.enrollFactor(Factor(kind: .totp, sealed: [1, 2, 3], enrolledAt: t0 - 10_000), user: user, state: &state)
-        _ = engine.confirmFactor(kind: .totp, user: user, state: &state, check: check("123456"))
+        _ = engine.enrollFactor(Factor(kind: .totp, sealed: [1, 2, 3], enrolledAt: t0 - 10_000), user: user, state: &state)
+        _ = engine.confirmFactor(kind: .totp, user: user, time: t0 - 9_000, limits: limits, state: &state, check: check("123456"))
     }
 
     @Test func aConfirmedFactorClearsTheChallengeAndRemembersTheStep() throws {
         var state = PartitionState(policySet: set)
-        engine.enrollFactor(Factor(kind: .totp, sealed: [1, 2, 3], enrolledAt: t0 - 10_000), user: "alice", state: &state)
+        _ = engine.enrollFactor(Factor(kind: .totp, sealed: [1, 2, 3], enrolledAt: t0 - 10_000), user: "alice", state: &state)
         #expect(state.factors(user: "alice").map(\.confirmed) == [false])
         let c = try challenge("alice", at: t0, state: &state)
         #expect(c.app == "portal", "the challenge keeps its app: the token's audience")
         let unconfirmed = engine.verifyChallenge(challengeId: c.id, user: "alice", method: .otp, time: t0 + 1_000, limits: limits,
                                                  state: &state, check: check("123456"))
         #expect(unconfirmed.rejection?.code == .noFactor, "an unconfirmed factor answers no challenge")
-        #expect(engine.confirmFactor(kind: .totp, user: "alice", state: &state, check: check("000000")).rejection?.code == .wrongCode)
-        let confirmed = engine.confirmFactor(kind: .totp, user: "alice", state: &state, check: { _ in .accepted(step: 41) })
+        #expect(engine.confirmFactor(kind: .totp, user: "alice", time: t0 + 1_500, limits: limits, state: &state, check: check("000000"))
+            .rejection?.code == .wrongCode)
+        let confirmed = engine.confirmFactor(kind: .totp, user: "alice", time: t0 + 1_600, limits: limits, state: &state, check: { _ in .accepted(step: 41) })
         #expect(confirmed.map(\.confirmed) == .success(true))
         let ok = engine.verifyChallenge(challengeId: c.id, user: "alice", method: .otp, time: t0 + 2_000, limits: limits,
                                         state: &state, check: check("123456"))
@@ -54,6 +55,7 @@ import CAMFATestSupport
         #expect(state.pendingChallenges(user: "alice", at: t0 + 2_001).isEmpty)
         #expect(state.lastVerified(user: "alice") == t0 + 2_000)
         #expect(state.factors(user: "alice").first?.lastUsedStep == 42)
+        #expect(state.factors(user: "alice").count == 1)
         // The same challenge cannot be verified twice.
         let again = engine.verifyChallenge(challengeId: c.id, user: "alice", method: .otp, time: t0 + 3_000, limits: limits,
                                            state: &state, check: check("123456"))
@@ -137,7 +139,7 @@ import CAMFATestSupport
     @Test func factorsAndCountersSurviveTheCheckpointAndTheDumpHasNoSecret() throws {
         var state = PartitionState(policySet: set)
         engine.enrollFactor(Factor(kind: .totp, sealed: Array("SEALED-SECRET".utf8), enrolledAt: t0 - 5), user: "fay", state: &state)
-        _ = engine.confirmFactor(kind: .totp, user: "fay", state: &state, check: { _ in .accepted(step: 7) })
+        _ = engine.confirmFactor(kind: .totp, user: "fay", time: t0 - 4, limits: limits, state: &state, check: { _ in .accepted(step: 7) })
         let c = try challenge("fay", at: t0, state: &state)
         _ = engine.verifyChallenge(challengeId: c.id, user: "fay", method: .otp, time: t0 + 1, limits: limits, state: &state,
                                    check: check("000000"))
@@ -155,6 +157,64 @@ import CAMFATestSupport
         #expect(dump.contains("\"kind\":\"totp\""))
         #expect(dump.contains("\"failures\":1"))
         #expect(!dump.contains("SEALED") && !dump.contains(Data("SEALED-SECRET".utf8).base64EncodedString()), "no sealed secret in a dump")
+    }
+
+    /// Attack (review of issue 25): an `enroll` caller, or a replayed enrolment, replaced a
+    /// confirmed factor at once, so the user lost a working factor to a secret only the
+    /// attacker saw. The confirmed factor now answers until its replacement is confirmed.
+    @Test func aReEnrolmentKeepsTheConfirmedFactorUntilTheNewOneIsConfirmed() throws {
+        var state = PartitionState(policySet: set)
+        enrolled("hal", state: &state)
+        #expect(engine.enrollFactor(Factor(kind: .totp, sealed: [7, 7], enrolledAt: t0 - 5_000), user: "hal", state: &state).rejection == nil)
+        let c = try challenge("hal", at: t0, state: &state)
+        let oldSecret: (Factor) -> FactorCheck = { $0.sealed == [1, 2, 3] ? .accepted(step: 50) : .wrongCode }
+        let ok = engine.verifyChallenge(challengeId: c.id, user: "hal", method: .otp, time: t0 + 1, limits: limits, state: &state, check: oldSecret)
+        #expect(ok.rejection == nil, "the confirmed factor still answers")
+        // Confirming the replacement makes it the factor.
+        let confirmed = engine.confirmFactor(kind: .totp, user: "hal", time: t0 + 2, limits: limits, state: &state) {
+            $0.sealed == [7, 7] ? .accepted(step: 51) : .wrongCode
+        }
+        #expect(confirmed.map(\.sealed) == .success([7, 7]))
+        #expect(state.factors(user: "hal").map(\.sealed) == [[7, 7]])
+    }
+
+    /// Attack: a copy of an older enrolment record (camfa's MAC holds for it) put back into
+    /// the input topic brought an old secret back.
+    @Test func anEnrolmentOlderThanTheFactorOrLateIsRefused() throws {
+        var state = PartitionState(policySet: set)
+        enrolled("ivy", state: &state)  // enrolled at t0 - 10 s
+        let older = engine.enrollFactor(Factor(kind: .totp, sealed: [6], enrolledAt: t0 - 20_000), user: "ivy", state: &state)
+        #expect(older.rejection?.code == .outdated)
+        _ = try challenge("ivy", at: t0 + set.options.allowedLateness * 3, state: &state)  // the watermark moves on
+        let late = engine.enrollFactor(Factor(kind: .totp, sealed: [6], enrolledAt: t0), user: "ivy", state: &state)
+        #expect(late.rejection?.code == .late)
+        #expect(state.factors(user: "ivy").map(\.sealed) == [[1, 2, 3]])
+    }
+
+    /// Attack: confirmation checked codes without limit, so a caller could burn the user's
+    /// current steps (their real code then came back "replayed" and locked them out).
+    @Test func confirmationsCountAsFailuresAndRespectTheLockout() throws {
+        var state = PartitionState(policySet: set)
+        enrolled("jon", state: &state)
+        let again = engine.confirmFactor(kind: .totp, user: "jon", time: t0, limits: limits, state: &state, check: check("123456"))
+        #expect(again.rejection?.code == .noFactor, "a confirmed factor is not confirmed again")
+        _ = engine.enrollFactor(Factor(kind: .totp, sealed: [8], enrolledAt: t0), user: "jon", state: &state)
+        for i in 0..<5 {
+            _ = engine.confirmFactor(kind: .totp, user: "jon", time: t0 + Int64(i), limits: limits, state: &state, check: check("000000"))
+        }
+        #expect(state.verificationCounters(user: "jon").lockedOutUntil == t0 + 4 + 60_000)
+        let locked = engine.confirmFactor(kind: .totp, user: "jon", time: t0 + 10, limits: limits, state: &state, check: check("123456"))
+        #expect(locked.rejection?.code == .lockedOut)
+    }
+
+    @Test func aVerifiedResultResetsTheFailures() throws {
+        var state = PartitionState(policySet: set)
+        enrolled("kim", state: &state)
+        let c = try challenge("kim", at: t0, state: &state)
+        _ = engine.verifyChallenge(challengeId: c.id, user: "kim", method: .otp, time: t0 + 1, limits: limits, state: &state, check: check("000000"))
+        #expect(state.verificationCounters(user: "kim").failures == 1)
+        _ = engine.applyMFAResult(challengeId: c.id, user: "kim", method: .sms, verified: true, time: t0 + 2, state: &state)
+        #expect(state.verificationCounters(user: "kim") == VerificationCounters())
     }
 
     @Test func aUserWithAFactorIsNeverSweptForIdleness() throws {
@@ -244,6 +304,8 @@ import CAMFATestSupport
                                    deviceTokenHash: SHA256.hash(Array(token.utf8)), state: &state) { _ in .accepted(step: 2) }
         #expect(state.trustedDevices(user: "bob").count == 1)
         engine.enrollFactor(Factor(kind: .totp, sealed: [2], enrolledAt: t0 + 8), user: "bob", state: &state)
+        #expect(state.trustedDevices(user: "bob").count == 1, "an enrolment alone changes no working factor")
+        _ = engine.confirmFactor(kind: .totp, user: "bob", time: t0 + 9, limits: limits, state: &state) { _ in .accepted(step: 3) }
         #expect(state.trustedDevices(user: "bob").isEmpty)
         #expect(actions(engine, login("bob", at: t0 + 10, token: token), &state, offset: 4) == ["login:mfa:otp"], "a new factor")
     }

@@ -4,6 +4,17 @@
 /// the engine keeps the factors with the user's state and applies the rules below, with
 /// the request's own time (stamped by camfa when it was received) as the only clock.
 ///
+/// Every request is refused `late` when its time is more than `allowedLateness` behind the
+/// partition's watermark, so a copy of an old request (camfa's MAC holds for it) cannot be
+/// put back into the topic to replay it.
+///
+/// Rules for enrolment: a new factor starts unconfirmed and replaces only an unconfirmed one
+/// of its kind; the confirmed factor answers challenges until the new one is confirmed, so
+/// an enrolment (or its replay) never takes a working factor away. An enrolment no later
+/// than the user's factor of its kind is refused `outdated`. Confirmation counts refused
+/// codes and respects the lockout like a verification; a confirmed factor is not confirmed
+/// again.
+///
 /// Rules for a verification:
 /// - while the user is locked out (`lockedOutUntil` after the request's time) every code
 ///   is refused `locked-out`, unchecked;
@@ -21,8 +32,8 @@
 /// Trusted devices: a verification may carry the hash of a device token the daemon drew.
 /// When the challenge's flow sets `rememberDevice`, the challenged event's device (its
 /// fingerprint) is trusted for that long: events that present the token
-/// (`custom.deviceToken`) from that device see `user.device.trusted`. Enrolling a factor
-/// forgets every device, as does a revocation.
+/// (`custom.deviceToken`) from that device see `user.device.trusted`. Confirming a new
+/// factor forgets every device, as does a revocation.
 public struct Factor: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case totp, email, sms
@@ -129,6 +140,11 @@ public struct VerificationRejection: Error, Sendable, Equatable, CustomStringCon
         case replayedCode = "replayed-code"
         case tooManyAttempts = "too-many-attempts"
         case lockedOut = "locked-out"
+        /// More than `allowedLateness` behind the partition's watermark: a copy of an old
+        /// request put back into the topic, or one delayed past use.
+        case late
+        /// An enrolment no later than the factor it would replace (a replayed copy).
+        case outdated
     }
 
     public var code: Code
@@ -158,39 +174,77 @@ public struct ChallengeVerified: Sendable, Equatable {
 }
 
 extension Engine {
-    /// Enrols `factor` for `user`, replacing any factor of its kind (a new one starts
-    /// unconfirmed, so a re-enrolment cannot be used before it is confirmed).
-    public func enrollFactor(_ factor: Factor, user: String, state: inout PartitionState) {
-        var u = state.users[user] ?? UserState(lastSeen: factor.enrolledAt)
-        let wasPinned = state.users[user]?.isPinned ?? false
-        u.factors.removeAll { $0.kind == factor.kind }
+    /// Enrols `factor` for `user`; see the rules above. (A factor given confirmed, as tests
+    /// and migrations may, replaces every factor of its kind.)
+    @discardableResult
+    public func enrollFactor(_ factor: Factor, user: String, state: inout PartitionState) -> Result<Void, VerificationRejection> {
+        if let late = late(factor.enrolledAt, state) { return .failure(late) }
+        let existing = state.users[user]
+        if let newest = existing?.factors.filter({ $0.kind == factor.kind }).map(\.enrolledAt).max(), factor.enrolledAt <= newest {
+            return .failure(VerificationRejection(code: .outdated, message: "the user's \(factor.kind.rawValue) factor was enrolled at \(newest), this enrolment is dated \(factor.enrolledAt)"))
+        }
+        if existing == nil { makeRoom(space: state.keyspaces.count, cap: policySet.options.maxUsers, in: &state) }
+        var u = existing ?? UserState(lastSeen: factor.enrolledAt)
+        u.factors.removeAll { $0.kind == factor.kind && (factor.confirmed || !$0.confirmed) }
         u.factors.append(factor)
-        u.devices = []
-        u.factors.sort { $0.kind.rawValue < $1.kind.rawValue }
+        u.factors.sort { ($0.kind.rawValue, $0.enrolledAt) < ($1.kind.rawValue, $1.enrolledAt) }
         state.users[user] = u
-        state.pinChanged(from: wasPinned, to: true)
+        state.pinChanged(from: existing?.isPinned ?? false, to: true)
         state.recordChange(user: user)
+        return .success(())
     }
 
-    /// Confirms the user's factor of `kind` with a first code. A wrong code leaves it
-    /// unconfirmed and counts as no failure: the enrolling caller holds the secret anyway.
+    /// Confirms the user's new factor of `kind` with a first code; see the rules above.
     public func confirmFactor(
-        kind: Factor.Kind, user: String, state: inout PartitionState, check: (Factor) -> FactorCheck
+        kind: Factor.Kind, user: String, time: Int64, limits: VerificationLimits, state: inout PartitionState,
+        check: (Factor) -> FactorCheck
     ) -> Result<Factor, VerificationRejection> {
-        guard var u = state.users[user], let i = u.factors.firstIndex(where: { $0.kind == kind }) else {
-            return .failure(VerificationRejection(code: .noFactor, message: "the user has no \(kind.rawValue) factor enrolled"))
+        if let late = late(time, state) { return .failure(late) }
+        guard var u = state.users[user], let i = u.factors.firstIndex(where: { $0.kind == kind && !$0.confirmed }) else {
+            return .failure(VerificationRejection(code: .noFactor, message: "the user has no unconfirmed \(kind.rawValue) factor to confirm"))
         }
-        switch check(u.factors[i]) {
-        case .wrongCode: return .failure(VerificationRejection(code: .wrongCode, message: "the code does not match the factor"))
-        case .replayed: return .failure(VerificationRejection(code: .replayedCode, message: "this code was used already"))
-        case .accepted(let step):
-            u.factors[i].confirmed = true
-            if let step { u.factors[i].lastUsedStep = step }
-            let factor = u.factors[i]
+        if let locked = lockedOut(u, time) { return .failure(locked) }
+        let outcome = check(u.factors[i])
+        guard case .accepted(let step) = outcome else {
+            var rejection = outcome == .replayed
+                ? VerificationRejection(code: .replayedCode, message: "this code was used already")
+                : VerificationRejection(code: .wrongCode, message: "the code does not match the factor")
+            countFailure(&u, &rejection, time: time, limits: limits)
             state.users[user] = u
             state.recordChange(user: user)
-            return .success(factor)
+            return .failure(rejection)
         }
+        var factor = u.factors[i]
+        factor.confirmed = true
+        if let step { factor.lastUsedStep = step }
+        u.factors.removeAll { $0.kind == kind }
+        u.factors.append(factor)
+        u.factors.sort { $0.kind.rawValue < $1.kind.rawValue }
+        u.devices = []
+        u.verification = VerificationCounters()
+        state.users[user] = u
+        state.recordChange(user: user)
+        return .success(factor)
+    }
+
+    private func late(_ time: Int64, _ state: PartitionState) -> VerificationRejection? {
+        lateness(of: time, watermark: state.watermark).map { VerificationRejection(code: .late, message: $0.message) }
+    }
+
+    private func lockedOut(_ u: UserState, _ time: Int64) -> VerificationRejection? {
+        guard let until = u.verification.lockedOutUntil, until > time else { return nil }
+        return VerificationRejection(code: .lockedOut, message: "too many wrong codes: the user is locked out of verification until \(until)",
+                                     retryAt: until)
+    }
+
+    /// One more refused code; at the limit, a lockout.
+    private func countFailure(_ u: inout UserState, _ rejection: inout VerificationRejection, time: Int64, limits: VerificationLimits) {
+        u.verification.failures += 1
+        guard u.verification.failures >= limits.failuresPerUser else { return }
+        let until = Self.later(time, by: limits.lockout)
+        u.verification.lockedOutUntil = until
+        rejection.message += "; \(u.verification.failures) wrong codes in a row lock the user out until \(until)"
+        rejection.retryAt = until
     }
 
     /// Checks a code for a challenge; see the rules above.
@@ -199,13 +253,11 @@ extension Engine {
         challengeId: String, user: String, method: MFAMethod, time: Int64, limits: VerificationLimits,
         deviceTokenHash: [UInt8]? = nil, state: inout PartitionState, check: (Factor) -> FactorCheck
     ) -> Result<ChallengeVerified, VerificationRejection> {
+        if let late = late(time, state) { return .failure(late) }
         guard var u = state.users[user], let challenge = u.pending.first(where: { $0.id == challengeId }) else {
             return .failure(VerificationRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
         }
-        if let until = u.verification.lockedOutUntil, until > time {
-            return .failure(VerificationRejection(
-                code: .lockedOut, message: "too many wrong codes: the user is locked out of verification until \(until)", retryAt: until))
-        }
+        if let locked = lockedOut(u, time) { return .failure(locked) }
         guard challenge.expiresAt > time else {
             return .failure(VerificationRejection(
                 code: .expiredChallenge, message: "the challenge expired at \(challenge.expiresAt); the user stays locked"))
@@ -228,17 +280,11 @@ extension Engine {
         guard case .accepted(let step) = outcome else {
             u.verification.attempts = u.verification.attempts.filter { id, _ in u.pending.contains { $0.id == id } }
             u.verification.attempts[challengeId] = used + 1
-            u.verification.failures += 1
             let left = limits.attemptsPerChallenge - used - 1
             var rejection = outcome == .replayed
                 ? VerificationRejection(code: .replayedCode, message: "this code was used already", attemptsLeft: left)
                 : VerificationRejection(code: .wrongCode, message: "the code does not match the factor", attemptsLeft: left)
-            if u.verification.failures >= limits.failuresPerUser {
-                let until = Self.later(time, by: limits.lockout)
-                u.verification.lockedOutUntil = until
-                rejection.message += "; \(u.verification.failures) wrong codes in a row lock the user out until \(until)"
-                rejection.retryAt = until
-            }
+            countFailure(&u, &rejection, time: time, limits: limits)
             state.users[user] = u
             state.recordChange(user: user)
             return .failure(rejection)

@@ -77,6 +77,8 @@ extension Engine {
         u.pending.removeAll { $0.id == challengeId || $0.expiresAt <= time }
         u.lastVerified = max(u.lastVerified ?? time, time)
         u.lastVerifiedChallenge = challengeId
+        // A verified user starts afresh: earlier wrong codes no longer count towards a lockout.
+        u.verification = VerificationCounters()
         state.users[user] = u
         state.pinChanged(from: true, to: u.isPinned)
         state.recordChange(user: user)

@@ -109,11 +109,17 @@ extension Pipeline {
         let seal = self.seal
         switch request {
         case .enrolment(let user, let kind, let sealed, let time):
-            engine.enrollFactor(Factor(kind: kind, sealed: sealed, enrolledAt: time), user: user, state: &partitions[p]!.state)
-            logger.notice("factor enrolled", metadata: ["partition": "\(p)", "offset": "\(record.offset)", "factor": "\(kind.rawValue)"])
-            finish(record, outputs: [], answer: .success(.factorEnrolled))
+            switch engine.enrollFactor(Factor(kind: kind, sealed: sealed, enrolledAt: time), user: user, state: &partitions[p]!.state) {
+            case .success:
+                logger.notice("factor enrolled", metadata: ["partition": "\(p)", "offset": "\(record.offset)", "factor": "\(kind.rawValue)"])
+                finish(record, outputs: [], answer: .success(.factorEnrolled))
+            case .failure(let r):
+                // A replayed or stale copy: dead-lettered, as camfa's records are never dropped silently.
+                deadLetter(record, reason: "\(r.code.rawValue): \(r.message)", code: .outOfTime)
+            }
         case .confirmation(let user, let kind, let code, let time):
-            let confirmed = engine.confirmFactor(kind: kind, user: user, state: &partitions[p]!.state) {
+            let confirmed = engine.confirmFactor(kind: kind, user: user, time: time, limits: options.configuration.factors.limits,
+                                                 state: &partitions[p]!.state) {
                 FactorCheck.totp($0, code: code, user: user, time: time, seal: seal)
             }
             let answer: PipelineMailbox.Answer = switch confirmed {
@@ -180,6 +186,7 @@ extension Pipeline {
         case .replayedCode: .replayedCode
         case .tooManyAttempts: .tooManyAttempts
         case .lockedOut: .lockedOut
+        case .late, .outdated: .outOfTime
         }
         var message = r.message
         if let left = r.attemptsLeft, left > 0 { message += " (\(left) more code\(left == 1 ? "" : "s") for this challenge)" }

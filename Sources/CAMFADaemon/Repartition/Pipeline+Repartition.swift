@@ -45,6 +45,13 @@ extension Pipeline {
            engine.lateness(of: result.time, watermark: partitions[p]!.readWatermark) == nil {
             partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, result.time)
         }
+        // A verification is an MFA result for the policies too (Pipeline+Factors.swift).
+        if kind == Array(FactorRecord.verificationKind.utf8),
+           case .success(let v)? = Optional(FactorRecord.decode(kind: FactorRecord.verificationKind, json: [UInt8](value))),
+           Intake.futureReason(field: "time", time: v.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) == nil,
+           engine.lateness(of: v.time, watermark: partitions[p]!.readWatermark) == nil {
+            partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, v.time)
+        }
         park(record, .control(kind: kind))
     }
 
