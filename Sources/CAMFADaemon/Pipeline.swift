@@ -208,7 +208,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             if Date().timeIntervalSince(lastCommit) >= options.commitInterval {
                 commit(async: true)
                 // Once a second at debug level, for `camfa-bench e2e` (counts only, no per-event work).
-                logger.debug("progress", metadata: ["consumed": "\(metrics.consumed)", "processed": "\(metrics.processed)", "users": "\(partitions.values.reduce(0) { $0 + $1.state.userCount })"])
+                logger.debug("progress", metadata: ["consumed": "\(metrics.consumed)", "processed": "\(metrics.processed)", "users": "\(partitions.values.reduce(0) { $0 + $1.state.userCount })",
+                                                    "tasks": "\(options.role == .users ? "users" : "keys")"])
             }
         }
         shutdown(batch)

@@ -34,7 +34,7 @@ final class BenchDaemon: @unchecked Sendable {
 
     init(binary: String, directory: String, name: String, bootstrap: String, input: String, output: String,
          group: String, policies: String, enrichment: Enrichment, maxFutureSkewHours: Int? = nil,
-         checkpointIntervalSeconds: Int? = nil) throws {
+         checkpointIntervalSeconds: Int? = nil, repartition: String? = nil) throws {
         let state = "\(directory)/\(name)-state"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         func path(_ p: String?) -> String { p.map { "\"\($0)\"" } ?? "null" }
@@ -52,6 +52,7 @@ final class BenchDaemon: @unchecked Sendable {
               input: \(input)
               output: \(output)
               deadLetter: \(input).dlq
+            \(repartition.map { "  repartition: \($0)" } ?? "")
             policies: "\(policies)"
             stateDir: "\(state)"
             \(maxFutureSkewHours.map { "engine:\n  maxFutureSkew: \($0)h" } ?? "")
@@ -89,7 +90,8 @@ final class BenchDaemon: @unchecked Sendable {
         let now = benchNow()
         lock.withLock {
             switch message {
-            case "progress":
+            // The key tasks' loop (README "Repartitioning") reports its own progress.
+            case "progress" where object["tasks"] as? String != "keys":
                 func n(_ k: String) -> Int { Int(object[k] as? String ?? "") ?? 0 }
                 series.append(Progress(time: now, consumed: n("consumed"), processed: n("processed"), users: n("users"),
                                        cpu: ProcessCPU.seconds(child.pid) ?? 0))

@@ -35,6 +35,8 @@ struct E2EBenchCommand: ParsableCommand {
     @Option(help: "Event time in the soak runs this many times faster than the wall clock, so the longest windows (30 days in the examples) fill and expire within the run; 1 = real time.")
     var soakTimeScale: Double = 1
     @Option(help: "Simulator seed.") var seed: UInt64 = 42
+    @Flag(help: "Also decide a copy of the backlog with topics.repartition (README \"Repartitioning\"), for the hop's cost.")
+    var repartition = false
     @Option(help: "Policy directory.") var policies: String = "policies/examples"
     @Option(help: "Directory with GeoLite2-City.mmdb and regexes.yaml (`make demo` fetches them); used when present.")
     var data: String = ".data"
@@ -70,6 +72,7 @@ struct E2EBenchCommand: ParsableCommand {
 
         // 1. The broker, every topic with --partitions partitions.
         let topics = ["bench.memory.ueba", "bench.memory.mfa", "bench.memory.ueba.dlq", Self.floorTopic]
+            + (repartition ? [Self.repartInput, Self.repartInput + ".repartition", Self.repartInput + ".dlq", "bench.repart.mfa"] : [])
         let bootstrapBox = LineBox()
         let broker = try BenchChild(name: "broker", executable: binary,
                                     arguments: ["broker", "--brokers", "1", "--partitions", "\(partitions)"] + topics.flatMap { ["--topic", $0] },
@@ -81,8 +84,9 @@ struct E2EBenchCommand: ParsableCommand {
 
         // 2. The backlog: event times end just before now, so none is in the future.
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
-        var sim = Simulator(SimulatorConfiguration(seed: seed, users: users, startTime: nowMs - Int64(Double(events) / rate * 1000) - 5_000,
-                                                   eventsPerSecond: rate))
+        let simulation = SimulatorConfiguration(seed: seed, users: users, startTime: nowMs - Int64(Double(events) / rate * 1000) - 5_000,
+                                                eventsPerSecond: rate)
+        var sim = Simulator(simulation)
         note("producing \(events) events to camfa.ueba (\(partitions) partitions)")
         let backlog = try BenchProducer.run(bootstrap: bootstrap, topic: "camfa.ueba", simulator: &sim, rate: .infinity, count: events, lingerMs: 5)
         guard backlog.deliveryErrors == 0 else { throw BenchFailure("\(backlog.deliveryErrors) backlog events were not delivered") }
@@ -110,6 +114,10 @@ struct E2EBenchCommand: ParsableCommand {
         report.camfa = CamfaThroughput(series: daemon.progress, total: events, spawned: spawned)
         report.policySet = daemon.policySet
         let capacity = report.camfa.eventsPerSecond
+
+        // 4b. The same events through key tasks, while the first daemon idles.
+        if repartition { report.repartitioned = try measureRepartitioned(bootstrap: bootstrap, simulation: simulation, work: work, binary: binary,
+                                                                          enrichment: enrichment) }
 
         // 5. Latency on the same (now warm) daemon. When the offered load exceeds the measured
         // capacity, latency there is queueing; a run at half the capacity comes first, so
@@ -163,6 +171,27 @@ struct E2EBenchCommand: ParsableCommand {
 
     /// A topic no daemon reads: the latency floor's events go there.
     static let floorTopic = "bench.floor.ueba"
+    static let repartInput = "bench.repart.ueba"
+
+    /// A copy of the backlog (same seed) on its own topic, decided with `topics.repartition`.
+    private func measureRepartitioned(bootstrap: String, simulation: SimulatorConfiguration, work: String, binary: String,
+                                      enrichment: BenchDaemon.Enrichment) throws -> CamfaThroughput {
+        var copy = Simulator(simulation)
+        note("producing the same \(events) events to \(Self.repartInput)")
+        let backlog = try BenchProducer.run(bootstrap: bootstrap, topic: Self.repartInput, simulator: &copy, rate: .infinity, count: events, lingerMs: 5)
+        guard backlog.deliveryErrors == 0 else { throw BenchFailure("\(backlog.deliveryErrors) events of the copy were not delivered") }
+        note("camfa run with topics.repartition over the copy")
+        let spawned = benchNow()
+        let daemon = try BenchDaemon(binary: binary, directory: work, name: "camfa-repart", bootstrap: bootstrap, input: Self.repartInput,
+                                     output: "bench.repart.mfa", group: "camfa-bench-repart", policies: policies, enrichment: enrichment,
+                                     maxFutureSkewHours: futureSkewHours, checkpointIntervalSeconds: checkpointInterval,
+                                     repartition: Self.repartInput + ".repartition")
+        defer { daemon.child.stop() }
+        guard daemon.wait(timeout: 60 + Double(events) / 500, until: { $0.processed >= events }) != nil else {
+            throw BenchFailure("camfa with repartition decided \(daemon.latest?.processed ?? 0) of \(events) events in time; errors: \(daemon.errors); log \(work)/camfa-repart.log")
+        }
+        return CamfaThroughput(series: daemon.progress, total: events, spawned: spawned, measure: \.processed)
+    }
 
     /// The latency floor at `rate`: the same producer and the same kind of subscriber as the
     /// latency run (fetch wait 5 ms, as the daemon's), but the subscriber reads the input

@@ -19,20 +19,22 @@ struct CamfaThroughput {
 
     init() {}
 
-    init(series s: [BenchDaemon.Progress], total: Int, spawned: Double) {
+    /// `measure`: what counts as done. With key tasks the user tasks also consume their
+    /// replies, so a repartitioned run is measured by events decided (`processed`).
+    init(series s: [BenchDaemon.Progress], total: Int, spawned: Double, measure: KeyPath<BenchDaemon.Progress, Int> = \.consumed) {
         events = total
         processed = s.last?.processed ?? 0
-        guard let first = s.firstIndex(where: { $0.consumed > 0 }), let last = s.firstIndex(where: { $0.consumed >= total }) else { return }
+        guard let first = s.firstIndex(where: { $0[keyPath: measure] > 0 }), let last = s.firstIndex(where: { $0[keyPath: measure] >= total }) else { return }
         startSeconds = s[first].time - spawned
         firstToLastSeconds = s[last].time - s[first].time
-        var i = s.firstIndex(where: { $0.consumed >= total / 10 }) ?? first
-        var j = s.lastIndex(where: { $0.consumed <= total - total / 10 }) ?? last
+        var i = s.firstIndex(where: { $0[keyPath: measure] >= total / 10 }) ?? first
+        var j = s.lastIndex(where: { $0[keyPath: measure] <= total - total / 10 }) ?? last
         // A run too short for the window: from the last line before any event was consumed
         // (a lower bound on the rate, as it includes idle time) to the first with all of them.
         if j <= i { (i, j) = (max(0, first - 1), last) }
         guard j > i else { return }
         steadySeconds = s[j].time - s[i].time
-        steadyEvents = s[j].consumed - s[i].consumed
+        steadyEvents = s[j][keyPath: measure] - s[i][keyPath: measure]
         steadyCPUSeconds = s[j].cpu - s[i].cpu
         eventsPerSecond = Double(steadyEvents) / steadySeconds
     }
@@ -118,6 +120,8 @@ struct E2EReport {
     var backlog = BenchProducer.Result()
     var raw = RawConsumerBench.Result()
     var camfa = CamfaThroughput()
+    /// `--repartition`: the same backlog with `topics.repartition` (README "Repartitioning").
+    var repartitioned: CamfaThroughput?
     var latency = LatencyResult()
     /// At half the measured capacity, when the offered load is above it.
     var sustainedLatency: LatencyResult?
@@ -146,6 +150,9 @@ struct E2EReport {
             ("raw librdkafka poll loop", "\(f(rawSteadyRate)) events/s steady (10–90 %), \(f(raw.eventsPerSecond)) first→last, \(f(Double(raw.bytes) / raw.firstToLastSeconds / 1_048_576, 1)) MB/s"),
             ("camfa end to end", "\(f(camfa.eventsPerSecond)) events/s steady (10–90 %), all \(camfa.events) in \(f(camfa.firstToLastSeconds, 1)) s after \(f(camfa.startSeconds, 1)) s start-up"),
             ("camfa / raw", "\(f(ratio, 3)) (goal ≥ 0.35)"),
+        ] + (repartitioned.map { r in [
+            ("with repartition", "\(f(r.eventsPerSecond)) events/s steady (decided), all \(r.events) in \(f(r.firstToLastSeconds, 1)) s: \(f(r.eventsPerSecond / max(1, camfa.eventsPerSecond), 3)) × camfa without, \(f(r.steadyCPUSeconds > 0 ? Double(r.steadyEvents) / r.steadyCPUSeconds : 0)) events per CPU-second"),
+        ] } ?? []) + [
             ("per CPU-second", "raw \(f(rawPerCPUSecond)) events, camfa \(f(camfaPerCPUSecond)) events (each consumer's process, broker excluded): camfa / raw \(f(cpuRatio, 3))"),
         ]
         func latencyRows(_ l: LatencyResult, _ label: String) {
@@ -201,6 +208,13 @@ struct E2EReport {
             "camfa": ["events": camfa.events, "processed": camfa.processed, "eventsPerSecond": camfa.eventsPerSecond,
                       "steadySeconds": camfa.steadySeconds, "firstToLastSeconds": camfa.firstToLastSeconds, "startSeconds": camfa.startSeconds] as [String: Any],
             "ratio": ratio,
+            "repartitioned": repartitioned.map { r in
+                ["events": r.events, "processed": r.processed, "eventsPerSecond": r.eventsPerSecond, "steadySeconds": r.steadySeconds,
+                 "firstToLastSeconds": r.firstToLastSeconds, "startSeconds": r.startSeconds,
+                 "eventsPerCPUSecond": r.steadyCPUSeconds > 0 ? Double(r.steadyEvents) / r.steadyCPUSeconds : 0,
+                 "ratioToCamfa": camfa.eventsPerSecond > 0 ? r.eventsPerSecond / camfa.eventsPerSecond : 0,
+                 "definition": "the same backlog (a copy, same seed) on its own topic, decided by a daemon with topics.repartition: user and key tasks in one process; events decided per second, 10–90 %"] as [String: Any] as Any
+            } ?? NSNull(),
             "cpu": ["rawEventsPerCPUSecond": rawPerCPUSecond, "camfaEventsPerCPUSecond": camfaPerCPUSecond, "ratio": cpuRatio,
                     "rawSteadyCPUSeconds": raw.steadyCPUSeconds, "camfaSteadyCPUSeconds": camfa.steadyCPUSeconds,
                     "definition": "events per CPU-second of each consumer's own process (all its threads) over the 10–90 % window; the broker's CPU is in neither"] as [String: Any],

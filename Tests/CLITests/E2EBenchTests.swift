@@ -12,7 +12,7 @@ struct E2EBenchTests {
         defer { try? FileManager.default.removeItem(at: results) }
         let run = try runCamfaBench([
             "e2e", "--events", "10000", "--partitions", "4", "--users", "1000", "--rate", "1000",
-            "--latency-seconds", "3", "--memory-users", "2000", "--data", "/nonexistent", "--results", results.path,
+            "--latency-seconds", "3", "--memory-users", "2000", "--data", "/nonexistent", "--results", results.path, "--repartition",
         ])
         #expect(run.status == 0, "camfa-bench e2e failed: \(run.stderr.suffix(2000))")
         #expect(run.stdout.contains("camfa / raw"), "no table on stdout: \(run.stdout)")
@@ -39,6 +39,12 @@ struct E2EBenchTests {
         #expect(camfaRate > 0)
         let ratio = try #require(json["ratio"] as? Double)
         #expect(abs(ratio - camfaRate / rawRate) <= 1e-9 * max(1, ratio))
+
+        // --repartition: the copy of the backlog, every event decided through the key tasks.
+        let repartitioned = try #require(json["repartitioned"] as? [String: Any])
+        #expect((repartitioned["processed"] as? Int ?? 0) >= 10000)
+        #expect((repartitioned["eventsPerSecond"] as? Double ?? 0) > 0)
+        #expect(abs((repartitioned["ratioToCamfa"] as? Double ?? 0) - (repartitioned["eventsPerSecond"] as? Double ?? 0) / camfaRate) <= 1e-9)
 
         let latency = try #require(json["latency"] as? [String: Any])
         #expect((latency["samples"] as? Int ?? 0) > 0, "some events of the offered load triggered MFA")
