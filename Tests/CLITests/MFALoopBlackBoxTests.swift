@@ -154,6 +154,7 @@ import CAMFATestSupport
         let cleared = after.compactMap { try? JSONSerialization.jsonObject(with: $0.value) as? [String: Any] }
             .compactMap { $0["data"] as? [String: Any] }.filter { $0["action"] as? String == "cleared" }
         #expect(cleared.map { $0["challengeId"] as? String } == [challenge] && cleared.first?["clearedBy"] as? String == "verified")
+        #expect(cleared.first?["appId"] as? String == "portal", "the cleared event names the challenged app")
 
         // API mode: carol passes, bob guesses and is locked out.
         guard let carol = try enrol("carol"), let bob = try enrol("bob") else { return }

@@ -59,7 +59,8 @@ public enum MFAEvent {
                                time: Int64, coordinates: Coordinates, source: String, key: ChallengeKey) -> Value {
         var data = ValueMap()
         data[string: "user"] = .string(user)
-        data[string: "appId"] = .null
+        // The challenged event's app, so a subscriber per app sees its own releases.
+        data[string: "appId"] = challenge.app.map(Value.string) ?? .null
         data[string: "methods"] = .list(method.map { [.string($0.rawValue)] } ?? [])
         data[string: "flow"] = .string(challenge.flow)
         data[string: "action"] = .string("cleared")
