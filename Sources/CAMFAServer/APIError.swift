@@ -57,7 +57,9 @@ struct APIError: Error, Sendable {
         case .methodNotOffered: status = .unprocessableContent
         case .outOfTime: status = .conflict
         case .reloadFailed: status = .unprocessableContent
-        case .noFactor, .wrongCode, .replayedCode: status = .unprocessableContent
+        // No factor to confirm or to answer with is a missing resource, as an unknown challenge is.
+        case .noFactor: status = .notFound
+        case .wrongCode, .replayedCode: status = .unprocessableContent
         case .tooManyAttempts: status = .tooManyRequests
         case .lockedOut: status = .tooManyRequests
         }
