@@ -443,29 +443,20 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             refuse(record, reason: "too-large: \(value.count) bytes exceeds engine.maxMessageBytes \(c.engine.maxMessageBytes)")
             return
         }
-        // Trust boundary (README "Security model"): the input topic is shared with every
-        // UEBA producer, so camfa's control headers count only under camfa's MAC. UEBA
-        // events carry no `camfa.` header and skip this.
-        if record.hasHeaders {
-            let headers = record.headers()
-            if RecordAuthenticator.hasControlHeaders(headers) {
-                guard records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else {
-                    refuse(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
-                    return
-                }
-                // The last header of a name wins, as `KafkaRecord.header` reads it.
-                if let kind = headers.last(where: { $0.0 == InputHeaders.kind }) {
-                    let k = kind.1 ?? []
-                    if repartition != nil, k == Array(InputHeaders.readingsKind.utf8) {
-                        handleReply(record, value)
-                    } else if !partitions[record.partition]!.parked.isEmpty {
-                        parkControl(record, kind: k, value)
-                    } else {
-                        handleKind(k, record, value)
-                    }
-                    return
-                }
+        switch ownRecord(record, value) {
+        case .notOurs, .verified(kind: nil): break
+        case .forged:
+            refuse(record, reason: "forged-control-record: camfa. headers without a valid \(RecordAuthenticator.macHeader) (only camfa writes them)")
+            return
+        case .verified(let k?):
+            if repartition != nil, k == Array(InputHeaders.readingsKind.utf8) {
+                handleReply(record, value)
+            } else if !partitions[record.partition]!.parked.isEmpty {
+                parkControl(record, kind: k, value)
+            } else {
+                handleKind(k, record, value)
             }
+            return
         }
         // API mode (POST /v1/evaluate): the http flows, or only the one named.
         let trigger: FlowTrigger = record.header(InputHeaders.trigger).map { String(decoding: $0, as: UTF8.self) } == "http" ? .http : .ueba
@@ -482,6 +473,26 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         } else {
             decide(record, event, trigger: trigger, onlyFlow: onlyFlow, readings: nil)
         }
+    }
+
+    enum OwnRecord {
+        /// No `camfa.` header: a UEBA event.
+        case notOurs
+        /// `camfa.` headers without camfa's MAC.
+        case forged
+        /// camfa's own record, with its `camfa.kind` (nil: none, e.g. an API-mode event).
+        case verified(kind: [UInt8]?)
+    }
+
+    /// Trust boundary (README "Security model"): the input topic is shared with every UEBA
+    /// producer, so camfa's control headers count only under camfa's MAC.
+    func ownRecord(_ record: KafkaRecord, _ value: UnsafeRawBufferPointer) -> OwnRecord {
+        guard record.hasHeaders else { return .notOurs }
+        let headers = record.headers()
+        guard RecordAuthenticator.hasControlHeaders(headers) else { return .notOurs }
+        guard records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else { return .forged }
+        // The last header of a name wins, as `KafkaRecord.header` reads it.
+        return .verified(kind: headers.last(where: { $0.0 == InputHeaders.kind }).map { $0.1 ?? [] })
     }
 
     /// The engine's decision on an admitted event, published and answered.

@@ -83,10 +83,8 @@ extension Pipeline {
 
     /// The reply in `record`, if it is one of camfa's (its kind and MAC).
     private func verifiedReply(_ record: KafkaRecord) -> RepartitionReply? {
-        guard record.hasHeaders, let value = record.value else { return nil }
-        let headers = record.headers()
-        guard headers.last(where: { $0.0 == InputHeaders.kind })?.1 == Array(InputHeaders.readingsKind.utf8),
-              records.verify(key: record.key.map { [UInt8]($0) }, value: [UInt8](value), headers: headers) else { return nil }
+        guard let value = record.value, case .verified(let kind) = ownRecord(record, value),
+              kind == Array(InputHeaders.readingsKind.utf8) else { return nil }
         return try? RepartitionReply(decoding: [UInt8](value))
     }
 
