@@ -440,7 +440,7 @@ struct DocumentParser {
     // MARK: - Flow
 
     mutating func flow(_ doc: Node, _ map: Node.Mapping) -> FlowDefinition? {
-        checkKeys(map, allowed: ["flow", "description", "trigger", "apps", "policies", "branches", "cooldown", "expiry", "failMode", "rememberDevice"], what: "flow")
+        checkKeys(map, allowed: ["flow", "description", "trigger", "apps", "policies", "branches", "cooldown", "expiry", "failMode", "rememberDevice", "acr"], what: "flow")
         guard let fname = name(map["flow"], "flow", parent: doc) else { return nil }
         var trigger = FlowTrigger.ueba
         if let t = string(map["trigger"], "trigger") {
@@ -487,6 +487,9 @@ struct DocumentParser {
         }
         var flow = FlowDefinition(name: fname, location: loc(doc), description: map["description"]?.scalar?.string, trigger: trigger,
                                   apps: apps, policies: policies, branches: branches, cooldown: cooldown, expiry: expiry, failMode: failMode)
+        if let node = map["acr"] {
+            if let a = string(node, "acr"), !a.isEmpty, a.utf8.count <= 256 { flow.acr = a } else { fail(.invalidValue, node, "'acr' must be a string of 1 to 256 bytes") }
+        }
         if let node = map["rememberDevice"], let d = duration(node, "rememberDevice") {
             if d <= 400 * 86_400_000 { flow.rememberDevice = d } else { fail(.invalidValue, node, "'rememberDevice' must be at most 400d") }
         }

@@ -136,7 +136,7 @@ struct Routes: Sendable {
                 // A challenge of an event without an app (`mfa` results judged by global flows)
                 // is for no app: the audience is camfa's issuer then (README "The MFA loop").
                 token = try await tokens.issue(user: user, app: verification.app ?? tokens.issuer, mfaEventId: challengeId,
-                                               method: method.rawValue, jti: UUID().uuidString, now: now)
+                                               method: method.rawValue, acr: verification.acr, jti: UUID().uuidString, now: now)
             } catch {
                 // The challenge is cleared already: the user verified. Without a token the
                 // caller can still read mfaVerified from the status.

@@ -22,6 +22,14 @@ import CAMFATestSupport
         #expect(set.keyspaces.count == 3)
     }
 
+    @Test func rememberDeviceAndAcrAreReadAndCheckedWhereTheyStand() throws {
+        let policy = "policy: p\nfilter: event.behaviorType == \"login\"\njudgment: 'true'\n"
+        let set = try loadSet(["p.yaml": policy, "f.yaml": Self.flow.replacingOccurrences(of: "apps: global", with: "apps: global\nrememberDevice: 30d\nacr: urn:x")])
+        #expect(set.flows[0].rememberDevice == 30 * 86_400_000 && set.flows[0].acr == "urn:x")
+        let errors = try loadErrors(["p.yaml": policy, "f.yaml": Self.flow.replacingOccurrences(of: "apps: global", with: "apps: global\nrememberDevice: 500d\nacr: ''")])
+        #expect(errors.map(\.location.line).sorted() == [3, 4], "\(errors)")
+    }
+
     @Test func typeErrorNamesFileLineAndColumn() throws {
         let errors = try loadErrors(["p.yaml": """
         policy: p

@@ -32,6 +32,7 @@ import CAMFATestSupport
         cooldown: 15m
         expiry: 10m
         rememberDevice: 30d
+        acr: urn:camfa:acr:mfa
         branches:
           - when: user.device.trusted
             allow: true
@@ -149,6 +150,8 @@ import CAMFATestSupport
         }
         let status = try call("GET", "/v1/users/alice/mfa-status", template: "/v1/users/{id}/mfa-status")
         #expect(status.json["mfaVerified"] as? Bool == true, "\(String(decoding: status.body, as: UTF8.self))")
+        let aliceToken = try call("POST", "/v1/tokens/verify", template: "/v1/tokens/verify", body: #"{"mfaToken":"\#(token)"}"#)
+        #expect(aliceToken.json["valid"] as? Bool == true && aliceToken.json["acr"] == nil, "login_risk sets no acr")
         // Subscribers learn it too: the challenge's `cleared` event.
         let after = try BlackBox.consume(broker.bootstrap, topic: "out.mfaloop", atLeast: 2, timeout: 30, settle: 0.5)
         let cleared = after.compactMap { try? JSONSerialization.jsonObject(with: $0.value) as? [String: Any] }
@@ -177,6 +180,7 @@ import CAMFATestSupport
         let checked = try call("POST", "/v1/tokens/verify", template: "/v1/tokens/verify", body: #"{"mfaToken":"\#(carolToken)","audience":"crm"}"#)
         #expect(checked.json["valid"] as? Bool == true && checked.json["originalIdentity"] as? String == "carol"
                 && checked.json["method"] as? String == "otp", "\(String(decoding: checked.body, as: UTF8.self))")
+        #expect(checked.json["acr"] as? String == "urn:camfa:acr:mfa", "the flow's acr")
 
         // The flow remembers devices: carol's next sign-in with the device token is allowed,
         // until the devices are revoked.

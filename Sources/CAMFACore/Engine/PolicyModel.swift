@@ -176,6 +176,9 @@ public struct FlowDefinition: Sendable {
     /// How long a device stays trusted after a challenge of this flow was verified with a
     /// code camfa checked (ms); nil: devices are not remembered (Factors.swift).
     public var rememberDevice: Int64?
+    /// The mfaToken's `acr` claim for a challenge of this flow passed with camfa (OIDC's
+    /// authentication context class, e.g. a URN the business servers agree on).
+    public var acr: String?
 
     public init(
         name: String, location: FileLocation, description: String? = nil, trigger: FlowTrigger,

@@ -136,10 +136,12 @@ public final class CompiledFlow: Sendable {
     public let expiry: Int64
     public let failMode: FailMode
     public let rememberDevice: Int64?
+    public let acr: String?
 
     init(name: String, trigger: FlowTrigger, apps: AppScope, policyIndexes: [Int], policiesSchema: ObjectSchema,
-         branches: [CompiledBranch], cooldown: Int64, expiry: Int64, failMode: FailMode, rememberDevice: Int64?) {
+         branches: [CompiledBranch], cooldown: Int64, expiry: Int64, failMode: FailMode, rememberDevice: Int64?, acr: String?) {
         self.rememberDevice = rememberDevice
+        self.acr = acr
         self.name = name
         self.trigger = trigger
         self.apps = apps
@@ -360,7 +362,7 @@ extension PolicySet {
             }
             flows.append(CompiledFlow(
                 name: f.name, trigger: f.trigger, apps: f.apps, policyIndexes: indexes, policiesSchema: policiesSchema,
-                branches: branches, cooldown: f.cooldown, expiry: f.expiry, failMode: f.failMode, rememberDevice: f.rememberDevice))
+                branches: branches, cooldown: f.cooldown, expiry: f.expiry, failMode: f.failMode, rememberDevice: f.rememberDevice, acr: f.acr))
         }
         if !errors.isEmpty { throw PolicyErrors(errors) }
         let keyspaces = keyspaceTexts.indices.map { i in

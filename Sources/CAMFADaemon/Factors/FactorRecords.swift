@@ -126,6 +126,8 @@ public struct ChallengeVerification: Sendable, Equatable {
     /// The challenged event's app (the mfaToken's audience).
     public var app: String?
     public var flow: String
+    /// The flow's `acr`, for the mfaToken.
+    public var acr: String?
     /// Epoch ms: when camfa received the code.
     public var time: Int64
     /// Where the verification was stored in the input topic.

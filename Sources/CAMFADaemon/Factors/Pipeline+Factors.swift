@@ -155,7 +155,8 @@ extension Pipeline {
                 let cleared = clearedOutputs(v.dropped, user: user, by: .verified, method: method, time: time, record)
                 publish(decisions, of: event, record, extra: cleared)
                 answer(record, .success(.challengeVerified(ChallengeVerification(
-                    user: user, challengeId: challengeId, method: method, app: v.challenge.app, flow: v.challenge.flow, time: time,
+                    user: user, challengeId: challengeId, method: method, app: v.challenge.app, flow: v.challenge.flow,
+                    acr: options.policySet.flows.first { $0.name == v.challenge.flow }?.acr, time: time,
                     coordinates: coordinates, deviceTrustedUntil: v.deviceTrustedUntil))))
             case .failure(let r):
                 publish(decisions, of: event, record)
