@@ -983,15 +983,7 @@ extension Pipeline {
         let event = Engine.mfaResultEvent(challengeId: result.challengeId, user: result.user, method: result.method,
                                           outcome: outcome, time: result.time)
         let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: p, offset: record.offset)
-        var decisions: [Decision] = []
-        // With key tasks, a result's statistics of other keys are not counted (README
-        // "Repartitioning"): its outcome depends on the user's state, which they lack.
-        if case .decided(let d) = engine.process(event, coordinates: coordinates.key, readings: repartition == nil ? nil : [:],
-                                                 state: &partitions[p]!.state) {
-            decisions = d
-        } else {
-            logger.notice("late MFA result not counted by policies", metadata: ["partition": "\(p)", "offset": "\(record.offset)"])
-        }
+        let decisions = policyDecisions(on: event, record)
         switch applied {
         case .failure(let rejection):
             let code: PipelineRequestError.Code = switch rejection.code {
@@ -1008,6 +1000,20 @@ extension Pipeline {
                 answer(request, .success(.mfaResult(MFAResultOutcome(result: result, cleared: accepted.cleared, coordinates: coordinates))))
             }
         }
+    }
+
+    /// The decisions on the `mfa` event an MFA result or a checked code becomes, so that
+    /// policies count it (brute force, fatigue). With key tasks its statistics of other keys
+    /// are not counted (README "Repartitioning"): its outcome depends on the user's state,
+    /// which they lack.
+    func policyDecisions(on event: UEBAEvent, _ record: KafkaRecord) -> [Decision] {
+        let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: record.partition, offset: record.offset)
+        guard case .decided(let d) = engine.process(event, coordinates: coordinates.key, readings: repartition == nil ? nil : [:],
+                                                    state: &partitions[record.partition]!.state) else {
+            logger.notice("late MFA result not counted by policies", metadata: ["partition": "\(record.partition)", "offset": "\(record.offset)"])
+            return []
+        }
+        return d
     }
 
     /// Answers the request whose id a processed record carries (if it waits here).

@@ -174,7 +174,7 @@ extension Pipeline: CAMFABackend {
         return o
     }
 
-    private static var mismatch: PipelineRequestError {
+    static var mismatch: PipelineRequestError {
         PipelineRequestError(code: .unavailable, message: "internal: the pipeline answered another kind of request")
     }
 }

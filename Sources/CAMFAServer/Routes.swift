@@ -112,8 +112,7 @@ struct Routes: Sendable {
         }
         router.post("/v1/challenges/:mfaEventId/verify") { request, context in
             let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/verify", scope: .verify)
-            let raw = context.parameters.get("mfaEventId") ?? ""
-            let challengeId = raw.removingPercentEncoding ?? raw
+            let challengeId = try pathParameter(context, "mfaEventId")
             let body = try JSONBody(try await readBody(request), allowed: ["user", "method", "code"])
             let user = try body.string("user"), code = try body.string("code")
             guard let method = MFAMethod(rawValue: try body.string("method")) else {
@@ -233,13 +232,16 @@ struct Routes: Sendable {
     }
 
     /// The `{id}` path parameter, percent-decoded; 400 when empty.
-    func userID(_ context: BasicRequestContext) throws(APIError) -> String {
-        let raw = context.parameters.get("id") ?? ""
-        let user = raw.removingPercentEncoding ?? raw
-        guard !user.isEmpty else {
-            throw APIError(status: .badRequest, code: "invalid", message: "the user id is empty", field: "id")
+    func userID(_ context: BasicRequestContext) throws(APIError) -> String { try pathParameter(context, "id") }
+
+    /// A path parameter, percent-decoded; 400 naming it when empty.
+    func pathParameter(_ context: BasicRequestContext, _ name: String) throws(APIError) -> String {
+        let raw = context.parameters.get(name) ?? ""
+        let value = raw.removingPercentEncoding ?? raw
+        guard !value.isEmpty else {
+            throw APIError(status: .badRequest, code: "invalid", message: name == "id" ? "the user id is empty" : "\(name) is empty", field: name)
         }
-        return user
+        return value
     }
 
     /// Every route, for 405 answers (ErrorMiddleware); `:` segments match any one segment.

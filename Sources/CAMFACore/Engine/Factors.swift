@@ -254,19 +254,19 @@ extension Engine {
         deviceTokenHash: [UInt8]? = nil, state: inout PartitionState, check: (Factor) -> FactorCheck
     ) -> Result<ChallengeVerified, VerificationRejection> {
         if let late = late(time, state) { return .failure(late) }
-        guard var u = state.users[user], let challenge = u.pending.first(where: { $0.id == challengeId }) else {
-            return .failure(VerificationRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
+        let challenge: PendingChallenge
+        switch heldChallenge(challengeId, user: user, method: method, time: time, state: state) {
+        case .success(let c): challenge = c
+        case .failure(let r):
+            let code: VerificationRejection.Code = switch r.code {
+            case .unknownChallenge: .unknownChallenge
+            case .expiredChallenge: .expiredChallenge
+            case .methodNotOffered: .methodNotOffered
+            }
+            return .failure(VerificationRejection(code: code, message: r.message))
         }
+        var u = state.users[user]!
         if let locked = lockedOut(u, time) { return .failure(locked) }
-        guard challenge.expiresAt > time else {
-            return .failure(VerificationRejection(
-                code: .expiredChallenge, message: "the challenge expired at \(challenge.expiresAt); the user stays locked"))
-        }
-        guard challenge.methods.contains(method) else {
-            return .failure(VerificationRejection(
-                code: .methodNotOffered,
-                message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
-        }
         let used = u.verification.attempts[challengeId] ?? 0
         guard used < limits.attemptsPerChallenge else {
             return .failure(VerificationRejection(

@@ -52,27 +52,16 @@ extension Engine {
     public func applyMFAResult(
         challengeId: String, user: String, method: MFAMethod, verified: Bool, time: Int64, state: inout PartitionState
     ) -> Result<MFAResultApplied, MFAResultRejection> {
-        guard var u = state.users[user] else {
-            return .failure(MFAResultRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
+        if verified, let u = state.users[user], u.lastVerifiedChallenge == challengeId, !u.pending.contains(where: { $0.id == challengeId }) {
+            return .success(MFAResultApplied(cleared: false, flow: nil))
         }
-        guard let i = u.pending.firstIndex(where: { $0.id == challengeId }) else {
-            if verified, u.lastVerifiedChallenge == challengeId {
-                return .success(MFAResultApplied(cleared: false, flow: nil))
-            }
-            return .failure(MFAResultRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
-        }
-        let challenge = u.pending[i]
-        guard challenge.expiresAt > time else {
-            return .failure(MFAResultRejection(
-                code: .expiredChallenge,
-                message: "the challenge expired at \(challenge.expiresAt), the result is dated \(time); the user stays locked"))
-        }
-        guard challenge.methods.contains(method) else {
-            return .failure(MFAResultRejection(
-                code: .methodNotOffered,
-                message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
+        let challenge: PendingChallenge
+        switch heldChallenge(challengeId, user: user, method: method, time: time, state: state) {
+        case .failure(let r): return .failure(r)
+        case .success(let c): challenge = c
         }
         guard verified else { return .success(MFAResultApplied(cleared: false, flow: challenge.flow)) }
+        var u = state.users[user]!
         let dropped = u.pending.filter { $0.id == challengeId || $0.expiresAt <= time }
         u.pending.removeAll { $0.id == challengeId || $0.expiresAt <= time }
         u.lastVerified = max(u.lastVerified ?? time, time)
@@ -83,6 +72,27 @@ extension Engine {
         state.pinChanged(from: true, to: u.isPinned)
         state.recordChange(user: user)
         return .success(MFAResultApplied(cleared: true, flow: challenge.flow, dropped: dropped))
+    }
+
+    /// The user's challenge `challengeId`, pending at `time` and offering `method`: what a
+    /// result or a code may answer (the rules above).
+    func heldChallenge(_ challengeId: String, user: String, method: MFAMethod, time: Int64, state: PartitionState)
+        -> Result<PendingChallenge, MFAResultRejection>
+    {
+        guard let challenge = state.users[user]?.pending.first(where: { $0.id == challengeId }) else {
+            return .failure(MFAResultRejection(code: .unknownChallenge, message: "no pending challenge with this id for the user"))
+        }
+        guard challenge.expiresAt > time else {
+            return .failure(MFAResultRejection(
+                code: .expiredChallenge,
+                message: "the challenge expired at \(challenge.expiresAt), the result is dated \(time); the user stays locked"))
+        }
+        guard challenge.methods.contains(method) else {
+            return .failure(MFAResultRejection(
+                code: .methodNotOffered,
+                message: "the challenge offered \(challenge.methods.map(\.rawValue).joined(separator: ",")), not \(method.rawValue)"))
+        }
+        return .success(challenge)
     }
 
     /// An operator's explicit release (`POST /v1/users/{id}/release`, admin scope): every

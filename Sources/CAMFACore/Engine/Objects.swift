@@ -182,7 +182,8 @@ final class UserObject: ValueObject, @unchecked Sendable {
     let pending: [PendingChallenge]
     let lastVerified: Int64?
     let failures: Int
-    let factors: [Factor.Kind]
+    /// Mapped to the confirmed kinds only when read: most events' policies never read them.
+    let factors: [Factor]
     /// Kept only for a user with trusted devices: most users have none.
     let deviceCheck: (event: UEBAEvent, devices: [TrustedDevice])?
     let schema = EngineSchemas.user
@@ -193,7 +194,7 @@ final class UserObject: ValueObject, @unchecked Sendable {
         pending = user.pending
         lastVerified = user.lastVerified
         failures = user.verification.failures
-        factors = user.factors.filter(\.confirmed).map(\.kind)
+        factors = user.factors
         deviceCheck = user.devices.isEmpty ? nil : (event, user.devices)
     }
 
@@ -213,7 +214,7 @@ final class UserObject: ValueObject, @unchecked Sendable {
         case 4:
             return .object(SlotObject(schema: EngineSchemas.userMFA, values: [
                 .bool(!pending.isEmpty), .list(pending.map { .string($0.flow) }), lastVerified.map(Value.int),
-                .int(Int64(failures)), .list(factors.map { .string($0.rawValue) }),
+                .int(Int64(failures)), .list(factors.filter(\.confirmed).map { .string($0.kind.rawValue) }),
             ]))
         case 5:
             let trusted = deviceCheck.map { Engine.presentsTrustedDevice($0.event, devices: $0.devices) } ?? false

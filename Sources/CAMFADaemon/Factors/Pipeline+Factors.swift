@@ -19,7 +19,7 @@ extension Pipeline {
             throw PipelineRequestError(code: .unavailable, message: "cannot draw a random secret")
         }
         let record = FactorRecord.enrolment(user: user, kind: kind, sealed: sealed, time: options.clock())
-        guard case .factorEnrolled = try await submitFactor(record, timeout: timeout) else { throw Self.factorMismatch }
+        guard case .factorEnrolled = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         let uri = TOTP(secret: secret).uri(issuer: options.configuration.factors.issuer, account: user)
         return FactorEnrolment(user: user, kind: kind, secret: secret, otpauthURI: uri)
     }
@@ -28,7 +28,7 @@ extension Pipeline {
         try checkUser(user)
         let sealed = try sealCode(code, user: user)
         let record = FactorRecord.confirmation(user: user, kind: kind, code: sealed, time: options.clock())
-        guard case .factorConfirmed(let c) = try await submitFactor(record, timeout: timeout) else { throw Self.factorMismatch }
+        guard case .factorConfirmed(let c) = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         return c
     }
 
@@ -48,7 +48,7 @@ extension Pipeline {
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let record = FactorRecord.verification(user: user, challengeId: challengeId, method: method, code: sealed,
                                                deviceTokenHash: SHA256.hash(Array(deviceToken.utf8)), time: options.clock())
-        guard case .challengeVerified(var v) = try await submitFactor(record, timeout: timeout) else { throw Self.factorMismatch }
+        guard case .challengeVerified(var v) = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         if v.deviceTrustedUntil != nil { v.deviceToken = deviceToken }
         return v
     }
@@ -56,7 +56,7 @@ extension Pipeline {
     public func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int {
         try checkUser(user)
         guard case .devicesRevoked(let n) = try await submitFactor(.revocation(user: user, time: options.clock()), timeout: timeout) else {
-            throw Self.factorMismatch
+            throw Self.mismatch
         }
         return n
     }
@@ -82,10 +82,6 @@ extension Pipeline {
     private func submitFactor(_ record: FactorRecord, timeout: Double) async throws(PipelineRequestError) -> PipelineMailbox.Reply {
         let id = UUID().uuidString
         return try await mailbox.submit(.factor(id: id, record: record), id: id, timeout: timeout).get()
-    }
-
-    private static var factorMismatch: PipelineRequestError {
-        PipelineRequestError(code: .unavailable, message: "internal: the pipeline answered another kind of request")
     }
 }
 
@@ -145,11 +141,7 @@ extension Pipeline {
             }
             let event = Engine.mfaResultEvent(challengeId: challengeId, user: user, method: method, outcome: outcome, time: time)
             let coordinates = MFAEvent.Coordinates(topic: record.topic, partition: p, offset: record.offset)
-            var decisions: [Decision] = []
-            if case .decided(let d) = engine.process(event, coordinates: coordinates.key, readings: repartition == nil ? nil : [:],
-                                                     state: &partitions[p]!.state) {
-                decisions = d
-            }
+            let decisions = policyDecisions(on: event, record)
             switch verified {
             case .success(let v):
                 let cleared = clearedOutputs(v.dropped, user: user, by: .verified, method: method, time: time, record)

@@ -40,17 +40,17 @@ extension Pipeline {
     /// is decided, so the events read after it are judged late against it already.
     func parkControl(_ record: KafkaRecord, kind: [UInt8], _ value: UnsafeRawBufferPointer) {
         let p = record.partition
-        if kind == Array(InputHeaders.mfaResultKind.utf8), let result = try? MFAResult.decode(json: [UInt8](value), receivedAt: nil),
-           Intake.futureReason(field: "time", time: result.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) == nil,
-           engine.lateness(of: result.time, watermark: partitions[p]!.readWatermark) == nil {
-            partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, result.time)
-        }
         // A verification is an MFA result for the policies too (Pipeline+Factors.swift).
-        if kind == Array(FactorRecord.verificationKind.utf8),
-           case .success(let v)? = Optional(FactorRecord.decode(kind: FactorRecord.verificationKind, json: [UInt8](value))),
-           Intake.futureReason(field: "time", time: v.time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) == nil,
-           engine.lateness(of: v.time, watermark: partitions[p]!.readWatermark) == nil {
-            partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, v.time)
+        var time: Int64?
+        if kind == Array(InputHeaders.mfaResultKind.utf8) {
+            time = (try? MFAResult.decode(json: [UInt8](value), receivedAt: nil))?.time
+        } else if kind == Array(FactorRecord.verificationKind.utf8),
+                  case .success(let v) = FactorRecord.decode(kind: FactorRecord.verificationKind, json: [UInt8](value)) {
+            time = v.time
+        }
+        if let time, Intake.futureReason(field: "time", time: time, now: options.clock(), skew: options.configuration.engine.maxFutureSkew) == nil,
+           engine.lateness(of: time, watermark: partitions[p]!.readWatermark) == nil {
+            partitions[p]!.readWatermark = max(partitions[p]!.readWatermark, time)
         }
         park(record, .control(kind: kind))
     }
