@@ -185,6 +185,13 @@ enum BlackBox {
 
     /// A `camfa run` process with a config naming this test's topics.
     final class Daemon {
+        /// A short session, so a test that kills a daemon sees its partitions move within
+        /// seconds; a test whose group must stay settled passes `steadyGroup`.
+        static let defaultKafkaProperties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
+        /// A session long enough that a loaded CI machine (two cores, suites in parallel)
+        /// starving a daemon or the broker for seconds does not end it: no member is killed
+        /// in such a test, and a lost assignment there replays events and publishes them twice.
+        static let steadyGroup = ["session.timeout.ms": "30000", "heartbeat.interval.ms": "1000"]
         let process: Process
         let stderrURL: URL
         let dir: URL
@@ -199,9 +206,7 @@ enum BlackBox {
               bootstrap: "\(bootstrap)"
               groupId: \(group)
               properties:
-                session.timeout.ms: "6000"
-                heartbeat.interval.ms: "500"
-            \(kafkaProperties.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"" }.joined(separator: "\n"))
+            \(Self.defaultKafkaProperties.merging(kafkaProperties) { $1 }.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"" }.joined(separator: "\n"))
             topics:
               input: in.\(name)
               output: \(output ?? "out.\(name)")

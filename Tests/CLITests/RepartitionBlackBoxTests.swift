@@ -142,7 +142,8 @@ import CAMFATestSupport
         // The three daemons join (and their group settles) while the reference runs.
         let group = "combo-\(UUID().uuidString)"
         let daemons = try (0..<3).map { _ in
-            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "combo", group: group, kafkaProperties: ["fetch.wait.max.ms": "10"],
+            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "combo", group: group,
+                                kafkaProperties: BlackBox.Daemon.steadyGroup.merging(["fetch.wait.max.ms": "10"]) { $1 },
                                 repartition: "keys.combo")
         }
         defer { for d in daemons { _ = d.stop() } }
@@ -206,7 +207,8 @@ import CAMFATestSupport
         // The three daemons join (and their group settles) while the reference runs.
         let group = "reco-\(UUID().uuidString)"
         let daemons = try (0..<3).map { _ in
-            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "reco", group: group, kafkaProperties: ["fetch.wait.max.ms": "10"],
+            try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "reco", group: group,
+                                kafkaProperties: BlackBox.Daemon.steadyGroup.merging(["fetch.wait.max.ms": "10"]) { $1 },
                                 policies: policies, repartition: "keys.reco")
         }
         defer { for d in daemons { _ = d.stop() } }
