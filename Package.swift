@@ -53,6 +53,8 @@ let package = Package(
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
         // SHA-256 of API keys from the system's OpenSSL, not a second crypto package.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // TLS for SMTP's STARTTLS (issue 25), from the system's OpenSSL as above.
+        .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         // glibc's malloc.h, for the benchmarks' heap figures (part of libc: nothing to install).
         .systemLibrary(name: "CGlibcMalloc"),
         .target(name: "CAMFACore"),
@@ -69,11 +71,13 @@ let package = Package(
         .target(name: "CAMFATokens", dependencies: ["CLibCrypto", .product(name: "JWTKit", package: "jwt-kit")]),
         // MFA factors camfa checks itself (issue 25): TOTP, with OpenSSL's HMAC-SHA-1.
         .target(name: "CAMFAFactors", dependencies: ["CLibCrypto"]),
+        // Sending email and SMS codes (issue 25): SMTP with STARTTLS, signed webhooks.
+        .target(name: "CAMFADelivery", dependencies: ["CAMFACore", "CLibSSL"]),
         .target(name: "CAMFAKafka", dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "CAMFADaemon",
             dependencies: [
-                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "CAMFAFactors", "Yams",
+                "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFAStore", "CAMFAFactors", "CAMFADelivery", "Yams",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -99,7 +103,7 @@ let package = Package(
             name: "camfa",
             dependencies: [
                 "CAMFACore", "CAMFAPolicyFiles", "CAMFAEnrich", "CAMFAKafka", "CAMFASimulator", "CAMFADaemon",
-                "CAMFAServer", "CAMFAClient", "CAMFATokens",
+                "CAMFAServer", "CAMFAClient", "CAMFATokens", "CAMFADelivery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,7 +141,7 @@ let package = Package(
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore", "CAMFAPolicyFiles"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
-        .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors"]),
+        .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors", "CAMFADelivery"]),
         .testTarget(name: "CAMFAClientTests", dependencies: ["CAMFAClient"]),
         .testTarget(name: "CAMFATokensTests", dependencies: ["CAMFATestSupport", "CAMFATokens"]),
         .testTarget(

@@ -43,6 +43,11 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
   echo "installing python3 PyJWT"
   python3 -m pip install --quiet PyJWT cryptography || python3 -m pip install --quiet --break-system-packages PyJWT cryptography
 fi
+# A real SMTP server (STARTTLS, AUTH) for the email code tests (CodeDeliveryBlackBoxTests).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "installing python3 aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
 # The OpenAPI fuzzer run against the live daemon (SchemathesisBlackBoxTests).
 if ! command -v st >/dev/null 2>&1; then
   echo "installing schemathesis"

@@ -19,6 +19,11 @@ public protocol CAMFABackend: AnyObject, Sendable {
     /// Enrols a new factor of `kind` for the user (TOTP: a new secret, answered once and
     /// kept sealed), unconfirmed until `confirmFactor`. Through the input topic.
     func enrollFactor(user: String, kind: Factor.Kind, timeout: Double) async throws(PipelineRequestError) -> FactorEnrolment
+    /// Enrols an email address or phone number (`kind` email or sms), unconfirmed, and sends
+    /// it the code that confirms it (`confirmFactor`). Through the input topic.
+    func enrollCodeFactor(user: String, kind: Factor.Kind, address: String, timeout: Double) async throws(PipelineRequestError) -> CodeSent
+    /// Sends a code for a challenge to the user's confirmed email or SMS factor.
+    func sendCode(challengeId: String, user: String, method: MFAMethod, timeout: Double) async throws(PipelineRequestError) -> CodeSent
     /// Confirms the user's factor of `kind` with a first code. Through the input topic.
     func confirmFactor(user: String, kind: Factor.Kind, code: String, timeout: Double) async throws(PipelineRequestError) -> FactorConfirmation
     /// Checks the user's code for a challenge (Factors.swift's rules); a right code clears
@@ -68,6 +73,16 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
         case tooManyAttempts = "too-many-attempts"
         /// Too many refused codes in a row: no code is checked until `retryAt`.
         case lockedOut = "locked-out"
+        /// Email and SMS: no code was sent for the challenge or confirmation.
+        case noCode = "no-code"
+        /// Email and SMS: the code sent expired.
+        case expiredCode = "expired-code"
+        /// Email and SMS: the challenge took `factors.sendsPerChallenge` codes.
+        case tooManySends = "too-many-sends"
+        /// This camfa sends no codes of the kind (factors.email, factors.sms unset).
+        case notConfigured = "not-configured"
+        /// The code was stored but its provider (SMTP server, webhook) did not take it.
+        case deliveryFailed = "delivery-failed"
     }
 
     public var code: Code

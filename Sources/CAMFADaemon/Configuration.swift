@@ -185,9 +185,47 @@ public struct Configuration: Sendable, Equatable {
         public var failuresPerUser = 10
         /// Milliseconds.
         public var lockout: Int64 = 15 * 60_000
+        /// Milliseconds an email or SMS code answers.
+        public var codeLifetime: Int64 = 5 * 60_000
+        /// Codes camfa sends for one challenge.
+        public var sendsPerChallenge = 3
+        /// Where email codes go out; nil: email factors cannot be enrolled.
+        public var email: Email?
+        /// The SMS provider's webhook; nil: SMS factors cannot be enrolled.
+        public var sms: Webhook?
 
         public var limits: VerificationLimits {
-            VerificationLimits(attemptsPerChallenge: attemptsPerChallenge, failuresPerUser: failuresPerUser, lockout: lockout)
+            VerificationLimits(attemptsPerChallenge: attemptsPerChallenge, failuresPerUser: failuresPerUser, lockout: lockout,
+                               codeLifetime: codeLifetime, sendsPerChallenge: sendsPerChallenge)
+        }
+
+        /// An SMTP submission server (RFC 6409).
+        public struct Email: Sendable, Equatable {
+            public var host = ""
+            public var port = 587
+            /// STARTTLS before anything else is said (RFC 3207); only a server on loopback
+            /// may be spoken to in clear.
+            public var starttls = true
+            public var username: String?
+            /// A file holding the password, or `credential:NAME`.
+            public var passwordFile: String?
+            /// PEM CA certificates the server's certificate must chain to; nil: the system's.
+            public var caFile: String?
+            /// The From header, e.g. `camfa <mfa@example.com>`.
+            public var from = ""
+            public var subject = "Your sign-in code"
+            /// Milliseconds for the whole exchange.
+            public var timeout: Int64 = 10_000
+        }
+
+        /// A provider's HTTP endpoint, called with a JSON body signed by HMAC-SHA256
+        /// (README "Code delivery").
+        public struct Webhook: Sendable, Equatable {
+            public var url = ""
+            /// A file holding the shared signing secret, or `credential:NAME`.
+            public var secretFile = ""
+            /// Milliseconds.
+            public var timeout: Int64 = 10_000
         }
     }
 
@@ -346,8 +384,17 @@ private struct ConfigReader {
                 c.security.secretFile = r.optionalPath(node, "security.secretFile")
             }
             case "tokens": readTokens(v, into: &c.tokens)
-            case "factors": section(v, key, ["issuer", "attemptsPerChallenge", "failuresPerUser", "lockout"]) { r, name, node in
+            case "factors": section(v, key, ["issuer", "attemptsPerChallenge", "failuresPerUser", "lockout", "codeLifetime", "sendsPerChallenge", "email", "sms"]) { r, name, node in
                 switch name {
+                case "codeLifetime":
+                    guard let d = r.duration(node, "factors.codeLifetime") else { return }
+                    if d >= 10_000 && d <= 3_600_000 { c.factors.codeLifetime = d } else { r.fail(node, "factors.codeLifetime", "must be between 10s and 1h") }
+                case "sendsPerChallenge":
+                    if let n = r.int(node, "factors.sendsPerChallenge", min: 1) {
+                        if n <= 20 { c.factors.sendsPerChallenge = n } else { r.fail(node, "factors.sendsPerChallenge", "must be at most 20") }
+                    }
+                case "email": c.factors.email = r.readEmail(node)
+                case "sms": c.factors.sms = r.readWebhook(node, "factors.sms")
                 case "issuer":
                     if let s = r.string(node, "factors.issuer") { if s.isEmpty { r.fail(node, "factors.issuer", "must not be empty") } else { c.factors.issuer = s } }
                 case "attemptsPerChallenge":
@@ -434,6 +481,60 @@ private struct ConfigReader {
             }
         }
         h = out
+    }
+
+    mutating func readEmail(_ node: Node) -> Configuration.Factors.Email? {
+        var e = Configuration.Factors.Email()
+        section(node, "factors.email", ["host", "port", "starttls", "username", "passwordFile", "caFile", "from", "subject", "timeout"]) { r, name, node in
+            let key = "factors.email." + name
+            switch name {
+            case "host": e.host = r.string(node, key) ?? ""
+            case "port":
+                if let n = r.int(node, key, min: 1) { if n <= 65535 { e.port = n } else { r.fail(node, key, "must be at most 65535") } }
+            case "starttls": e.starttls = r.bool(node, key) ?? true
+            case "username": e.username = r.optionalPath(node, key)
+            case "passwordFile": e.passwordFile = r.optionalPath(node, key)
+            case "caFile": e.caFile = r.optionalPath(node, key)
+            case "from":
+                let f = r.string(node, key) ?? ""
+                if f.contains(where: { $0 == "\r" || $0 == "\n" }) || !f.contains("@") { r.fail(node, key, "must be one address, e.g. camfa <mfa@example.com>") } else { e.from = f }
+            case "subject":
+                let t = r.string(node, key) ?? ""
+                if t.isEmpty || t.contains(where: { $0 == "\r" || $0 == "\n" }) { r.fail(node, key, "must be one non-empty line") } else { e.subject = t }
+            default:
+                guard let d = r.duration(node, key) else { return }
+                if d >= 1_000 && d <= 120_000 { e.timeout = d } else { r.fail(node, key, "must be between 1s and 2m") }
+            }
+        }
+        if e.host.isEmpty { fail(node, "factors.email.host", "is required (the SMTP submission server)"); return nil }
+        if e.from.isEmpty { fail(node, "factors.email.from", "is required (the From address of the codes)"); return nil }
+        if (e.username == nil) != (e.passwordFile == nil) { fail(node, "factors.email.username", "username and passwordFile go together"); return nil }
+        if !e.starttls, !["127.0.0.1", "::1", "localhost"].contains(e.host) {
+            fail(node, "factors.email.starttls", "may be false only for a server on loopback: codes must not cross a network in clear"); return nil
+        }
+        return e
+    }
+
+    mutating func readWebhook(_ node: Node, _ path: String) -> Configuration.Factors.Webhook? {
+        var w = Configuration.Factors.Webhook()
+        section(node, path, ["url", "secretFile", "timeout"]) { r, name, node in
+            let key = path + "." + name
+            switch name {
+            case "url": w.url = r.string(node, key) ?? ""
+            case "secretFile": w.secretFile = r.optionalPath(node, key) ?? ""
+            default:
+                guard let d = r.duration(node, key) else { return }
+                if d >= 1_000 && d <= 120_000 { w.timeout = d } else { r.fail(node, key, "must be between 1s and 2m") }
+            }
+        }
+        guard let u = URL(string: w.url), let scheme = u.scheme, let host = u.host, !host.isEmpty else {
+            fail(node, path + ".url", "is required (an http or https URL)"); return nil
+        }
+        if scheme != "https", !(scheme == "http" && ["127.0.0.1", "::1", "localhost"].contains(host)) {
+            fail(node, path + ".url", "must be https (http only on loopback): codes must not cross a network in clear"); return nil
+        }
+        if w.secretFile.isEmpty { fail(node, path + ".secretFile", "is required (the signing secret's file or credential:NAME)"); return nil }
+        return w
     }
 
     mutating func readTokens(_ node: Node, into t: inout Configuration.Tokens) {

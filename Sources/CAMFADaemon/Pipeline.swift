@@ -1,4 +1,5 @@
 import CAMFACore
+import CAMFADelivery
 import CAMFAFactors
 import CAMFAEnrich
 import CAMFAKafka
@@ -39,6 +40,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         /// The daemon's clock (epoch ms). It alone bounds how far ahead an event may be:
         /// a producer chooses both `requestDate` and the record's CreateTime.
         public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        /// Sends email and SMS codes (`factors.email`, `factors.sms`); nil: none.
+        public var codeSender: CodeSender?
         /// Which tasks this pipeline runs (README "Repartitioning").
         public var role: Role = .users
         public init(configuration: Configuration, policySet: PolicySet, enrichment: EnrichmentResources?, secret: DaemonSecret) {

@@ -38,6 +38,8 @@ final class PipelineMailbox: @unchecked Sendable {
         case factorConfirmed(FactorConfirmation)
         case challengeVerified(ChallengeVerification)
         case devicesRevoked(Int)
+        /// A code was stored for the challenge; the factor's sealed address, to send it to.
+        case codeIssued(sealedAddress: [UInt8], expiresAt: Int64)
     }
 
     typealias Answer = Result<Reply, PipelineRequestError>

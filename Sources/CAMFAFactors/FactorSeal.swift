@@ -14,8 +14,10 @@ public struct FactorSeal: Sendable {
     public enum Purpose: String, Sendable {
         /// A factor's shared secret (TOTP).
         case secret
-        /// A code submitted for a confirmation or a challenge.
+        /// A code submitted for a confirmation or a challenge, or one camfa sent.
         case code
+        /// The email address or phone number of a code factor.
+        case address
     }
 
     private let key: [UInt8]

@@ -15,6 +15,18 @@ public struct TOTP: Sendable, Equatable {
 
     /// A new random secret of 20 bytes (RFC 4226's recommended 160 bits), from OpenSSL's
     /// CSPRNG; nil if it cannot be seeded.
+    /// A one-time code of `digits` decimal digits for email and SMS (uniform: 64 random
+    /// bits reduced modulo 10^digits, a bias below 10^-12).
+    public static func newCode(digits: Int = 6) -> String? {
+        var bytes = [UInt8](repeating: 0, count: 8)
+        guard RAND_bytes(&bytes, 8) == 1 else { return nil }
+        var modulus: UInt64 = 1
+        for _ in 0..<digits { modulus *= 10 }
+        let n = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } % modulus
+        let text = String(n)
+        return String(repeating: "0", count: digits - text.count) + text
+    }
+
     public static func newSecret() -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: 20)
         return RAND_bytes(&bytes, Int32(bytes.count)) == 1 ? bytes : nil

@@ -62,6 +62,13 @@ struct APIError: Error, Sendable {
         case .wrongCode, .replayedCode: status = .unprocessableContent
         case .tooManyAttempts: status = .tooManyRequests
         case .lockedOut: status = .tooManyRequests
+        case .noCode: status = .notFound
+        case .expiredCode: status = .gone
+        case .tooManySends: status = .tooManyRequests
+        // The feature is off on this server: its resources do not exist here.
+        case .notConfigured: status = .notFound
+        // The provider's failure, not camfa's: a gateway that got a bad answer upstream.
+        case .deliveryFailed: status = .badGateway
         }
         if let until = e.retryAt {
             let seconds = max(1, (until - Int64(Date().timeIntervalSince1970 * 1000) + 999) / 1000)

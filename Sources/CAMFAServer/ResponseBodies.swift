@@ -92,6 +92,19 @@ enum ResponseBodies {
         ]))
     }
 
+    /// A code on its way; `confirmed` is set for an enrolment (false) only.
+    static func codeSent(_ c: CodeSent, confirmed: Bool?) -> Value {
+        var m = ValueMap([("user", .string(c.user)), ("sentTo", .string(c.maskedAddress)), ("expiresAt", time(c.expiresAt))])
+        if let confirmed {
+            m[string: "factor"] = .string(c.kind.rawValue)
+            m[string: "confirmed"] = .bool(confirmed)
+        } else {
+            m[string: "method"] = .string(c.kind.method.rawValue)
+            if let id = c.challengeId { m[string: "mfaEventId"] = .string(id) }
+        }
+        return .map(m)
+    }
+
     static func reload(_ r: ReloadReport) -> Value {
         .map(ValueMap([("policies", .int(Int64(r.policies))), ("flows", .int(Int64(r.flows)))]))
     }

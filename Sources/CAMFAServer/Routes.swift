@@ -98,26 +98,52 @@ struct Routes: Sendable {
             logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "totp"])
             return JSONResponse.make(.ok, ResponseBodies.enrolment(enrolment))
         }
-        router.post("/v1/users/:id/factors/totp/confirm") { request, context in
-            try access.check(request, endpoint: "/v1/users/{id}/factors/totp/confirm", scope: .enroll)
-            let user = try userID(context)
-            let body = try JSONBody(try await readBody(request), allowed: ["code"])
-            let code = try body.string("code")
-            let confirmation = try await call { () async throws(PipelineRequestError) in
-                try await backend.confirmFactor(user: user, kind: .totp, code: code, timeout: timeout)
+        // Email and SMS factors: the address is sealed and sent the code that confirms it.
+        for (kind, field) in [(Factor.Kind.email, "address"), (.sms, "number")] {
+            router.post("/v1/users/:id/factors/\(kind.rawValue)") { request, context in
+                let caller = try access.check(request, endpoint: "/v1/users/{id}/factors/\(kind.rawValue)", scope: .enroll)
+                let user = try userID(context)
+                let body = try JSONBody(try await readBody(request), allowed: [field])
+                let address = try body.string(field)
+                let sent = try await call { () async throws(PipelineRequestError) in
+                    try await backend.enrollCodeFactor(user: user, kind: kind, address: address, timeout: timeout)
+                }
+                logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "\(kind.rawValue)"])
+                return JSONResponse.make(.ok, ResponseBodies.codeSent(sent, confirmed: false))
             }
-            return JSONResponse.make(.ok, .map(ValueMap([
-                ("user", .string(confirmation.user)), ("factor", .string(confirmation.kind.rawValue)), ("confirmed", .bool(true)),
-            ])))
+        }
+        for kind in Factor.Kind.allCases {
+            router.post("/v1/users/:id/factors/\(kind.rawValue)/confirm") { request, context in
+                try access.check(request, endpoint: "/v1/users/{id}/factors/\(kind.rawValue)/confirm", scope: .enroll)
+                let user = try userID(context)
+                let body = try JSONBody(try await readBody(request), allowed: ["code"])
+                let code = try body.string("code")
+                let confirmation = try await call { () async throws(PipelineRequestError) in
+                    try await backend.confirmFactor(user: user, kind: kind, code: code, timeout: timeout)
+                }
+                return JSONResponse.make(.ok, .map(ValueMap([
+                    ("user", .string(confirmation.user)), ("factor", .string(confirmation.kind.rawValue)), ("confirmed", .bool(true)),
+                ])))
+            }
+        }
+        router.post("/v1/challenges/:mfaEventId/send") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/send", scope: .verify)
+            let challengeId = try pathParameter(context, "mfaEventId")
+            let body = try JSONBody(try await readBody(request), allowed: ["user", "method"])
+            let user = try body.string("user")
+            let method = try Self.methodField(body)
+            let sent = try await call { () async throws(PipelineRequestError) in
+                try await backend.sendCode(challengeId: challengeId, user: user, method: method, timeout: timeout)
+            }
+            logger.notice("code sent over HTTP", metadata: ["key": "\(caller ?? "-")", "method": "\(method.rawValue)"])
+            return JSONResponse.make(.ok, ResponseBodies.codeSent(sent, confirmed: nil))
         }
         router.post("/v1/challenges/:mfaEventId/verify") { request, context in
             let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/verify", scope: .verify)
             let challengeId = try pathParameter(context, "mfaEventId")
             let body = try JSONBody(try await readBody(request), allowed: ["user", "method", "code"])
             let user = try body.string("user"), code = try body.string("code")
-            guard let method = MFAMethod(rawValue: try body.string("method")) else {
-                throw APIError(status: .badRequest, code: "invalid", message: "method must be one of \(MFAMethod.allCases.map(\.rawValue).joined(separator: ", "))", field: "method")
-            }
+            let method = try Self.methodField(body)
             let verification = try await call { () async throws(PipelineRequestError) in
                 do throws(PipelineRequestError) {
                     return try await backend.verifyChallenge(challengeId: challengeId, user: user, method: method, code: code, timeout: timeout)
@@ -244,13 +270,21 @@ struct Routes: Sendable {
         return value
     }
 
+    static func methodField(_ body: JSONBody) throws -> MFAMethod {
+        guard let method = MFAMethod(rawValue: try body.string("method")) else {
+            throw APIError(status: .badRequest, code: "invalid", message: "method must be one of \(MFAMethod.allCases.map(\.rawValue).joined(separator: ", "))", field: "method")
+        }
+        return method
+    }
+
     /// Every route, for 405 answers (ErrorMiddleware); `:` segments match any one segment.
     static let templates: [(method: String, path: String)] = [
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/evaluate"),
         ("GET", "/v1/users/:id/mfa-status"), ("POST", "/v1/mfa-results"), ("POST", "/v1/users/:id/release"),
         ("POST", "/v1/admin/reload"), ("GET", "/.well-known/jwks.json"), ("POST", "/v1/tokens/verify"),
         ("POST", "/v1/users/:id/factors/totp"), ("POST", "/v1/users/:id/factors/totp/confirm"), ("POST", "/v1/challenges/:mfaEventId/verify"),
-        ("DELETE", "/v1/users/:id/devices"),
+        ("DELETE", "/v1/users/:id/devices"), ("POST", "/v1/users/:id/factors/email"), ("POST", "/v1/users/:id/factors/sms"),
+        ("POST", "/v1/users/:id/factors/email/confirm"), ("POST", "/v1/users/:id/factors/sms/confirm"), ("POST", "/v1/challenges/:mfaEventId/send"),
     ]
 
     /// The methods the routes answer at `path`; empty for an unknown path.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CAMFACore
 import CAMFADaemon
+import CAMFADelivery
 import CAMFAEnrich
 import CAMFAPolicyFiles
 import CAMFAServer
@@ -121,7 +122,12 @@ enum DaemonSetup {
         if set.needsRepartition && c.topics.repartition == nil {
             logger.warning("statistics keyed by something other than the user are counted per input partition: exact only on a one-partition input topic; set topics.repartition (README \"Repartitioning\")")
         }
-        return Pipeline(options: Pipeline.Options(configuration: c, policySet: set, enrichment: resources, secret: secret), logger: logger)
+        var options = Pipeline.Options(configuration: c, policySet: set, enrichment: resources, secret: secret)
+        do { options.codeSender = try CodeSender.configured(c.factors, clock: options.clock) } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
+        return Pipeline(options: options, logger: logger)
     }
 
     /// The key tasks (README "Repartitioning"): a pipeline of their own on the repartition

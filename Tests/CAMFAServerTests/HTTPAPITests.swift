@@ -22,6 +22,11 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
     ("POST", "/v1/challenges/c-3-42-login/verify", "/v1/challenges/{mfaEventId}/verify", .verify,
      Data(#"{"user":"alice","method":"otp","code":"287082"}"#.utf8)),
     ("DELETE", "/v1/users/alice/devices", "/v1/users/{id}/devices", .enroll, nil),
+    ("POST", "/v1/users/alice/factors/email", "/v1/users/{id}/factors/email", .enroll, Data(#"{"address":"alice@example.com"}"#.utf8)),
+    ("POST", "/v1/users/alice/factors/sms", "/v1/users/{id}/factors/sms", .enroll, Data(#"{"number":"+14155550123"}"#.utf8)),
+    ("POST", "/v1/users/alice/factors/email/confirm", "/v1/users/{id}/factors/email/confirm", .enroll, Data(#"{"code":"287082"}"#.utf8)),
+    ("POST", "/v1/users/alice/factors/sms/confirm", "/v1/users/{id}/factors/sms/confirm", .enroll, Data(#"{"code":"287082"}"#.utf8)),
+    ("POST", "/v1/challenges/c-3-42-login/send", "/v1/challenges/{mfaEventId}/send", .verify, Data(#"{"user":"alice","method":"email"}"#.utf8)),
 ]
 
 @Suite struct HTTPAPITests {
@@ -187,6 +192,39 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
             #expect(noMethod.status == 400 && noMethod.error["field"] as? String == "method")
             let revoked = try await client.send("DELETE", "/v1/users/dana/devices", template: "/v1/users/{id}/devices", key: TestKeys.enroll)
             #expect(revoked.status == 200 && revoked.json["revoked"] as? Int == 2)
+        }
+    }
+
+    @Test func codeFactorEndpointsAnswerTheirShapesAndRefusals() async throws {
+        try await withServer { client in
+            func enrol(_ kind: String, _ body: String) async throws -> HTTPReply {
+                try await client.send("POST", "/v1/users/dana/factors/\(kind)", template: "/v1/users/{id}/factors/\(kind)", key: TestKeys.enroll,
+                                      body: Data(body.utf8))
+            }
+            let email = try await enrol("email", #"{"address":"dana@example.com"}"#)
+            #expect(email.status == 200 && email.json["sentTo"] as? String == "d***@example.com" && email.json["confirmed"] as? Bool == false, "\(email.json)")
+            let sms = try await enrol("sms", #"{"number":"+14155550123"}"#)
+            #expect(sms.status == 200 && sms.json["sentTo"] as? String == "+*******0123", "\(sms.json)")
+            // Header injection and malformed addresses are refused before anything is sealed or sent.
+            for bad in [#"{"address":"a@example.com\r\nBcc: x@evil.test"}"#, #"{"address":"no-at-sign"}"#, #"{"address":"<a@b.c>"}"#] {
+                let r = try await enrol("email", bad)
+                #expect(r.status == 400 && r.error["field"] as? String == "address", "\(bad)")
+            }
+            let badNumber = try await enrol("sms", #"{"number":"0800 123"}"#)
+            #expect(badNumber.status == 400 && badNumber.error["field"] as? String == "number")
+            let wrongField = try await enrol("sms", #"{"address":"+14155550123"}"#)
+            #expect(wrongField.status == 400)
+            func send(_ id: String, _ method: String) async throws -> HTTPReply {
+                try await client.send("POST", "/v1/challenges/\(id)/send", template: "/v1/challenges/{mfaEventId}/send", key: TestKeys.verify,
+                                      body: Data(#"{"user":"dana","method":"\#(method)"}"#.utf8))
+            }
+            let sent = try await send("c-1", "sms")
+            #expect(sent.status == 200 && sent.json["method"] as? String == "sms" && sent.json["mfaEventId"] as? String == "c-1" && sent.json["expiresAt"] is String)
+            #expect(try await send("c-1", "otp").status == 400, "TOTP codes are not sent")
+            #expect(try await send("unknown-1", "email").status == 404)
+            let confirm = try await client.send("POST", "/v1/users/dana/factors/email/confirm", template: "/v1/users/{id}/factors/email/confirm",
+                                                key: TestKeys.enroll, body: Data(#"{"code":"123456"}"#.utf8))
+            #expect(confirm.status == 200 && confirm.json["factor"] as? String == "email")
         }
     }
 

@@ -10,26 +10,16 @@ import Testing
 import CAMFATestSupport
 
 @Suite struct TLSTests {
-    /// A self-signed certificate for 127.0.0.1 from the openssl CLI; nil (skip) when the
-    /// CLI is missing outside CI.
+    /// nil (skip) when the openssl CLI is missing outside CI.
     static func makeCertificate(in dir: URL) throws -> (cert: String, key: String)? {
-        guard let openssl = which("openssl") else {
+        guard which("openssl") != nil else {
             try #require(ProcessInfo.processInfo.environment["CI"] != "true", "the openssl CLI is required under CI")
             print("skipping the TLS test: the openssl CLI is not installed")
             return nil
         }
-        let cert = dir.appendingPathComponent("server.crt").path
-        let key = dir.appendingPathComponent("server.key").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: openssl)
-        p.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                       "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "openssl req failed")
-        return (cert, key)
+        let made = try selfSignedCertificate(in: dir)
+        try #require(made != nil, "openssl req failed")
+        return made
     }
 
     @Test func anHTTPSRequestIsAnswered() async throws {

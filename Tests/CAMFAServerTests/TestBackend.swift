@@ -91,6 +91,23 @@ final class TestBackend: CAMFABackend, @unchecked Sendable {
         return FactorEnrolment(user: user, kind: kind, secret: Self.totpSecret, otpauthURI: "otpauth://totp/camfa:\(user)?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
     }
 
+    /// The daemon's own address check and mask; a challenge id `unknown…` is unknown.
+    func enrollCodeFactor(user: String, kind: Factor.Kind, address: String, timeout: Double) async throws(PipelineRequestError) -> CodeSent {
+        if let f = Self.failure(user) { throw f }
+        try CodeAddress.check(address, kind: kind)
+        return CodeSent(user: user, kind: kind, challengeId: nil, expiresAt: Self.expiresAt, maskedAddress: CodeAddress.masked(address, kind: kind))
+    }
+
+    func sendCode(challengeId: String, user: String, method: MFAMethod, timeout: Double) async throws(PipelineRequestError) -> CodeSent {
+        if let f = Self.failure(user) { throw f }
+        guard let kind = Factor.Kind(method: method), kind.sendsCodes else {
+            throw PipelineRequestError(code: .invalid, message: "camfa sends codes for email and sms, not \(method.rawValue)", field: "method")
+        }
+        if challengeId.hasPrefix("unknown") { throw PipelineRequestError(code: .unknownChallenge, message: "no pending challenge \(challengeId)") }
+        let address = kind == .email ? "alice@example.com" : "+14155550123"
+        return CodeSent(user: user, kind: kind, challengeId: challengeId, expiresAt: Self.expiresAt, maskedAddress: CodeAddress.masked(address, kind: kind))
+    }
+
     func confirmFactor(user: String, kind: Factor.Kind, code: String, timeout: Double) async throws(PipelineRequestError) -> FactorConfirmation {
         if let f = Self.failure(user) { throw f }
         if code == "000000" { throw PipelineRequestError(code: .wrongCode, message: "the code does not match the factor") }

@@ -134,3 +134,14 @@ extension Data {
         base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }
+
+/// A self-signed certificate and key for 127.0.0.1 (an IP SAN) in `dir`, from the openssl
+/// CLI; nil when the CLI is missing (the suites skip, or fail under CI).
+public func selfSignedCertificate(in dir: URL) throws -> (cert: String, key: String)? {
+    guard which("openssl") != nil else { return nil }
+    let cert = dir.appendingPathComponent("server.crt").path
+    let key = dir.appendingPathComponent("server.key").path
+    let r = try runTool("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert])
+    return r?.status == 0 ? (cert, key) : nil
+}

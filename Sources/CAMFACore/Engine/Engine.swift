@@ -493,7 +493,7 @@ public struct Engine: Sendable {
 
     /// `t + d`, saturating: times near the ends of Int64 mean "never" and "always".
     @inline(__always)
-    static func later(_ t: Int64, by d: Int64) -> Int64 {
+    public static func later(_ t: Int64, by d: Int64) -> Int64 {
         let (r, o) = t.addingReportingOverflow(d)
         return o ? (d > 0 ? .max : .min) : r
     }

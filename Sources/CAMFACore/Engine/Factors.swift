@@ -29,6 +29,12 @@
 ///   user's failures.
 /// A factor's secret never leaves the daemon's seal: the engine stores bytes.
 ///
+/// Code factors (email, sms): the factor holds the sealed address or number, and the one
+/// code camfa sent last (`SentCode`): at enrolment, for the confirmation; by `issueCode`,
+/// for one challenge. A code answers only what it was sent for, until `codeLifetime`, once;
+/// a newer code replaces it. A challenge takes at most `sendsPerChallenge` codes, and none
+/// while the user is locked out or the challenge has used up its attempts.
+///
 /// Trusted devices: a verification may carry the hash of a device token the daemon drew.
 /// When the challenge's flow sets `rememberDevice`, the challenged event's device (its
 /// fingerprint) is trusted for that long: events that present the token
@@ -62,13 +68,41 @@ public struct Factor: Sendable, Equatable {
     public var enrolledAt: Int64
     /// TOTP: the step of the last accepted code; each step is accepted once (RFC 6238 5.2).
     public var lastUsedStep: Int64?
+    /// Email and SMS: the code sent last, until it is used or replaced.
+    public var code: SentCode?
 
-    public init(kind: Kind, sealed: [UInt8], confirmed: Bool = false, enrolledAt: Int64, lastUsedStep: Int64? = nil) {
+    public init(kind: Kind, sealed: [UInt8], confirmed: Bool = false, enrolledAt: Int64, lastUsedStep: Int64? = nil, code: SentCode? = nil) {
         self.kind = kind
         self.sealed = sealed
         self.confirmed = confirmed
         self.enrolledAt = enrolledAt
         self.lastUsedStep = lastUsedStep
+        self.code = code
+    }
+}
+
+extension Factor.Kind {
+    /// Whether camfa sends this kind's codes (email, sms) rather than the user's app
+    /// computing them (totp).
+    public var sendsCodes: Bool { self != .totp }
+}
+
+/// A one-time code camfa sent to a code factor (Factors.swift).
+public struct SentCode: Sendable, Equatable {
+    /// The code, sealed by the daemon.
+    public var sealed: [UInt8]
+    /// The challenge it answers; nil: the factor's confirmation.
+    public var challengeId: String?
+    /// Epoch ms.
+    public var expiresAt: Int64
+    /// Codes sent for this challenge so far, this one included.
+    public var sends: Int
+
+    public init(sealed: [UInt8], challengeId: String?, expiresAt: Int64, sends: Int = 1) {
+        self.sealed = sealed
+        self.challengeId = challengeId
+        self.expiresAt = expiresAt
+        self.sends = sends
     }
 }
 
@@ -113,11 +147,18 @@ public struct VerificationLimits: Sendable, Equatable {
     public var failuresPerUser: Int
     /// Milliseconds.
     public var lockout: Int64
+    /// Milliseconds a sent code answers.
+    public var codeLifetime: Int64
+    /// Codes camfa sends for one challenge.
+    public var sendsPerChallenge: Int
 
-    public init(attemptsPerChallenge: Int = 5, failuresPerUser: Int = 10, lockout: Int64 = 15 * 60_000) {
+    public init(attemptsPerChallenge: Int = 5, failuresPerUser: Int = 10, lockout: Int64 = 15 * 60_000,
+                codeLifetime: Int64 = 5 * 60_000, sendsPerChallenge: Int = 3) {
         self.attemptsPerChallenge = attemptsPerChallenge
         self.failuresPerUser = failuresPerUser
         self.lockout = lockout
+        self.codeLifetime = codeLifetime
+        self.sendsPerChallenge = sendsPerChallenge
     }
 }
 
@@ -145,6 +186,14 @@ public struct VerificationRejection: Error, Sendable, Equatable, CustomStringCon
         case late
         /// An enrolment no later than the factor it would replace (a replayed copy).
         case outdated
+        /// Code factors: no code was sent for this challenge (or confirmation).
+        case noCode = "no-code"
+        /// Code factors: the code sent for it expired; a new one can be sent.
+        case expiredCode = "expired-code"
+        /// Code factors: the challenge took `sendsPerChallenge` codes.
+        case tooManySends = "too-many-sends"
+        /// A code cannot be sent for this method (totp, face).
+        case notSendable = "not-sendable"
     }
 
     public var code: Code
@@ -204,6 +253,7 @@ extension Engine {
             return .failure(VerificationRejection(code: .noFactor, message: "the user has no unconfirmed \(kind.rawValue) factor to confirm"))
         }
         if let locked = lockedOut(u, time) { return .failure(locked) }
+        if let unusable = Self.unusableCode(u.factors[i], for: nil, time: time) { return .failure(unusable) }
         let outcome = check(u.factors[i])
         guard case .accepted(let step) = outcome else {
             var rejection = outcome == .replayed
@@ -216,6 +266,7 @@ extension Engine {
         }
         var factor = u.factors[i]
         factor.confirmed = true
+        factor.code = nil
         if let step { factor.lastUsedStep = step }
         u.factors.removeAll { $0.kind == kind }
         u.factors.append(factor)
@@ -225,6 +276,21 @@ extension Engine {
         state.users[user] = u
         state.recordChange(user: user)
         return .success(factor)
+    }
+
+    /// Why a code factor's sent code cannot answer `challengeId` (nil: the confirmation) at
+    /// `time`; nil when it can, or for TOTP. Not a failure: nothing was guessed.
+    static func unusableCode(_ factor: Factor, for challengeId: String?, time: Int64) -> VerificationRejection? {
+        guard factor.kind.sendsCodes else { return nil }
+        guard let sent = factor.code, sent.challengeId == challengeId else {
+            return VerificationRejection(code: .noCode, message: challengeId == nil
+                ? "no code was sent to confirm this factor; enrol it again to send one"
+                : "no \(factor.kind.rawValue) code was sent for this challenge; send one first")
+        }
+        guard sent.expiresAt > time else {
+            return VerificationRejection(code: .expiredCode, message: "the code sent expired at \(sent.expiresAt); send a new one")
+        }
+        return nil
     }
 
     private func late(_ time: Int64, _ state: PartitionState) -> VerificationRejection? {
@@ -276,6 +342,7 @@ extension Engine {
         guard let kind = Factor.Kind(method: method), let f = u.factors.firstIndex(where: { $0.kind == kind && $0.confirmed }) else {
             return .failure(VerificationRejection(code: .noFactor, message: "the user has no confirmed factor for \(method.rawValue)"))
         }
+        if let unusable = Self.unusableCode(u.factors[f], for: challengeId, time: time) { return .failure(unusable) }
         let outcome = check(u.factors[f])
         guard case .accepted(let step) = outcome else {
             u.verification.attempts = u.verification.attempts.filter { id, _ in u.pending.contains { $0.id == id } }
@@ -290,6 +357,7 @@ extension Engine {
             return .failure(rejection)
         }
         if let step { u.factors[f].lastUsedStep = step }
+        u.factors[f].code = nil
         u.verification = VerificationCounters()
         var trustedUntil: Int64?
         if let hash = deviceTokenHash, let fingerprint = challenge.device,
@@ -313,6 +381,47 @@ extension Engine {
 }
 
 extension Engine {
+    /// Keeps `code` (sealed by the daemon) as the one that answers `challengeId` with the
+    /// user's confirmed factor for `method`, and answers that factor, whose sealed address
+    /// or number the daemon sends it to; see the rules above.
+    public func issueCode(
+        _ code: [UInt8], challengeId: String, user: String, method: MFAMethod, time: Int64, limits: VerificationLimits,
+        state: inout PartitionState
+    ) -> Result<Factor, VerificationRejection> {
+        if let late = late(time, state) { return .failure(late) }
+        guard let kind = Factor.Kind(method: method), kind.sendsCodes else {
+            return .failure(VerificationRejection(code: .notSendable, message: "camfa sends codes for email and sms only, not \(method.rawValue)"))
+        }
+        switch heldChallenge(challengeId, user: user, method: method, time: time, state: state) {
+        case .success: break
+        case .failure(let r):
+            let code: VerificationRejection.Code = switch r.code {
+            case .unknownChallenge: .unknownChallenge
+            case .expiredChallenge: .expiredChallenge
+            case .methodNotOffered: .methodNotOffered
+            }
+            return .failure(VerificationRejection(code: code, message: r.message))
+        }
+        var u = state.users[user]!
+        if let locked = lockedOut(u, time) { return .failure(locked) }
+        guard (u.verification.attempts[challengeId] ?? 0) < limits.attemptsPerChallenge else {
+            return .failure(VerificationRejection(code: .tooManyAttempts, message: "the challenge took \(limits.attemptsPerChallenge) wrong codes; a new sign-in issues a new one",
+                                                  attemptsLeft: 0))
+        }
+        guard let f = u.factors.firstIndex(where: { $0.kind == kind && $0.confirmed }) else {
+            return .failure(VerificationRejection(code: .noFactor, message: "the user has no confirmed factor for \(method.rawValue)"))
+        }
+        let previous = u.factors[f].code
+        let sends = previous?.challengeId == challengeId ? (previous?.sends ?? 0) + 1 : 1
+        guard sends <= limits.sendsPerChallenge else {
+            return .failure(VerificationRejection(code: .tooManySends, message: "\(limits.sendsPerChallenge) codes were sent for this challenge already"))
+        }
+        u.factors[f].code = SentCode(sealed: code, challengeId: challengeId, expiresAt: Self.later(time, by: limits.codeLifetime), sends: sends)
+        state.users[user] = u
+        state.recordChange(user: user)
+        return .success(u.factors[f])
+    }
+
     /// Forgets every device the user trusted (`DELETE /v1/users/{id}/devices`); returns how many.
     public func revokeDevices(user: String, state: inout PartitionState) -> Int {
         guard var u = state.users[user], !u.devices.isEmpty else { return 0 }

@@ -415,6 +415,9 @@ extension PartitionState {
                 var fm = ValueMap([("kind", .string(f.kind.rawValue)), ("sealed", .bytes(f.sealed)), ("confirmed", .bool(f.confirmed)),
                                    ("enrolledAt", .int(f.enrolledAt))])
                 if let s = f.lastUsedStep { fm[string: "lastUsedStep"] = .int(s) }
+                if let c = f.code {
+                    fm[string: "code"] = .list([.bytes(c.sealed), c.challengeId.map(Value.string) ?? .null, .int(c.expiresAt), .int(Int64(c.sends))])
+                }
                 return .map(fm)
             })
         }
@@ -461,6 +464,17 @@ extension PartitionState {
                       case .int(let at)? = fm[string: "enrolledAt"] else { throw bad("a factor must be {kind, sealed, confirmed, enrolledAt}") }
                 var f = Factor(kind: kind, sealed: sealed, confirmed: confirmed, enrolledAt: at)
                 if case .int(let s)? = fm[string: "lastUsedStep"] { f.lastUsedStep = s }
+                if let code = fm[string: "code"] {
+                    guard case .list(let c) = code, c.count == 4, case .bytes(let sealed) = c[0], case .int(let until) = c[2],
+                          case .int(let sends) = c[3] else { throw bad("a factor's code must be [sealed, challenge, expiry, sends]") }
+                    let challenge: String?
+                    switch c[1] {
+                    case .string(let id): challenge = id
+                    case .null: challenge = nil
+                    default: throw bad("a factor's code names its challenge or null")
+                    }
+                    f.code = SentCode(sealed: sealed, challengeId: challenge, expiresAt: until, sends: Int(clamping: sends))
+                }
                 return f
             }
         }

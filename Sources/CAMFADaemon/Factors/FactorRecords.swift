@@ -8,8 +8,11 @@ import Foundation
 /// and codes are sealed (FactorSeal) before they are written. `time` is camfa's clock when
 /// the request arrived: the only clock the task uses for them.
 enum FactorRecord: Sendable, Equatable {
-    /// A new factor for the user (TOTP: the sealed shared secret).
-    case enrolment(user: String, kind: Factor.Kind, sealed: [UInt8], time: Int64)
+    /// A new factor for the user (TOTP: the sealed shared secret; email, sms: the sealed
+    /// address or number, and the sealed code that confirms it).
+    case enrolment(user: String, kind: Factor.Kind, sealed: [UInt8], code: [UInt8]?, time: Int64)
+    /// A code (sealed) camfa sends for a challenge to the user's email or SMS factor.
+    case codeIssue(user: String, challengeId: String, method: MFAMethod, code: [UInt8], time: Int64)
     /// A first code that confirms the factor (sealed).
     case confirmation(user: String, kind: Factor.Kind, code: [UInt8], time: Int64)
     /// A code for a challenge (sealed), and the SHA-256 of the device token the caller
@@ -22,7 +25,8 @@ enum FactorRecord: Sendable, Equatable {
     static let confirmationKind = "factor-confirmation"
     static let verificationKind = "challenge-verification"
     static let revocationKind = "devices-revocation"
-    static let kinds = [enrolmentKind, confirmationKind, verificationKind, revocationKind]
+    static let codeIssueKind = "code-issue"
+    static let kinds = [enrolmentKind, confirmationKind, verificationKind, revocationKind, codeIssueKind]
 
     var kind: String {
         switch self {
@@ -30,27 +34,35 @@ enum FactorRecord: Sendable, Equatable {
         case .confirmation: Self.confirmationKind
         case .verification: Self.verificationKind
         case .revocation: Self.revocationKind
+        case .codeIssue: Self.codeIssueKind
         }
     }
 
     var user: String {
         switch self {
-        case .enrolment(let u, _, _, _), .confirmation(let u, _, _, _), .verification(let u, _, _, _, _, _), .revocation(let u, _): u
+        case .enrolment(let u, _, _, _, _), .confirmation(let u, _, _, _), .verification(let u, _, _, _, _, _), .revocation(let u, _),
+             .codeIssue(let u, _, _, _, _): u
         }
     }
 
     var time: Int64 {
         switch self {
-        case .enrolment(_, _, _, let t), .confirmation(_, _, _, let t), .verification(_, _, _, _, _, let t), .revocation(_, let t): t
+        case .enrolment(_, _, _, _, let t), .confirmation(_, _, _, let t), .verification(_, _, _, _, _, let t), .revocation(_, let t),
+             .codeIssue(_, _, _, _, let t): t
         }
     }
 
     var json: [UInt8] {
         var m = ValueMap([("user", .string(user)), ("time", .int(time))])
         switch self {
-        case .enrolment(_, let kind, let sealed, _):
+        case .enrolment(_, let kind, let sealed, let code, _):
             m[string: "factor"] = .string(kind.rawValue)
             m[string: "sealed"] = .string(Data(sealed).base64EncodedString())
+            if let code { m[string: "code"] = .string(Data(code).base64EncodedString()) }
+        case .codeIssue(_, let challengeId, let method, let code, _):
+            m[string: "challengeId"] = .string(challengeId)
+            m[string: "method"] = .string(method.rawValue)
+            m[string: "code"] = .string(Data(code).base64EncodedString())
         case .confirmation(_, let kind, let code, _):
             m[string: "factor"] = .string(kind.rawValue)
             m[string: "code"] = .string(Data(code).base64EncodedString())
@@ -80,7 +92,15 @@ enum FactorRecord: Sendable, Equatable {
         switch kind {
         case enrolmentKind:
             guard let k = factor(), let sealed = bytes("sealed") else { return .failure(.init("an enrolment is {user, factor, sealed, time}")) }
-            return .success(.enrolment(user: user, kind: k, sealed: sealed, time: time))
+            let code = bytes("code")
+            guard k.sendsCodes == (code != nil) else { return .failure(.init("an email or sms enrolment carries its code, a totp enrolment none")) }
+            return .success(.enrolment(user: user, kind: k, sealed: sealed, code: code, time: time))
+        case codeIssueKind:
+            guard case .string(let id)? = m[string: "challengeId"], case .string(let ms)? = m[string: "method"],
+                  let method = MFAMethod(rawValue: ms), let code = bytes("code") else {
+                return .failure(.init("a code issue is {user, challengeId, method, code, time}"))
+            }
+            return .success(.codeIssue(user: user, challengeId: id, method: method, code: code, time: time))
         case confirmationKind:
             guard let k = factor(), let code = bytes("code") else { return .failure(.init("a confirmation is {user, factor, code, time}")) }
             return .success(.confirmation(user: user, kind: k, code: code, time: time))
@@ -113,6 +133,18 @@ public struct FactorEnrolment: Sendable, Equatable {
     public var otpauthURI: String
 }
 
+/// A code on its way to the user (enrolment of an email or SMS factor, or a challenge).
+public struct CodeSent: Sendable, Equatable {
+    public var user: String
+    public var kind: Factor.Kind
+    /// The challenge it answers; nil: the factor's confirmation.
+    public var challengeId: String?
+    /// Epoch ms.
+    public var expiresAt: Int64
+    /// The address or number, masked (a***@example.com, +*******4567).
+    public var maskedAddress: String
+}
+
 public struct FactorConfirmation: Sendable, Equatable {
     public var user: String
     public var kind: Factor.Kind
@@ -139,6 +171,19 @@ public struct ChallengeVerification: Sendable, Equatable {
 }
 
 extension FactorCheck {
+    /// The factor's check for `code` (sealed), whatever its kind.
+    static func of(_ factor: Factor, code: [UInt8], user: String, time: Int64, seal: FactorSeal) -> FactorCheck {
+        factor.kind.sendsCodes ? sent(factor, code: code, user: user, seal: seal) : totp(factor, code: code, user: user, time: time, seal: seal)
+    }
+
+    /// An email or SMS code against the one camfa sent (the engine checked it answers this
+    /// challenge and is unexpired). Compared in constant time.
+    static func sent(_ factor: Factor, code sealedCode: [UInt8], user: String, seal: FactorSeal) -> FactorCheck {
+        guard let sent = factor.code, let expected = seal.open(sent.sealed, user: user, purpose: .code),
+              let code = seal.open(sealedCode, user: user, purpose: .code) else { return .wrongCode }
+        return HMACSHA256.equal(expected, code) ? .accepted(step: nil) : .wrongCode
+    }
+
     /// A TOTP code against a sealed factor; a factor or code that does not open is a wrong
     /// code (the secret changed, or the record was not sealed for this user).
     static func totp(_ factor: Factor, code sealedCode: [UInt8], user: String, time: Int64, seal: FactorSeal) -> FactorCheck {

@@ -1,7 +1,9 @@
 import CAMFACore
+import CAMFADelivery
 import CAMFAFactors
 import CAMFAKafka
 import Foundation
+import Metrics
 
 // Factor enrolment, confirmation and challenge verification (issue 25): the caller's side
 // validates, seals and writes a record into the user's input partition; the user's task
@@ -18,10 +20,74 @@ extension Pipeline {
         guard let secret = TOTP.newSecret(), let sealed = seal.seal(secret, user: user, purpose: .secret) else {
             throw PipelineRequestError(code: .unavailable, message: "cannot draw a random secret")
         }
-        let record = FactorRecord.enrolment(user: user, kind: kind, sealed: sealed, time: options.clock())
+        let record = FactorRecord.enrolment(user: user, kind: kind, sealed: sealed, code: nil, time: options.clock())
         guard case .factorEnrolled = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         let uri = TOTP(secret: secret).uri(issuer: options.configuration.factors.issuer, account: user)
         return FactorEnrolment(user: user, kind: kind, secret: secret, otpauthURI: uri)
+    }
+
+    public func enrollCodeFactor(user: String, kind: Factor.Kind, address: String, timeout: Double) async throws(PipelineRequestError) -> CodeSent {
+        try checkUser(user)
+        let channel = try codeChannel(kind)
+        try CodeAddress.check(address, kind: kind)
+        let (code, sealedCode) = try drawCode(user: user)
+        guard let sealed = seal.seal(Array(address.utf8), user: user, purpose: .address) else {
+            throw PipelineRequestError(code: .unavailable, message: "cannot seal the address")
+        }
+        let time = options.clock()
+        let record = FactorRecord.enrolment(user: user, kind: kind, sealed: sealed, code: sealedCode, time: time)
+        guard case .factorEnrolled = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
+        let expiresAt = Engine.later(time, by: options.configuration.factors.codeLifetime)
+        try await deliver(CodeMessage(channel: channel, to: address, code: code, user: user, purpose: .confirmation, mfaEventId: nil, expiresAt: expiresAt))
+        return CodeSent(user: user, kind: kind, challengeId: nil, expiresAt: expiresAt, maskedAddress: CodeAddress.masked(address, kind: kind))
+    }
+
+    public func sendCode(challengeId: String, user: String, method: MFAMethod, timeout: Double) async throws(PipelineRequestError) -> CodeSent {
+        try checkUser(user)
+        try checkChallengeId(challengeId)
+        guard let kind = Factor.Kind(method: method), kind.sendsCodes else {
+            throw PipelineRequestError(code: .invalid, message: "camfa sends codes for email and sms, not \(method.rawValue)", field: "method")
+        }
+        let channel = try codeChannel(kind)
+        let (code, sealedCode) = try drawCode(user: user)
+        let record = FactorRecord.codeIssue(user: user, challengeId: challengeId, method: method, code: sealedCode, time: options.clock())
+        guard case .codeIssued(let sealedAddress, let expiresAt) = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
+        guard let bytes = seal.open(sealedAddress, user: user, purpose: .address) else {
+            throw PipelineRequestError(code: .unavailable, message: "the factor's address does not open with this daemon's secret")
+        }
+        let address = String(decoding: bytes, as: UTF8.self)
+        try await deliver(CodeMessage(channel: channel, to: address, code: code, user: user, purpose: .challenge, mfaEventId: challengeId, expiresAt: expiresAt))
+        return CodeSent(user: user, kind: kind, challengeId: challengeId, expiresAt: expiresAt, maskedAddress: CodeAddress.masked(address, kind: kind))
+    }
+
+    private func codeChannel(_ kind: Factor.Kind) throws(PipelineRequestError) -> CodeMessage.Channel {
+        let channel: CodeMessage.Channel = kind == .sms ? .sms : .email
+        guard kind.sendsCodes, options.codeSender?.sends(channel) == true else {
+            throw PipelineRequestError(code: .notConfigured, message: "this camfa sends no \(kind.rawValue) codes: factors.\(kind.rawValue) is not configured")
+        }
+        return channel
+    }
+
+    /// The code in clear (for its provider) and sealed (for the topic).
+    private func drawCode(user: String) throws(PipelineRequestError) -> (String, [UInt8]) {
+        guard let code = TOTP.newCode(), let sealed = seal.seal(Array(code.utf8), user: user, purpose: .code) else {
+            throw PipelineRequestError(code: .unavailable, message: "cannot draw a code")
+        }
+        return (code, sealed)
+    }
+
+    /// After the task stored the code: a failure leaves it stored, and a new send replaces it.
+    private func deliver(_ message: CodeMessage) async throws(PipelineRequestError) {
+        guard let sender = options.codeSender else { throw PipelineRequestError(code: .invalid, message: "no code sender") }
+        do throws(DeliveryError) {
+            try await sender.send(message)
+            Counter(label: "camfa_codes_sent_total", dimensions: [("channel", message.channel.rawValue)]).increment()
+            logger.notice("code sent", metadata: ["channel": "\(message.channel.rawValue)", "purpose": "\(message.purpose.rawValue)"])
+        } catch {
+            Counter(label: "camfa_code_deliveries_failed_total", dimensions: [("channel", message.channel.rawValue)]).increment()
+            logger.warning("code not delivered", metadata: ["channel": "\(message.channel.rawValue)", "reason": "\(error.code.rawValue)", "detail": "\(error.message)"])
+            throw PipelineRequestError(code: .deliveryFailed, message: "the \(message.channel.rawValue) provider did not take the code: \(error.message)")
+        }
     }
 
     public func confirmFactor(user: String, kind: Factor.Kind, code: String, timeout: Double) async throws(PipelineRequestError) -> FactorConfirmation {
@@ -36,10 +102,7 @@ extension Pipeline {
         async throws(PipelineRequestError) -> ChallengeVerification
     {
         try checkUser(user)
-        let limits = options.configuration.engine.limits
-        guard !challengeId.isEmpty, challengeId.utf8.count <= limits.maxFieldBytes else {
-            throw PipelineRequestError(code: .invalid, message: "the challenge id must have 1 to \(limits.maxFieldBytes) bytes", field: "mfaEventId")
-        }
+        try checkChallengeId(challengeId)
         let sealed = try sealCode(code, user: user)
         // Drawn here, not in the task: replaying the record must not draw another. Only its
         // hash enters the topic.
@@ -59,6 +122,13 @@ extension Pipeline {
             throw Self.mismatch
         }
         return n
+    }
+
+    private func checkChallengeId(_ challengeId: String) throws(PipelineRequestError) {
+        let max = options.configuration.engine.limits.maxFieldBytes
+        guard !challengeId.isEmpty, challengeId.utf8.count <= max else {
+            throw PipelineRequestError(code: .invalid, message: "the challenge id must have 1 to \(max) bytes", field: "mfaEventId")
+        }
     }
 
     private func checkUser(_ user: String) throws(PipelineRequestError) {
@@ -104,8 +174,9 @@ extension Pipeline {
         let p = record.partition
         let seal = self.seal
         switch request {
-        case .enrolment(let user, let kind, let sealed, let time):
-            switch engine.enrollFactor(Factor(kind: kind, sealed: sealed, enrolledAt: time), user: user, state: &partitions[p]!.state) {
+        case .enrolment(let user, let kind, let sealed, let code, let time):
+            let sent = code.map { SentCode(sealed: $0, challengeId: nil, expiresAt: Engine.later(time, by: options.configuration.factors.codeLifetime)) }
+            switch engine.enrollFactor(Factor(kind: kind, sealed: sealed, enrolledAt: time, code: sent), user: user, state: &partitions[p]!.state) {
             case .success:
                 logger.notice("factor enrolled", metadata: ["partition": "\(p)", "offset": "\(record.offset)", "factor": "\(kind.rawValue)"])
                 finish(record, outputs: [], answer: .success(.factorEnrolled))
@@ -116,10 +187,18 @@ extension Pipeline {
         case .confirmation(let user, let kind, let code, let time):
             let confirmed = engine.confirmFactor(kind: kind, user: user, time: time, limits: options.configuration.factors.limits,
                                                  state: &partitions[p]!.state) {
-                FactorCheck.totp($0, code: code, user: user, time: time, seal: seal)
+                FactorCheck.of($0, code: code, user: user, time: time, seal: seal)
             }
             let answer: PipelineMailbox.Answer = switch confirmed {
             case .success(let f): .success(.factorConfirmed(FactorConfirmation(user: user, kind: f.kind)))
+            case .failure(let r): .failure(Self.requestError(r))
+            }
+            finish(record, outputs: [], answer: answer)
+        case .codeIssue(let user, let challengeId, let method, let code, let time):
+            let issued = engine.issueCode(code, challengeId: challengeId, user: user, method: method, time: time,
+                                          limits: options.configuration.factors.limits, state: &partitions[p]!.state)
+            let answer: PipelineMailbox.Answer = switch issued {
+            case .success(let f): .success(.codeIssued(sealedAddress: f.sealed, expiresAt: f.code?.expiresAt ?? time))
             case .failure(let r): .failure(Self.requestError(r))
             }
             finish(record, outputs: [], answer: answer)
@@ -131,7 +210,7 @@ extension Pipeline {
             let verified = engine.verifyChallenge(
                 challengeId: challengeId, user: user, method: method, time: time, limits: options.configuration.factors.limits,
                 deviceTokenHash: deviceTokenHash, state: &partitions[p]!.state) {
-                FactorCheck.totp($0, code: code, user: user, time: time, seal: seal)
+                FactorCheck.of($0, code: code, user: user, time: time, seal: seal)
             }
             // Policies see every code as an MFA result (brute force, fatigue).
             let outcome: String = switch verified {
@@ -180,6 +259,10 @@ extension Pipeline {
         case .tooManyAttempts: .tooManyAttempts
         case .lockedOut: .lockedOut
         case .late, .outdated: .outOfTime
+        case .noCode: .noCode
+        case .expiredCode: .expiredCode
+        case .tooManySends: .tooManySends
+        case .notSendable: .invalid
         }
         var message = r.message
         if let left = r.attemptsLeft, left > 0 { message += " (\(left) more code\(left == 1 ? "" : "s") for this challenge)" }

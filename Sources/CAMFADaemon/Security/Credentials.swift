@@ -2,7 +2,8 @@ import Foundation
 
 /// systemd credentials (`LoadCredential=NAME:/path` in the unit) for what must not sit in a
 /// world-readable /etc/camfa/camfa.yaml: a value `credential:NAME` stands for the credential
-/// systemd put in `$CREDENTIALS_DIRECTORY`. Paths (`http.tls.*`, `security.secretFile`, `tokens.keys[].privateKey`) become
+/// systemd put in `$CREDENTIALS_DIRECTORY`. Paths (`http.tls.*`, `security.secretFile`, `tokens.keys[].privateKey`,
+/// `factors.email.passwordFile`, `factors.sms.secretFile`) become
 /// the credential's path; `kafka.properties` values (`sasl.password`, `ssl.key.password`)
 /// become its contents, without a trailing newline.
 extension Configuration {
@@ -27,6 +28,8 @@ extension Configuration {
         c.http.tlsCertificate = try path(c.http.tlsCertificate, "http.tls.certificate")
         c.http.tlsPrivateKey = try path(c.http.tlsPrivateKey, "http.tls.privateKey")
         c.security.secretFile = try path(c.security.secretFile, "security.secretFile")
+        if let file = c.factors.email?.passwordFile { c.factors.email?.passwordFile = try path(file, "factors.email.passwordFile") }
+        if let file = c.factors.sms?.secretFile { c.factors.sms?.secretFile = try path(file, "factors.sms.secretFile")! }
         for i in c.tokens.keys.indices {
             c.tokens.keys[i].privateKey = try path(c.tokens.keys[i].privateKey, "tokens.keys[\(i)].privateKey")!
         }

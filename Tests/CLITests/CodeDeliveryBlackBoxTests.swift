@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+import CAMFATestSupport
+
+/// Issue 25's email and SMS acceptance with the real `camfa run`: a real SMTP server on
+/// loopback (aiosmtpd, requiring STARTTLS and AUTH) receives the codes, a webhook receiver
+/// checks each request's HMAC signature with its own Python code; the test reads the codes
+/// from there, as a user would from their inbox or phone, confirms the factors, answers
+/// challenges with them, and PyJWT checks the mfaToken's `amr`. Every response is checked
+/// against schemas/openapi.yaml. `scripts/code-receivers.py` runs both providers.
+@Suite(.serialized) struct CodeDeliveryBlackBoxTests {
+    static let key = "camfa-test-codes-0123456789abcdef"
+
+    /// The extranet policy behind an http flow offering email and sms.
+    static func policies() throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory("camfa-codes-policies")
+        try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("policies/examples/extranet.yaml").path,
+                                         toPath: dir.path + "/extranet.yaml")
+        try """
+        flow: api_login
+        trigger: http
+        apps: global
+        policies: [extranet]
+        cooldown: 15m
+        expiry: 10m
+        branches:
+          - when: policies.extranet.hit
+            mfa: [email, sms]
+        """.write(toFile: dir.path + "/flows.yaml", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// The six-digit code in the newest file of `prefix` beyond the first `seen`.
+    static func nextCode(_ dir: String, prefix: String, seen: Int) throws -> (code: String, text: String)? {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            let files = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter { $0.hasPrefix(prefix + "-") && !$0.hasSuffix(".tmp") }
+                .sorted { Int($0.dropFirst(prefix.count + 1).prefix { $0.isNumber }) ?? 0 < Int($1.dropFirst(prefix.count + 1).prefix { $0.isNumber }) ?? 0 }
+            if files.count > seen {
+                let text = try String(contentsOfFile: dir + "/" + files[seen], encoding: .utf8)
+                let regex = try NSRegularExpression(pattern: "code is ([0-9]{6})")
+                guard let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), let r = Range(m.range(at: 1), in: text) else {
+                    return (code: "", text: text)
+                }
+                return (String(text[r]), text)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return nil
+    }
+
+    @Test func emailAndSMSCodesArriveConfirmFactorsAndPassChallenges() throws {
+        guard BlackBox.requireKcat() else { return }
+        let work = try TemporaryDirectory("camfa-codes")
+        guard let (cert, certKey) = try selfSignedCertificate(in: URL(fileURLWithPath: work.path)) else {
+            #expect(!isCI, "the openssl CLI is needed")
+            return
+        }
+        let out = work.path + "/received"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let secretFile = work.path + "/hook.secret", passwordFile = work.path + "/smtp.password"
+        try "hook-secret-0123456789abcdef\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        try "smtp-pass-4711\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        let smtpPort = HTTPBlackBoxTests.freePort(), hookPort = HTTPBlackBoxTests.freePort(), port = HTTPBlackBoxTests.freePort()
+
+        let receivers = Process()
+        receivers.executableURL = URL(fileURLWithPath: try #require(which("python3")))
+        receivers.arguments = [packageRoot.appendingPathComponent("scripts/code-receivers.py").path, out, "\(smtpPort)", "\(hookPort)",
+                               cert, certKey, "camfa", "smtp-pass-4711", secretFile]
+        let receiverErrors = Pipe()
+        receivers.standardError = receiverErrors
+        receivers.standardOutput = FileHandle.nullDevice
+        try receivers.run()
+        defer { receivers.terminate(); receivers.waitUntilExit() }
+        var ready = false
+        for _ in 0..<100 where !ready && receivers.isRunning {
+            ready = FileManager.default.fileExists(atPath: out + "/ready")
+            if !ready { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        if !ready {
+            receivers.waitUntilExit()
+            let text = String(decoding: receiverErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(!isCI && receivers.terminationStatus == 3, "the code receivers did not start: \(text)")
+            return
+        }
+
+        let broker = try BlackBox.broker()
+        let policies = try Self.policies()
+        let config = """
+        http:
+          address: 127.0.0.1:\(port)
+          apiKeys:
+            - name: codes
+              hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
+              scopes: [evaluate, status, enroll, verify]
+        tokens:
+          issuer: urn:camfa:codes
+        factors:
+          sendsPerChallenge: 2
+          email:
+            host: 127.0.0.1
+            port: \(smtpPort)
+            username: camfa
+            passwordFile: \(passwordFile)
+            caFile: \(cert)
+            from: "camfa <mfa@example.com>"
+          sms:
+            url: http://127.0.0.1:\(hookPort)/sms
+            secretFile: \(secretFile)
+        """
+        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "codes", group: "codes-\(UUID().uuidString)",
+                                         kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: config, policies: policies.path)
+        defer { _ = daemon.stop() }
+        let base = "http://127.0.0.1:\(port)"
+        let rec = HTTPBlackBoxTests.Recorder()
+        func call(_ method: String, _ path: String, template: String, body: String? = nil) throws -> HTTPBlackBoxTests.Response {
+            let r = try HTTPBlackBoxTests.request(method, base + path, key: Self.key, body: body.map { Data($0.utf8) })
+            rec.record(method: method, template: template, r)
+            return r
+        }
+        func text(_ r: HTTPBlackBoxTests.Response) -> String { String(decoding: r.body, as: UTF8.self) }
+        func errorCode(_ r: HTTPBlackBoxTests.Response) -> String? { (r.json["error"] as? [String: Any])?["code"] as? String }
+        ready = false
+        for _ in 0..<120 where !ready {
+            if let s = try? call("GET", "/v1/users/nobody/mfa-status", template: "/v1/users/{id}/mfa-status"), s.status == 200 { ready = true } else {
+                Thread.sleep(forTimeInterval: 0.25)
+            }
+        }
+        try #require(ready, "the status never answered 200; log:\n\(daemon.log.suffix(2000))")
+        func challenge(_ user: String) throws -> String {
+            let event = #"{"appId":"crm","requestDate":\#(HTTPBlackBoxTests.nowMs),"ip":"198.51.100.4","originalIdentity":"\#(user)","behaviorType":"login","behaviorResult":"success"}"#
+            let e = try call("POST", "/v1/evaluate", template: "/v1/evaluate", body: event)
+            let id = (e.json["decisions"] as? [[String: Any]] ?? []).compactMap { $0["mfaEventId"] as? String }.first
+            return try #require(id, "no challenge: \(text(e))")
+        }
+        func verify(_ id: String, _ user: String, _ method: String, _ code: String) throws -> HTTPBlackBoxTests.Response {
+            try call("POST", "/v1/challenges/\(id)/verify", template: "/v1/challenges/{mfaEventId}/verify",
+                     body: #"{"user":"\#(user)","method":"\#(method)","code":"\#(code)"}"#)
+        }
+        func send(_ id: String, _ user: String, _ method: String) throws -> HTTPBlackBoxTests.Response {
+            try call("POST", "/v1/challenges/\(id)/send", template: "/v1/challenges/{mfaEventId}/send", body: #"{"user":"\#(user)","method":"\#(method)"}"#)
+        }
+
+        // Email: the enrolment sends a code over STARTTLS with AUTH; it confirms the factor.
+        let enrolled = try call("POST", "/v1/users/erin/factors/email", template: "/v1/users/{id}/factors/email", body: #"{"address":"erin@example.com"}"#)
+        #expect(enrolled.status == 200 && enrolled.json["sentTo"] as? String == "e***@example.com", "\(text(enrolled))\n\(daemon.log.suffix(1500))")
+        let first = try #require(try Self.nextCode(out, prefix: "mail", seen: 0), "no mail arrived; log:\n\(daemon.log.suffix(1500))")
+        #expect(first.text.contains("X-Test-TLS: yes") && first.text.contains("X-Test-Login: camfa") && first.text.contains("X-Test-Rcpt: erin@example.com"),
+                "STARTTLS and AUTH before the message: \(first.text)")
+        #expect(first.text.contains("From: camfa <mfa@example.com>") && first.text.contains("Subject: Your sign-in code"))
+        let unconfirmed = try challenge("erin")
+        #expect(errorCode(try send(unconfirmed, "erin", "email")) == "no-factor", "an unconfirmed address is sent no challenge code")
+        let wrongConfirm = try call("POST", "/v1/users/erin/factors/email/confirm", template: "/v1/users/{id}/factors/email/confirm",
+                                    body: #"{"code":"\#(first.code == "000000" ? "111111" : "000000")"}"#)
+        #expect(wrongConfirm.status == 422)
+        let confirmed = try call("POST", "/v1/users/erin/factors/email/confirm", template: "/v1/users/{id}/factors/email/confirm",
+                                 body: #"{"code":"\#(first.code)"}"#)
+        #expect(confirmed.status == 200 && confirmed.json["factor"] as? String == "email", "\(text(confirmed))")
+
+        // A challenge: send, read the mail, verify, and the token says amr mail.
+        let id = try challenge("erin")
+        #expect(errorCode(try verify(id, "erin", "email", first.code)) == "no-code", "the confirmation's code answers no challenge")
+        let sent = try send(id, "erin", "email")
+        #expect(sent.status == 200 && sent.json["mfaEventId"] as? String == id && sent.json["expiresAt"] is String, "\(text(sent))")
+        let mail = try #require(try Self.nextCode(out, prefix: "mail", seen: 1), "no second mail")
+        let passed = try verify(id, "erin", "email", mail.code)
+        #expect(passed.status == 200, "\(text(passed))")
+        #expect(try verify(id, "erin", "email", mail.code).status == 404, "single use: the challenge is cleared")
+        let token = passed.json["mfaToken"] as? String ?? ""
+        let script = """
+            import json, sys, jwt
+            key = jwt.PyJWKClient(sys.argv[1]).get_signing_key_from_jwt(sys.argv[2])
+            c = jwt.decode(sys.argv[2], key.key, algorithms=["ES256"], audience="crm", issuer="urn:camfa:codes")
+            print(json.dumps({"sub": c["sub"], "amr": c["amr"]}))
+            """
+        if let r = try runTool("python3", ["-c", script, base + "/.well-known/jwks.json", token]), !r.stderr.contains("No module named") {
+            let claims = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            #expect(claims?["sub"] as? String == "erin" && claims?["amr"] as? [String] == ["mail"], "\(r.stdout)\(r.stderr)")
+        } else {
+            #expect(!isCI, "python3 with PyJWT is needed")
+        }
+
+        // SMS: the webhook gets a request whose signature its own code verifies.
+        let sms = try call("POST", "/v1/users/finn/factors/sms", template: "/v1/users/{id}/factors/sms", body: #"{"number":"+14155550123"}"#)
+        #expect(sms.status == 200 && sms.json["sentTo"] as? String == "+*******0123", "\(text(sms))")
+        let hook = try #require(try Self.nextCode(out, prefix: "hook", seen: 0), "no webhook request arrived; log:\n\(daemon.log.suffix(1500))")
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(hook.text.utf8)) as? [String: Any])
+        #expect(body["to"] as? String == "+14155550123" && body["purpose"] as? String == "confirmation" && body["code"] as? String == hook.code)
+        #expect(!FileManager.default.fileExists(atPath: out + "/bad-1.json"), "every webhook request was signed right")
+        #expect(try call("POST", "/v1/users/finn/factors/sms/confirm", template: "/v1/users/{id}/factors/sms/confirm",
+                         body: #"{"code":"\#(hook.code)"}"#).status == 200)
+        let smsChallenge = try challenge("finn")
+        #expect(try send(smsChallenge, "finn", "sms").status == 200)
+        let second = try #require(try Self.nextCode(out, prefix: "hook", seen: 1))
+        #expect(second.text.contains(#""mfaEventId":"\#(smsChallenge)""#) && second.text.contains(#""purpose":"challenge""#))
+        #expect(try send(smsChallenge, "finn", "sms").status == 200, "a resend replaces the code")
+        let third = try #require(try Self.nextCode(out, prefix: "hook", seen: 2))
+        #expect(errorCode(try send(smsChallenge, "finn", "sms")) == "too-many-sends", "factors.sendsPerChallenge: 2")
+        #expect(errorCode(try verify(smsChallenge, "finn", "sms", second.code)) == (second.code == third.code ? nil : "wrong-code"), "the replaced code")
+        let smsPassed = try verify(smsChallenge, "finn", "sms", third.code)
+        #expect(smsPassed.status == 200, "\(text(smsPassed))")
+
+        // A provider that fails: 502, and the factor is not confirmed by anything.
+        let failing = try call("POST", "/v1/users/gail/factors/sms", template: "/v1/users/{id}/factors/sms", body: #"{"number":"+14155550000"}"#)
+        #expect(failing.status == 502 && errorCode(failing) == "delivery-failed", "\(text(failing))")
+
+        // No code, address or number in the daemon's log.
+        let log = daemon.log
+        for secret in [first.code, mail.code, hook.code, third.code, "erin@example.com", "4155550123", "smtp-pass-4711"] {
+            #expect(!log.contains(secret), "\(secret) in the log")
+        }
+        try rec.validateAgainstOpenAPI()
+    }
+}
