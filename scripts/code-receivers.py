@@ -13,7 +13,7 @@ usage: code-receivers.py OUT_DIR SMTP_PORT WEBHOOK_PORT CERT KEY USER PASSWORD S
   refused 503 (a provider failing).
 OUT_DIR/ready appears once both listen.
 """
-import hashlib, hmac, http.server, os, ssl, sys, threading, time
+import hashlib, hmac, http.server, os, signal, ssl, sys, threading, time
 
 try:
     from aiosmtpd.controller import Controller
@@ -79,6 +79,7 @@ class Hook(http.server.BaseHTTPRequestHandler):
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", int(hook_port)), Hook)
 threading.Thread(target=server.serve_forever, daemon=True).start()
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 open(os.path.join(out, "ready"), "w").close()
 try:
     while True:

@@ -71,7 +71,7 @@ import CAMFATestSupport
         receivers.standardError = receiverErrors
         receivers.standardOutput = FileHandle.nullDevice
         try receivers.run()
-        defer { receivers.terminate(); receivers.waitUntilExit() }
+        defer { kill(receivers.processIdentifier, SIGKILL); receivers.waitUntilExit() }
         var ready = false
         for _ in 0..<100 where !ready && receivers.isRunning {
             ready = FileManager.default.fileExists(atPath: out + "/ready")
