@@ -293,6 +293,20 @@ extension Engine {
         return nil
     }
 
+    /// `heldChallenge` (MFAResults.swift) with its refusal as a verification's.
+    private func heldForCode(_ id: String, user: String, method: MFAMethod, time: Int64, state: PartitionState)
+        -> Result<PendingChallenge, VerificationRejection>
+    {
+        heldChallenge(id, user: user, method: method, time: time, state: state).mapError { r in
+            let code: VerificationRejection.Code = switch r.code {
+            case .unknownChallenge: .unknownChallenge
+            case .expiredChallenge: .expiredChallenge
+            case .methodNotOffered: .methodNotOffered
+            }
+            return VerificationRejection(code: code, message: r.message)
+        }
+    }
+
     private func late(_ time: Int64, _ state: PartitionState) -> VerificationRejection? {
         lateness(of: time, watermark: state.watermark).map { VerificationRejection(code: .late, message: $0.message) }
     }
@@ -321,15 +335,9 @@ extension Engine {
     ) -> Result<ChallengeVerified, VerificationRejection> {
         if let late = late(time, state) { return .failure(late) }
         let challenge: PendingChallenge
-        switch heldChallenge(challengeId, user: user, method: method, time: time, state: state) {
+        switch heldForCode(challengeId, user: user, method: method, time: time, state: state) {
         case .success(let c): challenge = c
-        case .failure(let r):
-            let code: VerificationRejection.Code = switch r.code {
-            case .unknownChallenge: .unknownChallenge
-            case .expiredChallenge: .expiredChallenge
-            case .methodNotOffered: .methodNotOffered
-            }
-            return .failure(VerificationRejection(code: code, message: r.message))
+        case .failure(let r): return .failure(r)
         }
         var u = state.users[user]!
         if let locked = lockedOut(u, time) { return .failure(locked) }
@@ -392,16 +400,7 @@ extension Engine {
         guard let kind = Factor.Kind(method: method), kind.sendsCodes else {
             return .failure(VerificationRejection(code: .notSendable, message: "camfa sends codes for email and sms only, not \(method.rawValue)"))
         }
-        switch heldChallenge(challengeId, user: user, method: method, time: time, state: state) {
-        case .success: break
-        case .failure(let r):
-            let code: VerificationRejection.Code = switch r.code {
-            case .unknownChallenge: .unknownChallenge
-            case .expiredChallenge: .expiredChallenge
-            case .methodNotOffered: .methodNotOffered
-            }
-            return .failure(VerificationRejection(code: code, message: r.message))
-        }
+        if case .failure(let r) = heldForCode(challengeId, user: user, method: method, time: time, state: state) { return .failure(r) }
         var u = state.users[user]!
         if let locked = lockedOut(u, time) { return .failure(locked) }
         guard (u.verification.attempts[challengeId] ?? 0) < limits.attemptsPerChallenge else {
