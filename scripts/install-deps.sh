@@ -3,7 +3,8 @@
 # `make test` and `make demo` work on a fresh Debian machine with Swift installed.
 # usage: scripts/install-deps.sh [demo]
 set -euo pipefail
-packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev openssl kcat python3)
+# chromium and its driver: the hosted challenge page is tested in a real headless browser.
+packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev openssl kcat python3 chromium chromium-driver)
 [[ "${1:-}" == "demo" ]] && packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
@@ -47,6 +48,11 @@ fi
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   echo "installing python3 aiosmtpd"
   python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+# Drives Debian's chromium through its chromedriver (ChallengePageBrowserTests).
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  echo "installing python3 selenium"
+  python3 -m pip install --quiet selenium || python3 -m pip install --quiet --break-system-packages selenium
 fi
 # The OpenAPI fuzzer run against the live daemon (SchemathesisBlackBoxTests).
 if ! command -v st >/dev/null 2>&1; then

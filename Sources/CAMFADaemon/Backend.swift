@@ -90,6 +90,10 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
     public var field: String?
     /// Epoch ms when a lockout ends (`locked-out`, and the failure that started it).
     public var retryAt: Int64?
+    /// `not-owned` refused before anything was written: the `http.advertisedURL` of the
+    /// instance that processes the user, when the owners topic names one. The HTTP layer
+    /// forwards the request there (README "Any instance answers").
+    public var owner: String?
 
     public init(code: Code, message: String, field: String? = nil) {
         self.code = code

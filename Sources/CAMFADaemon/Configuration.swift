@@ -26,6 +26,10 @@ public struct Configuration: Sendable, Equatable {
         /// key (README "Repartitioning"); nil: every statistic is counted in the user's
         /// task, exact only on a one-partition input.
         public var repartition: String?
+        /// Which instance processes each input partition (one partition, compacted; README
+        /// "Any instance answers"); nil: a request for a user processed by another instance
+        /// answers 503 not-owned instead of being forwarded there.
+        public var owners: String?
     }
 
     public struct Engine: Sendable, Equatable {
@@ -139,6 +143,15 @@ public struct Configuration: Sendable, Equatable {
         /// `rateLimitPerSecond`; past it, 429 with Retry-After. 0 turns it off.
         public var rateLimitPerSecond = 100
         public var rateLimitBurst = 200
+        /// How the other instances of the group reach this one (`https://host:port`), written
+        /// to `topics.owners` for each task this instance runs; nil: none forward to it.
+        public var advertisedURL: String?
+        /// The hosted challenge page, `GET /challenge/{mfaEventId}` (README "The challenge
+        /// page"): open to anyone with the link, so off unless turned on.
+        public var challengePage = false
+        /// Where the page posts the mfaToken (`mfaToken` form field) after a verified
+        /// challenge; nil: it tells the user to return to the application.
+        public var challengePageReturnURL: String?
 
         public var tlsEnabled: Bool { tlsCertificate != nil }
         public init() {}
@@ -315,8 +328,9 @@ private struct ConfigReader {
                     }
                 }
             }
-            case "topics": section(v, key, ["input", "output", "deadLetter", "results", "changelog", "repartition"]) { r, name, node in
+            case "topics": section(v, key, ["input", "output", "deadLetter", "results", "changelog", "repartition", "owners"]) { r, name, node in
                 if name == "changelog" { c.topics.changelog = r.optionalPath(node, "topics.changelog"); return }
+                if name == "owners" { c.topics.owners = r.optionalPath(node, "topics.owners"); return }
                 if name == "repartition" { c.topics.repartition = r.optionalPath(node, "topics.repartition"); return }
                 guard let s = r.string(node, "topics.\(name)"), !s.isEmpty else { return }
                 switch name {
@@ -419,7 +433,7 @@ private struct ConfigReader {
 
     mutating func readHTTP(_ node: Node, into h: inout Configuration.HTTP) {
         let keys: Set<String> = ["enabled", "address", "tls", "maxBodyBytes", "requestTimeout", "openEndpoints", "apiKeys", "readiness",
-                                 "idleTimeout", "headerTimeout", "bodyTimeout", "maxConnections", "rateLimit"]
+                                 "idleTimeout", "headerTimeout", "bodyTimeout", "maxConnections", "rateLimit", "advertisedURL", "challengePage"]
         var out = h
         section(node, "http", keys) { r, name, node in
             switch name {
@@ -446,6 +460,24 @@ private struct ConfigReader {
                 guard d > 0 else { r.fail(node, "http.\(name)", "must be positive"); return }
                 if name == "idleTimeout" { out.idleTimeout = d } else if name == "headerTimeout" { out.headerTimeout = d } else { out.bodyTimeout = d }
             case "maxConnections": if let n = r.int(node, "http.maxConnections", min: 1) { out.maxConnections = n }
+            case "challengePage":
+                r.section(node, "http.challengePage", ["enabled", "returnURL"]) { r, name, node in
+                    if name == "enabled" { if let b = r.bool(node, "http.challengePage.enabled") { out.challengePage = b }; return }
+                    guard let u = r.string(node, "http.challengePage.returnURL") else { return }
+                    guard let url = URL(string: u), let scheme = url.scheme, url.host?.isEmpty == false, ["http", "https"].contains(scheme) else {
+                        r.fail(node, "http.challengePage.returnURL", "must be an http(s) URL; got '\(u)'"); return
+                    }
+                    if scheme == "http" && !AdvertisedURL.isLoopback(host: url.host ?? "") {
+                        r.fail(node, "http.challengePage.returnURL", "must be https (http only on loopback): the mfaToken goes there")
+                    } else { out.challengePageReturnURL = u }
+                }
+            case "advertisedURL":
+                guard let u = r.string(node, "http.advertisedURL") else { return }
+                if AdvertisedURL.isValid(u) {
+                    if AdvertisedURL.isClearOffLoopback(u) {
+                        r.fail(node, "http.advertisedURL", "must be https (http only on loopback): forwarded requests carry the callers' API keys")
+                    } else { out.advertisedURL = u }
+                } else { r.fail(node, "http.advertisedURL", "must be http(s)://host:port with no path, e.g. https://camfa-2.internal:8080; got '\(u)'") }
             case "rateLimit":
                 r.section(node, "http.rateLimit", ["perSecond", "burst"]) { r, name, node in
                     if name == "perSecond" { if let n = r.int(node, "http.rateLimit.perSecond", min: 0) { out.rateLimitPerSecond = n } }

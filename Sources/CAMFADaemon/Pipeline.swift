@@ -44,6 +44,9 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
         public var codeSender: CodeSender?
         /// Which tasks this pipeline runs (README "Repartitioning").
         public var role: Role = .users
+        /// Where other instances' tasks are (`topics.owners`), and where this one's are
+        /// announced; nil: requests for users processed elsewhere answer not-owned.
+        public var owners: OwnerDirectory?
         public init(configuration: Configuration, policySet: PolicySet, enrichment: EnrichmentResources?, secret: DaemonSecret) {
             self.configuration = configuration
             self.secret = secret
@@ -653,6 +656,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
             let (rt, checkpointed) = restoreRuntime(tp, now: now)
             if let checkpointed { start[tp] = checkpointed }
             partitions[tp.partition] = rt
+            if rt.lifecycle.isRunning { options.owners?.announce(partition: tp.partition, epoch: rt.lifecycle.epoch, at: now) }
         }
         logger.info("partitions assigned", metadata: ["partitions": "\(list.map(\.partition).sorted())"])
         health.assignmentHandled()
@@ -725,6 +729,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
                 continue
             }
             partitions[p] = rt
+            options.owners?.announce(partition: p, epoch: rt.lifecycle.epoch, at: now)
             logger.notice("partition restore succeeded on retry; consumption resumed", metadata: ["partition": "\(p)"])
         }
     }
@@ -863,28 +868,36 @@ extension Pipeline {
             case .status(let id, let user):
                 mailbox.answer(id, status(of: user))
             case .evaluate(let id, let json, let user, let flow):
+                guard owned(id, user) else { continue }
                 var headers: [(String, [UInt8]?)] = [(InputHeaders.trigger, Array("http".utf8)), (InputHeaders.request, Array(id.utf8))]
                 if let flow { headers.append((InputHeaders.flow, Array(flow.utf8))) }
                 produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
             case .mfaResult(let id, let result):
+                guard owned(id, result.user) else { continue }
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.mfaResultKind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 produceRequest(id, key: Array(result.user.utf8), value: result.json, headers: headers, topic: c.topics.input)
             case .release(let id, let user, let time):
+                guard owned(id, user) else { continue }
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(InputHeaders.releaseKind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 let json = JSONWriter.encode(.map(ValueMap([("user", .string(user)), ("time", .int(time))])))
                 produceRequest(id, key: Array(user.utf8), value: json, headers: headers, topic: c.topics.input)
             case .factor(let id, let record):
-                // Checked before the record is written: another instance would apply it and
-                // this one answer not-owned, and a retry would then meet a used-up code or a
-                // secret nobody was shown.
-                if case .failure(let e) = localPartition(ofUser: record.user) {
-                    mailbox.answer(id, .failure(e))
-                    continue
-                }
+                guard owned(id, record.user) else { continue }
                 let headers: [(String, [UInt8]?)] = [(InputHeaders.kind, Array(record.kind.utf8)), (InputHeaders.request, Array(id.utf8))]
                 produceRequest(id, key: Array(record.user.utf8), value: record.json, headers: headers, topic: c.topics.input)
             }
         }
+    }
+
+    /// Whether this instance processes the user now; if not, the request is answered so
+    /// before its record is written: the record would be processed by another instance and
+    /// a retry or forward would then count the event twice, or meet a used-up code or a
+    /// secret nobody was shown. A rebalance between this check and the delivery still
+    /// ends in `requestDelivered`'s not-owned (then without an owner to forward to).
+    private func owned(_ id: String, _ user: String) -> Bool {
+        guard case .failure(let e) = localPartition(ofUser: user) else { return true }
+        mailbox.answer(id, .failure(e))
+        return false
     }
 
     /// Not retried: librdkafka already retries for `message.timeout.ms`, and the caller
@@ -1054,7 +1067,9 @@ extension Pipeline {
         }
         guard let rt = partitions[p] else {
             if health.assignmentsHandled == 0 { return .failure(Self.notAssignedYet) }
-            return .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance"))
+            var e = PipelineRequestError(code: .notOwned, message: "partition \(p) of the input topic is assigned to another instance")
+            e.owner = options.owners?.owner(of: p)
+            return .failure(e)
         }
         if let blocked = rt.lifecycle.blockedReason {
             return .failure(PipelineRequestError(code: .unavailable, message: "partition \(p) is not being processed (\(blocked))"))

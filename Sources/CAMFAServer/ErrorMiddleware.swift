@@ -11,6 +11,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let e as APIError {
             return e.response
+        } catch let f as ForwardedResponse {
+            return f.response
         } catch let e as HTTPResponseError where e.status == .notFound && !Routes.methods(for: request.uri.path).isEmpty {
             // The router answers 404 for a known path with another method; say 405 and Allow.
             return APIError.methodNotAllowed(Routes.methods(for: request.uri.path)).response

@@ -30,7 +30,8 @@ public struct HTTPServerService: Service {
         self.address = "\(http.host):\(http.port)"
         self.logger = logger
         let router = Router(context: BasicRequestContext.self)
-        Routes(http: http, backend: backend, access: Access(http), registry: registry, tokens: tokens, clock: clock, logger: logger).register(on: router)
+        Routes(http: http, backend: backend, access: Access(http), registry: registry, tokens: tokens, clock: clock, logger: logger,
+               forwarder: Forwarder(selfURL: http.advertisedURL, timeout: Double(http.requestTimeout) / 1000)).register(on: router)
         let server: HTTPServerBuilder
         // Slow or idle clients cannot hold connections (RequestTimeoutHandler), and past
         // maxConnections new ones wait in the backlog instead of exhausting descriptors.

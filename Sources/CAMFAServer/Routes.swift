@@ -19,6 +19,8 @@ struct Routes: Sendable {
     /// Epoch milliseconds: injected, so token expiry is testable.
     let clock: @Sendable () -> Int64
     let logger: Logger
+    /// Forwards requests for users another instance processes; nil: they answer not-owned.
+    var forwarder: Forwarder?
 
     var timeout: Double { Double(http.requestTimeout) / 1000 }
 
@@ -47,7 +49,7 @@ struct Routes: Sendable {
             try access.check(request, endpoint: "/v1/evaluate", scope: .evaluate)
             let body = try await readBody(request)
             let flow = request.uri.queryParameters.get("flow")
-            let evaluation = try await call { () async throws(PipelineRequestError) in
+            let evaluation = try await call(request, body) { () async throws(PipelineRequestError) in
                 try await backend.evaluate(eventJSON: body, flow: flow, timeout: timeout)
             }
             return JSONResponse.make(.ok, ResponseBodies.evaluation(evaluation))
@@ -55,7 +57,7 @@ struct Routes: Sendable {
         router.get("/v1/users/:id/mfa-status") { request, context in
             try access.check(request, endpoint: "/v1/users/{id}/mfa-status", scope: .status)
             let user = try userID(context)
-            let status = try await call { () async throws(PipelineRequestError) in
+            let status = try await call(request) { () async throws(PipelineRequestError) in
                 try await backend.mfaStatus(user: user, timeout: timeout)
             }
             return JSONResponse.make(.ok, ResponseBodies.status(status))
@@ -66,7 +68,7 @@ struct Routes: Sendable {
             // A caller who cannot read the status must not learn from the answer that an
             // id it guessed is real (expired, or answered with another method).
             let mayReadStatus = access.allows(request, scope: .status)
-            let outcome = try await call { () async throws(PipelineRequestError) in
+            let outcome = try await call(request, body) { () async throws(PipelineRequestError) in
                 do throws(PipelineRequestError) { return try await backend.submitMFAResult(json: body, timeout: timeout) } catch {
                     // Per key: a client guessing challenge ids shows here (and, per user, to
                     // the policies as rejected results).
@@ -82,7 +84,7 @@ struct Routes: Sendable {
         router.post("/v1/users/:id/release") { request, context in
             let caller = try access.check(request, endpoint: "/v1/users/{id}/release", scope: .admin)
             let user = try userID(context)
-            let outcome = try await call { () async throws(PipelineRequestError) in
+            let outcome = try await call(request) { () async throws(PipelineRequestError) in
                 try await backend.releaseUser(user: user, timeout: timeout)
             }
             logger.notice("user released over HTTP", metadata: ["key": "\(caller ?? "-")", "challenges": "\(outcome.released)"])
@@ -91,8 +93,9 @@ struct Routes: Sendable {
         router.post("/v1/users/:id/factors/totp") { request, context in
             let caller = try access.check(request, endpoint: "/v1/users/{id}/factors/totp", scope: .enroll)
             let user = try userID(context)
-            _ = try JSONBody(try await readBody(request), allowed: [], optionalEmpty: true)
-            let enrolment = try await call { () async throws(PipelineRequestError) in
+            let raw = try await readBody(request)
+            _ = try JSONBody(raw, allowed: [], optionalEmpty: true)
+            let enrolment = try await call(request, raw) { () async throws(PipelineRequestError) in
                 try await backend.enrollFactor(user: user, kind: .totp, timeout: timeout)
             }
             logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "totp"])
@@ -103,9 +106,10 @@ struct Routes: Sendable {
             router.post("/v1/users/:id/factors/\(kind.rawValue)") { request, context in
                 let caller = try access.check(request, endpoint: "/v1/users/{id}/factors/\(kind.rawValue)", scope: .enroll)
                 let user = try userID(context)
-                let body = try JSONBody(try await readBody(request), allowed: [field])
+                let raw = try await readBody(request)
+                let body = try JSONBody(raw, allowed: [field])
                 let address = try body.string(field)
-                let sent = try await call { () async throws(PipelineRequestError) in
+                let sent = try await call(request, raw) { () async throws(PipelineRequestError) in
                     try await backend.enrollCodeFactor(user: user, kind: kind, address: address, timeout: timeout)
                 }
                 logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "\(kind.rawValue)"])
@@ -116,9 +120,10 @@ struct Routes: Sendable {
             router.post("/v1/users/:id/factors/\(kind.rawValue)/confirm") { request, context in
                 try access.check(request, endpoint: "/v1/users/{id}/factors/\(kind.rawValue)/confirm", scope: .enroll)
                 let user = try userID(context)
-                let body = try JSONBody(try await readBody(request), allowed: ["code"])
+                let raw = try await readBody(request)
+                let body = try JSONBody(raw, allowed: ["code"])
                 let code = try body.string("code")
-                let confirmation = try await call { () async throws(PipelineRequestError) in
+                let confirmation = try await call(request, raw) { () async throws(PipelineRequestError) in
                     try await backend.confirmFactor(user: user, kind: kind, code: code, timeout: timeout)
                 }
                 return JSONResponse.make(.ok, .map(ValueMap([
@@ -129,10 +134,11 @@ struct Routes: Sendable {
         router.post("/v1/challenges/:mfaEventId/send") { request, context in
             let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/send", scope: .verify)
             let challengeId = try pathParameter(context, "mfaEventId")
-            let body = try JSONBody(try await readBody(request), allowed: ["user", "method"])
+            let raw = try await readBody(request)
+            let body = try JSONBody(raw, allowed: ["user", "method"])
             let user = try body.string("user")
             let method = try Self.methodField(body)
-            let sent = try await call { () async throws(PipelineRequestError) in
+            let sent = try await call(request, raw) { () async throws(PipelineRequestError) in
                 try await backend.sendCode(challengeId: challengeId, user: user, method: method, timeout: timeout)
             }
             logger.notice("code sent over HTTP", metadata: ["key": "\(caller ?? "-")", "method": "\(method.rawValue)"])
@@ -141,10 +147,11 @@ struct Routes: Sendable {
         router.post("/v1/challenges/:mfaEventId/verify") { request, context in
             let caller = try access.check(request, endpoint: "/v1/challenges/{mfaEventId}/verify", scope: .verify)
             let challengeId = try pathParameter(context, "mfaEventId")
-            let body = try JSONBody(try await readBody(request), allowed: ["user", "method", "code"])
+            let raw = try await readBody(request)
+            let body = try JSONBody(raw, allowed: ["user", "method", "code"])
             let user = try body.string("user"), code = try body.string("code")
             let method = try Self.methodField(body)
-            let verification = try await call { () async throws(PipelineRequestError) in
+            let verification = try await call(request, raw) { () async throws(PipelineRequestError) in
                 do throws(PipelineRequestError) {
                     return try await backend.verifyChallenge(challengeId: challengeId, user: user, method: method, code: code, timeout: timeout)
                 } catch {
@@ -155,23 +162,10 @@ struct Routes: Sendable {
                     throw error
                 }
             }
-            let now = clock() / 1000
-            let token: String
-            do {
-                // A challenge of an event without an app (`mfa` results judged by global flows)
-                // is for no app: the audience is camfa's issuer then (README "The MFA loop").
-                token = try await tokens.issue(user: user, app: verification.app ?? tokens.issuer, mfaEventId: challengeId,
-                                               method: method.rawValue, acr: verification.acr, jti: UUID().uuidString, now: now)
-            } catch {
-                // The challenge is cleared already: the user verified. Without a token the
-                // caller can still read mfaVerified from the status.
-                // Not a 503: a retry would find the challenge cleared, not a token.
-                logger.error("cannot sign an mfaToken: \(error)")
-                throw APIError(status: .internalServerError, code: "internal", message: "the challenge is verified, but no mfaToken could be signed")
-            }
+            let (token, expiresAt) = try await mfaToken(for: verification)
             var answer = ValueMap([
                 ("mfaToken", .string(token)), ("user", .string(user)), ("mfaEventId", .string(challengeId)), ("method", .string(method.rawValue)),
-                ("expiresAt", ResponseBodies.time((now + tokens.lifetime) * 1000)),
+                ("expiresAt", ResponseBodies.time(expiresAt)),
             ])
             if let device = verification.deviceToken, let until = verification.deviceTrustedUntil {
                 answer[string: "deviceToken"] = .string(device)
@@ -182,7 +176,7 @@ struct Routes: Sendable {
         router.delete("/v1/users/:id/devices") { request, context in
             let caller = try access.check(request, endpoint: "/v1/users/{id}/devices", scope: .enroll)
             let user = try userID(context)
-            let revoked = try await call { () async throws(PipelineRequestError) in try await backend.revokeDevices(user: user, timeout: timeout) }
+            let revoked = try await call(request) { () async throws(PipelineRequestError) in try await backend.revokeDevices(user: user, timeout: timeout) }
             logger.notice("trusted devices revoked over HTTP", metadata: ["key": "\(caller ?? "-")", "devices": "\(revoked)"])
             return JSONResponse.make(.ok, .map(ValueMap([("user", .string(user)), ("revoked", .int(Int64(revoked)))])))
         }
@@ -204,6 +198,25 @@ struct Routes: Sendable {
                 "key": "\(caller ?? "-")", "policies": "\(report.policies)", "flows": "\(report.flows)",
             ])
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
+        }
+        if http.challengePage { registerChallengePage(on: router) }
+    }
+
+    /// The mfaToken of a verified challenge and its expiry (epoch ms).
+    func mfaToken(for v: ChallengeVerification) async throws(APIError) -> (String, Int64) {
+        let now = clock() / 1000
+        do {
+            // A challenge of an event without an app (`mfa` results judged by global flows)
+            // is for no app: the audience is camfa's issuer then (README "The MFA loop").
+            let token = try await tokens.issue(user: v.user, app: v.app ?? tokens.issuer, mfaEventId: v.challengeId,
+                                               method: v.method.rawValue, acr: v.acr, jti: UUID().uuidString, now: now)
+            return (token, (now + tokens.lifetime) * 1000)
+        } catch {
+            // The challenge is cleared already: the user verified. Without a token the
+            // caller can still read mfaVerified from the status.
+            // Not a 503: a retry would find the challenge cleared, not a token.
+            logger.error("cannot sign an mfaToken: \(error)")
+            throw APIError(status: .internalServerError, code: "internal", message: "the challenge is verified, but no mfaToken could be signed")
         }
     }
 
@@ -285,6 +298,7 @@ struct Routes: Sendable {
         ("POST", "/v1/users/:id/factors/totp"), ("POST", "/v1/users/:id/factors/totp/confirm"), ("POST", "/v1/challenges/:mfaEventId/verify"),
         ("DELETE", "/v1/users/:id/devices"), ("POST", "/v1/users/:id/factors/email"), ("POST", "/v1/users/:id/factors/sms"),
         ("POST", "/v1/users/:id/factors/email/confirm"), ("POST", "/v1/users/:id/factors/sms/confirm"), ("POST", "/v1/challenges/:mfaEventId/send"),
+        ("GET", "/challenge/:mfaEventId"), ("POST", "/challenge/:mfaEventId"),
     ]
 
     /// The methods the routes answer at `path`; empty for an unknown path.
@@ -309,7 +323,15 @@ struct Routes: Sendable {
         }
     }
 
-    func call<T>(_ body: () async throws(PipelineRequestError) -> T) async throws(APIError) -> T {
-        do { return try await body() } catch { throw APIError(error) }
+    /// Runs `op`; a not-owned refusal that names the owning instance is answered by that
+    /// instance instead (`request` and its `body` forwarded there once, README "Any
+    /// instance answers"), thrown as a `ForwardedResponse` for the ErrorMiddleware.
+    func call<T>(_ request: Request? = nil, _ body: [UInt8] = [], _ op: () async throws(PipelineRequestError) -> T) async throws -> T {
+        do { return try await op() } catch {
+            if error.code == .notOwned, let owner = error.owner, let request, let forwarder, !Forwarder.wasForwarded(request) {
+                throw ForwardedResponse(response: try await forwarder.forward(request, body: body, to: owner))
+            }
+            throw APIError(error)
+        }
     }
 }

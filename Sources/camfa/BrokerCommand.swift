@@ -10,13 +10,13 @@ struct BrokerCommand: ParsableCommand {
         commandName: "broker",
         abstract: "Run an in-process mock Kafka cluster on loopback until SIGTERM or SIGINT.",
         discussion: """
-            The first line on stdout is `bootstrap=HOST:PORT[,HOST:PORT…]`. Topics created: \
-            \(BrokerCommand.topics.joined(separator: ", ")). The mock keeps only about 5 MB \
+            The first line on stdout is `bootstrap=HOST:PORT[,HOST:PORT…]`. Topics created (NAME:N: N partitions, else \
+            --partitions): \(BrokerCommand.topics.joined(separator: ", ")). The mock keeps only about 5 MB \
             per partition and its first consumer group join takes about 3 s.
             """
     )
 
-    static let topics = ["camfa.ueba", "authing.security.mfa", "camfa.ueba.dlq", "authing.security.mfa.result", "camfa.ueba.changelog", "camfa.ueba.repartition", "camfa.ueba.changelog.keys"]
+    static let topics = ["camfa.ueba", "authing.security.mfa", "camfa.ueba.dlq", "authing.security.mfa.result", "camfa.ueba.changelog", "camfa.ueba.repartition", "camfa.ueba.changelog.keys", "camfa.ueba.owners:1"]
 
     @Option(help: "Number of brokers.")
     var brokers: Int = 3

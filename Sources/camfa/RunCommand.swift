@@ -27,7 +27,8 @@ struct RunCommand: AsyncParsableCommand {
         // Before the pipeline exists: its metric objects bind to the factory bootstrapped here.
         CAMFAMetrics.bootstrap()
         let secret = try DaemonSetup.secret(configuration, logger: logger)
-        let pipeline = try DaemonSetup.pipeline(configuration, secret: secret, logger: logger)
+        let owners = OwnerDirectory(configuration: configuration, secret: secret, logger: logger)
+        let pipeline = try DaemonSetup.pipeline(configuration, secret: secret, owners: owners, logger: logger)
         pipeline.notifier = SystemdNotifier()
         let keys = try DaemonSetup.keyPipeline(configuration, users: pipeline, secret: secret, logger: logger)
         pipeline.keyTasks = keys
@@ -35,7 +36,8 @@ struct RunCommand: AsyncParsableCommand {
         let hangup = PolicyReloadSignal.install(pipeline, logger: logger)
         defer { hangup.cancel() }
         // Shut down in reverse: the HTTP listener first, the poll loops (final checkpoints) last.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = keys.map { [.init(service: PipelineService(pipeline: $0))] } ?? []
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = owners.map { [.init(service: OwnerDirectoryService(directory: $0))] } ?? []
+        services += keys.map { [.init(service: PipelineService(pipeline: $0))] } ?? []
         services += [
             .init(service: PipelineService(pipeline: pipeline)),
             .init(service: ResultForwarderService(forwarder: ResultForwarder(configuration: configuration, secret: secret, logger: logger))),
@@ -104,7 +106,7 @@ enum DaemonSetup {
         }
     }
 
-    static func pipeline(_ c: Configuration, secret: DaemonSecret, logger: Logger) throws -> Pipeline {
+    static func pipeline(_ c: Configuration, secret: DaemonSecret, owners: OwnerDirectory? = nil, logger: Logger) throws -> Pipeline {
         let set: PolicySet
         do { set = try PolicyLoader.loadPolicySet(at: c.policies, options: c.engine.options) } catch {
             for e in error.errors { logger.error("\(e.description)") }
@@ -123,6 +125,7 @@ enum DaemonSetup {
             logger.warning("statistics keyed by something other than the user are counted per input partition: exact only on a one-partition input topic; set topics.repartition (README \"Repartitioning\")")
         }
         var options = Pipeline.Options(configuration: c, policySet: set, enrichment: resources, secret: secret)
+        options.owners = owners
         do { options.codeSender = try CodeSender.configured(c.factors, clock: options.clock) } catch {
             logger.error("\(error)")
             throw ExitCode(1)

@@ -12,6 +12,40 @@ import CAMFATestSupport
         #expect(c.kafka.properties["session.timeout.ms"] == "45000")
     }
 
+    /// The commented `factors` block is the README's reference for code delivery: it must
+    /// parse as written once uncommented, so the example cannot drift from the parser.
+    @Test func theExampleFactorsBlockParsesWhenUncommented() throws {
+        let text = try String(contentsOf: packageRoot.appendingPathComponent("deploy/camfa.yaml"), encoding: .utf8)
+        var lines = text.components(separatedBy: "\n")
+        let start = try #require(lines.firstIndex(of: "# factors:"))
+        var i = start
+        while i < lines.count, lines[i].hasPrefix("# ") {
+            lines[i] = String(lines[i].dropFirst(2))
+            i += 1
+        }
+        #expect(i - start > 10, "the block was found")
+        let c = try Configuration.parse(lines.joined(separator: "\n"), file: "camfa.yaml")
+        let email = try #require(c.factors.email)
+        #expect(email.host == "smtp.example.com" && email.port == 587 && email.starttls)
+        #expect(email.username == "camfa" && email.passwordFile == "credential:camfa-smtp-password")
+        #expect(email.from == "camfa <mfa@example.com>")
+        let sms = try #require(c.factors.sms)
+        #expect(sms.url == "https://sms-relay.example.com/camfa" && sms.secretFile == "credential:camfa-sms-secret")
+        #expect(c.factors.codeLifetime == 300_000 && c.factors.sendsPerChallenge == 3)
+    }
+
+    @Test func theChallengePageIsOffUnlessTurnedOnAndItsReturnURLIsHTTPS() throws {
+        #expect(Configuration().http.challengePage == false)
+        let c = try Configuration.parse("http:\n  challengePage:\n    enabled: true\n    returnURL: https://app.example.com/done\n", file: "c.yaml")
+        #expect(c.http.challengePage && c.http.challengePageReturnURL == "https://app.example.com/done")
+        do {
+            _ = try Configuration.parse("http:\n  challengePage:\n    enabled: true\n    returnURL: http://app.example.com/done\n", file: "c.yaml")
+            Issue.record("accepted a clear-text return URL off loopback")
+        } catch {
+            #expect(error.errors.map { "\($0.line):\($0.key)" } == ["4:http.challengePage.returnURL"])
+        }
+    }
+
     @Test func unknownKeysAndBadValuesNameTheKeyAndLine() {
         let text = """
         kafka:

@@ -73,7 +73,7 @@ enum BlackBox {
             for t in testTopics { topics += ["in.\(t)", "out.\(t)", "dlq.\(t)"] }
             for (t, n) in partitionedTopics { topics += ["in.\(t):\(n)", "out.\(t)", "out.\(t).ref", "dlq.\(t)"] }
             topics += HostileInputBlackBoxTests.resultTopics
-            topics += ["changelog.handoff:8", "changelog.handoff.ref:8", "keys.repart:4", "keys.combo:6", "keys.reco:6", "keys.keyho:2", "changelog.keyho:4", "changelog.keyho.keys:2", "keys.skip:2"]
+            topics += ["owners.anyinst:1", "changelog.handoff:8", "changelog.handoff.ref:8", "keys.repart:4", "keys.combo:6", "keys.reco:6", "keys.keyho:2", "changelog.keyho:4", "changelog.keyho.keys:2", "keys.skip:2"]
             let b = try Broker(topics: topics)
             sharedBroker = b
             return b
@@ -81,11 +81,11 @@ enum BlackBox {
     }
 
     static let testTopics = ["usual_location", "extranet", "attribute_routing", "ip_velocity", "session_change",
-                             "ip_velocity.again", "bad", "sigterm", "simulate", "http", "http.fuzz", "subscribe", "statusclient", "middleware", "example", "library", "mfaloop"] + HostileInputBlackBoxTests.topics
+                             "ip_velocity.again", "bad", "sigterm", "simulate", "http", "http.fuzz", "subscribe", "statusclient", "middleware", "example", "library", "mfaloop", "challengepage"] + HostileInputBlackBoxTests.topics
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.
-    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8), ("repart", 8), ("repart.off", 8), ("combo", 16), ("combo1", 1), ("reco", 16), ("reco1", 1), ("keyho", 4), ("skip", 1)]
+    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8), ("repart", 8), ("repart.off", 8), ("combo", 16), ("combo1", 1), ("reco", 16), ("reco1", 1), ("keyho", 4), ("skip", 1), ("anyinst", 8)]
 
     /// Produces `key<TAB>value` lines with kcat.
     static func produce(_ bootstrap: String, topic: String, _ messages: [(key: String, value: Data)]) throws {
@@ -198,7 +198,8 @@ enum BlackBox {
 
         init(bootstrap: String, name: String, group: String, output: String? = nil, stateDir: String? = nil,
              environment: [String: String] = [:], kafkaProperties: [String: String] = [:], extraConfig: String = "",
-             policies: String? = nil, results: String? = nil, changelog: String? = nil, repartition: String? = nil) throws {
+             policies: String? = nil, results: String? = nil, changelog: String? = nil, repartition: String? = nil,
+             owners: String? = nil) throws {
             dir = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-bb-\(name)-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let config = """
@@ -214,6 +215,7 @@ enum BlackBox {
               results: \(results ?? "results.\(name)")
             \(changelog.map { "  changelog: \($0)" } ?? "")
             \(repartition.map { "  repartition: \($0)" } ?? "")
+            \(owners.map { "  owners: \($0)" } ?? "")
             policies: \(policies ?? packageRoot.appendingPathComponent("policies/examples").path)
             stateDir: \(stateDir ?? dir.appendingPathComponent("state").path)
             enrichment:

@@ -29,6 +29,8 @@ import CAMFATestSupport
             http:
               address: 127.0.0.1:\(port)
               requestTimeout: 5s
+              challengePage:
+                enabled: true
               rateLimit:
                 perSecond: 0
               apiKeys:
