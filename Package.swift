@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "CAMFAServerTests",
             dependencies: [
-                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles", "CAMFATestSupport", "CAMFATokens",
+                "CAMFAServer", "CAMFADaemon", "CAMFACore", "CAMFAKafka", "CAMFAPolicyFiles", "CAMFATestSupport", "CAMFATokens", "CAMFADelivery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -30,6 +30,9 @@ public protocol CAMFABackend: AnyObject, Sendable {
     /// it exactly as a verified result does. Through the input topic.
     func verifyChallenge(challengeId: String, user: String, method: MFAMethod, code: String, timeout: Double)
         async throws(PipelineRequestError) -> ChallengeVerification
+    /// A face provider's verdict (`POST /v1/face/verdicts`): the raw body and its
+    /// `Camfa-Signature`, checked against `factors.face.secretFile` (FaceVerdict.swift).
+    func submitFaceVerdict(body: [UInt8], signature: String?, timeout: Double) async throws(PipelineRequestError) -> FaceVerdictOutcome
     /// Forgets every device the user trusted; answers how many. Through the input topic.
     func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int
     /// Re-reads the configured policy directory and swaps the policy set atomically; an
@@ -83,6 +86,8 @@ public struct PipelineRequestError: Error, Sendable, Equatable, CustomStringConv
         case notConfigured = "not-configured"
         /// The code was stored but its provider (SMTP server, webhook) did not take it.
         case deliveryFailed = "delivery-failed"
+        /// A provider's callback without a valid, recent `Camfa-Signature`.
+        case badSignature = "bad-signature"
     }
 
     public var code: Code

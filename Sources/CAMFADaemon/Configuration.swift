@@ -202,6 +202,9 @@ public struct Configuration: Sendable, Equatable {
         public var codeLifetime: Int64 = 5 * 60_000
         /// Codes camfa sends for one challenge.
         public var sendsPerChallenge = 3
+        /// The face provider: camfa posts it a code by webhook, and it posts back its signed
+        /// verdict (README "Face"); nil: face factors cannot be enrolled.
+        public var face: Webhook?
         /// Where email codes go out; nil: email factors cannot be enrolled.
         public var email: Email?
         /// The SMS provider's webhook; nil: SMS factors cannot be enrolled.
@@ -398,7 +401,7 @@ private struct ConfigReader {
                 c.security.secretFile = r.optionalPath(node, "security.secretFile")
             }
             case "tokens": readTokens(v, into: &c.tokens)
-            case "factors": section(v, key, ["issuer", "attemptsPerChallenge", "failuresPerUser", "lockout", "codeLifetime", "sendsPerChallenge", "email", "sms"]) { r, name, node in
+            case "factors": section(v, key, ["issuer", "attemptsPerChallenge", "failuresPerUser", "lockout", "codeLifetime", "sendsPerChallenge", "email", "sms", "face"]) { r, name, node in
                 switch name {
                 case "codeLifetime":
                     guard let d = r.duration(node, "factors.codeLifetime") else { return }
@@ -409,6 +412,7 @@ private struct ConfigReader {
                     }
                 case "email": c.factors.email = r.readEmail(node)
                 case "sms": c.factors.sms = r.readWebhook(node, "factors.sms")
+                case "face": c.factors.face = r.readWebhook(node, "factors.face")
                 case "issuer":
                     if let s = r.string(node, "factors.issuer") { if s.isEmpty { r.fail(node, "factors.issuer", "must not be empty") } else { c.factors.issuer = s } }
                 case "attemptsPerChallenge":

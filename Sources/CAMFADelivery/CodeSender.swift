@@ -8,7 +8,8 @@ import FoundationNetworking
 /// through the provider's webhook.
 public struct CodeMessage: Sendable, Equatable {
     public enum Channel: String, Sendable {
-        case email, sms
+        /// `face`: the code goes to the face provider, which checks the user and calls back.
+        case email, sms, face
     }
 
     public enum Purpose: String, Sendable {
@@ -41,6 +42,7 @@ public struct CodeMessage: Sendable, Equatable {
 
     /// The text the user reads.
     public func text(now: Int64) -> String {
+        if channel == .face { return "Look at the camera to confirm it is you." }
         let minutes = max(1, (expiresAt - now + 59_999) / 60_000)
         return "Your sign-in code is \(code). It expires in \(minutes) minute\(minutes == 1 ? "" : "s"). If you did not just sign in, ignore this message and tell your administrator."
     }
@@ -77,12 +79,16 @@ public final class CodeSender: Sendable {
 
     public let email: Email?
     public let sms: Webhook?
+    /// The face provider (`factors.face`): its webhook, and the secret its verdicts are
+    /// signed with.
+    public let face: Webhook?
     private let clock: @Sendable () -> Int64
     private let queue = DispatchQueue(label: "camfa.smtp")
 
-    public init(email: Email?, sms: Webhook?, clock: @escaping @Sendable () -> Int64) {
+    public init(email: Email?, sms: Webhook?, face: Webhook? = nil, clock: @escaping @Sendable () -> Int64) {
         self.email = email
         self.sms = sms
+        self.face = face
         self.clock = clock
     }
 
@@ -90,6 +96,7 @@ public final class CodeSender: Sendable {
         switch channel {
         case .email: email != nil
         case .sms: sms != nil
+        case .face: face != nil
         }
     }
 
@@ -112,6 +119,9 @@ public final class CodeSender: Sendable {
         case .sms:
             guard let sms else { throw DeliveryError(code: .notConfigured, message: "factors.sms is not configured") }
             try await Self.post(message, to: sms, now: clock())
+        case .face:
+            guard let face else { throw DeliveryError(code: .notConfigured, message: "factors.face is not configured") }
+            try await Self.post(message, to: face, now: clock())
         }
     }
 
@@ -148,14 +158,34 @@ public final class CodeSender: Sendable {
             "text": m.text(now: now),
         ]
         if let id = m.mfaEventId { o["mfaEventId"] = id }
+        // Where the face provider posts its verdict (FaceVerdict), relative to camfa's URL.
+        if m.channel == .face { o["callback"] = "/v1/face/verdicts" }
         return (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])) ?? Data()
     }
 
     /// `Camfa-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the
     /// receiver recomputes it and refuses a time far from its own (a replayed request).
     public static func signature(body: Data, secret: [UInt8], unixSeconds: Int64) -> String {
-        let mac = HMACSHA256(key: secret).authenticate(Array("\(unixSeconds).".utf8) + [UInt8](body))
-        return "t=\(unixSeconds),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+        "t=\(unixSeconds),v1=" + mac(body: body, secret: secret, unixSeconds: unixSeconds).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static func mac(body: Data, secret: [UInt8], unixSeconds: Int64) -> [UInt8] {
+        HMACSHA256(key: secret).authenticate(Array("\(unixSeconds).".utf8) + [UInt8](body))
+    }
+
+    /// Whether `header` is a valid `Camfa-Signature` of `body` under `secret`, made within
+    /// `tolerance` seconds of `now` (either way): what a provider's signed callback must carry.
+    public static func signatureIsValid(_ header: String, body: Data, secret: [UInt8], now unixSeconds: Int64, tolerance: Int64 = 300) -> Bool {
+        var t: Int64?, v1: [UInt8]?
+        for part in header.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2 else { return false }
+            if kv[0] == "t" { t = Int64(kv[1]) }
+            if kv[0] == "v1" { v1 = Array(kv[1].utf8) }
+        }
+        guard let t, let v1, abs(unixSeconds - t) <= tolerance else { return false }
+        let expected = Array(mac(body: body, secret: secret, unixSeconds: t).map { String(format: "%02x", $0) }.joined().utf8)
+        return HMACSHA256.equal(v1, expected)
     }
 
     public static let signatureHeader = "Camfa-Signature"

@@ -69,6 +69,8 @@ struct APIError: Error, Sendable {
         case .notConfigured: status = .notFound
         // The provider's failure, not camfa's: a gateway that got a bad answer upstream.
         case .deliveryFailed: status = .badGateway
+        // The provider is the caller, and its credential (the signature) did not hold.
+        case .badSignature: status = .unauthorized
         }
         if let until = e.retryAt {
             let seconds = max(1, (until - Int64(Date().timeIntervalSince1970 * 1000) + 999) / 1000)

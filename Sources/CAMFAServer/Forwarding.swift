@@ -33,7 +33,8 @@ struct Forwarder: Sendable {
         out.httpMethod = request.method.rawValue
         out.timeoutInterval = timeout
         if request.method != .get && request.method != .delete || !body.isEmpty { out.httpBody = Data(body) }
-        for name in [HTTPField.Name.authorization, .contentType] {
+        // The caller's credentials: an API key, or a face provider's signature.
+        for name in [HTTPField.Name.authorization, .contentType, HTTPField.Name("Camfa-Signature")!] {
             if let value = request.headers[name] { out.setValue(value, forHTTPHeaderField: name.rawName) }
         }
         out.setValue(selfURL ?? "1", forHTTPHeaderField: Self.header.rawName)

@@ -2,6 +2,7 @@ import CAMFACore
 import CAMFADaemon
 import CAMFATokens
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
@@ -116,7 +117,42 @@ struct Routes: Sendable {
                 return JSONResponse.make(.ok, ResponseBodies.codeSent(sent, confirmed: false))
             }
         }
-        for kind in Factor.Kind.allCases {
+        // A face factor: the provider checks the user's face; camfa sends it the code that
+        // its signed verdict (POST /v1/face/verdicts) answers.
+        router.post("/v1/users/:id/factors/face") { request, context in
+            let caller = try access.check(request, endpoint: "/v1/users/{id}/factors/face", scope: .enroll)
+            let user = try userID(context)
+            let raw = try await readBody(request)
+            _ = try JSONBody(raw, allowed: [], optionalEmpty: true)
+            let sent = try await call(request, raw) { () async throws(PipelineRequestError) in
+                try await backend.enrollCodeFactor(user: user, kind: .face, address: user, timeout: timeout)
+            }
+            logger.notice("factor enrolled over HTTP", metadata: ["key": "\(caller ?? "-")", "factor": "face"])
+            return JSONResponse.make(.ok, ResponseBodies.codeSent(sent, confirmed: false))
+        }
+        // No API key: the provider proves itself with the signature over the body.
+        router.post("/v1/face/verdicts") { request, _ in
+            let raw = try await readBody(request)
+            let signature = request.headers[HTTPField.Name("Camfa-Signature")!]
+            let outcome = try await call(request, raw) { () async throws(PipelineRequestError) in
+                do throws(PipelineRequestError) {
+                    return try await backend.submitFaceVerdict(body: raw, signature: signature, timeout: timeout)
+                } catch {
+                    if [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut, .badSignature].contains(error.code) {
+                        Counter(label: "camfa_verifications_refused_total", dimensions: [("key", "face-provider"), ("code", error.code.rawValue)]).increment()
+                    }
+                    throw error
+                }
+            }
+            switch outcome {
+            case .confirmed(let c):
+                return JSONResponse.make(.ok, .map(ValueMap([("user", .string(c.user)), ("factor", .string(c.kind.rawValue)), ("confirmed", .bool(true))])))
+            case .verified(let v):
+                return JSONResponse.make(.ok, try await verificationAnswer(v))
+            }
+        }
+        // A face factor is confirmed by its provider's verdict, not by a code a caller types.
+        for kind in Factor.Kind.allCases where kind != .face {
             router.post("/v1/users/:id/factors/\(kind.rawValue)/confirm") { request, context in
                 try access.check(request, endpoint: "/v1/users/{id}/factors/\(kind.rawValue)/confirm", scope: .enroll)
                 let user = try userID(context)
@@ -162,16 +198,7 @@ struct Routes: Sendable {
                     throw error
                 }
             }
-            let (token, expiresAt) = try await mfaToken(for: verification)
-            var answer = ValueMap([
-                ("mfaToken", .string(token)), ("user", .string(user)), ("mfaEventId", .string(challengeId)), ("method", .string(method.rawValue)),
-                ("expiresAt", ResponseBodies.time(expiresAt)),
-            ])
-            if let device = verification.deviceToken, let until = verification.deviceTrustedUntil {
-                answer[string: "deviceToken"] = .string(device)
-                answer[string: "deviceTrustedUntil"] = ResponseBodies.time(until)
-            }
-            return JSONResponse.make(.ok, .map(answer))
+            return JSONResponse.make(.ok, try await verificationAnswer(verification))
         }
         router.delete("/v1/users/:id/devices") { request, context in
             let caller = try access.check(request, endpoint: "/v1/users/{id}/devices", scope: .enroll)
@@ -200,6 +227,20 @@ struct Routes: Sendable {
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
         }
         if http.challengePage { registerChallengePage(on: router) }
+    }
+
+    /// The answer to a verified challenge (`ChallengeVerification` in the OpenAPI file).
+    func verificationAnswer(_ v: ChallengeVerification) async throws(APIError) -> Value {
+        let (token, expiresAt) = try await mfaToken(for: v)
+        var answer = ValueMap([
+            ("mfaToken", .string(token)), ("user", .string(v.user)), ("mfaEventId", .string(v.challengeId)), ("method", .string(v.method.rawValue)),
+            ("expiresAt", ResponseBodies.time(expiresAt)),
+        ])
+        if let device = v.deviceToken, let until = v.deviceTrustedUntil {
+            answer[string: "deviceToken"] = .string(device)
+            answer[string: "deviceTrustedUntil"] = ResponseBodies.time(until)
+        }
+        return .map(answer)
     }
 
     /// The mfaToken of a verified challenge and its expiry (epoch ms).
@@ -299,6 +340,7 @@ struct Routes: Sendable {
         ("DELETE", "/v1/users/:id/devices"), ("POST", "/v1/users/:id/factors/email"), ("POST", "/v1/users/:id/factors/sms"),
         ("POST", "/v1/users/:id/factors/email/confirm"), ("POST", "/v1/users/:id/factors/sms/confirm"), ("POST", "/v1/challenges/:mfaEventId/send"),
         ("GET", "/challenge/:mfaEventId"), ("POST", "/challenge/:mfaEventId"),
+        ("POST", "/v1/users/:id/factors/face"), ("POST", "/v1/face/verdicts"),
     ]
 
     /// The methods the routes answer at `path`; empty for an unknown path.

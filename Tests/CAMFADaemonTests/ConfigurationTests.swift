@@ -31,6 +31,7 @@ import CAMFATestSupport
         #expect(email.from == "camfa <mfa@example.com>")
         let sms = try #require(c.factors.sms)
         #expect(sms.url == "https://sms-relay.example.com/camfa" && sms.secretFile == "credential:camfa-sms-secret")
+        #expect(c.factors.face?.url == "https://face.example.com/camfa" && c.factors.face?.secretFile == "credential:camfa-face-secret")
         #expect(c.factors.codeLifetime == 300_000 && c.factors.sendsPerChallenge == 3)
     }
 

@@ -1,5 +1,6 @@
 @testable import CAMFACore
 @testable import CAMFADaemon
+import CAMFADelivery
 import CAMFAServer
 import Foundation
 #if canImport(FoundationNetworking)
@@ -27,6 +28,7 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
     ("POST", "/v1/users/alice/factors/email/confirm", "/v1/users/{id}/factors/email/confirm", .enroll, Data(#"{"code":"287082"}"#.utf8)),
     ("POST", "/v1/users/alice/factors/sms/confirm", "/v1/users/{id}/factors/sms/confirm", .enroll, Data(#"{"code":"287082"}"#.utf8)),
     ("POST", "/v1/challenges/c-3-42-login/send", "/v1/challenges/{mfaEventId}/send", .verify, Data(#"{"user":"alice","method":"email"}"#.utf8)),
+    ("POST", "/v1/users/alice/factors/face", "/v1/users/{id}/factors/face", .enroll, nil),
 ]
 
 @Suite struct HTTPAPITests {
@@ -225,6 +227,32 @@ let keyedEndpoints: [(String, String, String, Configuration.HTTP.Scope, Data?)] 
             let confirm = try await client.send("POST", "/v1/users/dana/factors/email/confirm", template: "/v1/users/{id}/factors/email/confirm",
                                                 key: TestKeys.enroll, body: Data(#"{"code":"123456"}"#.utf8))
             #expect(confirm.status == 200 && confirm.json["factor"] as? String == "email")
+        }
+    }
+
+    /// The face provider's callback: no API key, the signature is the credential.
+    @Test func faceVerdictsNeedTheProvidersSignatureAndAnswerLikeAVerification() async throws {
+        try await withServer { client in
+            func verdict(_ body: String, secret: [UInt8] = TestBackend.faceSecret, skew: Int64 = 0) async throws -> HTTPReply {
+                let t = Int64(Date().timeIntervalSince1970) + skew
+                return try await client.send("POST", "/v1/face/verdicts", template: "/v1/face/verdicts", body: Data(body.utf8),
+                                             headers: ["Camfa-Signature": CodeSender.signature(body: Data(body.utf8), secret: secret, unixSeconds: t)])
+            }
+            let match = #"{"user":"dana","code":"4711471147","mfaEventId":"c-1","verdict":"match"}"#
+            let passed = try await verdict(match)
+            #expect(passed.status == 200 && passed.json["method"] as? String == "face" && passed.json["mfaToken"] is String, "\(passed.json)")
+            let confirmed = try await verdict(#"{"user":"dana","code":"4711471147","verdict":"match"}"#)
+            #expect(confirmed.status == 200 && confirmed.json["factor"] as? String == "face" && confirmed.json["confirmed"] as? Bool == true)
+            let mismatch = try await verdict(#"{"user":"dana","code":"111111","mfaEventId":"c-1","verdict":"no-match"}"#)
+            #expect(mismatch.status == 422 && mismatch.error["code"] as? String == "wrong-code")
+            for refused in [try await verdict(match, secret: Array("another-secret-0123456789".utf8)), try await verdict(match, skew: -301),
+                            try await client.send("POST", "/v1/face/verdicts", template: "/v1/face/verdicts", body: Data(match.utf8))] {
+                #expect(refused.status == 401 && refused.error["code"] as? String == "bad-signature", "\(refused.json)")
+            }
+            let badBody = try await verdict(#"{"user":"dana","code":"1","verdict":"maybe"}"#)
+            #expect(badBody.status == 400 && badBody.error["field"] as? String == "verdict")
+            #expect(try await client.send("POST", "/v1/users/dana/factors/face/confirm", template: nil, key: TestKeys.enroll,
+                                          body: Data(#"{"code":"123456"}"#.utf8)).status == 404, "a face factor is confirmed by its provider only")
         }
     }
 

@@ -1,5 +1,6 @@
 @testable import CAMFACore
 @testable import CAMFADaemon
+import CAMFADelivery
 import Foundation
 
 /// A `CAMFABackend` with fixed answers built from CAMFACore types. Failures are chosen by
@@ -131,6 +132,21 @@ final class TestBackend: CAMFABackend, @unchecked Sendable {
             v.deviceTrustedUntil = 1_769_817_700_000
         }
         return v
+    }
+
+    /// The face provider's shared secret of these tests.
+    static let faceSecret = Array("camfa-test-face-secret-0123456789".utf8)
+
+    /// The daemon's own signature check and verdict decoder, then this backend's answers.
+    func submitFaceVerdict(body: [UInt8], signature: String?, timeout: Double) async throws(PipelineRequestError) -> FaceVerdictOutcome {
+        guard let signature, CodeSender.signatureIsValid(signature, body: Data(body), secret: Self.faceSecret, now: Int64(Date().timeIntervalSince1970)) else {
+            throw PipelineRequestError(code: .badSignature, message: "Camfa-Signature is missing, wrong or more than 5 minutes off camfa's clock")
+        }
+        let v = try FaceVerdict(json: body)
+        if let id = v.mfaEventId {
+            return .verified(try await verifyChallenge(challengeId: id, user: v.user, method: .face, code: v.codeToCheck, timeout: timeout))
+        }
+        return .confirmed(try await confirmFactor(user: v.user, kind: .face, code: v.codeToCheck, timeout: timeout))
     }
 
     func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int {

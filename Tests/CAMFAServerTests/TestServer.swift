@@ -110,9 +110,10 @@ struct TestClient {
 
     /// - template: the spec's path template, for the recorder; nil for paths outside the spec.
     func send(_ method: String, _ path: String, template: String?, key: String? = nil, authorization: String? = nil,
-              body: Data? = nil, streamed: Bool = false) async throws -> HTTPReply {
+              body: Data? = nil, streamed: Bool = false, headers: [String: String] = [:]) async throws -> HTTPReply {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         if let authorization { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
         if let body {

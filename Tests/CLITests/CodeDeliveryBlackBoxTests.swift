@@ -11,7 +11,7 @@ import CAMFATestSupport
 @Suite(.serialized) struct CodeDeliveryBlackBoxTests {
     static let key = "camfa-test-codes-0123456789abcdef"
 
-    /// The extranet policy behind an http flow offering email and sms.
+    /// The extranet policy behind an http flow offering email, sms and face.
     static func policies() throws -> TemporaryDirectory {
         let dir = try TemporaryDirectory("camfa-codes-policies")
         try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("policies/examples/extranet.yaml").path,
@@ -25,7 +25,7 @@ import CAMFATestSupport
         expiry: 10m
         branches:
           - when: policies.extranet.hit
-            mfa: [email, sms]
+            mfa: [email, sms, face]
         """.write(toFile: dir.path + "/flows.yaml", atomically: true, encoding: .utf8)
         return dir
     }
@@ -106,6 +106,9 @@ import CAMFATestSupport
             from: "camfa <mfa@example.com>"
           sms:
             url: http://127.0.0.1:\(hookPort)/sms
+            secretFile: \(secretFile)
+          face:
+            url: http://127.0.0.1:\(hookPort)/face
             secretFile: \(secretFile)
         """
         let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "codes", group: "codes-\(UUID().uuidString)",
@@ -204,9 +207,58 @@ import CAMFATestSupport
         let failing = try call("POST", "/v1/users/gail/factors/sms", template: "/v1/users/{id}/factors/sms", body: #"{"number":"+14155550000"}"#)
         #expect(failing.status == 502 && errorCode(failing) == "delivery-failed", "\(text(failing))")
 
+        // Face: the provider gets a signed request with a code, checks the user in its own
+        // UI, and posts back a verdict signed with the same secret (no API key).
+        func signed(_ body: String, secret: String = "hook-secret-0123456789abcdef", at t: Int64 = Int64(Date().timeIntervalSince1970)) throws -> [String: String] {
+            let script = "import hmac, hashlib, sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())"
+            let mac = try #require(try runTool("python3", ["-c", script, secret, "\(t).\(body)"])).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            return ["Camfa-Signature": "t=\(t),v1=\(mac)"]
+        }
+        func verdict(_ body: String, _ headers: [String: String]) throws -> HTTPBlackBoxTests.Response {
+            let r = try HTTPBlackBoxTests.request("POST", base + "/v1/face/verdicts", body: Data(body.utf8), headers: headers)
+            rec.record(method: "POST", template: "/v1/face/verdicts", r)
+            return r
+        }
+        func faceRequest(_ seen: Int) throws -> [String: Any] {
+            let file = try #require(try Self.nextCode(out, prefix: "hook", seen: seen), "no face request arrived; log:\n\(daemon.log.suffix(1500))")
+            return try #require(try JSONSerialization.jsonObject(with: Data(file.text.utf8)) as? [String: Any])
+        }
+        let face = try call("POST", "/v1/users/hana/factors/face", template: "/v1/users/{id}/factors/face")
+        #expect(face.status == 200 && face.json["factor"] as? String == "face" && face.json["sentTo"] as? String == "the face provider", "\(text(face))")
+        let enrolment = try faceRequest(3)
+        let faceCode = enrolment["code"] as? String ?? ""
+        #expect(enrolment["channel"] as? String == "face" && enrolment["purpose"] as? String == "confirmation" && enrolment["user"] as? String == "hana"
+                && faceCode.count == 10 && enrolment["callback"] as? String == "/v1/face/verdicts", "\(enrolment)")
+        let confirmBody = #"{"user":"hana","code":"\#(faceCode)","verdict":"match"}"#
+        // Unsigned, signed with another secret, or signed too long ago: refused before anything is read.
+        for headers in [[:], try signed(confirmBody, secret: "not-the-secret-0123456789"), try signed(confirmBody, at: Int64(Date().timeIntervalSince1970) - 600)] {
+            let r = try verdict(confirmBody, headers)
+            #expect(r.status == 401 && errorCode(r) == "bad-signature", "\(text(r))")
+        }
+        let faceConfirmed = try verdict(confirmBody, try signed(confirmBody))
+        #expect(faceConfirmed.status == 200 && faceConfirmed.json["confirmed"] as? Bool == true && faceConfirmed.json["factor"] as? String == "face",
+                "\(text(faceConfirmed))")
+        let faceChallenge = try challenge("hana")
+        #expect(try send(faceChallenge, "hana", "face").status == 200)
+        let check = try faceRequest(4)
+        let checkCode = check["code"] as? String ?? ""
+        #expect(check["purpose"] as? String == "challenge" && check["mfaEventId"] as? String == faceChallenge, "\(check)")
+        let mismatch = #"{"user":"hana","code":"\#(checkCode)","mfaEventId":"\#(faceChallenge)","verdict":"no-match"}"#
+        let refused = try verdict(mismatch, try signed(mismatch))
+        #expect(refused.status == 422 && errorCode(refused) == "wrong-code", "a mismatch counts as a wrong code: \(text(refused))")
+        let match = #"{"user":"hana","code":"\#(checkCode)","mfaEventId":"\#(faceChallenge)","verdict":"match"}"#
+        let matchHeaders = try signed(match)
+        let facePassed = try verdict(match, matchHeaders)
+        #expect(facePassed.status == 200 && facePassed.json["method"] as? String == "face", "\(text(facePassed))")
+        let faceToken = facePassed.json["mfaToken"] as? String ?? ""
+        let faceChecked = try call("POST", "/v1/tokens/verify", template: "/v1/tokens/verify", body: #"{"mfaToken":"\#(faceToken)"}"#)
+        #expect(faceChecked.json["valid"] as? Bool == true && faceChecked.json["method"] as? String == "face", "\(text(faceChecked))")
+        let replayed = try verdict(match, matchHeaders)
+        #expect(replayed.status != 200, "a replayed verdict clears nothing: \(text(replayed))")
+
         // No code, address or number in the daemon's log.
         let log = daemon.log
-        for secret in [first.code, mail.code, hook.code, third.code, "erin@example.com", "4155550123", "smtp-pass-4711"] {
+        for secret in [first.code, mail.code, hook.code, third.code, faceCode, checkCode, "erin@example.com", "4155550123", "smtp-pass-4711"] {
             #expect(!log.contains(secret), "\(secret) in the log")
         }
         try rec.validateAgainstOpenAPI()

@@ -77,7 +77,7 @@ import CAMFATestSupport
     }
 
     /// One HTTP exchange with curl (an independent client).
-    static func request(_ method: String, _ url: String, key: String? = nil, body: Data? = nil) throws -> Response {
+    static func request(_ method: String, _ url: String, key: String? = nil, body: Data? = nil, headers: [String: String] = [:]) throws -> Response {
         let dir = FileManager.default.temporaryDirectory
         let bodyFile = dir.appendingPathComponent("camfa-http-\(UUID().uuidString)")
         let outFile = dir.appendingPathComponent("camfa-http-\(UUID().uuidString)")
@@ -87,6 +87,7 @@ import CAMFATestSupport
         }
         var args = ["-s", "-X", method, "-o", outFile.path, "-w", "%{http_code} %{content_type}", "--max-time", "20", url]
         if let key { args += ["-H", "Authorization: Bearer \(key)"] }
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { args += ["-H", "\(name): \(value)"] }
         if let body {
             try body.write(to: bodyFile)
             args += ["-H", "Content-Type: application/json", "--data-binary", "@\(bodyFile.path)"]

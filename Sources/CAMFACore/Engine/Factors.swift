@@ -43,6 +43,9 @@
 public struct Factor: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case totp, email, sms
+        /// A face provider's check: camfa sends it a one-time code by webhook, and the
+        /// provider's signed verdict for that code answers like a code the user typed.
+        case face
 
         /// The challenge method a factor of this kind answers.
         public var method: MFAMethod {
@@ -50,6 +53,7 @@ public struct Factor: Sendable, Equatable {
             case .totp: .otp
             case .email: .email
             case .sms: .sms
+            case .face: .face
             }
         }
 
@@ -82,8 +86,8 @@ public struct Factor: Sendable, Equatable {
 }
 
 extension Factor.Kind {
-    /// Whether camfa sends this kind's codes (email, sms) rather than the user's app
-    /// computing them (totp).
+    /// Whether camfa sends this kind's codes (email, sms, and face to its provider) rather
+    /// than the user's app computing them (totp).
     public var sendsCodes: Bool { self != .totp }
 }
 

@@ -24,6 +24,9 @@ enum CodeAddress {
                   digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
                 throw PipelineRequestError(code: .invalid, message: "number must be in E.164 form, like +14155550123", field: "number")
             }
+        case .face:
+            // The user's id: the provider knows users by camfa's id (checked as an id already).
+            return
         case .totp:
             throw PipelineRequestError(code: .invalid, message: "a totp factor has no address", field: "factor")
         }
@@ -32,6 +35,8 @@ enum CodeAddress {
     /// Enough for a user to recognise the address, not to learn it: a***@example.com, +*******0123.
     static func masked(_ address: String, kind: Factor.Kind) -> String {
         switch kind {
+        case .face:
+            return "the face provider"
         case .email:
             guard let at = address.firstIndex(of: "@") else { return "***" }
             return String(address.prefix(1)) + "***" + address[at...]
@@ -42,10 +47,10 @@ enum CodeAddress {
 }
 
 extension CodeSender {
-    /// The sender `factors.email` and `factors.sms` describe, their secrets read from their
-    /// files (credentials resolved); nil when neither is configured.
+    /// The sender `factors.email`, `factors.sms` and `factors.face` describe, their secrets
+    /// read from their files (credentials resolved); nil when none is configured.
     public static func configured(_ f: Configuration.Factors, clock: @escaping @Sendable () -> Int64) throws(SecretError) -> CodeSender? {
-        guard f.email != nil || f.sms != nil else { return nil }
+        guard f.email != nil || f.sms != nil || f.face != nil else { return nil }
         func read(_ path: String, _ key: String) throws(SecretError) -> [UInt8] {
             guard var text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
                 throw SecretError(path: key, message: "cannot read \(path)")
@@ -61,12 +66,12 @@ extension CodeSender {
                                                     caFile: e.caFile, timeout: Double(e.timeout) / 1000),
                           from: e.from, subject: e.subject)
         }
-        var sms: Webhook?
-        if let w = f.sms, let url = URL(string: w.url) {
-            let secret = try read(w.secretFile, "factors.sms.secretFile")
-            guard secret.count >= 16 else { throw SecretError(path: "factors.sms.secretFile", message: "the signing secret must have at least 16 bytes") }
-            sms = Webhook(url: url, secret: secret, timeout: Double(w.timeout) / 1000)
+        func webhook(_ w: Configuration.Factors.Webhook?, _ key: String) throws(SecretError) -> Webhook? {
+            guard let w, let url = URL(string: w.url) else { return nil }
+            let secret = try read(w.secretFile, "factors.\(key).secretFile")
+            guard secret.count >= 16 else { throw SecretError(path: "factors.\(key).secretFile", message: "the signing secret must have at least 16 bytes") }
+            return Webhook(url: url, secret: secret, timeout: Double(w.timeout) / 1000)
         }
-        return CodeSender(email: email, sms: sms, clock: clock)
+        return CodeSender(email: email, sms: try webhook(f.sms, "sms"), face: try webhook(f.face, "face"), clock: clock)
     }
 }

@@ -30,7 +30,7 @@ extension Pipeline {
         try checkUser(user)
         let channel = try codeChannel(kind)
         try CodeAddress.check(address, kind: kind)
-        let (code, sealedCode) = try drawCode(user: user)
+        let (code, sealedCode) = try drawCode(user: user, kind: kind)
         guard let sealed = seal.seal(Array(address.utf8), user: user, purpose: .address) else {
             throw PipelineRequestError(code: .unavailable, message: "cannot seal the address")
         }
@@ -46,10 +46,10 @@ extension Pipeline {
         try checkUser(user)
         try checkChallengeId(challengeId)
         guard let kind = Factor.Kind(method: method), kind.sendsCodes else {
-            throw PipelineRequestError(code: .invalid, message: "camfa sends codes for email and sms, not \(method.rawValue)", field: "method")
+            throw PipelineRequestError(code: .invalid, message: "camfa sends codes for email, sms and face, not \(method.rawValue)", field: "method")
         }
         let channel = try codeChannel(kind)
-        let (code, sealedCode) = try drawCode(user: user)
+        let (code, sealedCode) = try drawCode(user: user, kind: kind)
         let record = FactorRecord.codeIssue(user: user, challengeId: challengeId, method: method, code: sealedCode, time: options.clock())
         guard case .codeIssued(let sealedAddress, let expiresAt) = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         guard let bytes = seal.open(sealedAddress, user: user, purpose: .address) else {
@@ -61,16 +61,17 @@ extension Pipeline {
     }
 
     private func codeChannel(_ kind: Factor.Kind) throws(PipelineRequestError) -> CodeMessage.Channel {
-        let channel: CodeMessage.Channel = kind == .sms ? .sms : .email
+        let channel: CodeMessage.Channel = kind == .sms ? .sms : kind == .face ? .face : .email
         guard kind.sendsCodes, options.codeSender?.sends(channel) == true else {
             throw PipelineRequestError(code: .notConfigured, message: "this camfa sends no \(kind.rawValue) codes: factors.\(kind.rawValue) is not configured")
         }
         return channel
     }
 
-    /// The code in clear (for its provider) and sealed (for the topic).
-    private func drawCode(user: String) throws(PipelineRequestError) -> (String, [UInt8]) {
-        guard let code = TOTP.newCode(), let sealed = seal.seal(Array(code.utf8), user: user, purpose: .code) else {
+    /// The code in clear (for its provider) and sealed (for the topic). A face provider's
+    /// code never meets a person, so it is as long as `sealCode` takes.
+    private func drawCode(user: String, kind: Factor.Kind) throws(PipelineRequestError) -> (String, [UInt8]) {
+        guard let code = TOTP.newCode(digits: kind == .face ? 10 : 6), let sealed = seal.seal(Array(code.utf8), user: user, purpose: .code) else {
             throw PipelineRequestError(code: .unavailable, message: "cannot draw a code")
         }
         return (code, sealed)
@@ -114,6 +115,21 @@ extension Pipeline {
         guard case .challengeVerified(var v) = try await submitFactor(record, timeout: timeout) else { throw Self.mismatch }
         if v.deviceTrustedUntil != nil { v.deviceToken = deviceToken }
         return v
+    }
+
+    public func submitFaceVerdict(body: [UInt8], signature: String?, timeout: Double) async throws(PipelineRequestError) -> FaceVerdictOutcome {
+        guard let face = options.codeSender?.face else {
+            throw PipelineRequestError(code: .notConfigured, message: "this camfa has no face provider: factors.face is not configured")
+        }
+        // Checked before the body is read: an unsigned caller learns nothing from it.
+        guard let signature, CodeSender.signatureIsValid(signature, body: Data(body), secret: face.secret, now: options.clock() / 1000) else {
+            throw PipelineRequestError(code: .badSignature, message: "Camfa-Signature is missing, wrong or more than 5 minutes off camfa's clock")
+        }
+        let verdict = try FaceVerdict(json: body)
+        if let id = verdict.mfaEventId {
+            return .verified(try await verifyChallenge(challengeId: id, user: verdict.user, method: .face, code: verdict.codeToCheck, timeout: timeout))
+        }
+        return .confirmed(try await confirmFactor(user: verdict.user, kind: .face, code: verdict.codeToCheck, timeout: timeout))
     }
 
     public func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int {

@@ -30,6 +30,7 @@ extension Configuration {
         c.security.secretFile = try path(c.security.secretFile, "security.secretFile")
         if let file = c.factors.email?.passwordFile { c.factors.email?.passwordFile = try path(file, "factors.email.passwordFile") }
         if let file = c.factors.sms?.secretFile { c.factors.sms?.secretFile = try path(file, "factors.sms.secretFile")! }
+        if let file = c.factors.face?.secretFile { c.factors.face?.secretFile = try path(file, "factors.face.secretFile")! }
         for i in c.tokens.keys.indices {
             c.tokens.keys[i].privateKey = try path(c.tokens.keys[i].privateKey, "tokens.keys[\(i)].privateKey")!
         }
