@@ -73,7 +73,7 @@ enum BlackBox {
             for t in testTopics { topics += ["in.\(t)", "out.\(t)", "dlq.\(t)"] }
             for (t, n) in partitionedTopics { topics += ["in.\(t):\(n)", "out.\(t)", "out.\(t).ref", "dlq.\(t)"] }
             topics += HostileInputBlackBoxTests.resultTopics
-            topics += ["owners.anyinst:1", "changelog.handoff:8", "changelog.handoff.ref:8", "keys.repart:4", "keys.combo:6", "keys.reco:6", "keys.keyho:2", "changelog.keyho:4", "changelog.keyho.keys:2", "keys.skip:2"]
+            topics += ["owners.anyinst:1", "changelog.handoffret:8", "changelog.handoff:8", "changelog.handoff.ref:8", "keys.repart:4", "keys.combo:6", "keys.reco:6", "keys.keyho:2", "changelog.keyho:4", "changelog.keyho.keys:2", "keys.skip:2"]
             let b = try Broker(topics: topics)
             sharedBroker = b
             return b
@@ -85,7 +85,7 @@ enum BlackBox {
 
     /// Checkpoint tests' topics: input with several partitions (the mock keeps ~5 MB per
     /// partition), and an output for the reference run beside the one under test.
-    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8), ("repart", 8), ("repart.off", 8), ("combo", 16), ("combo1", 1), ("reco", 16), ("reco1", 1), ("keyho", 4), ("skip", 1), ("anyinst", 8)]
+    static let partitionedTopics: [(String, Int)] = [("crash", 16), ("rebalance", 8), ("storage", 4), ("handoff", 8), ("repart", 8), ("repart.off", 8), ("combo", 16), ("combo1", 1), ("reco", 16), ("reco1", 1), ("keyho", 4), ("skip", 1), ("anyinst", 8), ("handoffret", 8)]
 
     /// Produces `key<TAB>value` lines with kcat.
     static func produce(_ bootstrap: String, topic: String, _ messages: [(key: String, value: Data)]) throws {
