@@ -16,30 +16,16 @@ import CAMFATestSupport
         let broker = try BlackBox.broker()
         let policies = try MFALoopBlackBoxTests.policies()
         let group = "anyinst-\(UUID().uuidString)"
-        let ports = [HTTPBlackBoxTests.freePort(), HTTPBlackBoxTests.freePort()]
-        let daemons = try ports.map { port in
-            try BlackBox.Daemon(
-                bootstrap: broker.bootstrap, name: "anyinst", group: group,
-                kafkaProperties: BlackBox.Daemon.steadyGroup.merging(["fetch.wait.max.ms": "10"]) { $1 },
-                extraConfig: """
-                http:
-                  address: 127.0.0.1:\(port)
-                  advertisedURL: http://127.0.0.1:\(port)
-                  openEndpoints: [/healthz, /metrics]
-                  apiKeys:
-                    - name: any
-                      hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
-                      scopes: [evaluate, status, enroll]
-                """,
-                policies: policies.path, owners: "owners.anyinst")
+        let servers = try [HTTPBlackBoxTests.freePort(), HTTPBlackBoxTests.freePort()].map { port in
+            try HTTPDaemon(broker: broker, name: "anyinst", group: group, key: Self.key, scopes: ["evaluate", "status", "enroll"],
+                           http: "  advertisedURL: http://127.0.0.1:\(port)\n  openEndpoints: [/healthz, /metrics]",
+                           policies: policies.path, kafkaProperties: BlackBox.Daemon.steadyGroup.merging(["fetch.wait.max.ms": "10"]) { $1 },
+                           owners: "owners.anyinst", port: port)
         }
-        defer { for d in daemons { _ = d.stop() } }
-        let bases = ports.map { "http://127.0.0.1:\($0)" }
-        let rec = HTTPBlackBoxTests.Recorder()
+        defer { for s in servers { s.stop() } }
+        let bases = servers.map(\.base)
         func call(_ instance: Int, _ method: String, _ path: String, template: String, body: String? = nil) throws -> HTTPBlackBoxTests.Response {
-            let r = try HTTPBlackBoxTests.request(method, bases[instance] + path, key: Self.key, body: body.map { Data($0.utf8) })
-            rec.record(method: method, template: template, r)
-            return r
+            try servers[instance].call(method, path, template: template, body: body)
         }
         func metric(_ instance: Int, _ name: String) -> Double {
             guard let r = try? HTTPBlackBoxTests.request("GET", bases[instance] + "/metrics"), r.status == 200 else { return 0 }
@@ -63,7 +49,7 @@ import CAMFATestSupport
             if everyStatusAnswers() { settled += 1 } else { settled = 0 }
             Thread.sleep(forTimeInterval: 1)
         }
-        try #require(settled == 2, "statuses never answered 200 on both instances; logs:\n\(daemons[0].log.suffix(1500))\n---\n\(daemons[1].log.suffix(1500))")
+        try #require(settled == 2, "statuses never answered 200 on both instances; logs:\n\(servers[0].log.suffix(1500))\n---\n\(servers[1].log.suffix(1500))")
         #expect(metric(0, "camfa_requests_forwarded_total{outcome=\"answered\"}") > 0 && metric(1, "camfa_requests_forwarded_total{outcome=\"answered\"}") > 0,
                 "both instances forwarded: each processes some of the users")
 
@@ -91,23 +77,23 @@ import CAMFATestSupport
         for (n, u) in users.enumerated() {
             let event = #"{"appId":"crm","requestDate":\#(HTTPBlackBoxTests.nowMs),"ip":"198.51.100.4","originalIdentity":"\#(u)","behaviorType":"login","behaviorResult":"success"}"#
             let e = try call(n % 2, "POST", "/v1/evaluate", template: "/v1/evaluate", body: event)
-            #expect(e.status == 200 && e.json["mfaRequired"] as? Bool == true, "\(u): \(e.status) \(String(decoding: e.body, as: UTF8.self))")
+            #expect(e.status == 200 && e.json["mfaRequired"] as? Bool == true, "\(u): \(e.status) \(e.text)")
             challenges[u] = (e.json["decisions"] as? [[String: Any]] ?? []).compactMap { $0["mfaEventId"] as? String }.first
         }
         for (n, u) in users.enumerated() {
             let s = try call(1 - n % 2, "GET", "/v1/users/\(u)/mfa-status", template: "/v1/users/{id}/mfa-status")
             let pending = (s.json["pending"] as? [[String: Any]] ?? []).compactMap { $0["mfaEventId"] as? String }
             #expect(s.status == 200 && s.json["mfaVerified"] as? Bool == false && challenges[u] != nil && pending == [challenges[u]!],
-                    "\(u): \(s.status) \(String(decoding: s.body, as: UTF8.self))")
+                    "\(u): \(s.status) \(s.text)")
             let f = try call(1 - n % 2, "POST", "/v1/users/\(u)/factors/totp", template: "/v1/users/{id}/factors/totp")
-            #expect(f.status == 200 && (f.json["secret"] as? String)?.isEmpty == false, "\(u): \(f.status) \(String(decoding: f.body, as: UTF8.self))")
+            #expect(f.status == 200 && (f.json["secret"] as? String)?.isEmpty == false, "\(u): \(f.status) \(f.text)")
         }
         // Each event and enrolment was written once, by the instance that processes the user.
         let records = try BlackBox.consume(broker.bootstrap, topic: "in.anyinst", atLeast: 2 * users.count, timeout: 30)
         #expect(records.count == 2 * users.count, "\(records.count) input records for \(users.count) events and \(users.count) enrolments")
         #expect(attacker.requests.isEmpty, "a request went to the forged owner: \(attacker.requests)")
-        #expect(!daemons.contains { $0.log.contains(Self.key) }, "the API key is not logged")
-        try rec.validateAgainstOpenAPI()
+        #expect(!servers.contains { $0.log.contains(Self.key) }, "the API key is not logged")
+        for s in servers { try s.recorder.validateAgainstOpenAPI() }
     }
 }
 
@@ -119,7 +105,7 @@ final class AttackerListener {
 
     init() throws {
         log = FileManager.default.temporaryDirectory.appendingPathComponent("camfa-attacker-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let script = """
         import http.server, sys
         class H(http.server.BaseHTTPRequestHandler):

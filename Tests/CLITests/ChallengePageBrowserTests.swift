@@ -22,41 +22,18 @@ import CAMFATestSupport
         }
         let broker = try BlackBox.broker()
         let policies = try MFALoopBlackBoxTests.policies()
-        let port = HTTPBlackBoxTests.freePort()
-        let daemon = try BlackBox.Daemon(
-            bootstrap: broker.bootstrap, name: "challengepage", group: "challengepage-\(UUID().uuidString)",
-            kafkaProperties: ["fetch.wait.max.ms": "10"],
-            extraConfig: """
-            http:
-              address: 127.0.0.1:\(port)
-              challengePage:
-                enabled: true
-              apiKeys:
-                - name: page
-                  hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
-                  scopes: [evaluate, status, enroll]
-            """,
-            policies: policies.path)
-        defer { _ = daemon.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        func call(_ method: String, _ path: String, body: String? = nil) throws -> HTTPBlackBoxTests.Response {
-            try HTTPBlackBoxTests.request(method, base + path, key: Self.key, body: body.map { Data($0.utf8) })
-        }
-        var ready = false
-        for _ in 0..<120 where !ready {
-            if let s = try? call("GET", "/v1/users/nobody/mfa-status"), s.status == 200 { ready = true } else { Thread.sleep(forTimeInterval: 0.25) }
-        }
-        try #require(ready, "the status never answered 200; log:\n\(daemon.log.suffix(2000))")
+        let server = try HTTPDaemon(broker: broker, name: "challengepage", key: Self.key, scopes: ["evaluate", "status", "enroll"],
+                                    http: "  challengePage:\n    enabled: true", policies: policies.path)
+        defer { server.stop() }
+        let base = server.base
+        try server.waitUntilReady()
 
-        let e = try call("POST", "/v1/users/dora/factors/totp")
-        let secret = try #require(e.json["secret"] as? String, "\(String(decoding: e.body, as: UTF8.self))")
+        let e = try server.call("POST", "/v1/users/dora/factors/totp")
+        let secret = try #require(e.json["secret"] as? String, "\(e.text)")
         guard let codes = try MFALoopBlackBoxTests.codes(secret) else { return }
-        let confirmed = try call("POST", "/v1/users/dora/factors/totp/confirm", body: #"{"code":"\#(codes.now)"}"#)
-        #expect(confirmed.status == 200, "\(String(decoding: confirmed.body, as: UTF8.self))")
-        let event = #"{"appId":"crm","requestDate":\#(HTTPBlackBoxTests.nowMs),"ip":"198.51.100.4","originalIdentity":"dora","behaviorType":"login","behaviorResult":"success"}"#
-        let evaluated = try call("POST", "/v1/evaluate", body: event)
-        let challenge = try #require((evaluated.json["decisions"] as? [[String: Any]] ?? []).compactMap { $0["mfaEventId"] as? String }.first,
-                                     "\(String(decoding: evaluated.body, as: UTF8.self))")
+        let confirmed = try server.call("POST", "/v1/users/dora/factors/totp/confirm", body: #"{"code":"\#(codes.now)"}"#)
+        #expect(confirmed.status == 200, "\(confirmed.text)")
+        let challenge = try server.apiChallenge("dora")
 
         // A link to another user's or an unknown challenge shows nothing of it.
         let unknown = try HTTPBlackBoxTests.request("GET", base + "/challenge/\(challenge)?user=mallory")
@@ -75,15 +52,15 @@ import CAMFATestSupport
         #expect((page["problem"] as? String)?.contains("not right") == true, "the wrong code was refused on the page: \(page)")
         #expect(page["verified"] as? String == "Verified", "\(page)")
         let token = page["mfaToken"] as? String ?? ""
-        let checked = try call("POST", "/v1/tokens/verify", body: #"{"mfaToken":"\#(token)","audience":"crm"}"#)
+        let checked = try server.call("POST", "/v1/tokens/verify", body: #"{"mfaToken":"\#(token)","audience":"crm"}"#)
         #expect(checked.json["valid"] as? Bool == true && checked.json["originalIdentity"] as? String == "dora"
-                && checked.json["method"] as? String == "otp", "\(String(decoding: checked.body, as: UTF8.self))")
-        let status = try call("GET", "/v1/users/dora/mfa-status")
-        #expect(status.json["mfaVerified"] as? Bool == true, "\(String(decoding: status.body, as: UTF8.self))")
+                && checked.json["method"] as? String == "otp", "\(checked.text)")
+        let status = try server.call("GET", "/v1/users/dora/mfa-status")
+        #expect(status.json["mfaVerified"] as? Bool == true, "\(status.text)")
         // The page is closed once the challenge is verified.
         let after = try HTTPBlackBoxTests.request("GET", base + "/challenge/\(challenge)?user=dora")
         #expect(after.status == 404)
         #expect(FileManager.default.fileExists(atPath: (keep ?? shots.path) + "/challenge-page-verified.png"))
-        #expect(!daemon.log.contains(token) && !daemon.log.contains(secret), "no token or secret in the log")
+        #expect(!server.log.contains(token) && !server.log.contains(secret), "no token or secret in the log")
     }
 }

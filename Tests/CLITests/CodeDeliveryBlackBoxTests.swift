@@ -61,7 +61,7 @@ import CAMFATestSupport
         let secretFile = work.path + "/hook.secret", passwordFile = work.path + "/smtp.password"
         try "hook-secret-0123456789abcdef\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
         try "smtp-pass-4711\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        let smtpPort = HTTPBlackBoxTests.freePort(), hookPort = HTTPBlackBoxTests.freePort(), port = HTTPBlackBoxTests.freePort()
+        let smtpPort = HTTPBlackBoxTests.freePort(), hookPort = HTTPBlackBoxTests.freePort()
 
         let receivers = Process()
         receivers.executableURL = URL(fileURLWithPath: try #require(which("python3")))
@@ -86,56 +86,34 @@ import CAMFATestSupport
 
         let broker = try BlackBox.broker()
         let policies = try Self.policies()
-        let config = """
-        http:
-          address: 127.0.0.1:\(port)
-          apiKeys:
-            - name: codes
-              hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
-              scopes: [evaluate, status, enroll, verify]
-        tokens:
-          issuer: urn:camfa:codes
-        factors:
-          sendsPerChallenge: 2
-          email:
-            host: 127.0.0.1
-            port: \(smtpPort)
-            username: camfa
-            passwordFile: \(passwordFile)
-            caFile: \(cert)
-            from: "camfa <mfa@example.com>"
-          sms:
-            url: http://127.0.0.1:\(hookPort)/sms
-            secretFile: \(secretFile)
-          face:
-            url: http://127.0.0.1:\(hookPort)/face
-            secretFile: \(secretFile)
-        """
-        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "codes", group: "codes-\(UUID().uuidString)",
-                                         kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: config, policies: policies.path)
-        defer { _ = daemon.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        let rec = HTTPBlackBoxTests.Recorder()
+        let server = try HTTPDaemon(broker: broker, name: "codes", key: Self.key, scopes: ["evaluate", "status", "enroll", "verify"], config: """
+            tokens:
+              issuer: urn:camfa:codes
+            factors:
+              sendsPerChallenge: 2
+              email:
+                host: 127.0.0.1
+                port: \(smtpPort)
+                username: camfa
+                passwordFile: \(passwordFile)
+                caFile: \(cert)
+                from: "camfa <mfa@example.com>"
+              sms:
+                url: http://127.0.0.1:\(hookPort)/sms
+                secretFile: \(secretFile)
+              face:
+                url: http://127.0.0.1:\(hookPort)/face
+                secretFile: \(secretFile)
+            """, policies: policies.path)
+        defer { server.stop() }
+        let base = server.base, daemon = server.daemon, rec = server.recorder
         func call(_ method: String, _ path: String, template: String, body: String? = nil) throws -> HTTPBlackBoxTests.Response {
-            let r = try HTTPBlackBoxTests.request(method, base + path, key: Self.key, body: body.map { Data($0.utf8) })
-            rec.record(method: method, template: template, r)
-            return r
+            try server.call(method, path, template: template, body: body)
         }
-        func text(_ r: HTTPBlackBoxTests.Response) -> String { String(decoding: r.body, as: UTF8.self) }
-        func errorCode(_ r: HTTPBlackBoxTests.Response) -> String? { (r.json["error"] as? [String: Any])?["code"] as? String }
-        ready = false
-        for _ in 0..<120 where !ready {
-            if let s = try? call("GET", "/v1/users/nobody/mfa-status", template: "/v1/users/{id}/mfa-status"), s.status == 200 { ready = true } else {
-                Thread.sleep(forTimeInterval: 0.25)
-            }
-        }
-        try #require(ready, "the status never answered 200; log:\n\(daemon.log.suffix(2000))")
-        func challenge(_ user: String) throws -> String {
-            let event = #"{"appId":"crm","requestDate":\#(HTTPBlackBoxTests.nowMs),"ip":"198.51.100.4","originalIdentity":"\#(user)","behaviorType":"login","behaviorResult":"success"}"#
-            let e = try call("POST", "/v1/evaluate", template: "/v1/evaluate", body: event)
-            let id = (e.json["decisions"] as? [[String: Any]] ?? []).compactMap { $0["mfaEventId"] as? String }.first
-            return try #require(id, "no challenge: \(text(e))")
-        }
+        func text(_ r: HTTPBlackBoxTests.Response) -> String { r.text }
+        func errorCode(_ r: HTTPBlackBoxTests.Response) -> String? { r.errorCode }
+        try server.waitUntilReady()
+        func challenge(_ user: String) throws -> String { try server.apiChallenge(user) }
         func verify(_ id: String, _ user: String, _ method: String, _ code: String) throws -> HTTPBlackBoxTests.Response {
             try call("POST", "/v1/challenges/\(id)/verify", template: "/v1/challenges/{mfaEventId}/verify",
                      body: #"{"user":"\#(user)","method":"\#(method)","code":"\#(code)"}"#)

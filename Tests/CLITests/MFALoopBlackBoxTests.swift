@@ -58,53 +58,32 @@ import CAMFATestSupport
         guard BlackBox.requireKcat() else { return }
         let broker = try BlackBox.broker()
         let policies = try Self.policies()
-        let port = HTTPBlackBoxTests.freePort()
-        let config = """
-        http:
-          address: 127.0.0.1:\(port)
-          apiKeys:
-            - name: loop
-              hash: "sha256:\(try HTTPBlackBoxTests.sha256(Self.key))"
-              scopes: [evaluate, status, enroll, verify]
-        tokens:
-          issuer: urn:camfa:loop
-        factors:
-          issuer: camfa-test
-          attemptsPerChallenge: 5
-          failuresPerUser: 3
-          lockout: 1m
-        """
-        let daemon = try BlackBox.Daemon(bootstrap: broker.bootstrap, name: "mfaloop", group: "mfaloop-\(UUID().uuidString)",
-                                         kafkaProperties: ["fetch.wait.max.ms": "10"], extraConfig: config, policies: policies.path)
-        defer { _ = daemon.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        let rec = HTTPBlackBoxTests.Recorder()
+        let server = try HTTPDaemon(broker: broker, name: "mfaloop", key: Self.key, scopes: ["evaluate", "status", "enroll", "verify"], config: """
+            tokens:
+              issuer: urn:camfa:loop
+            factors:
+              issuer: camfa-test
+              attemptsPerChallenge: 5
+              failuresPerUser: 3
+              lockout: 1m
+            """, policies: policies.path)
+        defer { server.stop() }
+        let base = server.base, daemon = server.daemon
         func call(_ method: String, _ path: String, template: String, body: String? = nil) throws -> HTTPBlackBoxTests.Response {
-            let r = try HTTPBlackBoxTests.request(method, base + path, key: Self.key, body: body.map { Data($0.utf8) })
-            rec.record(method: method, template: template, r)
-            return r
+            try server.call(method, path, template: template, body: body)
         }
-        var ready = false
-        for _ in 0..<120 where !ready {
-            if let r = try? HTTPBlackBoxTests.request("GET", base + "/healthz"), r.status == 200,
-               let s = try? call("GET", "/v1/users/nobody/mfa-status", template: "/v1/users/{id}/mfa-status"), s.status == 200 {
-                ready = true
-            } else {
-                Thread.sleep(forTimeInterval: 0.25)
-            }
-        }
-        try #require(ready, "the status never answered 200; log:\n\(daemon.log.suffix(2000))")
+        try server.waitUntilReady()
 
         /// Enrols and confirms a TOTP factor; answers the secret and the code of the step after the confirmation's.
         func enrol(_ user: String) throws -> (secret: String, used: String, next: String)? {
             let e = try call("POST", "/v1/users/\(user)/factors/totp", template: "/v1/users/{id}/factors/totp")
-            #expect(e.status == 200, "\(String(decoding: e.body, as: UTF8.self))")
+            #expect(e.status == 200, "\(e.text)")
             let secret = try #require(e.json["secret"] as? String)
             #expect((e.json["otpauthUri"] as? String)?.hasPrefix("otpauth://totp/camfa-test:\(user)?secret=\(secret)") == true)
             guard let codes = try Self.codes(secret) else { return nil }
             let c = try call("POST", "/v1/users/\(user)/factors/totp/confirm", template: "/v1/users/{id}/factors/totp/confirm",
                              body: #"{"code":"\#(codes.now)"}"#)
-            #expect(c.status == 200 && c.json["confirmed"] as? Bool == true, "\(String(decoding: c.body, as: UTF8.self))")
+            #expect(c.status == 200 && c.json["confirmed"] as? Bool == true, "\(c.text)")
             return (secret, codes.now, codes.next)
         }
         func verify(_ challenge: String, _ user: String, _ code: String) throws -> HTTPBlackBoxTests.Response {
@@ -125,9 +104,9 @@ import CAMFATestSupport
         // The code that confirmed the factor is used up; the next step's code passes.
         let replayed = try verify(challenge, "alice", alice.used)
         #expect(replayed.status == 422 && (replayed.json["error"] as? [String: Any])?["code"] as? String == "replayed-code",
-                "\(String(decoding: replayed.body, as: UTF8.self))")
+                "\(replayed.text)")
         let passed = try verify(challenge, "alice", alice.next)
-        #expect(passed.status == 200, "\(String(decoding: passed.body, as: UTF8.self))")
+        #expect(passed.status == 200, "\(passed.text)")
         let token = try #require(passed.json["mfaToken"] as? String)
         let again = try verify(challenge, "alice", alice.next)
         #expect(again.status == 404, "a cleared challenge takes no more codes")
@@ -149,7 +128,7 @@ import CAMFATestSupport
             #expect(!isCI, "python3 with PyJWT is needed (scripts/install-deps.sh installs it)")
         }
         let status = try call("GET", "/v1/users/alice/mfa-status", template: "/v1/users/{id}/mfa-status")
-        #expect(status.json["mfaVerified"] as? Bool == true, "\(String(decoding: status.body, as: UTF8.self))")
+        #expect(status.json["mfaVerified"] as? Bool == true, "\(status.text)")
         let aliceToken = try call("POST", "/v1/tokens/verify", template: "/v1/tokens/verify", body: #"{"mfaToken":"\#(token)"}"#)
         #expect(aliceToken.json["valid"] as? Bool == true && aliceToken.json["acr"] == nil, "login_risk sets no acr")
         // Subscribers learn it too: the challenge's `cleared` event.
@@ -169,28 +148,28 @@ import CAMFATestSupport
         }
         func apiChallenge(_ user: String) throws -> String {
             let e = try evaluate(user)
-            #expect(e.json["mfaRequired"] as? Bool == true, "\(String(decoding: e.body, as: UTF8.self))")
+            #expect(e.json["mfaRequired"] as? Bool == true, "\(e.text)")
             let decisions = e.json["decisions"] as? [[String: Any]] ?? []
             return try #require(decisions.compactMap { $0["mfaEventId"] as? String }.first)
         }
         let carolChallenge = try apiChallenge("carol")
         let carolPassed = try verify(carolChallenge, "carol", carol.next)
-        #expect(carolPassed.status == 200, "\(String(decoding: carolPassed.body, as: UTF8.self))")
+        #expect(carolPassed.status == 200, "\(carolPassed.text)")
         let carolToken = carolPassed.json["mfaToken"] as? String ?? ""
         let checked = try call("POST", "/v1/tokens/verify", template: "/v1/tokens/verify", body: #"{"mfaToken":"\#(carolToken)","audience":"crm"}"#)
         #expect(checked.json["valid"] as? Bool == true && checked.json["originalIdentity"] as? String == "carol"
-                && checked.json["method"] as? String == "otp", "\(String(decoding: checked.body, as: UTF8.self))")
+                && checked.json["method"] as? String == "otp", "\(checked.text)")
         #expect(checked.json["acr"] as? String == "urn:camfa:acr:mfa", "the flow's acr")
 
         // The flow remembers devices: carol's next sign-in with the device token is allowed,
         // until the devices are revoked.
-        let deviceToken = try #require(carolPassed.json["deviceToken"] as? String, "\(String(decoding: carolPassed.body, as: UTF8.self))")
+        let deviceToken = try #require(carolPassed.json["deviceToken"] as? String, "\(carolPassed.text)")
         #expect(carolPassed.json["deviceTrustedUntil"] is String)
         let trusted = try evaluate("carol", deviceToken: deviceToken)
-        #expect(trusted.json["mfaRequired"] as? Bool == false, "\(String(decoding: trusted.body, as: UTF8.self))")
+        #expect(trusted.json["mfaRequired"] as? Bool == false, "\(trusted.text)")
         #expect(try evaluate("carol", deviceToken: "not-" + deviceToken).json["mfaRequired"] as? Bool == true, "another token")
         let revoked = try call("DELETE", "/v1/users/carol/devices", template: "/v1/users/{id}/devices")
-        #expect(revoked.status == 200 && revoked.json["revoked"] as? Int == 1, "\(String(decoding: revoked.body, as: UTF8.self))")
+        #expect(revoked.status == 200 && revoked.json["revoked"] as? Int == 1, "\(revoked.text)")
         #expect(try evaluate("carol", deviceToken: deviceToken).json["mfaRequired"] as? Bool == true, "challenged again after the revocation")
 
         let bobChallenge = try apiChallenge("bob")
@@ -200,11 +179,11 @@ import CAMFATestSupport
         #expect(codes == ["wrong-code", "wrong-code", "wrong-code"])
         let locked = try verify(bobChallenge, "bob", bob.next)
         #expect(locked.status == 429 && (locked.json["error"] as? [String: Any])?["code"] as? String == "locked-out",
-                "the right code, during the lockout: \(String(decoding: locked.body, as: UTF8.self))")
+                "the right code, during the lockout: \(locked.text)")
         let bobStatus = try call("GET", "/v1/users/bob/mfa-status", template: "/v1/users/{id}/mfa-status")
         #expect(bobStatus.json["mfaVerified"] as? Bool == false)
         #expect(!daemon.log.contains(alice.secret) && !daemon.log.contains(bob.secret), "no secret in the log")
 
-        try rec.validateAgainstOpenAPI()
+        try server.recorder.validateAgainstOpenAPI()
     }
 }
