@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(name: "CAMFASimulatorTests", dependencies: ["CAMFATestSupport", "CAMFASimulator", "CAMFACore", "CAMFAPolicyFiles"]),
         .testTarget(name: "CAMFADaemonTests", dependencies: ["CAMFATestSupport", "CAMFADaemon", "CAMFACore"]),
         .testTarget(name: "CAMFAStoreTests", dependencies: ["CAMFATestSupport", "CAMFAStore"]),
-        .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors", "CAMFADelivery"]),
+        .testTarget(name: "CAMFAFactorsTests", dependencies: ["CAMFATestSupport", "CAMFAFactors", "CAMFADelivery", "CAMFADaemon"]),
         .testTarget(name: "CAMFAClientTests", dependencies: ["CAMFAClient"]),
         .testTarget(name: "CAMFATokensTests", dependencies: ["CAMFATestSupport", "CAMFATokens"]),
         .testTarget(

@@ -110,6 +110,8 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
     private var slowestTake: Double = 0
     /// API mode, user status and MFA results (PipelineRequests.swift).
     let mailbox = PipelineMailbox()
+    /// Face verdicts this instance processed, by signature, while their signatures are fresh.
+    let verdictReplays = SignatureReplays()
     /// Request records written to the input topic, by delivery token → request id.
     private var requestProduces: [UInt64: String] = [:]
     /// Requests whose record is in one of our partitions and not processed yet: answered
@@ -814,6 +816,7 @@ public final class Pipeline: KafkaRebalanceDelegate, @unchecked Sendable {
 
     private func forget(_ p: Int32) {
         writer.changelog?.forget(p)
+        options.owners?.withdraw(partition: p)
         for (id, q) in awaiting where q == p {
             awaiting.removeValue(forKey: id)
             mailbox.answer(id, .failure(PipelineRequestError(code: .notOwned, message: "partition \(p) moved to another instance, which processes the request")))

@@ -181,9 +181,13 @@ public final class CodeSender: Sendable {
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard kv.count == 2 else { return false }
             if kv[0] == "t" { t = Int64(kv[1]) }
-            if kv[0] == "v1" { v1 = Array(kv[1].utf8) }
+            if kv[0] == "v1" { v1 = Array(kv[1].lowercased().utf8) }
         }
-        guard let t, let v1, abs(unixSeconds - t) <= tolerance else { return false }
+        // No arithmetic on the caller's t (t = Int64.min would overflow a difference), and
+        // the window's ends saturate.
+        let (low, under) = unixSeconds.subtractingReportingOverflow(tolerance)
+        let (high, over) = unixSeconds.addingReportingOverflow(tolerance)
+        guard let t, let v1, t >= (under ? .min : low), t <= (over ? .max : high) else { return false }
         let expected = Array(mac(body: body, secret: secret, unixSeconds: t).map { String(format: "%02x", $0) }.joined().utf8)
         return HMACSHA256.equal(v1, expected)
     }

@@ -70,7 +70,9 @@ struct APIError: Error, Sendable {
         // The provider's failure, not camfa's: a gateway that got a bad answer upstream.
         case .deliveryFailed: status = .badGateway
         // The provider is the caller, and its credential (the signature) did not hold.
-        case .badSignature: status = .unauthorized
+        case .badSignature:
+            status = .unauthorized
+            headers = [.wwwAuthenticate: "Camfa-Signature"]
         }
         if let until = e.retryAt {
             let seconds = max(1, (until - Int64(Date().timeIntervalSince1970 * 1000) + 999) / 1000)

@@ -20,15 +20,29 @@ struct Forwarder: Sendable {
     static let header = HTTPField.Name("Camfa-Forwarded")!
     /// This instance's `http.advertisedURL`, named in the header for the owner's logs.
     let selfURL: String?
-    /// Seconds for the whole exchange (`http.requestTimeout`).
+    /// Seconds for the whole exchange: longer than the owner may take (its
+    /// `http.requestTimeout` and a code delivery), so this side does not give up, and invite
+    /// a retry, on a request the owner is still completing.
     let timeout: Double
+    /// No cookies, no cache, no redirects: the request carries the caller's credentials
+    /// and goes to exactly the owner.
+    private let session: URLSession
+
+    init(selfURL: String?, timeout: Double) {
+        self.selfURL = selfURL
+        self.timeout = timeout
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpShouldSetCookies = false
+        configuration.urlCache = nil
+        session = URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
+    }
 
     static func wasForwarded(_ request: Request) -> Bool { request.headers[header] != nil }
 
     func forward(_ request: Request, body: [UInt8], to owner: String) async throws(APIError) -> Response {
         var target = owner + request.uri.path
         if let query = request.uri.query, !query.isEmpty { target += "?" + query }
-        guard let url = URL(string: target) else { throw Self.unreachable(owner, "not a URL") }
+        guard let url = URL(string: target) else { throw APIError(status: .badRequest, code: "invalid", message: "the request's path cannot be forwarded") }
         var out = URLRequest(url: url)
         out.httpMethod = request.method.rawValue
         out.timeoutInterval = timeout
@@ -40,7 +54,7 @@ struct Forwarder: Sendable {
         out.setValue(selfURL ?? "1", forHTTPHeaderField: Self.header.rawName)
         let data: Data, answer: HTTPURLResponse
         do {
-            let (d, r) = try await URLSession.shared.data(for: out)
+            let (d, r) = try await session.data(for: out)
             guard let http = r as? HTTPURLResponse else { throw Self.unreachable(owner, "not an HTTP answer") }
             (data, answer) = (d, http)
         } catch let e as APIError {
@@ -71,6 +85,14 @@ struct Forwarder: Sendable {
     private static func unreachable(_ owner: String, _ why: String) -> APIError {
         APIError(status: .serviceUnavailable, code: "unavailable",
                  message: "the instance that processes the user (\(owner)) did not answer: \(why)", headers: [.retryAfter: "1"])
+    }
+}
+
+/// A redirect from the owner is answered as it is, never followed with the caller's key.
+private final class NoRedirects: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
+        completionHandler(nil)
     }
 }
 

@@ -23,15 +23,18 @@ public struct HTTPServerService: Service {
     ///   - onListening: called with the bound port (useful with port 0).
     ///   - tokens: signs and verifies mfaTokens (`TokenKeyFiles`).
     ///   - clock: epoch milliseconds.
+    ///   - forwardingTimeout: seconds a request forwarded to its user's instance may take
+    ///     there (README "Any instance answers"); nil: `http.requestTimeout` and 1 s more.
     public init(configuration http: Configuration.HTTP, backend: any CAMFABackend, tokens: MFATokens, logger: Logger,
                 registry: PrometheusCollectorRegistry = CAMFAMetrics.registry,
                 clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) },
+                forwardingTimeout: Double? = nil,
                 onListening: (@Sendable (Int) async -> Void)? = nil) throws(HTTPServerError) {
         self.address = "\(http.host):\(http.port)"
         self.logger = logger
         let router = Router(context: BasicRequestContext.self)
         Routes(http: http, backend: backend, access: Access(http), registry: registry, tokens: tokens, clock: clock, logger: logger,
-               forwarder: Forwarder(selfURL: http.advertisedURL, timeout: Double(http.requestTimeout) / 1000)).register(on: router)
+               forwarder: Forwarder(selfURL: http.advertisedURL, timeout: forwardingTimeout ?? Double(http.requestTimeout) / 1000 + 1)).register(on: router)
         let server: HTTPServerBuilder
         // Slow or idle clients cannot hold connections (RequestTimeoutHandler), and past
         // maxConnections new ones wait in the backlog instead of exhausting descriptors.

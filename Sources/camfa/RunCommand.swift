@@ -45,7 +45,12 @@ struct RunCommand: AsyncParsableCommand {
         if configuration.http.enabled {
             let tokens = try await DaemonSetup.tokens(configuration, logger: logger)
             do {
-                services.append(.init(service: try HTTPServerService(configuration: configuration.http, backend: pipeline, tokens: tokens, logger: logger)))
+                // The owner of a forwarded request may answer it and then deliver a code.
+                let f = configuration.factors
+                let delivery = [f.email?.timeout, f.sms?.timeout, f.face?.timeout].compactMap { $0 }.max() ?? 0
+                let forwarding = Double(configuration.http.requestTimeout + delivery) / 1000 + 1
+                services.append(.init(service: try HTTPServerService(configuration: configuration.http, backend: pipeline, tokens: tokens, logger: logger,
+                                                                     forwardingTimeout: forwarding)))
             } catch {
                 logger.error("cannot start the HTTP listener: \(error)")
                 throw ExitCode(1)

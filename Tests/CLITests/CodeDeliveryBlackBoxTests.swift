@@ -213,6 +213,9 @@ import CAMFATestSupport
             let r = try verdict(confirmBody, headers)
             #expect(r.status == 401 && errorCode(r) == "bad-signature", "\(text(r))")
         }
+        // A signature time at Int64's edge must be refused, not overflow the daemon's clock check.
+        let edge = try verdict(confirmBody, ["Camfa-Signature": "t=-9223372036854775808,v1=00"])
+        #expect(edge.status == 401 && daemon.process.isRunning, "the daemon must survive an extreme signature time: \(edge.status)")
         let faceConfirmed = try verdict(confirmBody, try signed(confirmBody))
         #expect(faceConfirmed.status == 200 && faceConfirmed.json["confirmed"] as? Bool == true && faceConfirmed.json["factor"] as? String == "face",
                 "\(text(faceConfirmed))")
@@ -222,8 +225,15 @@ import CAMFATestSupport
         let checkCode = check["code"] as? String ?? ""
         #expect(check["purpose"] as? String == "challenge" && check["mfaEventId"] as? String == faceChallenge, "\(check)")
         let mismatch = #"{"user":"hana","code":"\#(checkCode)","mfaEventId":"\#(faceChallenge)","verdict":"no-match"}"#
-        let refused = try verdict(mismatch, try signed(mismatch))
+        let mismatchHeaders = try signed(mismatch)
+        let refused = try verdict(mismatch, mismatchHeaders)
         #expect(refused.status == 422 && errorCode(refused) == "wrong-code", "a mismatch counts as a wrong code: \(text(refused))")
+        // The same signed mismatch again (captured and replayed to use up the attempts) is refused unread.
+        // Four replays would use up the challenge's five attempts (factors.attemptsPerChallenge).
+        for _ in 0..<4 {
+            let replayed = try verdict(mismatch, mismatchHeaders)
+            #expect(replayed.status == 401 && errorCode(replayed) == "bad-signature", "\(text(replayed))")
+        }
         let match = #"{"user":"hana","code":"\#(checkCode)","mfaEventId":"\#(faceChallenge)","verdict":"match"}"#
         let matchHeaders = try signed(match)
         let facePassed = try verdict(match, matchHeaders)

@@ -1,4 +1,5 @@
 import CAMFACore
+import Foundation
 
 /// What a face provider posts back (`POST /v1/face/verdicts`, signed with `Camfa-Signature`
 /// under `factors.face.secretFile`) once it has checked the user: the code camfa sent it
@@ -50,4 +51,34 @@ public struct FaceVerdict: Sendable, Equatable {
 public enum FaceVerdictOutcome: Sendable {
     case confirmed(FactorConfirmation)
     case verified(ChallengeVerification)
+}
+
+/// The signatures of provider callbacks already processed, kept while their time is within
+/// the signature's tolerance: the same signed request a second time is a replay (a captured
+/// `no-match` sent again would use up the user's attempts and lock them out). Requests for a
+/// user always end at the instance that processes the user (forwarded there), so that
+/// instance's memory is the one that counts; a restart forgets at most 10 minutes of them.
+/// At `capacity` the oldest are dropped first.
+public final class SignatureReplays: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [String: Int64] = [:]
+    private let capacity: Int
+
+    public init(capacity: Int = 100_000) { self.capacity = capacity }
+
+    /// Whether `signature` was processed and its window (until epoch s) has not passed.
+    public func contains(_ signature: String, now: Int64) -> Bool {
+        lock.withLock { (seen[signature] ?? .min) >= now }
+    }
+
+    /// Remembers `signature` until `until` (epoch s).
+    public func remember(_ signature: String, until: Int64, now: Int64) {
+        lock.withLock {
+            if seen.count >= capacity {
+                seen = seen.filter { $0.value >= now }
+                while seen.count >= capacity, let oldest = seen.min(by: { $0.value < $1.value }) { seen.removeValue(forKey: oldest.key) }
+            }
+            seen[signature] = until
+        }
+    }
 }

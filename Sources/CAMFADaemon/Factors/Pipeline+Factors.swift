@@ -122,14 +122,33 @@ extension Pipeline {
             throw PipelineRequestError(code: .notConfigured, message: "this camfa has no face provider: factors.face is not configured")
         }
         // Checked before the body is read: an unsigned caller learns nothing from it.
-        guard let signature, CodeSender.signatureIsValid(signature, body: Data(body), secret: face.secret, now: options.clock() / 1000) else {
+        let now = options.clock() / 1000
+        guard let signature, CodeSender.signatureIsValid(signature, body: Data(body), secret: face.secret, now: now) else {
             throw PipelineRequestError(code: .badSignature, message: "Camfa-Signature is missing, wrong or more than 5 minutes off camfa's clock")
         }
-        let verdict = try FaceVerdict(json: body)
-        if let id = verdict.mfaEventId {
-            return .verified(try await verifyChallenge(challengeId: id, user: verdict.user, method: .face, code: verdict.codeToCheck, timeout: timeout))
+        guard !verdictReplays.contains(signature, now: now) else {
+            throw PipelineRequestError(code: .badSignature, message: "this signed verdict was processed already (a replay)")
         }
-        return .confirmed(try await confirmFactor(user: verdict.user, kind: .face, code: verdict.codeToCheck, timeout: timeout))
+        let verdict = try FaceVerdict(json: body)
+        do throws(PipelineRequestError) {
+            let outcome: FaceVerdictOutcome
+            if let id = verdict.mfaEventId {
+                var v = try await verifyChallenge(challengeId: id, user: verdict.user, method: .face, code: verdict.codeToCheck, timeout: timeout)
+                // The provider is not the user's device: a trusted-device token is not its to hold.
+                v.deviceToken = nil
+                v.deviceTrustedUntil = nil
+                outcome = .verified(v)
+            } else {
+                outcome = .confirmed(try await confirmFactor(user: verdict.user, kind: .face, code: verdict.codeToCheck, timeout: timeout))
+            }
+            verdictReplays.remember(signature, until: now + 2 * 300, now: now)
+            return outcome
+        } catch {
+            // Processed and refused (a mismatch, a used code …): a replay must not count again.
+            // Not processed here (another instance, not ready, no answer in time): a retry may.
+            if ![.notOwned, .unavailable, .timeout].contains(error.code) { verdictReplays.remember(signature, until: now + 2 * 300, now: now) }
+            throw error
+        }
     }
 
     public func revokeDevices(user: String, timeout: Double) async throws(PipelineRequestError) -> Int {

@@ -22,6 +22,10 @@ public final class OwnerDirectory: @unchecked Sendable {
     private let lock = NSLock()
     private var table = OwnerTable()
     private var pending: [OwnerRecord] = []
+    /// This instance's tasks, announced again every `reannounceInterval`.
+    private var mine: [Int32: Int64] = [:]
+    /// Seconds between re-announcements: how long a stale record can outlive its owner.
+    public static let reannounceInterval: Double = 30
     private let stop = StopSignal()
     private let refused = Counter(label: "camfa_owner_records_refused_total")
 
@@ -51,16 +55,33 @@ public final class OwnerDirectory: @unchecked Sendable {
         guard let advertisedURL else { return }
         let r = OwnerRecord(partition: p, url: advertisedURL, epoch: epoch, at: at)
         lock.withLock {
+            mine[p] = epoch
             pending.append(r)
             // Our own view at once: a request must not be forwarded away from us meanwhile.
             table.apply(r)
         }
     }
 
+    /// The pipeline no longer runs partition `p`'s task.
+    public func withdraw(partition p: Int32) {
+        lock.withLock { _ = mine.removeValue(forKey: p) }
+    }
+
     public func requestStop() { stop.set() }
 
-    /// The thread's body: produces announcements, reads the topic, until stopped.
-    public func run() throws {
+    /// The thread's body until stopped. A Kafka failure is logged and retried: without the
+    /// directory requests answer not-owned, which is no reason to stop the daemon.
+    public func run() {
+        while !stop.isSet {
+            do { try serve() } catch {
+                logger.error("the owners topic failed; retrying in 5 s", metadata: ["topic": "\(topic)", "error": "\(error)"])
+                for _ in 0..<50 where !stop.isSet { Thread.sleep(forTimeInterval: 0.1) }
+            }
+        }
+    }
+
+    /// Produces announcements and reads the topic until stopped or a Kafka call fails.
+    private func serve() throws {
         let producer = try KafkaProducer(config: config, lingerMs: 1, logger: logger)
         let consumer = try KafkaConsumer(config: config, groupID: "camfa-owners", logger: logger)
         defer { _ = consumer.close(timeoutSeconds: 2) }
@@ -81,7 +102,13 @@ public final class OwnerDirectory: @unchecked Sendable {
         try consumer.assign([TopicPartition(topic, 0): KafkaOffset.beginning])
         let batch = KafkaBatch(capacity: 256)
         var unacknowledged = 0
+        var announced = Date()
         while !stop.isSet {
+            if Date().timeIntervalSince(announced) >= Self.reannounceInterval, let url = advertisedURL {
+                announced = Date()
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                lock.withLock { pending += mine.sorted { $0.key < $1.key }.map { OwnerRecord(partition: $0.key, url: url, epoch: $0.value, at: now) } }
+            }
             for r in lock.withLock({ () -> [OwnerRecord] in defer { pending = [] }; return pending }) {
                 let (key, value, headers) = r.signed(with: records)
                 do {
@@ -103,7 +130,7 @@ public final class OwnerDirectory: @unchecked Sendable {
                 let value = record.value.map { [UInt8]($0) }
                 switch OwnerRecord.read(key: key, value: value, headers: record.headers(), records: records) {
                 case .success(let r):
-                    lock.withLock { _ = table.apply(r) }
+                    lock.withLock { table.apply(r) }
                 case .failure(let why):
                     refused.increment()
                     logger.warning("owner record ignored", metadata: ["topic": "\(topic)", "offset": "\(record.offset)", "reason": "\(why)"])
@@ -126,7 +153,7 @@ public struct OwnerDirectoryService: Service {
     public func run() async throws {
         let directory = self.directory
         try await DedicatedThread.run(name: "camfa-owners", onGracefulShutdown: { directory.requestStop() }) {
-            try directory.run()
+            directory.run()
         }
     }
 }

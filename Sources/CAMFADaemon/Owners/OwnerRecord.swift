@@ -14,8 +14,9 @@ public struct OwnerRecord: Sendable, Equatable {
     public var partition: Int32
     /// The instance's `http.advertisedURL`, e.g. `https://camfa-2.internal:8080`.
     public var url: String
-    /// The task's ownership period (the store's or changelog's fencing epoch): a later
-    /// owner has a larger one, so a late record of an earlier owner loses.
+    /// The task's ownership period (the store's or changelog's fencing epoch), for
+    /// operators reading the topic. Not used to order records: without a changelog it
+    /// comes from each host's clock, which may be behind another host's.
     public var epoch: Int64
     /// Epoch ms of the announcement, for operators reading the topic.
     public var at: Int64
@@ -67,20 +68,17 @@ public struct OwnerRecord: Sendable, Equatable {
 }
 
 /// Who processes each partition, as the owners topic says so far. Pure: the directory
-/// feeds it the records it reads, in log order.
+/// feeds it the records it reads, in log order, and the latest record of a partition wins.
+/// A record of an earlier owner that lands after its successor's (it announced just before
+/// losing the task) is overwritten within `OwnerDirectory.reannounceInterval`, when every
+/// instance announces its tasks again; meanwhile the stale owner answers not-owned.
 public struct OwnerTable: Sendable, Equatable {
     public private(set) var owners: [Int32: OwnerRecord] = [:]
 
     public init() {}
 
-    /// Takes `r` unless the table knows a later ownership period of its partition (a late
-    /// record of an earlier owner). Equal epochs: the later record wins (a restart of the
-    /// same period under another URL).
-    @discardableResult
-    public mutating func apply(_ r: OwnerRecord) -> Bool {
-        if let known = owners[r.partition], known.epoch > r.epoch { return false }
+    public mutating func apply(_ r: OwnerRecord) {
         owners[r.partition] = r
-        return true
     }
 
     public func url(of partition: Int32) -> String? { owners[partition]?.url }
