@@ -3,9 +3,10 @@
 # `make test` and `make demo` work on a fresh Debian machine with Swift installed.
 # usage: scripts/install-deps.sh [demo]
 set -euo pipefail
-# chromium and its driver: the hosted challenge page is tested in a real headless browser.
-packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev openssl kcat python3 chromium chromium-driver)
-[[ "${1:-}" == "demo" ]] && packages+=(python3-pip)
+packages=(pkg-config librdkafka-dev libmaxminddb-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev openssl kcat python3)
+# The demo needs pip; the tests need chromium and its driver (the hosted challenge page is
+# tested in a real headless browser), which the demo does not.
+if [[ "${1:-}" == "demo" ]]; then packages+=(python3-pip); else packages+=(chromium chromium-driver); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

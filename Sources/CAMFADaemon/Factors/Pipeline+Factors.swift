@@ -118,12 +118,14 @@ extension Pipeline {
     }
 
     public func submitFaceVerdict(body: [UInt8], signature: String?, timeout: Double) async throws(PipelineRequestError) -> FaceVerdictOutcome {
+        // An unsigned request is refused first, whatever this camfa's configuration.
+        guard let signature else { throw PipelineRequestError(code: .badSignature, message: "Camfa-Signature is missing") }
         guard let face = options.codeSender?.face else {
             throw PipelineRequestError(code: .notConfigured, message: "this camfa has no face provider: factors.face is not configured")
         }
         // Checked before the body is read: an unsigned caller learns nothing from it.
         let now = options.clock() / 1000
-        guard let signature, CodeSender.signatureIsValid(signature, body: Data(body), secret: face.secret, now: now) else {
+        guard CodeSender.signatureIsValid(signature, body: Data(body), secret: face.secret, now: now) else {
             throw PipelineRequestError(code: .badSignature, message: "Camfa-Signature is missing, wrong or more than 5 minutes off camfa's clock")
         }
         guard !verdictReplays.contains(signature, now: now) else {
