@@ -20,6 +20,7 @@ struct CheckpointBenchCommand: ParsableCommand {
     @Option(help: "Share of users changed before the incremental checkpoint.") var changed: Double = 0.01
     @Option(help: "State directory (default: a new temporary one, removed afterwards).") var stateDir: String?
     @Option(help: "Simulator seed.") var seed: UInt64 = 42
+    @Option(help: "Directory for the JSON result (checkpoint-<UTC time>.json).") var results: String = "bench/results"
     @Flag(help: "Only time restoring partition 0 of topic 'bench' from --state-dir (kept from an earlier run with --state-dir).")
     var restoreOnly = false
 
@@ -191,6 +192,29 @@ struct CheckpointBenchCommand: ParsableCommand {
             printError("restored \(base.state.liveKeyCount) live keys, expected \(liveKeys), or the restores (store, changelog) differ")
             throw ExitCode(1)
         }
+        let machine = MachineDescription.current()
+        let seconds: [String: Double] = [
+            "fullCheckpoint": fullTake + fullEncode + fullWrite, "fullTake": fullTake, "fullEncode": fullEncode, "fullWrite": fullWrite,
+            "fullWALMerge": fullMerge, "incrementalCheckpoint": incrementalTake + incrementalEncode + incrementalWrite,
+            "incrementalTake": incrementalTake, "restoreInProcessFromBase": base.load + base.decode,
+            "restoreInProcessBeforeRebase": worstTimes.load + worstTimes.decode,
+            "restoreFromChangelog": changelogTimes.replay + changelogTimes.decode, "changelogReplay": changelogTimes.replay,
+            "changelogDecode": changelogTimes.decode, "rebase": rebase, "longestEventAfterFullTake": longestAfterFull,
+        ]
+        let object: [String: Any] = [
+            "benchmark": "checkpoint", "users": users, "liveKeys": liveKeys, "eventsPerUser": eventsPerUser, "changedShare": changed,
+            "policies": policies, "seed": seed, "databaseBytes": size, "rowsBeforeRebase": worstTimes.rows,
+            "changelog": ["records": changelogRecords, "bytes": changelogBytes, "matchesTheStore": changelogMatches,
+                          "note": "restoreFromChangelog: replaying the records a host without the local store reads, and decoding; fetching them from Kafka not included"] as [String: Any],
+            "restoreInANewProcess": ["fromBase": baseFresh, "beforeRebase": worstFresh],
+            "seconds": seconds,
+            "machine": ["cores": machine.cores, "cpuModel": machine.cpuModel, "loadAverageAtStart": machine.loadAverage, "memoryBytes": machine.memoryBytes] as [String: Any],
+        ]
+        try FileManager.default.createDirectory(atPath: results, withIntermediateDirectories: true)
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let path = "\(results)/checkpoint-\(stamp).json"
+        try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: path))
+        print("written \(path)")
     }
 
     /// Times a restore in a child process (`--restore-only`): a daemon restores at start-up,

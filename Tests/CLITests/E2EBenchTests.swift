@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CAMFATestSupport
 
 /// `camfa-bench e2e` with tiny parameters: the real broker, raw consumer, daemon, latency
 /// and memory phases run, and the JSON it writes carries every figure with sane values.
@@ -72,8 +73,14 @@ struct E2EBenchTests {
     /// changelog the checkpoints would have written, and fails when they differ.
     @Test("a tiny checkpoint run restores equal states from the store and the changelog")
     func tinyCheckpointRun() throws {
-        let run = try runCamfaBench(["checkpoint", "--users", "3000", "--changed", "0.2"])
+        let results = try TemporaryDirectory("camfa-checkpoint-results")
+        let run = try runCamfaBench(["checkpoint", "--users", "3000", "--changed", "0.2", "--results", results.path])
         #expect(run.status == 0, "camfa-bench checkpoint failed: \(run.stderr.suffix(2000))")
         #expect(run.stdout.contains("restore from the changelog") && !run.stdout.contains("DIFFERS"), "\(run.stdout)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: results.path).filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".json") }
+        let file = try #require(files.first, "no JSON result written")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: results.path + "/" + file))) as? [String: Any])
+        #expect(object["users"] as? Int == 3000 && (object["changelog"] as? [String: Any])?["matchesTheStore"] as? Bool == true)
+        #expect(((object["seconds"] as? [String: Any])?["restoreFromChangelog"] as? Double ?? 0) > 0)
     }
 }
