@@ -229,9 +229,7 @@ extension Routes {
             do throws(PipelineRequestError) {
                 verification = try await backend.verifyChallenge(challengeId: id, user: form.user, method: method, code: form.code, timeout: timeout)
             } catch {
-                if [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut].contains(error.code) {
-                    Counter(label: "camfa_verifications_refused_total", dimensions: [("key", "challenge-page"), ("code", error.code.rawValue)]).increment()
-                }
+                Routes.countRefusal(error, by: "challenge-page")
                 return again(error)
             }
             let (token, _) = try await mfaToken(for: verification)

@@ -93,6 +93,10 @@ enum ResponseBodies {
     }
 
     /// A code on its way; `confirmed` is set for an enrolment (false) only.
+    static func confirmation(_ c: FactorConfirmation) -> Value {
+        .map(ValueMap([("user", .string(c.user)), ("factor", .string(c.kind.rawValue)), ("confirmed", .bool(true))]))
+    }
+
     static func codeSent(_ c: CodeSent, confirmed: Bool?) -> Value {
         var m = ValueMap([("user", .string(c.user)), ("sentTo", .string(c.maskedAddress)), ("expiresAt", time(c.expiresAt))])
         if let confirmed {

@@ -138,15 +138,13 @@ struct Routes: Sendable {
                 do throws(PipelineRequestError) {
                     return try await backend.submitFaceVerdict(body: raw, signature: signature, timeout: timeout)
                 } catch {
-                    if [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut, .badSignature].contains(error.code) {
-                        Counter(label: "camfa_verifications_refused_total", dimensions: [("key", "face-provider"), ("code", error.code.rawValue)]).increment()
-                    }
+                    Self.countRefusal(error, by: "face-provider")
                     throw error
                 }
             }
             switch outcome {
             case .confirmed(let c):
-                return JSONResponse.make(.ok, .map(ValueMap([("user", .string(c.user)), ("factor", .string(c.kind.rawValue)), ("confirmed", .bool(true))])))
+                return JSONResponse.make(.ok, ResponseBodies.confirmation(c))
             case .verified(let v):
                 return JSONResponse.make(.ok, try await verificationAnswer(v))
             }
@@ -162,9 +160,7 @@ struct Routes: Sendable {
                 let confirmation = try await call(request, raw) { () async throws(PipelineRequestError) in
                     try await backend.confirmFactor(user: user, kind: kind, code: code, timeout: timeout)
                 }
-                return JSONResponse.make(.ok, .map(ValueMap([
-                    ("user", .string(confirmation.user)), ("factor", .string(confirmation.kind.rawValue)), ("confirmed", .bool(true)),
-                ])))
+                return JSONResponse.make(.ok, ResponseBodies.confirmation(confirmation))
             }
         }
         router.post("/v1/challenges/:mfaEventId/send") { request, context in
@@ -191,10 +187,7 @@ struct Routes: Sendable {
                 do throws(PipelineRequestError) {
                     return try await backend.verifyChallenge(challengeId: challengeId, user: user, method: method, code: code, timeout: timeout)
                 } catch {
-                    // Per key: a client guessing codes shows here (and, per user, to the policies).
-                    if [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut].contains(error.code) {
-                        Counter(label: "camfa_verifications_refused_total", dimensions: [("key", caller ?? "-"), ("code", error.code.rawValue)]).increment()
-                    }
+                    Self.countRefusal(error, by: caller ?? "-")
                     throw error
                 }
             }
@@ -227,6 +220,13 @@ struct Routes: Sendable {
             return JSONResponse.make(.ok, ResponseBodies.reload(report))
         }
         if http.challengePage { registerChallengePage(on: router) }
+    }
+
+    /// Per caller (an API key, the face provider, the challenge page): someone guessing
+    /// codes shows here, as the user's failures show to the policies.
+    static func countRefusal(_ error: PipelineRequestError, by caller: String) {
+        guard [.wrongCode, .replayedCode, .tooManyAttempts, .lockedOut, .badSignature].contains(error.code) else { return }
+        Counter(label: "camfa_verifications_refused_total", dimensions: [("key", caller), ("code", error.code.rawValue)]).increment()
     }
 
     /// The answer to a verified challenge (`ChallengeVerification` in the OpenAPI file).

@@ -13,10 +13,7 @@ import CAMFATestSupport
 
     /// The extranet policy behind an http flow offering email, sms and face.
     static func policies() throws -> TemporaryDirectory {
-        let dir = try TemporaryDirectory("camfa-codes-policies")
-        try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("policies/examples/extranet.yaml").path,
-                                         toPath: dir.path + "/extranet.yaml")
-        try """
+        try HTTPDaemon.extranetPolicies(flows: """
         flow: api_login
         trigger: http
         apps: global
@@ -26,8 +23,7 @@ import CAMFATestSupport
         branches:
           - when: policies.extranet.hit
             mfa: [email, sms, face]
-        """.write(toFile: dir.path + "/flows.yaml", atomically: true, encoding: .utf8)
-        return dir
+        """)
     }
 
     /// The six-digit code in the newest file of `prefix` beyond the first `seen`.

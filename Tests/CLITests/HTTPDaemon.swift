@@ -65,6 +65,15 @@ final class HTTPDaemon {
 
     @discardableResult
     func stop() -> Int32 { daemon.stop() }
+
+    /// A policy directory: the example extranet policy and `flows` (YAML) that use it.
+    static func extranetPolicies(flows: String) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory("camfa-extranet-policies")
+        try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("policies/examples/extranet.yaml").path,
+                                         toPath: dir.path + "/extranet.yaml")
+        try flows.write(toFile: dir.path + "/flows.yaml", atomically: true, encoding: .utf8)
+        return dir
+    }
 }
 
 extension HTTPBlackBoxTests.Response {

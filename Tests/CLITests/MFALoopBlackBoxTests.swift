@@ -11,10 +11,7 @@ import CAMFATestSupport
 
     /// The example extranet policy behind a ueba flow and an http flow, both offering otp.
     static func policies() throws -> TemporaryDirectory {
-        let dir = try TemporaryDirectory("camfa-mfaloop-policies")
-        try FileManager.default.copyItem(atPath: packageRoot.appendingPathComponent("policies/examples/extranet.yaml").path,
-                                         toPath: dir.path + "/extranet.yaml")
-        try """
+        try HTTPDaemon.extranetPolicies(flows: """
         flow: login_risk
         trigger: ueba
         apps: global
@@ -38,8 +35,7 @@ import CAMFATestSupport
             allow: true
           - when: policies.extranet.hit
             mfa: [otp]
-        """.write(toFile: dir.path + "/flows.yaml", atomically: true, encoding: .utf8)
-        return dir
+        """)
     }
 
     /// pyotp's codes for `secret`: at the current time and one step later.
